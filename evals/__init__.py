@@ -1,0 +1,1 @@
+"""Offline evals and benchmarks (``evals/bench``)."""

@@ -1,0 +1,193 @@
+"""The ``Orchestrator`` facade: run requests, stream events, keep conversations."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph.state import CompiledStateGraph
+
+from agents.registry import AgentRegistry
+from agents.spec import AgentSpec
+from orchestrator.config import Settings, load_settings
+from orchestrator.domain_db import use_domain_db
+from orchestrator.errors import RequestError
+from orchestrator.events import EVENT_MARKER, Event, EventSink
+from orchestrator.graph import build_graph
+from orchestrator.plan import Plan
+from orchestrator.results import RunResult, SubtaskResult, Usage
+
+_DONE = object()
+
+
+class Orchestrator:
+    """Plan a request, run specialists in parallel, and answer; one object per configuration.
+
+    Example:
+        ```python
+        orch = Orchestrator(model="fake")
+        result = orch.run("web-3 is down: find the root cause and alert the on-call team")
+        print(result.answer, result.usage.llm_calls)
+        ```
+
+    Args:
+        model: Supervisor model (and the agents' default): a ``BaseChatModel`` or a spec
+            such as ``"fake"`` or ``"openai:gpt-4o-mini"``. Defaults to ``settings.model``,
+            then the offline fake model.
+        agents: The specialists; defaults to the registry (built-ins, plugins, cards).
+        checkpointer: Where conversations persist: a LangGraph checkpointer, a path to a
+            SQLite file, or None for in-memory threads.
+        settings: Limits and folders; read from ``ORCHESTRATOR_*`` variables when omitted.
+        agent_models: Per-agent model overrides, by agent name.
+        domain_db: The business-systems database the tools use (default: in the data folder).
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel | str | None = None,
+        *,
+        agents: Sequence[AgentSpec] | AgentRegistry | None = None,
+        checkpointer: BaseCheckpointSaver | str | Path | None = None,
+        settings: Settings | None = None,
+        agent_models: Mapping[str, BaseChatModel | str] | None = None,
+        domain_db: str | Path | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        if agents is None:
+            agents = AgentRegistry.default(self.settings.agents_dir)
+        self.agents = list(agents)
+        self.graph = build_graph(model if model is not None else self.settings.model,
+                                 self.agents, settings=self.settings, agent_models=agent_models)
+        self.domain_db = Path(domain_db) if domain_db is not None else None
+        self._checkpoint_path: Path | None = None
+        self._compiled: CompiledStateGraph | None = None
+        if isinstance(checkpointer, str | Path):
+            self._checkpoint_path = Path(checkpointer)
+        else:
+            self._compiled = self.graph.compile(checkpointer=checkpointer or InMemorySaver())
+
+    # --- running --------------------------------------------------------------------------
+
+    async def arun(
+        self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None
+    ) -> RunResult:
+        """Run one request (a turn of ``thread_id``'s conversation) and return its result."""
+        text = self._check_request(request)
+        thread = thread_id or uuid.uuid4().hex
+        run_id = uuid.uuid4().hex
+        events: list[Event] = []
+        config: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 50}
+        inputs = {"messages": [HumanMessage(text)], "request": text, "run_id": run_id}
+        started = time.perf_counter()
+        db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
+        async with self._graph() as graph:
+            with db_scope:
+                async for chunk in graph.astream(inputs, config, stream_mode="custom"):
+                    if isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
+                        event = Event.from_dict(chunk)
+                        events.append(event)
+                        if on_event is not None:
+                            on_event(event)
+            snapshot = await graph.aget_state(config)
+        return _run_result(snapshot.values, thread, run_id, text,
+                           time.perf_counter() - started, events)
+
+    def run(self, request: str, *, thread_id: str | None = None,
+            on_event: EventSink | None = None) -> RunResult:
+        """Synchronous :meth:`arun` (not for use inside a running event loop)."""
+        return asyncio.run(self.arun(request, thread_id=thread_id, on_event=on_event))
+
+    async def astream(self, request: str, *, thread_id: str | None = None
+                      ) -> AsyncIterator[Event]:
+        """Events as they happen; the last one is ``answer``."""
+        pending: asyncio.Queue[Any] = asyncio.Queue()
+        job = asyncio.ensure_future(self.arun(request, thread_id=thread_id,
+                                              on_event=pending.put_nowait))
+        job.add_done_callback(lambda _: pending.put_nowait(_DONE))
+        while (item := await pending.get()) is not _DONE:
+            yield item
+        job.result()  # re-raise a failure of the run itself
+
+    def stream(self, request: str, *, thread_id: str | None = None) -> Iterator[Event]:
+        """Synchronous :meth:`astream`: the run happens on a worker thread."""
+        pending: queue.Queue[Any] = queue.Queue()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                asyncio.run(self.arun(request, thread_id=thread_id, on_event=pending.put))
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                pending.put(_DONE)
+
+        worker = threading.Thread(target=work, name="orchestrator-stream", daemon=True)
+        worker.start()
+        while (item := pending.get()) is not _DONE:
+            yield item
+        worker.join()
+        if failure:
+            raise failure[0]
+
+    async def history(self, thread_id: str) -> list[tuple[str, str]]:
+        """The (role, text) turns of a thread so far."""
+        async with self._graph() as graph:
+            snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        role = {"human": "user", "ai": "assistant"}
+        return [(role.get(m.type, m.type), m.text) for m in snapshot.values.get("messages", [])]
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _check_request(self, request: str) -> str:
+        text = (request or "").strip()
+        if not text:
+            raise RequestError("the request is empty: say what you need done")
+        limit = self.settings.max_request_chars
+        if len(text) > limit:
+            raise RequestError(
+                f"the request is {len(text)} characters; the limit is {limit} "
+                "(raise ORCHESTRATOR_MAX_REQUEST_CHARS or shorten it)"
+            )
+        return text
+
+    def _graph(self) -> AbstractAsyncContextManager[CompiledStateGraph]:
+        if self._compiled is not None:
+            return nullcontext(self._compiled)  # type: ignore[return-value]
+        return self._sqlite_graph()
+
+    @asynccontextmanager
+    async def _sqlite_graph(self) -> AsyncIterator[CompiledStateGraph]:
+        # aiosqlite connections belong to one event loop, so open one per call.
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        assert self._checkpoint_path is not None
+        self._checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(str(self._checkpoint_path)) as saver:
+            yield self.graph.compile(checkpointer=saver)
+
+
+def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
+                elapsed: float, events: list[Event]) -> RunResult:
+    results = {key: SubtaskResult.from_dict(value)
+               for key, value in (values.get("results") or {}).items()}
+    usage = Usage.from_dict(values.get("supervisor_usage"))
+    for result in results.values():
+        usage = usage + result.usage
+    plan = Plan.model_validate(values["plan"]) if values.get("plan") else None
+    error = values.get("error")
+    return RunResult(
+        run_id=run_id, thread_id=thread_id, request=request, answer=values.get("answer", ""),
+        status="failed" if error else "ok", plan=plan, results=results, usage=usage,
+        elapsed_s=elapsed, error=error, events=events,
+    )

@@ -1,0 +1,66 @@
+"""Settings, read from ``ORCHESTRATOR_*`` environment variables.
+
+This is the one place that documents each setting; CLI flags override them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """The data folder when ``ORCHESTRATOR_HOME`` is not set (XDG data dir)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "orchestrator"
+
+
+class Settings(BaseSettings):
+    """Orchestrator settings; each field maps to ``ORCHESTRATOR_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    model: str | None = Field(
+        default=None,
+        description="Model spec for the supervisor and agents: 'fake', 'fake:latency=0.2' "
+        "or 'openai:<model>'. Unset means the offline fake model.",
+    )
+    home: Path = Field(
+        default_factory=default_home,
+        description="Data folder: checkpoints.sqlite, runs.sqlite, chroma/, domain.sqlite.",
+    )
+    agents_dir: Path | None = Field(
+        default=None, description="Folder of YAML agent cards loaded next to the built-ins."
+    )
+    max_request_chars: int = Field(
+        default=8000, ge=1, description="Longest request accepted, in characters."
+    )
+    max_plan_repairs: int = Field(
+        default=2, ge=0, description="How often an invalid plan is sent back to the model."
+    )
+    max_agent_steps: int = Field(
+        default=6, ge=1, description="Model calls one specialist may make for one subtask."
+    )
+    max_parallel: int = Field(
+        default=8, ge=1, description="Subtasks that may run at the same time."
+    )
+    history_turns: int = Field(
+        default=6, ge=0, description="Earlier conversation turns the planner sees."
+    )
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.home / "checkpoints.sqlite"
+
+    @property
+    def domain_db_path(self) -> Path:
+        return self.home / "domain.sqlite"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit (non-None) overrides applied."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,90 @@
+"""The demo business systems: one SQLite database that domain tools read and write.
+
+Which file a tool uses is a context variable, so parallel runs (and eval cases)
+can each use their own copy without passing paths through every tool.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from importlib import resources
+from pathlib import Path
+
+from orchestrator.config import load_settings
+
+#: Domain packs whose ``seed.sql`` builds and fills their tables.
+DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops",)
+
+_create_lock = threading.Lock()
+_current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)
+
+
+def domain_db_path() -> Path:
+    """The database file tools use in the current context."""
+    return _current_path.get() or load_settings().domain_db_path
+
+
+@contextmanager
+def use_domain_db(path: str | Path) -> Iterator[Path]:
+    """Point the domain tools at ``path`` inside this block (and tasks it starts)."""
+    token = _current_path.set(Path(path))
+    try:
+        yield Path(path)
+    finally:
+        _current_path.reset(token)
+
+
+@contextmanager
+def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
+    """A transaction on the domain database (created and seeded on first use).
+
+    Commits when the block ends, rolls back if it raises, and always closes.
+    """
+    target = Path(path) if path is not None else domain_db_path()
+    if not target.exists():
+        _create_once(target)
+    conn = sqlite3.connect(target, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def _create_once(target: Path) -> None:
+    # Parallel tools may all find the file missing; only the first creates it.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _create_lock, open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            reset_domain_db(target)
+
+
+def reset_domain_db(path: str | Path | None = None) -> Path:
+    """Recreate the database from every domain pack's seed; returns its path."""
+    target = Path(path) if path is not None else domain_db_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for pack in DOMAIN_PACKS:
+            conn.executescript(resources.files(pack).joinpath("seed.sql").read_text("utf-8"))
+        conn.commit()
+    finally:
+        conn.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    # An atomic rename: a crash mid-reset never leaves a half-seeded database.
+    shutil.move(tmp, target)
+    return target

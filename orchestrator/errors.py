@@ -1,0 +1,40 @@
+"""One error hierarchy for the whole package.
+
+User mistakes (bad config, bad input, an invalid plan the model could not repair)
+subclass :class:`OrchestratorError`; the CLI prints them as one line. Anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error the orchestrator raises on purpose."""
+
+
+class ConfigError(OrchestratorError):
+    """Settings, model specs, agent cards or plugins are wrong."""
+
+
+class RequestError(OrchestratorError):
+    """The user's request cannot be run as given (empty, too long, ...)."""
+
+
+class ModelError(OrchestratorError):
+    """The model could not be created or did not behave (bad output after repairs)."""
+
+
+class ScriptExhaustedError(ModelError):
+    """A scripted fake model was called more times than it has replies."""
+
+
+class PlanError(OrchestratorError):
+    """The supervisor could not produce a valid plan."""
+
+
+class AgentError(OrchestratorError):
+    """A specialist agent failed its subtask."""
+
+
+class ToolRefusedError(AgentError):
+    """An agent asked for a tool it is not allowed to call."""

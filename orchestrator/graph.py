@@ -1,0 +1,104 @@
+"""The StateGraph factory: plan -> execute -> (synthesize) -> respond."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from agents.spec import AgentSpec
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import ConfigError
+from orchestrator.models import get_model
+from orchestrator.nodes.executor import executor_node
+from orchestrator.nodes.planner import planner_node
+from orchestrator.nodes.synthesizer import respond_node, synthesizer_node
+from orchestrator.state import EngineContext, OrchestratorState
+
+
+def build_graph(
+    model: BaseChatModel | str | None,
+    agents: Sequence[AgentSpec],
+    *,
+    settings: Settings | None = None,
+    agent_models: Mapping[str, BaseChatModel | str] | None = None,
+) -> StateGraph:
+    """Build the orchestrator graph, uncompiled, so callers can add a checkpointer or nodes.
+
+    Args:
+        model: The supervisor's model (and the agents' default): an instance or a spec.
+        agents: The specialists the planner may route to.
+        settings: Limits and options; read from the environment when omitted.
+        agent_models: Per-agent model overrides by agent name (beside ``AgentSpec.model``).
+
+    Example:
+        ```python
+        graph = build_graph("fake", it_ops_agents()).compile(checkpointer=InMemorySaver())
+        ```
+    """
+    ctx = engine_context(model, agents, settings=settings, agent_models=agent_models)
+    graph = StateGraph(OrchestratorState)
+    graph.add_node("plan", planner_node(ctx))
+    graph.add_node("execute", executor_node(ctx))
+    graph.add_node("synthesize", synthesizer_node(ctx))
+    graph.add_node("respond", respond_node(ctx))
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", _after_plan, ["execute", "respond"])
+    graph.add_conditional_edges("execute", _after_execute, ["synthesize", "respond"])
+    graph.add_edge("synthesize", "respond")
+    graph.add_edge("respond", END)
+    return graph
+
+
+def compile_graph(
+    model: BaseChatModel | str | None,
+    agents: Sequence[AgentSpec],
+    *,
+    checkpointer: BaseCheckpointSaver | None = None,
+    settings: Settings | None = None,
+) -> CompiledStateGraph:
+    """Convenience: :func:`build_graph` compiled with ``checkpointer``."""
+    return build_graph(model, agents, settings=settings).compile(checkpointer=checkpointer)
+
+
+def engine_context(
+    model: BaseChatModel | str | None,
+    agents: Sequence[AgentSpec],
+    *,
+    settings: Settings | None = None,
+    agent_models: Mapping[str, BaseChatModel | str] | None = None,
+) -> EngineContext:
+    """Resolve models and check the agent list once, before any run."""
+    if not agents:
+        raise ConfigError("the orchestrator needs at least one agent")
+    by_name: dict[str, AgentSpec] = {}
+    for spec in agents:
+        if spec.name in by_name:
+            raise ConfigError(f"two agents are named {spec.name!r} "
+                              f"({by_name[spec.name].source} and {spec.source})")
+        by_name[spec.name] = spec
+    overrides = dict(agent_models or {})
+    unknown = sorted(set(overrides) - set(by_name))
+    if unknown:
+        raise ConfigError(f"model overrides for unknown agent(s): {', '.join(unknown)}")
+    resolved = {}
+    for spec in agents:
+        choice = overrides.get(spec.name, spec.model)
+        if choice is not None:
+            resolved[spec.name] = get_model(choice)
+    return EngineContext(model=get_model(model), agents=by_name, agent_models=resolved,
+                         settings=settings or load_settings())
+
+
+def _after_plan(state: OrchestratorState) -> Literal["execute", "respond"]:
+    plan = state.get("plan")
+    return "execute" if plan and plan.get("subtasks") and not state.get("error") else "respond"
+
+
+def _after_execute(state: OrchestratorState) -> Literal["synthesize", "respond"]:
+    # One subtask: its report is the answer (the short path saves a model call).
+    return "respond" if len(state.get("results") or {}) == 1 else "synthesize"

@@ -1,0 +1,176 @@
+"""A deterministic chat model that ships with the package, for tests, demos and evals.
+
+Scripted mode replays a queue of replies (unit tests); rules mode decides from the
+prompt and the bound tools (the offline demo and evals). Both go through the same
+paths as a real model: ``bind_tools``, ``with_structured_output``, usage metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import PrivateAttr
+
+from orchestrator.errors import ScriptExhaustedError
+from orchestrator.models import rules
+
+Reply = AIMessage | str | Callable[[list[BaseMessage], list[dict[str, Any]]], AIMessage]
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One call the fake model answered."""
+
+    messages: list[BaseMessage]
+    tool_names: list[str]
+    reply: AIMessage
+    started_at: float
+    finished_at: float
+
+
+def tool_call(name: str, args: dict[str, Any] | None = None, call_id: str | None = None) -> AIMessage:
+    """A scripted reply that calls one tool."""
+    args = args or {}
+    return AIMessage(content="", tool_calls=[{
+        "name": name, "args": args, "type": "tool_call",
+        "id": call_id or rules.tool_call_id(name, args, salt="scripted"),
+    }])
+
+
+class FakeChatModel(BaseChatModel):
+    """Deterministic offline chat model.
+
+    Example:
+        ```python
+        model = FakeChatModel()                       # rules mode
+        model = FakeChatModel(script=["hello", tool_call("lookup", {"id": 1})])
+        model.invoke("hi").content                    # "hello"
+        model.assert_complete()                       # fails if replies are left
+        ```
+    """
+
+    script: list[Any] | None = None
+    """Replies in order (AIMessage, str, or fn(messages, tools) -> AIMessage); None = rules."""
+    latency: float = 0.0
+    """Seconds each call waits before answering (asyncio.sleep when async)."""
+    model_name: str = "fake"
+
+    _queue: list[Any] = PrivateAttr(default_factory=list)
+    _calls: list[FakeCall] = PrivateAttr(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._queue = list(self.script or [])
+
+    @property
+    def _llm_type(self) -> str:
+        return "orchestrator-fake"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "latency": self.latency}
+
+    @property
+    def mode(self) -> Literal["scripted", "rules"]:
+        return "rules" if self.script is None else "scripted"
+
+    @property
+    def calls(self) -> list[FakeCall]:
+        """Every call answered so far, in order of completion."""
+        with self._lock:
+            return list(self._calls)
+
+    def assert_complete(self) -> None:
+        """Raise AssertionError if scripted replies were left unused."""
+        with self._lock:
+            left = len(self._queue)
+        if left:
+            raise AssertionError(f"FakeChatModel: {left} scripted repl(y/ies) never used")
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def _reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        if self.script is None:
+            return rules.decide(messages, tools)
+        with self._lock:
+            if not self._queue:
+                raise ScriptExhaustedError(
+                    f"FakeChatModel script exhausted after {len(self._calls)} call(s); "
+                    f"last message: {messages[-1].text[:120]!r}" if messages else ""
+                )
+            item = self._queue.pop(0)
+        if isinstance(item, AIMessage):
+            return item.model_copy(deep=True)
+        if isinstance(item, str):
+            return AIMessage(content=item)
+        return item(messages, tools)
+
+    def _answer(self, messages: list[BaseMessage], kwargs: dict[str, Any], started: float) -> ChatResult:
+        tools = list(kwargs.get("tools") or [])
+        reply = self._reply(messages, tools)
+        reply.usage_metadata = estimate_usage(messages, tools, reply)
+        reply.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
+        with self._lock:
+            self._calls.append(FakeCall(list(messages), [t["function"]["name"] for t in tools],
+                                        reply, started, time.perf_counter()))
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.perf_counter()
+        if self.latency:
+            time.sleep(self.latency)
+        return self._answer(messages, kwargs, started)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        started = time.perf_counter()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._answer(messages, kwargs, started)
+
+
+def estimate_usage(
+    messages: list[BaseMessage], tools: list[dict[str, Any]], reply: AIMessage
+) -> dict[str, int]:
+    """Deterministic token estimate: about four characters a token."""
+    prompt_chars = sum(len(m.text) + 8 for m in messages)
+    prompt_chars += sum(len(json.dumps(m.tool_calls)) for m in messages if isinstance(m, AIMessage))
+    prompt_chars += len(json.dumps(tools)) if tools else 0
+    output_chars = len(reply.text) + (len(json.dumps(reply.tool_calls)) if reply.tool_calls else 0)
+    input_tokens = math.ceil(prompt_chars / 4)
+    output_tokens = max(1, math.ceil(output_chars / 4))
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens}

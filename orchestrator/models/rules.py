@@ -1,0 +1,272 @@
+"""The rules that let the fake model do real work offline.
+
+It decides from the prompt and the bound tools, like a real model would:
+- planner (a ``Plan`` tool is bound): split the request into clauses and route each
+  to the agent whose name, skills and description fit best;
+- specialist (other tools bound): pick the best-matching tool and fill its arguments
+  from the text by the tool's JSON schema; after tool results, report them;
+- synthesizer (a ``<results>`` block): write the answer from the subtask results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from orchestrator.models.text_match import find_pattern, overlap_score
+from prompts import extract_tag
+
+PLAN_TOOL = "Plan"
+_CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
+_THEN = re.compile(r"^(?:and\s+)?(?:then|after that|afterwards|finally|next)\b[\s,]*", re.I)
+_CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*)$")
+
+
+def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+    """The rules-mode reply to ``messages`` with ``tools`` (OpenAI tool format) bound."""
+    names = [t["function"]["name"] for t in tools]
+    if PLAN_TOOL in names:
+        return _plan_reply(messages)
+    human = _last_human(messages)
+    if extract_tag(human, "results"):
+        return AIMessage(content=synthesize_answer(human))
+    if messages and isinstance(messages[-1], ToolMessage):
+        return AIMessage(content=_report_tool_results(messages))
+    if tools:
+        return _tool_call_reply(human, tools)
+    goal = _first_tag(human, "goal") or human
+    return AIMessage(content=f"I have no tools for this; noted: {goal}")
+
+
+# --- planner -----------------------------------------------------------------------------
+
+
+def plan_request(request: str, catalog: list[tuple[str, str, str]], history: str = "") -> dict:
+    """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog."""
+    clauses = _split_clauses(request)
+    context: list[str] = []
+    routed: list[tuple[str, str, bool]] = []  # (clause, agent, after_previous)
+    for clause in clauses:
+        after = bool(_THEN.match(clause))
+        text = _THEN.sub("", clause).strip()
+        agent = _best_agent(text, catalog)
+        if agent is None:
+            if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
+                prev_text, prev_agent, prev_after = routed[-1]
+                routed[-1] = (f"{prev_text} and {text}", prev_agent, prev_after)
+            else:
+                context.append(text)
+        else:
+            routed.append((text, agent, after))
+    if not routed:
+        known = ", ".join(name for name, _, _ in catalog)
+        return {
+            "rationale": "No agent's description or skills match the request.",
+            "subtasks": [],
+            "answer": "I can't help with that here: none of the available agents "
+            f"({known}) handles this kind of request.",
+        }
+    if not context and history and not _has_identifier(request):
+        context.append("earlier: " + _last_user_turn(history))
+    note = f" (context: {'; '.join(context)})" if context else ""
+    subtasks = []
+    for index, (text, agent, after) in enumerate(routed, start=1):
+        depends = [f"t{index - 1}"] if after and index > 1 else []
+        goal = text[0].upper() + text[1:] + note
+        subtasks.append({"id": f"t{index}", "goal": goal, "agent": agent, "depends_on": depends})
+    agents = sorted({s["agent"] for s in subtasks})
+    return {
+        "rationale": f"{len(subtasks)} subtask(s) routed by skill match to {', '.join(agents)}.",
+        "subtasks": subtasks,
+        "answer": None,
+    }
+
+
+def parse_catalog(system_text: str) -> list[tuple[str, str, str]]:
+    """(name, description, skills) for each agent line in the planner prompt."""
+    block = _first_tag(system_text, "agents") or system_text
+    catalog = []
+    for line in block.splitlines():
+        match = _CATALOG_LINE.match(line.strip())
+        if match:
+            catalog.append((match.group(1), match.group(2), match.group(3)))
+    return catalog
+
+
+def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
+    system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
+    human = _first_human(messages)
+    request = _first_tag(human, "request") or human
+    history = _first_tag(human, "history") or ""
+    args = plan_request(request, parse_catalog(system), history)
+    return _tool_calls_message([(PLAN_TOOL, args)], salt=request)
+
+
+def _split_clauses(request: str) -> list[str]:
+    parts: list[str] = []
+    head, sep, tail = request.partition(":")
+    if sep and "//" not in tail[:2]:
+        parts.append(head)
+        request = tail
+    parts.extend(_CLAUSE_SPLIT.split(request))
+    return [p.strip(" .!?\n\t") for p in parts if p and p.strip(" .!?\n\t")]
+
+
+def _best_agent(clause: str, catalog: list[tuple[str, str, str]]) -> str | None:
+    best, best_score = None, 0
+    for name, description, skills in catalog:
+        score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
+def _has_identifier(text: str) -> bool:
+    return bool(re.search(r"\b[a-z]+[-_]?\d+\b", text, re.IGNORECASE))
+
+
+def _last_user_turn(history: str) -> str:
+    turns = [line[5:].strip() for line in history.splitlines() if line.startswith("user:")]
+    return turns[-1] if turns else history.strip().splitlines()[-1]
+
+
+# --- specialist --------------------------------------------------------------------------
+
+
+def _tool_call_reply(human: str, tools: list[dict[str, Any]]) -> AIMessage:
+    goal = _first_tag(human, "goal") or human
+    inputs = " ".join(body for _, body in extract_tag(human, "input"))
+    tool = _best_tool(goal, tools)
+    calls = [(tool["function"]["name"], args) for args in fill_arguments(tool, goal, inputs)]
+    return _tool_calls_message(calls, salt=human)
+
+
+def _best_tool(goal: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(tool: dict[str, Any]) -> int:
+        fn = tool["function"]
+        return overlap_score(goal, [(fn["name"], 3), (fn.get("description", ""), 1)])
+
+    return max(tools, key=score)  # first of equals wins: agents list their main tool first
+
+
+def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "") -> list[dict[str, Any]]:
+    """Arguments for ``tool`` from the text; one call per distinct match of a required id."""
+    params = tool["function"].get("parameters", {})
+    required = set(params.get("required", []))
+    text = f"{goal} {inputs}".strip()
+    base: dict[str, Any] = {}
+    fan_out: tuple[str, list[str]] | None = None
+    for name, prop in params.get("properties", {}).items():
+        schema = _non_null(prop)
+        value: Any = None
+        if "enum" in schema:
+            value = _enum_value(schema["enum"], text, prop.get("default"))
+        elif schema.get("type") == "string" and "pattern" in schema:
+            found = find_pattern(schema["pattern"], goal) or find_pattern(schema["pattern"], inputs)
+            if len(found) > 1 and name in required and fan_out is None:
+                fan_out = (name, found[:5])
+            value = found[0] if found else None
+        elif schema.get("type") == "string":
+            value = text[:600] if name in required else None
+        elif schema.get("type") in ("integer", "number"):
+            value = _number_near(name, text, schema.get("type") == "integer")
+        if value is None and "default" in prop:
+            continue
+        if value is not None:
+            base[name] = value
+    if fan_out is None:
+        return [base]
+    name, values = fan_out
+    return [{**base, name: value} for value in values]
+
+
+def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
+    for option in prop.get("anyOf", []):
+        if option.get("type") != "null":
+            return {**prop, **option}
+    return prop
+
+
+def _enum_value(options: list[Any], text: str, default: Any) -> Any:
+    lowered = text.lower()
+    hits = [(lowered.find(str(o).lower()), o) for o in options
+            if re.search(rf"\b{re.escape(str(o).lower())}\b", lowered)]
+    if hits:
+        return min(hits, key=lambda hit: hit[0])[1]
+    return default if default is not None else None
+
+
+def _number_near(name: str, text: str, integer: bool) -> float | int | None:
+    word = re.escape(name.replace("_", " "))
+    match = re.search(rf"{word}\D{{0,12}}(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*{word}", text, re.I)
+    if not match:
+        return None
+    number = float(match.group(1) or match.group(2))
+    return int(number) if integer else number
+
+
+def _report_tool_results(messages: list[BaseMessage]) -> str:
+    results: list[str] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        results.append(message.text)
+    return " ".join(reversed(results))
+
+
+# --- synthesizer -------------------------------------------------------------------------
+
+
+def synthesize_answer(human: str) -> str:
+    """The answer from ``<result>`` blocks: what was done, then what failed."""
+    done: list[str] = []
+    failed: list[str] = []
+    for attrs, body in extract_tag(human, "result"):
+        label = attrs.get("agent", "agent")
+        if attrs.get("status") == "done":
+            done.append(f"- {label}: {body}")
+        else:
+            failed.append(f"- {label} ({attrs.get('status', 'failed')}): {body}")
+    lines = [f"Completed {len(done)} of {len(done) + len(failed)} subtasks."]
+    lines.extend(done)
+    if failed:
+        lines.append("Not done:")
+        lines.extend(failed)
+    return "\n".join(lines)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _tool_calls_message(calls: list[tuple[str, dict[str, Any]]], salt: str) -> AIMessage:
+    tool_calls = []
+    for index, (name, args) in enumerate(calls):
+        tool_calls.append({"name": name, "args": args, "id": tool_call_id(name, args, salt, index),
+                           "type": "tool_call"})
+    return AIMessage(content="", tool_calls=tool_calls)
+
+
+def tool_call_id(name: str, args: dict[str, Any], salt: str, index: int = 0) -> str:
+    """Deterministic id: the same request and call always get the same id."""
+    import hashlib
+
+    digest = hashlib.sha1(
+        json.dumps([name, args, salt, index], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    return f"call_{digest[:16]}"
+
+
+def _first_tag(text: str, tag: str) -> str | None:
+    found = extract_tag(text, tag)
+    return found[0][1] if found else None
+
+
+def _first_human(messages: list[BaseMessage]) -> str:
+    return next((m.text for m in messages if isinstance(m, HumanMessage)), "")
+
+
+def _last_human(messages: list[BaseMessage]) -> str:
+    return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")

@@ -1,0 +1,58 @@
+"""Tiny, deterministic text matching used by the rules-mode fake model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+STOPWORDS = frozenset(
+    "a an the of to for and or in on at by with from its it is are was be this that these those "
+    "please then also all any some my our your their his her me us them we i you he she they "
+    "can could would should will shall may might must do does did done has have had not no yes "
+    "now so as if into onto out up down about after before once finally next again what which "
+    "who whom whose when where why how e g eg".split()
+)
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def stem(word: str) -> str:
+    """A crude, stable suffix stripper: 'incidents' -> 'incident', 'routing' -> 'rout'."""
+    for suffix in ("ing", "es", "ed", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Content words of ``text``, stemmed; hyphenated words also yield their joined form."""
+    out: list[str] = []
+    for raw in _TOKEN.findall(text.lower().replace("_", " ")):
+        parts = raw.split("-")
+        if len(parts) > 1:
+            out.append(stem("".join(parts)))
+        out.extend(stem(p) for p in parts if p not in STOPWORDS and not p.isdigit())
+    return [t for t in out if t and t not in STOPWORDS]
+
+
+def overlap_score(query: str, weighted_fields: Iterable[tuple[str, int]]) -> int:
+    """Sum, over the distinct words of ``query``, of the best weight of a field containing it."""
+    best: dict[str, int] = {}
+    for text, weight in weighted_fields:
+        for token in set(tokens(text)):
+            best[token] = max(best.get(token, 0), weight)
+    return sum(best.get(token, 0) for token in set(tokens(query)))
+
+
+def find_pattern(pattern: str, text: str) -> list[str]:
+    """Distinct matches of a JSON-schema ``pattern`` inside free text, in order."""
+    core = pattern.removeprefix("^").removesuffix("$")
+    try:
+        regex = re.compile(rf"(?<![\w-])(?:{core})(?![\w-])", re.IGNORECASE)
+    except re.error:
+        return []
+    found: list[str] = []
+    for match in regex.finditer(text):
+        if match.group(0) not in found:
+            found.append(match.group(0))
+    return found

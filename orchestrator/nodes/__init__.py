@@ -1,0 +1,1 @@
+"""The graph's nodes: planner, executor (with the specialist loop), synthesizer, responder."""

@@ -1,0 +1,113 @@
+"""The planner node: one structured call that turns the request into a validated Plan."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from pydantic import ValidationError
+
+from orchestrator.errors import PlanError
+from orchestrator.events import emit
+from orchestrator.plan import Plan, check_agents
+from orchestrator.results import Usage
+from orchestrator.state import EngineContext, OrchestratorState
+from prompts import render_prompt, tagged
+
+
+def planner_messages(ctx: EngineContext, state: OrchestratorState) -> list[BaseMessage]:
+    """System prompt with the agent catalog; the request with recent conversation turns."""
+    catalog = "\n".join(spec.catalog_line() for spec in ctx.agents.values())
+    system = render_prompt("planner", agents=catalog)
+    parts = []
+    history = format_history(state.get("messages", [])[:-1], ctx.settings.history_turns)
+    if history:
+        parts.append(tagged("history", history))
+    parts.append(tagged("request", state["request"]))
+    return [SystemMessage(system), HumanMessage("\n".join(parts))]
+
+
+def format_history(messages: list[Any], turns: int) -> str:
+    """The last ``turns`` user/assistant exchanges, answers shortened."""
+    if turns <= 0:
+        return ""
+    lines: list[str] = []
+    for message in messages[-2 * turns:]:
+        if isinstance(message, HumanMessage):
+            lines.append(f"user: {message.text}")
+        elif isinstance(message, AIMessage) and message.text:
+            text = message.text if len(message.text) <= 400 else message.text[:400] + " ..."
+            lines.append(f"assistant: {text}")
+    return "\n".join(lines)
+
+
+async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) -> Plan:
+    """Call the model for a plan; send invalid plans back with the error, a bounded number of times."""
+    structured = ctx.model.with_structured_output(Plan, include_raw=True, method="function_calling")
+    messages = planner_messages(ctx, state)
+    run_id = state["run_id"]
+    last_error = ""
+    for attempt in range(ctx.settings.max_plan_repairs + 1):
+        out = await structured.ainvoke(messages)
+        raw: AIMessage = out["raw"]
+        usage.add_message(raw.usage_metadata)
+        plan: Plan | None = out.get("parsed")
+        error = out.get("parsing_error")
+        if plan is not None and error is None:
+            try:
+                check_agents(plan, ctx.agents)
+                return plan
+            except PlanError as exc:
+                last_error = str(exc)
+        else:
+            last_error = _describe_parse_error(error, raw)
+        emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
+        messages = [*messages, *_repair_messages(raw, last_error)]
+    raise PlanError(
+        f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
+        f"attempt(s): {last_error}"
+    )
+
+
+def _describe_parse_error(error: BaseException | None, raw: AIMessage) -> str:
+    if not raw.tool_calls:
+        return "no Plan tool call in the reply"
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}"
+                         for e in error.errors())
+    text = str(error) if error else "unparseable plan"
+    return text.splitlines()[0][:500]
+
+
+def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:
+    feedback = render_prompt("plan_repair", error=error)
+    if raw.tool_calls:
+        # Answer each tool call so the conversation stays valid for strict APIs.
+        return [raw, *(ToolMessage(feedback, tool_call_id=c["id"] or "plan", status="error")
+                       for c in raw.tool_calls)]
+    return [raw, HumanMessage(feedback)]
+
+
+def planner_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+    """Build the planner node for ``ctx``."""
+
+    async def plan(state: OrchestratorState) -> dict[str, Any]:
+        run_id = state["run_id"]
+        emit("run_started", run_id, data={"request": state["request"]})
+        usage = Usage()
+        started = time.time()
+        reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None}
+        try:
+            made = await make_plan(ctx, state, usage)
+        except PlanError as exc:
+            return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
+                    "answer": f"Sorry, I could not plan this request: {exc}"}
+        emit("plan_made", run_id, usage=usage.to_dict(), data={
+            "plan": made.model_dump(), "elapsed_s": round(time.time() - started, 4)})
+        update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict()}
+        if not made.subtasks:
+            update["answer"] = made.answer or ""
+        return update
+
+    return plan

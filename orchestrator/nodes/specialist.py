@@ -1,0 +1,134 @@
+"""The specialist loop: one agent, its own tools only, a bounded tool-calling loop.
+
+The agent sees its subtask goal and the outputs of the subtasks it depends on:
+never the conversation, the plan, or other agents' tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.tool import ToolCall
+from langchain_core.tools import BaseTool
+from pydantic import ValidationError
+
+from agents.spec import AgentSpec
+from orchestrator.events import emit
+from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
+from prompts import render_prompt, tagged
+
+
+@dataclass(frozen=True)
+class DependencyOutput:
+    """The output of a finished subtask that the current one depends on."""
+
+    subtask_id: str
+    agent: str
+    output: str
+
+
+class _ToolFailed(Exception):
+    """A tool raised: the subtask fails with this message."""
+
+
+def specialist_messages(
+    spec: AgentSpec, goal: str, inputs: list[DependencyOutput]
+) -> list[BaseMessage]:
+    """The agent's whole view of the world: its prompt, its goal, its inputs."""
+    system = render_prompt(
+        "specialist", name=spec.name, description=spec.description,
+        instructions=spec.prompt.strip(),
+    )
+    parts = [tagged("goal", goal)]
+    if inputs:
+        blocks = "\n".join(tagged("input", d.output, subtask=d.subtask_id, agent=d.agent)
+                           for d in inputs)
+        parts.append(tagged("inputs", blocks))
+    return [SystemMessage(system), HumanMessage("\n".join(parts))]
+
+
+async def run_specialist(
+    spec: AgentSpec,
+    model: BaseChatModel,
+    result: SubtaskResult,
+    inputs: list[DependencyOutput],
+    *,
+    run_id: str,
+    max_steps: int,
+) -> SubtaskResult:
+    """Run one subtask to the end; the returned result is done or failed, never raises for
+    tool or agent errors."""
+    tools = spec.tool_map
+    bound = model.bind_tools(list(tools.values())) if tools else model
+    messages = specialist_messages(spec, result.goal, inputs)
+    result.attempts += 1
+    result.started_at = result.started_at or time.time()
+    usage = Usage()
+    try:
+        for _ in range(max_steps):
+            reply = await bound.ainvoke(messages)
+            assert isinstance(reply, AIMessage)
+            usage.add_message(reply.usage_metadata)
+            messages.append(reply)
+            if not reply.tool_calls:
+                result.status, result.output = "done", reply.text.strip() or "(no report)"
+                break
+            tool_messages = await asyncio.gather(*(
+                _call_tool(spec, tools, call, result, run_id) for call in reply.tool_calls
+            ))
+            messages.extend(tool_messages)
+        else:
+            result.status = "failed"
+            result.error = f"{spec.name} did not finish within {max_steps} model calls"
+    except _ToolFailed as exc:
+        result.status, result.error = "failed", str(exc)
+    result.usage = result.usage + usage
+    result.finished_at = time.time()
+    return result
+
+
+async def _call_tool(
+    spec: AgentSpec, tools: dict[str, BaseTool], call: ToolCall, result: SubtaskResult, run_id: str
+) -> ToolMessage:
+    name, args, call_id = call["name"], dict(call.get("args") or {}), call.get("id") or name
+    tool = tools.get(name)
+    if tool is None:
+        # Least privilege is enforced here, not in the prompt: the call never reaches any tool.
+        allowed = ", ".join(tools) or "none"
+        note = f"tool {name!r} is not available to agent {spec.name} (its tools: {allowed})"
+        result.tool_calls.append(ToolCallRecord(name, args, "refused", note))
+        emit("tool_refused", run_id, subtask_id=result.id, agent=spec.name,
+             data={"tool": name, "args": _jsonable(args)})
+        return ToolMessage(f"Refused: {note}.", tool_call_id=call_id, status="error")
+    started = time.perf_counter()
+    try:
+        output = await tool.ainvoke(args)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        result.tool_calls.append(ToolCallRecord(name, args, "invalid", detail))
+        emit("tool_called", run_id, subtask_id=result.id, agent=spec.name,
+             data={"tool": name, "args": _jsonable(args), "status": "invalid", "error": detail})
+        return ToolMessage(f"Invalid arguments for {name}: {detail}. Fix them and call again.",
+                           tool_call_id=call_id, status="error")
+    except Exception as exc:
+        message = f"{name} failed: {exc}"
+        result.tool_calls.append(ToolCallRecord(name, args, "error", str(exc)))
+        emit("tool_called", run_id, subtask_id=result.id, agent=spec.name,
+             data={"tool": name, "args": _jsonable(args), "status": "error", "error": str(exc)})
+        raise _ToolFailed(message) from exc
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    result.tool_calls.append(ToolCallRecord(name, args, "ok", text))
+    emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={
+        "tool": name, "args": _jsonable(args), "status": "ok",
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)})
+    return ToolMessage(text, tool_call_id=call_id, name=name)
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(args, default=str))

@@ -1,0 +1,61 @@
+"""The synthesizer and responder nodes: write the answer and add it to the conversation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from orchestrator.events import emit
+from orchestrator.results import SubtaskResult, Usage
+from orchestrator.state import EngineContext, OrchestratorState
+from prompts import load_prompt, tagged
+
+
+def synthesizer_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+    """Build the synthesizer node: one call from the subtask results to the answer."""
+
+    async def synthesize(state: OrchestratorState) -> dict[str, Any]:
+        results = [SubtaskResult.from_dict(r) for r in state["results"].values()]
+        blocks = "\n".join(
+            tagged("result", r.output if r.status == "done" else (r.error or r.status),
+                   id=r.id, agent=r.agent, status=r.status, goal=_attr(r.goal))
+            for r in results
+        )
+        human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
+        reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
+                                         HumanMessage(human)])
+        usage = Usage.from_dict(state.get("supervisor_usage"))
+        usage.add_message(getattr(reply, "usage_metadata", None))
+        return {"answer": reply.text.strip(), "supervisor_usage": usage.to_dict()}
+
+    return synthesize
+
+
+def single_result_answer(state: OrchestratorState) -> str:
+    """The short path: one subtask's report is the answer, no synthesizer call."""
+    (result,) = (SubtaskResult.from_dict(r) for r in state["results"].values())
+    if result.status == "done":
+        return result.output
+    return f"The {result.agent} agent could not finish '{result.goal}': {result.error}"
+
+
+def respond_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+    """Build the responder: adds the answer to the conversation and emits ``answer``."""
+
+    async def respond(state: OrchestratorState) -> dict[str, Any]:
+        answer = state.get("answer") or ""
+        if not answer and len(state.get("results") or {}) == 1:
+            answer = single_result_answer(state)
+        usage = Usage.from_dict(state.get("supervisor_usage"))
+        for result in (state.get("results") or {}).values():
+            usage = usage + Usage.from_dict(result.get("usage"))
+        emit("answer", state["run_id"], usage=usage.to_dict(),
+             data={"answer": answer, "error": state.get("error")})
+        return {"answer": answer, "messages": [AIMessage(answer)]}
+
+    return respond
+
+
+def _attr(text: str) -> str:
+    return text.replace('"', "'").replace("\n", " ")

@@ -1,0 +1,138 @@
+"""The supervisor's plan: a DAG of subtasks, validated before anything runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field, model_validator
+
+from orchestrator.errors import PlanError
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+class Subtask(BaseModel):
+    """One unit of work for one specialist agent."""
+
+    id: str = Field(description="Short unique id such as 't1'.")
+    goal: str = Field(description="What the agent must do, self-contained (names, ids, numbers).")
+    agent: str = Field(description="Name of the specialist agent that does it.")
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Ids of subtasks whose outputs this one needs; empty when independent.",
+    )
+
+
+class Plan(BaseModel):
+    """Break the user's request into subtasks for the specialist agents.
+
+    Subtasks without dependencies run in parallel. When no agent fits the request,
+    return no subtasks and put the reply (an answer or a refusal) in ``answer``.
+    """
+
+    rationale: str = Field(default="", description="One or two sentences on why this plan.")
+    subtasks: list[Subtask] = Field(default_factory=list)
+    answer: str | None = Field(
+        default=None, description="Direct reply when the request needs no agent."
+    )
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Plan:
+        problems = structural_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def subtask(self, subtask_id: str) -> Subtask:
+        for subtask in self.subtasks:
+            if subtask.id == subtask_id:
+                return subtask
+        raise KeyError(subtask_id)
+
+    def critical_path_length(self) -> int:
+        """Number of subtasks on the longest dependency chain."""
+        depth: dict[str, int] = {}
+        for subtask in topological_order(self):
+            depth[subtask.id] = 1 + max((depth[d] for d in subtask.depends_on), default=0)
+        return max(depth.values(), default=0)
+
+
+def structural_problems(plan: Plan) -> list[str]:
+    """Unique ids, existing dependencies, no self-dependency, no cycles."""
+    problems: list[str] = []
+    ids = [s.id for s in plan.subtasks]
+    seen: set[str] = set()
+    for subtask_id in ids:
+        if not _ID_PATTERN.match(subtask_id):
+            problems.append(f"subtask id {subtask_id!r} must be 1-40 letters, digits, '_-.'")
+        if subtask_id in seen:
+            problems.append(f"duplicate subtask id {subtask_id!r}")
+        seen.add(subtask_id)
+    for subtask in plan.subtasks:
+        if not subtask.goal.strip():
+            problems.append(f"subtask {subtask.id!r} has an empty goal")
+        for dep in subtask.depends_on:
+            if dep == subtask.id:
+                problems.append(f"subtask {subtask.id!r} depends on itself")
+            elif dep not in seen:
+                problems.append(f"subtask {subtask.id!r} depends on unknown subtask {dep!r}")
+    if not problems:
+        cycle = _find_cycle(plan)
+        if cycle:
+            problems.append("dependency cycle: " + " -> ".join(cycle))
+    if not plan.subtasks and not (plan.answer or "").strip():
+        problems.append("a plan needs at least one subtask or a direct answer")
+    return problems
+
+
+def check_agents(plan: Plan, agent_names: Iterable[str]) -> None:
+    """Raise :class:`PlanError` if a subtask names an agent that does not exist."""
+    known = set(agent_names)
+    unknown = [f"subtask {s.id!r} names unknown agent {s.agent!r}" for s in plan.subtasks
+               if s.agent not in known]
+    if unknown:
+        raise PlanError("; ".join(unknown) + f" (known agents: {', '.join(sorted(known))})")
+
+
+def topological_order(plan: Plan) -> list[Subtask]:
+    """Subtasks ordered so that each comes after its dependencies (stable)."""
+    done: set[str] = set()
+    order: list[Subtask] = []
+    remaining = list(plan.subtasks)
+    while remaining:
+        ready = [s for s in remaining if all(d in done for d in s.depends_on)]
+        if not ready:
+            raise PlanError("dependency cycle in plan")
+        for subtask in ready:
+            done.add(subtask.id)
+            order.append(subtask)
+        remaining = [s for s in remaining if s.id not in done]
+    return order
+
+
+def _find_cycle(plan: Plan) -> list[str]:
+    deps = {s.id: s.depends_on for s in plan.subtasks}
+    state: dict[str, int] = {}  # 1 = on stack, 2 = finished
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in deps.get(node, []):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in deps:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []

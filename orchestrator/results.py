@@ -1,0 +1,126 @@
+"""What a run returns: per-subtask results, usage, and the run result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from orchestrator.events import Event
+from orchestrator.plan import Plan
+
+SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
+FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
+
+
+@dataclass
+class Usage:
+    """LLM usage: calls and tokens."""
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add_message(self, usage_metadata: dict[str, Any] | None) -> None:
+        """Count one model call with its ``usage_metadata`` (may be missing)."""
+        self.llm_calls += 1
+        if usage_metadata:
+            self.input_tokens += int(usage_metadata.get("input_tokens", 0) or 0)
+            self.output_tokens += int(usage_metadata.get("output_tokens", 0) or 0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.llm_calls + other.llm_calls, self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        data = data or {}
+        return cls(int(data.get("llm_calls", 0)), int(data.get("input_tokens", 0)),
+                   int(data.get("output_tokens", 0)))
+
+
+@dataclass
+class ToolCallRecord:
+    """One tool call an agent made (or tried to make)."""
+
+    name: str
+    args: dict[str, Any]
+    status: Literal["ok", "error", "refused", "invalid"]
+    output: str = ""
+
+
+@dataclass
+class SubtaskResult:
+    """The outcome of one subtask."""
+
+    id: str
+    goal: str
+    agent: str
+    status: SubtaskStatus = "pending"
+    output: str = ""
+    error: str | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SubtaskResult:
+        fields = dict(data)
+        fields["usage"] = Usage.from_dict(fields.get("usage"))
+        fields["tool_calls"] = [ToolCallRecord(**c) for c in fields.get("tool_calls", [])]
+        return cls(**fields)
+
+
+@dataclass
+class RunResult:
+    """Everything one request produced."""
+
+    run_id: str
+    thread_id: str
+    request: str
+    answer: str
+    status: Literal["ok", "failed"]
+    plan: Plan | None
+    results: dict[str, SubtaskResult]
+    usage: Usage
+    elapsed_s: float
+    error: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self, *, include_events: bool = False) -> dict[str, Any]:
+        """The ``--json`` shape: answer, plan, results, usage, elapsed_s, thread_id, ..."""
+        out: dict[str, Any] = {
+            "answer": self.answer,
+            "status": self.status,
+            "error": self.error,
+            "plan": self.plan.model_dump() if self.plan else None,
+            "results": {key: value.to_dict() for key, value in self.results.items()},
+            "usage": self.usage.to_dict(),
+            "elapsed_s": round(self.elapsed_s, 4),
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+        }
+        if include_events:
+            out["events"] = [e.to_dict() for e in self.events]
+        return out
