@@ -83,7 +83,7 @@ class Orchestrator:
         self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None
     ) -> RunResult:
         """Run one request (a turn of ``thread_id``'s conversation) and return its result."""
-        text = self._check_request(request)
+        text = self.check_request(request)
         thread = thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
         events: list[Event] = []
@@ -149,7 +149,8 @@ class Orchestrator:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _check_request(self, request: str) -> str:
+    def check_request(self, request: str) -> str:
+        """The request stripped; RequestError if it is empty or over the size limit."""
         text = (request or "").strip()
         if not text:
             raise RequestError("the request is empty: say what you need done")

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
 
-from orchestrator.errors import PlanError
+from orchestrator.errors import ModelError, PlanError
 from orchestrator.events import emit
 from orchestrator.plan import Plan, check_agents
 from orchestrator.results import Usage
@@ -49,7 +49,11 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) 
     run_id = state["run_id"]
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
-        out = await structured.ainvoke(messages)
+        try:
+            out = await structured.ainvoke(messages)
+        except Exception as exc:
+            raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
+                             ) from exc
         raw: AIMessage = out["raw"]
         usage.add_message(raw.usage_metadata)
         plan: Plan | None = out.get("parsed")

@@ -6,6 +6,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from orchestrator.errors import ModelError
 from orchestrator.events import emit
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, OrchestratorState
@@ -23,8 +24,12 @@ def synthesizer_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
             for r in results
         )
         human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
-        reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
-                                         HumanMessage(human)])
+        try:
+            reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
+                                             HumanMessage(human)])
+        except Exception as exc:
+            raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
+                             ) from exc
         usage = Usage.from_dict(state.get("supervisor_usage"))
         usage.add_message(getattr(reply, "usage_metadata", None))
         return {"answer": reply.text.strip(), "supervisor_usage": usage.to_dict()}

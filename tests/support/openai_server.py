@@ -1,0 +1,321 @@
+"""A small OpenAI-compatible chat-completions server for tests.
+
+It answers ``POST /v1/chat/completions`` with the rules-mode fake model's decisions
+(:func:`orchestrator.models.rules.decide`), so a whole run can go through the real
+``openai`` client and ``langchain_openai.ChatOpenAI`` over HTTP on 127.0.0.1, tool calls
+and structured output included. Standard library only on the HTTP side.
+
+Example:
+    ```python
+    with OpenAICompatServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+        ...
+        assert server.requests[0]["tool_choice"]
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+
+from orchestrator.models import rules
+from orchestrator.models.fake import estimate_usage
+
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+
+
+class RequestRejected(Exception):
+    """A request the server answers with an OpenAI-style error."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+
+# --- OpenAI JSON <-> langchain-core messages ----------------------------------------------
+
+
+def _text(content: Any, where: str) -> str:
+    """Message content as text: a string, null, or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                raise RequestRejected(400, f"{where}: only text content parts are supported")
+        return "".join(parts)
+    raise RequestRejected(400, f"{where}: content must be a string, null or a list of parts")
+
+
+def to_langchain_messages(raw: Any) -> list[BaseMessage]:
+    """OpenAI chat messages (system/developer/user/assistant/tool) as langchain-core ones."""
+    if not isinstance(raw, list) or not raw:
+        raise RequestRejected(400, "'messages' must be a non-empty list", param="messages")
+    out: list[BaseMessage] = []
+    for index, message in enumerate(raw):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise RequestRejected(400, f"{where} must be an object", param="messages")
+        role = message.get("role")
+        text = _text(message.get("content"), where)
+        if role in ("system", "developer"):
+            out.append(SystemMessage(text))
+        elif role == "user":
+            out.append(HumanMessage(text))
+        elif role == "assistant":
+            calls = []
+            for call in message.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                try:
+                    args = json.loads(fn.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    raise RequestRejected(
+                        400, f"{where}: tool call arguments are not JSON", param="messages"
+                    ) from None
+                calls.append({"name": fn.get("name", ""), "args": args, "id": call.get("id"),
+                              "type": "tool_call"})
+            out.append(AIMessage(content=text, tool_calls=calls))
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if not call_id:
+                raise RequestRejected(400, f"{where}: a tool message needs tool_call_id",
+                                      param="messages")
+            out.append(ToolMessage(text, tool_call_id=call_id))
+        else:
+            raise RequestRejected(400, f"{where}: unsupported role {role!r}", param="messages")
+    return out
+
+
+def to_openai_message(reply: AIMessage) -> dict[str, Any]:
+    """An assistant reply in the chat.completion ``message`` shape."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None,
+                               "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": call.get("id") or f"call_{uuid.uuid4().hex[:16]}", "type": "function",
+             "function": {"name": call["name"], "arguments": json.dumps(call["args"])}}
+            for call in reply.tool_calls
+        ]
+    elif message["content"] is None:
+        message["content"] = ""
+    return message
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+class OpenAICompatServer:
+    """An OpenAI-compatible server on 127.0.0.1 (a free port) in a background thread.
+
+    Attributes:
+        api_key: The key clients must send as ``Authorization: Bearer <key>``.
+        requests: Every authorised, well-formed JSON body posted to the chat endpoint, in
+            order of arrival (a copy; safe to read while requests run).
+        rejected: ``(status, message)`` for each request answered with an error.
+    """
+
+    def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules") -> None:
+        self.api_key = api_key
+        self.model = model
+        self._requests: list[dict[str, Any]] = []
+        self._rejected: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> OpenAICompatServer:
+        if self._httpd is not None:
+            raise RuntimeError("the server is already running")
+        handler = type("Handler", (_Handler,), {"app": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="openai-compat-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> OpenAICompatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what tests read ------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the server is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """The address to give the openai client (``OPENAI_BASE_URL``); ends in ``/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def rejected(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return list(self._rejected)
+
+    def clear(self) -> None:
+        """Forget the requests seen so far."""
+        with self._lock:
+            self._requests.clear()
+            self._rejected.clear()
+
+    # --- answering ------------------------------------------------------------------------
+
+    def _record(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._requests.append(body)
+
+    def _note_rejection(self, status: int, message: str) -> None:
+        with self._lock:
+            self._rejected.append((status, message))
+
+    def _check_auth(self, header: str | None) -> None:
+        scheme, _, key = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or key.strip() != self.api_key:
+            raise RequestRejected(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The chat.completion answer to a request body (already authorised and parsed)."""
+        if body.get("stream"):
+            raise RequestRejected(400, "streaming is not supported by this test server",
+                                  param="stream", code="unsupported_parameter")
+        messages = to_langchain_messages(body.get("messages"))
+        tools = body.get("tools") or []
+        if not isinstance(tools, list) or any(
+            not isinstance(t, dict) or t.get("type") != "function" or "function" not in t
+            for t in tools
+        ):
+            raise RequestRejected(400, "'tools' must be a list of function tools", param="tools")
+        reply = rules.decide(messages, tools)
+        usage = estimate_usage(messages, tools, reply)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model,
+            "system_fingerprint": None,
+            "choices": [{
+                "index": 0,
+                "message": to_openai_message(reply),
+                "logprobs": None,
+                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+            }],
+            "usage": {
+                "prompt_tokens": usage["input_tokens"],
+                "completion_tokens": usage["output_tokens"],
+                "total_tokens": usage["total_tokens"],
+            },
+        }
+
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [
+            {"id": self.model, "object": "model", "created": 0, "owned_by": "tests"}]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    app: OpenAICompatServer  # set on the per-server subclass
+    protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+    timeout = 30  # idle keep-alive connections close after this many seconds
+    server_version = "OpenAICompatTestServer/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests read .requests and .rejected instead
+
+    def do_GET(self) -> None:
+        try:
+            self.app._check_auth(self.headers.get("Authorization"))
+            if self.path.split("?")[0].rstrip("/") != MODELS_PATH:
+                raise RequestRejected(404, f"unknown path {self.path}", code="not_found")
+            self._send(200, self.app.models())
+        except RequestRejected as exc:
+            self._reject(exc)
+
+    def do_POST(self) -> None:
+        raw = self._read_body()  # always read it, so the connection stays usable
+        try:
+            self.app._check_auth(self.headers.get("Authorization"))
+            if self.path.split("?")[0].rstrip("/") != CHAT_PATH:
+                raise RequestRejected(404, f"unknown path {self.path}", code="not_found")
+            try:
+                body = json.loads(raw or b"")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise RequestRejected(400, f"the body is not valid JSON: {exc}") from None
+            if not isinstance(body, dict):
+                raise RequestRejected(400, "the body must be a JSON object")
+            self.app._record(body)
+            self._send(200, self.app.chat_completion(body))
+        except RequestRejected as exc:
+            self._reject(exc)
+        except Exception as exc:  # a bug in the rules or here: say so, as a real API would
+            traceback.print_exc()
+            self._reject(RequestRejected(500, f"{type(exc).__name__}: {exc}",
+                                         type_="server_error"))
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _reject(self, exc: RequestRejected) -> None:
+        self.app._note_rejection(exc.status, exc.message)
+        self._send(exc.status, exc.body())
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
