@@ -58,15 +58,16 @@ class AgentSpec:
             )
         if not self.description.strip():
             raise ConfigError(f"agent {self.name!r} ({self.source}) needs a description")
-        self.tools = [as_tool(t) for t in self.tools]
-        names = [t.name for t in self.tools]
+        tools = [as_tool(t) for t in self.tools]
+        self.tools = tools
+        names = [t.name for t in tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"agent {self.name!r} lists tool(s) twice: {', '.join(duplicates)}")
 
     @property
     def tool_map(self) -> dict[str, BaseTool]:
-        return {t.name: t for t in self.tools}  # type: ignore[union-attr]
+        return {t.name: t for t in self.tools if isinstance(t, BaseTool)}
 
     def catalog_line(self) -> str:
         """The line the planner sees for this agent."""

@@ -49,7 +49,27 @@ _EXPORTS = {
     "AgentSpec": "agents.spec",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentError",
+    "AgentSpec",
+    "ConfigError",
+    "Event",
+    "FakeChatModel",
+    "ModelError",
+    "Orchestrator",
+    "OrchestratorError",
+    "Plan",
+    "PlanError",
+    "RequestError",
+    "RunResult",
+    "Settings",
+    "Subtask",
+    "SubtaskResult",
+    "Usage",
+    "build_graph",
+    "compile_graph",
+    "get_model",
+]
 
 
 def __getattr__(name: str) -> Any:

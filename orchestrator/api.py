@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
@@ -87,8 +88,10 @@ class Orchestrator:
         thread = thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
         events: list[Event] = []
-        config: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 50}
-        inputs = {"messages": [HumanMessage(text)], "request": text, "run_id": run_id}
+        config: RunnableConfig = {"configurable": {"thread_id": thread}, "recursion_limit": 50}
+        inputs: dict[str, Any] = {
+            "messages": [HumanMessage(text)], "request": text, "run_id": run_id,
+        }
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
         async with self._graph() as graph:
@@ -143,7 +146,8 @@ class Orchestrator:
     async def history(self, thread_id: str) -> list[tuple[str, str]]:
         """The (role, text) turns of a thread so far."""
         async with self._graph() as graph:
-            snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+            config = RunnableConfig(configurable={"thread_id": thread_id})
+            snapshot = await graph.aget_state(config)
         role = {"human": "user", "ai": "assistant"}
         return [(role.get(m.type, m.type), m.text) for m in snapshot.values.get("messages", [])]
 
@@ -164,7 +168,7 @@ class Orchestrator:
 
     def _graph(self) -> AbstractAsyncContextManager[CompiledStateGraph]:
         if self._compiled is not None:
-            return nullcontext(self._compiled)  # type: ignore[return-value]
+            return nullcontext(self._compiled)
         return self._sqlite_graph()
 
     @asynccontextmanager

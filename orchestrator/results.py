@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
 
-    def add_message(self, usage_metadata: dict[str, Any] | None) -> None:
+    def add_message(self, usage_metadata: Mapping[str, Any] | None) -> None:
         """Count one model call with its ``usage_metadata`` (may be missing)."""
         self.llm_calls += 1
         if usage_metadata:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage
@@ -28,6 +29,12 @@ class OrchestratorState(TypedDict, total=False):
     answer: str
     error: str | None
     supervisor_usage: dict[str, int]
+
+
+class NodeFn(Protocol):
+    """A graph node: reads the state, returns the keys it updates."""
+
+    def __call__(self, state: OrchestratorState) -> Awaitable[dict[str, Any]]: ...
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.live import Live
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.models import DEFAULT_MODEL_SPEC
+
+if TYPE_CHECKING:
+    from orchestrator.api import Orchestrator
 
 app = typer.Typer(
     name="orchestrator", no_args_is_help=True, add_completion=False,
@@ -48,7 +51,7 @@ def _settings(model: str | None, agents_dir: Path | None) -> Settings:
         raise UserError(f"invalid settings: {str(exc).splitlines()[-1].strip()}") from None
 
 
-def _orchestrator(settings: Settings, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
     from orchestrator.api import Orchestrator  # imported late: keeps --help fast
 
     if settings.model is None and not quiet:
@@ -59,7 +62,7 @@ def _orchestrator(settings: Settings, quiet: bool = False):  # type: ignore[no-u
                         domain_db=settings.domain_db_path)
 
 
-def _run_one(orch, text: str, thread: str | None, as_json: bool) -> bool:  # type: ignore[no-untyped-def]
+def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool) -> bool:
     from orchestrator.cli.view import RunView, print_answer
 
     if as_json:

@@ -42,7 +42,9 @@ class FakeCall:
     finished_at: float
 
 
-def tool_call(name: str, args: dict[str, Any] | None = None, call_id: str | None = None) -> AIMessage:
+def tool_call(
+    name: str, args: dict[str, Any] | None = None, call_id: str | None = None
+) -> AIMessage:
     """A scripted reply that calls one tool."""
     args = args or {}
     return AIMessage(content="", tool_calls=[{
@@ -127,10 +129,12 @@ class FakeChatModel(BaseChatModel):
             return AIMessage(content=item)
         return item(messages, tools)
 
-    def _answer(self, messages: list[BaseMessage], kwargs: dict[str, Any], started: float) -> ChatResult:
+    def _answer(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], started: float
+    ) -> ChatResult:
         tools = list(kwargs.get("tools") or [])
         reply = self._reply(messages, tools)
-        reply.usage_metadata = estimate_usage(messages, tools, reply)
+        reply.usage_metadata = estimate_usage(messages, tools, reply)  # type: ignore[assignment]
         reply.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
         with self._lock:
             self._calls.append(FakeCall(list(messages), [t["function"]["name"] for t in tools],

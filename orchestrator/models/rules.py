@@ -44,7 +44,9 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessag
 # --- planner -----------------------------------------------------------------------------
 
 
-def plan_request(request: str, catalog: list[tuple[str, str, str]], history: str = "") -> dict:
+def plan_request(
+    request: str, catalog: list[tuple[str, str, str]], history: str = ""
+) -> dict[str, Any]:
     """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog."""
     clauses = _split_clauses(request)
     context: list[str] = []
@@ -72,12 +74,12 @@ def plan_request(request: str, catalog: list[tuple[str, str, str]], history: str
     if not context and history and not _has_identifier(request):
         context.append("earlier: " + _last_user_turn(history))
     note = f" (context: {'; '.join(context)})" if context else ""
-    subtasks = []
+    subtasks: list[dict[str, Any]] = []
     for index, (text, agent, after) in enumerate(routed, start=1):
         depends = [f"t{index - 1}"] if after and index > 1 else []
         goal = text[0].upper() + text[1:] + note
         subtasks.append({"id": f"t{index}", "goal": goal, "agent": agent, "depends_on": depends})
-    agents = sorted({s["agent"] for s in subtasks})
+    agents = sorted({str(s["agent"]) for s in subtasks})
     return {
         "rationale": f"{len(subtasks)} subtask(s) routed by skill match to {', '.join(agents)}.",
         "subtasks": subtasks,

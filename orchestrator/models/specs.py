@@ -35,7 +35,9 @@ def parse_model_spec(spec: str) -> ModelSpec:
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
             if not eq or key.strip() != "latency":
-                raise ConfigError(f"bad fake model option {item!r} in {spec!r}: use latency=SECONDS")
+                raise ConfigError(
+                    f"bad fake model option {item!r} in {spec!r}: use latency=SECONDS"
+                )
             options["latency"] = value.strip()
         return ModelSpec("fake", options=options)
     if not rest.strip():

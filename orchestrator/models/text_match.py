@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-STOPWORDS = frozenset(
-    "a an the of to for and or in on at by with from its it is are was be this that these those "
-    "please then also all any some my our your their his her me us them we i you he she they "
-    "can could would should will shall may might must do does did done has have had not no yes "
-    "now so as if into onto out up down about after before once finally next again what which "
-    "who whom whose when where why how e g eg".split()
-)
+STOPWORDS = frozenset("""
+a an the of to for and or in on at by with from its it is are was be this that these those
+please then also all any some my our your their his her me us them we i you he she they
+can could would should will shall may might must do does did done has have had not no yes
+now so as if into onto out up down about after before once finally next again what which
+who whom whose when where why how e g eg
+""".split())  # noqa: SIM905
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 

@@ -14,17 +14,17 @@ from typing import Any
 
 from langgraph.func import task
 
-from orchestrator.events import emit
+from orchestrator.events import EventType, emit
+from orchestrator.nodes.specialist import DependencyOutput, run_specialist
 from orchestrator.plan import Plan, Subtask
 from orchestrator.results import FINISHED_STATUSES, SubtaskResult
-from orchestrator.state import EngineContext, OrchestratorState
-from orchestrator.nodes.specialist import DependencyOutput, run_specialist
+from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 
-def executor_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+def executor_node(ctx: EngineContext) -> NodeFn:
     """Build the executor node for ``ctx``."""
 
-    @task(name="specialist")
+    @task(name="specialist")  # type: ignore[arg-type]
     async def run_subtask(
         subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
     ) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def _collect(future: asyncio.Future[Any], started: SubtaskResult, run_id: str) -
         result.finished_at = time.time()
         result.attempts += 1
     result.started_at = started.started_at or result.started_at
-    event = "subtask_finished" if result.status == "done" else "subtask_failed"
+    event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
     emit(event, run_id, subtask_id=result.id, agent=result.agent, usage=result.usage.to_dict(),
          data={"status": result.status, "error": result.error,
                "elapsed_s": round(result.elapsed_s or 0.0, 4)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
@@ -12,7 +12,7 @@ from orchestrator.errors import ModelError, PlanError
 from orchestrator.events import emit
 from orchestrator.plan import Plan, check_agents
 from orchestrator.results import Usage
-from orchestrator.state import EngineContext, OrchestratorState
+from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import render_prompt, tagged
 
 
@@ -43,14 +43,14 @@ def format_history(messages: list[Any], turns: int) -> str:
 
 
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) -> Plan:
-    """Call the model for a plan; send invalid plans back with the error, a bounded number of times."""
+    """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
     structured = ctx.model.with_structured_output(Plan, include_raw=True, method="function_calling")
     messages = planner_messages(ctx, state)
     run_id = state["run_id"]
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         try:
-            out = await structured.ainvoke(messages)
+            out = cast(dict[str, Any], await structured.ainvoke(messages))
         except Exception as exc:
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
@@ -93,7 +93,7 @@ def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:
     return [raw, HumanMessage(feedback)]
 
 
-def planner_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+def planner_node(ctx: EngineContext) -> NodeFn:
     """Build the planner node for ``ctx``."""
 
     async def plan(state: OrchestratorState) -> dict[str, Any]:

@@ -96,7 +96,8 @@ async def run_specialist(
 async def _call_tool(
     spec: AgentSpec, tools: dict[str, BaseTool], call: ToolCall, result: SubtaskResult, run_id: str
 ) -> ToolMessage:
-    name, args, call_id = call["name"], dict(call.get("args") or {}), call.get("id") or name
+    name, args = call["name"], dict(call.get("args") or {})
+    call_id = call.get("id") or name
     tool = tools.get(name)
     if tool is None:
         # Least privilege is enforced here, not in the prompt: the call never reaches any tool.

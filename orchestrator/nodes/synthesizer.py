@@ -6,14 +6,13 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from orchestrator.errors import ModelError
 from orchestrator.events import emit
 from orchestrator.results import SubtaskResult, Usage
-from orchestrator.state import EngineContext, OrchestratorState
+from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import load_prompt, tagged
 
 
-def synthesizer_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+def synthesizer_node(ctx: EngineContext) -> NodeFn:
     """Build the synthesizer node: one call from the subtask results to the answer."""
 
     async def synthesize(state: OrchestratorState) -> dict[str, Any]:
@@ -24,17 +23,28 @@ def synthesizer_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
             for r in results
         )
         human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
+        usage = Usage.from_dict(state.get("supervisor_usage"))
         try:
             reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
                                              HumanMessage(human)])
         except Exception as exc:
-            raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
-                             ) from exc
-        usage = Usage.from_dict(state.get("supervisor_usage"))
+            # The work is done; a failed summary must not lose it.
+            usage.llm_calls += 1
+            answer = fallback_answer(results) + (
+                f"\n(The supervisor model failed while writing the summary: "
+                f"{type(exc).__name__}: {exc})")
+            return {"answer": answer, "supervisor_usage": usage.to_dict()}
         usage.add_message(getattr(reply, "usage_metadata", None))
         return {"answer": reply.text.strip(), "supervisor_usage": usage.to_dict()}
 
     return synthesize
+
+
+def fallback_answer(results: list[SubtaskResult]) -> str:
+    """A plain summary of the results, written without a model."""
+    lines = [f"- {r.agent} ({r.status}): {r.output if r.status == 'done' else r.error}"
+             for r in results]
+    return "Results of the subtasks:\n" + "\n".join(lines)
 
 
 def single_result_answer(state: OrchestratorState) -> str:
@@ -45,7 +55,7 @@ def single_result_answer(state: OrchestratorState) -> str:
     return f"The {result.agent} agent could not finish '{result.goal}': {result.error}"
 
 
-def respond_node(ctx: EngineContext):  # type: ignore[no-untyped-def]
+def respond_node(ctx: EngineContext) -> NodeFn:
     """Build the responder: adds the answer to the conversation and emits ``answer``."""
 
     async def respond(state: OrchestratorState) -> dict[str, Any]:

@@ -1,0 +1,253 @@
+"""Engine benchmark: the issue's figures against their targets.
+
+1. four independent subtasks at 0.2 s/call: wall <= 1.15 x critical path, 10 LLM calls;
+2. a chain of four dependent subtasks: wall <= 1.15 x (1 + 2x4 + 1) x 0.2 s, 10 LLM calls;
+3. latency 0: median engine + LangGraph overhead per LLM call (< 3 ms);
+4. a specialist's input tokens with 6 subtasks in the plan vs 1 (within 10 %);
+5. peak RSS of ``orchestrator run`` in a subprocess (< 300 MB).
+
+Run ``python -m evals.bench.engine [--json]``; the exit code is 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import StructuredTool
+
+from agents.spec import AgentSpec
+from orchestrator.api import Orchestrator
+from orchestrator.config import load_settings
+from orchestrator.models.fake import FakeCall, FakeChatModel
+from orchestrator.results import RunResult
+
+LATENCY = 0.2
+SLACK = 1.15
+REPEATS = 3
+OVERHEAD_RUNS, WARMUP_RUNS = 30, 3
+WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+CLI_REQUEST = ("web-3 is down: find the root cause, reroute its traffic to a backup, "
+               "alert the on-call team and log the incident")
+# Runs the CLI as its child, so only the CLI's peak RSS is reported (in KB on Linux).
+_RSS_HELPER = (
+    "import resource, subprocess, sys\n"
+    "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(r.stderr[-1500:])\n"
+    "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+class BenchError(RuntimeError):
+    """The run did not have the shape the figure needs (plan, statuses, calls)."""
+
+
+@dataclass
+class Figure:
+    """One measured figure and its target."""
+
+    name: str
+    value: float
+    unit: str
+    target: str
+    ok: bool
+    detail: str = ""
+
+
+def bench_agents() -> list[AgentSpec]:
+    """Six agents, each with one trivial tool and a distinct routing word."""
+
+    def make(word: str) -> AgentSpec:
+        def check(item: str) -> str:
+            return f"{word} {item}: ok"
+
+        tool = StructuredTool.from_function(check, name=f"check_{word}",
+                                            description=f"Check one {word} item.")
+        return AgentSpec(name=word, description=f"Checks {word} items and reports their state.",
+                         skills=[word], tools=[tool], source="bench")
+
+    return [make(word) for word in WORDS]
+
+
+def request(k: int, chained: bool) -> str:
+    clauses = [f"check {word} item-{i}" for i, word in enumerate(WORDS[:k], start=1)]
+    return (", then " if chained else ", ").join(clauses)
+
+
+def orchestrator(model: FakeChatModel) -> Orchestrator:
+    settings = load_settings(max_parallel=8, max_agent_steps=6, max_plan_repairs=2)
+    return Orchestrator(model, agents=bench_agents(), settings=settings)
+
+
+async def run_once(orch: Orchestrator, model: FakeChatModel, k: int, chained: bool
+                   ) -> tuple[RunResult, list[FakeCall]]:
+    """One run, its plan shape checked; returns the result and the model calls it made."""
+    before = len(model.calls)
+    result = await orch.arun(request(k, chained))
+    calls = model.calls[before:]
+    plan = result.plan
+    if plan is None or len(plan.subtasks) != k:
+        got = len(plan.subtasks) if plan else None
+        raise BenchError(f"expected {k} subtasks, the planner made {got}: {plan}")
+    for i, subtask in enumerate(plan.subtasks):
+        deps = [plan.subtasks[i - 1].id] if chained and i else []
+        if subtask.agent != WORDS[i] or subtask.depends_on != deps:
+            raise BenchError(f"subtask {i + 1} is {subtask}; expected agent {WORDS[i]}, "
+                             f"depends_on {deps}")
+    failed = {key: r.error for key, r in result.results.items() if r.status != "done"}
+    if failed or not result.ok:
+        raise BenchError(f"run not ok: {result.error or failed}")
+    if len(calls) != result.usage.llm_calls:
+        raise BenchError(f"usage counts {result.usage.llm_calls} calls, model saw {len(calls)}")
+    return result, calls
+
+
+async def fig_wall(chained: bool) -> list[Figure]:
+    """Figures 1 and 2: wall time against the critical path, and the LLM call count."""
+    model = FakeChatModel(latency=LATENCY)
+    orch = orchestrator(model)
+    walls, counts = [], []
+    for _ in range(REPEATS):
+        result, _ = await run_once(orch, model, 4, chained)
+        walls.append(result.elapsed_s)
+        counts.append(result.usage.llm_calls)
+    critical = (1 + 2 * 4 + 1 if chained else 4) * LATENCY
+    limit = SLACK * critical
+    wall = statistics.median(walls)
+    label = "4-step chain" if chained else "4 independent"
+    return [
+        Figure(f"{label}: wall time", wall, "s", f"<= {limit:.3f}", wall <= limit,
+               f"critical path {critical:.1f} s, runs {', '.join(f'{w:.3f}' for w in walls)}"),
+        Figure(f"{label}: LLM calls", statistics.median(counts), "calls", "== 10",
+               all(c == 10 for c in counts), f"runs {counts}"),
+    ]
+
+
+async def fig_overhead() -> list[Figure]:
+    """Figure 3: (wall - time inside the model) / calls, latency 0, sequential runs."""
+    model = FakeChatModel()
+    orch = orchestrator(model)
+    for _ in range(WARMUP_RUNS):
+        await run_once(orch, model, 4, True)
+    per_call: list[float] = []
+    for _ in range(OVERHEAD_RUNS):
+        result, calls = await run_once(orch, model, 4, True)
+        in_model = sum(c.finished_at - c.started_at for c in calls)
+        per_call.append((result.elapsed_s - in_model) / len(calls) * 1000)
+    value = statistics.median(per_call)
+    return [Figure("overhead per LLM call (latency 0)", value, "ms", "< 3.000", value < 3.0,
+                   f"{OVERHEAD_RUNS} runs of the 4-step chain, min {min(per_call):.2f}, "
+                   f"max {max(per_call):.2f} ms")]
+
+
+def _specialist_call(calls: list[FakeCall], tool: str, goal: str) -> FakeCall:
+    for call in calls:
+        fresh = not any(isinstance(m, ToolMessage) for m in call.messages)
+        if tool in call.tool_names and fresh and any(goal in m.text for m in call.messages):
+            return call
+    raise BenchError(f"no first call of the specialist with tool {tool} for goal {goal!r}")
+
+
+async def fig_isolation() -> list[Figure]:
+    """Figure 4: alpha's first-call input tokens with 6 subtasks vs 1."""
+    model = FakeChatModel()
+    orch = orchestrator(model)
+    tokens: dict[int, list[int]] = {1: [], 6: []}
+    for _ in range(REPEATS):
+        for k in tokens:
+            _, calls = await run_once(orch, model, k, False)
+            call = _specialist_call(calls, "check_alpha", "Check alpha item-1")
+            usage = call.reply.usage_metadata or {}
+            tokens[k].append(int(usage.get("input_tokens", 0)))
+    one, six = statistics.median(tokens[1]), statistics.median(tokens[6])
+    ratio = six / one if one else float("inf")
+    return [Figure("specialist input tokens, k=6 / k=1", ratio, "x", "within 1 +/- 0.10",
+                   abs(ratio - 1) <= 0.10, f"k=1: {one} tokens, k=6: {six} tokens")]
+
+
+def fig_memory() -> list[Figure]:
+    """Figure 5: peak RSS of ``orchestrator run`` (fake model, no embedding model)."""
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", CLI_REQUEST]
+    peaks: list[float] = []
+    for _ in range(REPEATS):
+        with tempfile.TemporaryDirectory(prefix="orch-bench-") as home:
+            env = {**os.environ, "ORCHESTRATOR_HOME": home, "ORCHESTRATOR_MODEL": "fake"}
+            out = subprocess.run([sys.executable, "-c", _RSS_HELPER, *cmd], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        code, rss_kb = (int(x) for x in out.stdout.split()[-2:])
+        if code != 0:
+            raise BenchError(f"`orchestrator run` exited {code}: {out.stderr.strip()[-600:]}")
+        peaks.append(rss_kb / 1024)
+    value = statistics.median(peaks)
+    return [Figure("peak RSS of `orchestrator run`", value, "MB", "< 300", value < 300,
+                   f"runs {', '.join(f'{p:.0f}' for p in peaks)} MB")]
+
+
+def _guard(name: str, fn: Callable[[], list[Figure]]) -> list[Figure]:
+    try:
+        return fn()
+    except Exception as exc:  # a broken figure fails loudly but the others still run
+        return [Figure(name, float("nan"), "", "runs", False, f"ERROR {type(exc).__name__}: {exc}")]
+
+
+async def _aguard(name: str, fn: Callable[[], Awaitable[list[Figure]]]) -> list[Figure]:
+    try:
+        return await fn()
+    except Exception as exc:
+        return [Figure(name, float("nan"), "", "runs", False, f"ERROR {type(exc).__name__}: {exc}")]
+
+
+async def _engine_figures() -> list[Figure]:
+    figures = await _aguard("4 independent", lambda: fig_wall(False))
+    figures += await _aguard("4-step chain", lambda: fig_wall(True))
+    figures += await _aguard("overhead per LLM call", fig_overhead)
+    figures += await _aguard("specialist input tokens", fig_isolation)
+    return figures
+
+
+def run_all() -> list[Figure]:
+    """Every figure, in the issue's order; the memory figure runs last."""
+    return asyncio.run(_engine_figures()) + _guard("peak RSS of `orchestrator run`", fig_memory)
+
+
+def render(figures: list[Figure]) -> str:
+    rows = [("figure", "measured", "target", "result")]
+    rows += [(f.name, f"{f.value:.3f} {f.unit}".strip(), f"{f.target} {f.unit}".strip(),
+              "ok" if f.ok else "MISSED") for f in figures]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += ["", *(f"{f.name}: {f.detail}" for f in figures if f.detail)]
+    missed = sum(not f.ok for f in figures)
+    lines.append(f"\n{len(figures) - missed} of {len(figures)} targets met")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.bench.engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    args = parser.parse_args(argv)
+    figures = run_all()
+    ok = all(f.ok for f in figures)
+    if args.json:
+        out = [{**asdict(f), "value": None if f.value != f.value else round(f.value, 4)}
+               for f in figures]
+        print(json.dumps({"ok": ok, "figures": out}, indent=2))
+    else:
+        print(render(figures))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
