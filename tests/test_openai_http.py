@@ -86,6 +86,10 @@ def test_incident_run_over_http(server: OpenAICompatServer, tmp_path) -> None:
     assert result.usage.llm_calls == 10
     assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
     assert result.usage.total_tokens > 0
+    # The conversation survived the trip: the in-process fake model, seeing the same
+    # messages and tools, estimates exactly the same tokens.
+    local = Orchestrator(model="fake", domain_db=tmp_path / "local.sqlite").run(INCIDENT)
+    assert local.usage == result.usage
     bodies = server.requests
     assert len(bodies) == 10
     assert server.rejected == []

@@ -1,0 +1,41 @@
+"""Shared fixtures: every test gets its own data folder and domain database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.domain_db import reset_domain_db
+
+INCIDENT_REQUEST = (
+    "web-3 is down: find the root cause, reroute its traffic to a backup, "
+    "alert the on-call team and log the incident"
+)
+
+
+@pytest.fixture(autouse=True)
+def orchestrator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Isolate ORCHESTRATOR_* settings and the data folder for each test."""
+    home = tmp_path / "home"
+    for var in ("ORCHESTRATOR_MODEL", "ORCHESTRATOR_AGENTS_DIR", "OPENAI_API_KEY",
+                "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def domain_db(tmp_path: Path) -> Path:
+    return reset_domain_db(tmp_path / "domain.sqlite")
+
+
+@pytest.fixture
+def db(domain_db: Path) -> Iterator[sqlite3.Connection]:
+    """A read connection to the test's domain database."""
+    conn = sqlite3.connect(domain_db)
+    conn.row_factory = sqlite3.Row
+    yield conn
+    conn.close()
