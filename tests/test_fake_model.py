@@ -76,7 +76,8 @@ def test_async_and_latency() -> None:
 
 def test_rules_specialist_picks_best_tool_and_fills_arguments_from_schema() -> None:
     model = FakeChatModel().bind_tools([show_route, reroute_traffic])
-    human = HumanMessage("<goal>\nReroute its traffic to a backup (context: web-3 is down)\n</goal>")
+    goal = "Reroute its traffic to a backup (context: web-3 is down)"
+    human = HumanMessage(f"<goal>\n{goal}\n</goal>")
     reply = model.invoke([SystemMessage("You are traffic"), human])
     assert isinstance(reply, AIMessage)
     (call,) = reply.tool_calls
@@ -108,10 +109,12 @@ def test_rules_planner_through_structured_output() -> None:
     system = SystemMessage("<agents>\n- traffic: Reroutes traffic | skills: reroute, failover\n"
                            "- notifications: Pages people | skills: alert, page\n</agents>")
     plan = FakeChatModel().with_structured_output(Plan).invoke(
-        [system, HumanMessage("<request>\napi-1 failed: fail over api-1 and page the team\n</request>")]
+        [system, HumanMessage("<request>\napi-1 failed: fail over api-1 and page the team"
+                              "\n</request>")]
     )
     assert isinstance(plan, Plan)
-    assert [(s.agent, s.depends_on) for s in plan.subtasks] == [("traffic", []), ("notifications", [])]
+    assert [(s.agent, s.depends_on) for s in plan.subtasks] == [
+        ("traffic", []), ("notifications", [])]
 
 
 def test_get_model_specs() -> None:

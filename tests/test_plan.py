@@ -35,7 +35,8 @@ def test_invalid_plans_are_rejected_with_the_reason(subtasks: list[dict], messag
 
 def test_unknown_agent_names_the_subtask_and_known_agents() -> None:
     plan = Plan(subtasks=[sub("t1", agent="ghost")])
-    with pytest.raises(PlanError, match=r"subtask 't1' names unknown agent 'ghost'.*known agents: a, b"):
+    message = r"subtask 't1' names unknown agent 'ghost'.*known agents: a, b"
+    with pytest.raises(PlanError, match=message):
         check_agents(plan, ["b", "a"])
 
 

@@ -25,13 +25,18 @@ def stem(word: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Content words of ``text``, stemmed; hyphenated words also yield their joined form."""
+    """Content words of ``text``, stemmed; also the joined form of hyphenated words and of
+    adjacent word pairs, so "on-call" meets "oncall" and "fail over" meets "failover"."""
     out: list[str] = []
+    previous = ""
     for raw in _TOKEN.findall(text.lower().replace("_", " ")):
         parts = raw.split("-")
         if len(parts) > 1:
             out.append(stem("".join(parts)))
         out.extend(stem(p) for p in parts if p not in STOPWORDS and not p.isdigit())
+        if previous and raw.isalpha():
+            out.append(stem(previous + raw))
+        previous = raw if raw.isalpha() else ""
     return [t for t in out if t and t not in STOPWORDS]
 
 

@@ -1,0 +1,101 @@
+"""Agents from built-ins, YAML cards and an installed plugin package."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents import AgentRegistry, AgentSpec, load_agent_card, load_agent_cards
+from orchestrator import Orchestrator
+from orchestrator.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_builtins_are_the_it_ops_specialists() -> None:
+    registry = AgentRegistry.default(plugins=False)
+    assert registry.names == ["monitoring", "diagnostics", "traffic", "notifications",
+                              "incident_log"]
+    assert all(spec.source == "built-in" and spec.tools for spec in registry)
+
+
+def test_card_folder_adds_agents_that_get_planned_and_used(domain_db: Path) -> None:
+    registry = AgentRegistry.default(FIXTURES / "cards", plugins=False)
+    card = registry.get("capacity")
+    assert card.source.endswith("capacity.yaml") and list(card.tool_map) == ["pool_capacity"]
+    result = Orchestrator("fake", agents=registry, domain_db=domain_db).run(
+        "how much spare capacity do the pools have?")
+    assert result.plan is not None and result.plan.subtasks[0].agent == "capacity"
+    assert "web-backup-b: 1700 rps spare" in result.answer
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: [unclosed", "invalid YAML"),
+    ("- just a list", "must be a YAML mapping"),
+    ("name: x\n", "description: Field required"),
+    ("name: x\ndescription: d\ncolour: red\n", "colour: Extra inputs are not permitted"),
+    ("name: x\ndescription: d\ntools: [no_such_module_xyz:fn]\n", "cannot import module"),
+    ("name: x\ndescription: d\ntools: ['os:no_such_fn']\n", "has no 'no_such_fn'"),
+    ("name: Bad Name\ndescription: d\n", "must be snake_case"),
+])
+def test_bad_cards_are_clear_errors_naming_the_file(tmp_path: Path, text: str,
+                                                     message: str) -> None:
+    card = write(tmp_path / "broken.yaml", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_agent_card(card)
+    assert str(card) in str(info.value)
+
+
+def test_duplicate_agent_name_names_both_sources(tmp_path: Path) -> None:
+    write(tmp_path / "traffic.yaml", "name: traffic\ndescription: another traffic agent\n")
+    message = r"duplicate agent name 'traffic'.*built-in.*traffic.yaml"
+    with pytest.raises(ConfigError, match=message):
+        AgentRegistry.default(tmp_path, plugins=False)
+
+
+def test_missing_cards_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist or is not a folder"):
+        load_agent_cards(tmp_path / "nope")
+
+
+def test_spec_rejects_duplicate_tools() -> None:
+    def ping() -> str:
+        """Ping."""
+        return "pong"
+
+    with pytest.raises(ConfigError, match="lists tool"):
+        AgentSpec(name="pinger", description="pings", tools=[ping, ping])
+
+
+def test_installed_plugin_package_is_discovered_planned_and_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, domain_db: Path
+) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+         "--no-build-isolation", "--target", str(target), str(FIXTURES / "weather_plugin")],
+        check=True, capture_output=True, text=True,
+    )
+    monkeypatch.syspath_prepend(str(target))
+    importlib.invalidate_caches()
+
+    registry = AgentRegistry.default()
+    weather = registry.get("weather")
+    assert "entry point 'weather'" in weather.source
+
+    result = Orchestrator("fake", agents=registry, domain_db=domain_db).run(
+        "what is the weather forecast for Oslo?")
+    assert result.plan is not None and [s.agent for s in result.plan.subtasks] == ["weather"]
+    assert result.answer == "Forecast for Oslo: snow, -4 C."
+    plugin = importlib.import_module("weather_plugin")
+    assert plugin.CALLS == ["Oslo"]
+    monkeypatch.delitem(sys.modules, "weather_plugin")
