@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from langgraph.config import get_stream_writer
@@ -48,12 +48,13 @@ class Event:
     usage: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: events are emitted on the hot path and their data is never shared.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Event:
-        fields = {k: v for k, v in payload.items() if k != EVENT_MARKER}
-        return cls(**fields)
+        values = {k: v for k, v in payload.items() if k != EVENT_MARKER}
+        return cls(**values)
 
 
 EventSink = Callable[[Event], None]

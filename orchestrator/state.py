@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.runnables import Runnable
 from langgraph.graph.message import add_messages
 
 from agents.spec import AgentSpec
@@ -48,5 +49,24 @@ class EngineContext:
     """Resolved per-agent models; agents without an override use ``model``."""
     settings: Settings
 
+    _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(
+        default_factory=dict, repr=False)
+
     def model_for(self, agent: str) -> BaseChatModel:
         return self.agent_models.get(agent, self.model)
+
+    def agent_runnable(self, spec: AgentSpec) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The agent's model with only its own tools bound (built once: schemas are costly)."""
+        key = f"agent:{spec.name}"
+        if key not in self._bound:
+            model = self.model_for(spec.name)
+            tools = list(spec.tool_map.values())
+            self._bound[key] = model.bind_tools(tools) if tools else model
+        return self._bound[key]
+
+    def planner_runnable(self, plan_schema: type) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The supervisor's model with the Plan tool bound and forced."""
+        if "planner" not in self._bound:
+            self._bound["planner"] = self.model.bind_tools(
+                [plan_schema], tool_choice=plan_schema.__name__)
+        return self._bound["planner"]

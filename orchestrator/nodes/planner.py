@@ -1,9 +1,14 @@
-"""The planner node: one structured call that turns the request into a validated Plan."""
+"""The planner node: one structured call that turns the request into a validated Plan.
+
+The Plan schema is bound as a forced tool once per engine (the standard tool-calling path
+that ``with_structured_output`` also uses), and parsed here so that every problem,
+malformed JSON included, can be sent back to the model.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
@@ -44,28 +49,24 @@ def format_history(messages: list[Any], turns: int) -> str:
 
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) -> Plan:
     """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
-    structured = ctx.model.with_structured_output(Plan, include_raw=True, method="function_calling")
+    planner = ctx.planner_runnable(Plan)
     messages = planner_messages(ctx, state)
     run_id = state["run_id"]
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         try:
-            out = cast(dict[str, Any], await structured.ainvoke(messages))
+            raw = await planner.ainvoke(messages)
         except Exception as exc:
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
-        raw: AIMessage = out["raw"]
+        assert isinstance(raw, AIMessage)
         usage.add_message(raw.usage_metadata)
-        plan: Plan | None = out.get("parsed")
-        error = out.get("parsing_error")
-        if plan is not None and error is None:
-            try:
-                check_agents(plan, ctx.agents)
-                return plan
-            except PlanError as exc:
-                last_error = str(exc)
-        else:
-            last_error = _describe_parse_error(error, raw)
+        try:
+            plan = parse_plan(raw)
+            check_agents(plan, ctx.agents)
+            return plan
+        except PlanError as exc:
+            last_error = str(exc)
         emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
         messages = [*messages, *_repair_messages(raw, last_error)]
     raise PlanError(
@@ -74,14 +75,20 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) 
     )
 
 
-def _describe_parse_error(error: BaseException | None, raw: AIMessage) -> str:
-    if not raw.tool_calls:
-        return "no Plan tool call in the reply"
-    if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}"
-                         for e in error.errors())
-    text = str(error) if error else "unparseable plan"
-    return text.splitlines()[0][:500]
+def parse_plan(raw: AIMessage) -> Plan:
+    """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it."""
+    call = next((c for c in raw.tool_calls if c["name"] == Plan.__name__), None)
+    if call is None:
+        bad = next((c for c in raw.invalid_tool_calls if c.get("name") == Plan.__name__), None)
+        if bad is not None:
+            raise PlanError(f"the Plan arguments are not valid JSON: {bad.get('error') or ''}")
+        raise PlanError("no Plan tool call in the reply")
+    try:
+        return Plan.model_validate(call["args"])
+    except ValidationError as exc:
+        raise PlanError("; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()
+        )) from None
 
 
 def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
@@ -55,17 +56,18 @@ def specialist_messages(
 
 async def run_specialist(
     spec: AgentSpec,
-    model: BaseChatModel,
+    bound: Runnable[LanguageModelInput, BaseMessage],
     result: SubtaskResult,
     inputs: list[DependencyOutput],
     *,
     run_id: str,
     max_steps: int,
 ) -> SubtaskResult:
-    """Run one subtask to the end; the returned result is done or failed, never raises for
-    tool or agent errors."""
+    """Run one subtask with ``bound`` (the agent's model with its tools bound) to the end.
+
+    The returned result is done or failed; tool and agent errors do not raise.
+    """
     tools = spec.tool_map
-    bound = model.bind_tools(list(tools.values())) if tools else model
     messages = specialist_messages(spec, result.goal, inputs)
     result.attempts += 1
     result.started_at = result.started_at or time.time()
