@@ -56,7 +56,7 @@ def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
 
     if settings.model is None and not quiet:
         err_console.print(f"[dim]No model configured: using the offline '{DEFAULT_MODEL_SPEC}' "
-                          "model (set ORCHESTRATOR_MODEL or --model).[/dim]")
+                          "model (set ORCHESTRATOR_MODEL or --model).[/dim]", soft_wrap=True)
     return Orchestrator(settings.model or DEFAULT_MODEL_SPEC, settings=settings,
                         checkpointer=settings.checkpoints_path,
                         domain_db=settings.domain_db_path)
