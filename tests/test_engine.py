@@ -280,3 +280,22 @@ def test_graph_factory_returns_an_uncompiled_graph_that_users_compile(domain_db:
         ))
     assert out["answer"].startswith("web-2 is up")
     assert [m.type for m in out["messages"]] == ["human", "ai"]
+
+
+def test_synthesizer_failure_keeps_the_work_in_a_plain_summary(domain_db: Path) -> None:
+    def provider_down(messages: Any, tools: Any) -> Any:
+        raise TimeoutError("provider timed out")
+
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Check web-1 health", "monitoring", []),
+                   ("t2", "Check web-2 health", "monitoring", [])),
+        tool_call("check_service_health", {"service": "web-1"}, call_id="a"),
+        tool_call("check_service_health", {"service": "web-2"}, call_id="b"),
+        "web-1 is up.", "web-2 is up.",
+        provider_down,
+    ])
+    result = orchestrator(domain_db, model).run("check web-1 and web-2 separately")
+    assert result.ok
+    assert "web-1 is up." in result.answer and "web-2 is up." in result.answer
+    assert "provider timed out" in result.answer
+    assert result.usage.llm_calls == 6
