@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     history_turns: int = Field(
         default=6, ge=0, description="Earlier conversation turns the planner sees."
     )
+    knowledge: bool = Field(
+        default=True, description="Use the knowledge base (retrieve tool, planner context)."
+    )
+    embedder: str = Field(
+        default="minilm",
+        description="Embedder spec: 'minilm' (local all-MiniLM-L6-v2), 'openai:<model>'; "
+        "'hash' is for unit tests only.",
+    )
+    chroma_url: str | None = Field(
+        default=None, description="A Chroma server (http://host:port) instead of the "
+        "embedded store under the data folder."
+    )
+    planner_context_chunks: int = Field(
+        default=3, ge=0, description="Knowledge-base chunks the planner sees for a request."
+    )
 
     @property
     def checkpoints_path(self) -> Path:
@@ -58,6 +73,10 @@ class Settings(BaseSettings):
     @property
     def domain_db_path(self) -> Path:
         return self.home / "domain.sqlite"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,6 +18,8 @@ from orchestrator.nodes.executor import executor_node
 from orchestrator.nodes.planner import planner_node
 from orchestrator.nodes.synthesizer import respond_node, synthesizer_node
 from orchestrator.state import EngineContext, OrchestratorState
+from retrieval.search import Retriever
+from retrieval.store import KnowledgeStore
 
 
 def build_graph(
@@ -26,6 +28,7 @@ def build_graph(
     *,
     settings: Settings | None = None,
     agent_models: Mapping[str, BaseChatModel | str] | None = None,
+    knowledge: KnowledgeStore | Retriever | None = None,
 ) -> StateGraph:
     """Build the orchestrator graph, uncompiled, so callers can add a checkpointer or nodes.
 
@@ -34,13 +37,15 @@ def build_graph(
         agents: The specialists the planner may route to.
         settings: Limits and options; read from the environment when omitted.
         agent_models: Per-agent model overrides by agent name (beside ``AgentSpec.model``).
+        knowledge: The knowledge base for the ``retrieve`` tool and the planner's context.
 
     Example:
         ```python
         graph = build_graph("fake", it_ops_agents()).compile(checkpointer=InMemorySaver())
         ```
     """
-    ctx = engine_context(model, agents, settings=settings, agent_models=agent_models)
+    ctx = engine_context(model, agents, settings=settings, agent_models=agent_models,
+                         knowledge=knowledge)
     graph = StateGraph(OrchestratorState)
     graph.add_node("plan", planner_node(ctx))
     graph.add_node("execute", executor_node(ctx))
@@ -71,6 +76,7 @@ def engine_context(
     *,
     settings: Settings | None = None,
     agent_models: Mapping[str, BaseChatModel | str] | None = None,
+    knowledge: KnowledgeStore | Retriever | None = None,
 ) -> EngineContext:
     """Resolve models and check the agent list once, before any run."""
     if not agents:
@@ -90,8 +96,9 @@ def engine_context(
         choice = overrides.get(spec.name, spec.model)
         if choice is not None:
             resolved[spec.name] = get_model(choice)
+    retriever = Retriever(knowledge) if isinstance(knowledge, KnowledgeStore) else knowledge
     return EngineContext(model=get_model(model), agents=by_name, agent_models=resolved,
-                         settings=settings or load_settings())
+                         settings=settings or load_settings(), retriever=retriever)
 
 
 def _after_plan(state: OrchestratorState) -> Literal["execute", "respond"]:

@@ -9,10 +9,13 @@ from typing import Annotated, Any, Protocol, TypedDict
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AnyMessage, BaseMessage
 from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
 from agents.spec import AgentSpec
 from orchestrator.config import Settings
+from retrieval.search import Retriever
+from retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 
 
 class OrchestratorState(TypedDict, total=False):
@@ -48,6 +51,8 @@ class EngineContext:
     agent_models: dict[str, BaseChatModel]
     """Resolved per-agent models; agents without an override use ``model``."""
     settings: Settings
+    retriever: Retriever | None = None
+    """The knowledge base, when one is configured (retrieve tool, planner context)."""
 
     _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(
         default_factory=dict, repr=False)
@@ -55,14 +60,30 @@ class EngineContext:
     def model_for(self, agent: str) -> BaseChatModel:
         return self.agent_models.get(agent, self.model)
 
+    _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
+
+    def agent_tools(self, spec: AgentSpec) -> dict[str, BaseTool]:
+        """The tools this agent may call, ``retrieve`` bound to its own collections."""
+        if spec.name not in self._tools:
+            tools = dict(spec.tool_map)
+            if RETRIEVE_TOOL_NAME in tools:
+                tools[RETRIEVE_TOOL_NAME] = bind_retrieve_tool(
+                    self.retriever, spec.name, spec.collections)
+            self._tools[spec.name] = tools
+        return self._tools[spec.name]
+
     def agent_runnable(self, spec: AgentSpec) -> Runnable[LanguageModelInput, BaseMessage]:
         """The agent's model with only its own tools bound (built once: schemas are costly)."""
         key = f"agent:{spec.name}"
         if key not in self._bound:
             model = self.model_for(spec.name)
-            tools = list(spec.tool_map.values())
+            tools = list(self.agent_tools(spec).values())
             self._bound[key] = model.bind_tools(tools) if tools else model
         return self._bound[key]
+
+    def planner_collections(self) -> list[str]:
+        """Collections the planner draws context from: those any agent may read."""
+        return list(dict.fromkeys(c for spec in self.agents.values() for c in spec.collections))
 
     def planner_runnable(self, plan_schema: type) -> Runnable[LanguageModelInput, BaseMessage]:
         """The supervisor's model with the Plan tool bound and forced."""

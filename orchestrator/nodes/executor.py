@@ -32,8 +32,10 @@ def executor_node(ctx: EngineContext) -> NodeFn:
         result = SubtaskResult(id=subtask["id"], goal=subtask["goal"], agent=spec.name,
                                status="running")
         deps = [DependencyOutput(**d) for d in inputs]
-        done = await run_specialist(spec, ctx.agent_runnable(spec), result, deps,
-                                    run_id=run_id, max_steps=ctx.settings.max_agent_steps)
+        done = await run_specialist(
+            spec, ctx.agent_runnable(spec), ctx.agent_tools(spec), result, deps,
+            run_id=run_id, max_steps=ctx.settings.max_agent_steps,
+        )
         return done.to_dict()
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:

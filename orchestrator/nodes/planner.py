@@ -7,6 +7,7 @@ malformed JSON included, can be sent back to the model.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -19,9 +20,11 @@ from orchestrator.plan import Plan, check_agents
 from orchestrator.results import Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import render_prompt, tagged
+from retrieval.tool import format_hits
 
 
-def planner_messages(ctx: EngineContext, state: OrchestratorState) -> list[BaseMessage]:
+def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
+                     ) -> list[BaseMessage]:
     """System prompt with the agent catalog; the request with recent conversation turns."""
     catalog = "\n".join(spec.catalog_line() for spec in ctx.agents.values())
     system = render_prompt("planner", agents=catalog)
@@ -29,8 +32,22 @@ def planner_messages(ctx: EngineContext, state: OrchestratorState) -> list[BaseM
     history = format_history(state.get("messages", [])[:-1], ctx.settings.history_turns)
     if history:
         parts.append(tagged("history", history))
+    if context:
+        parts.append(tagged("context", context))
     parts.append(tagged("request", state["request"]))
     return [SystemMessage(system), HumanMessage("\n".join(parts))]
+
+
+def knowledge_context(ctx: EngineContext, request: str) -> str:
+    """A few cited passages from the knowledge base about the request ('' when none)."""
+    limit = ctx.settings.planner_context_chunks
+    if ctx.retriever is None or limit == 0:
+        return ""
+    present = set(ctx.retriever.store.collection_names())
+    collections = [c for c in ctx.planner_collections() if c in present]
+    if not collections:
+        return ""
+    return format_hits(ctx.retriever.search(request, collections, k=limit))
 
 
 def format_history(messages: list[Any], turns: int) -> str:
@@ -50,7 +67,9 @@ def format_history(messages: list[Any], turns: int) -> str:
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) -> Plan:
     """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
     planner = ctx.planner_runnable(Plan)
-    messages = planner_messages(ctx, state)
+    # Retrieval embeds the query on the CPU: keep it off the event loop.
+    context = await asyncio.to_thread(knowledge_context, ctx, state["request"])
+    messages = planner_messages(ctx, state, context)
     run_id = state["run_id"]
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):

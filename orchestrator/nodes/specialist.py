@@ -20,6 +20,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 from agents.spec import AgentSpec
+from orchestrator.errors import ToolRefusedError
 from orchestrator.events import emit
 from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
 from prompts import render_prompt, tagged
@@ -57,6 +58,7 @@ def specialist_messages(
 async def run_specialist(
     spec: AgentSpec,
     bound: Runnable[LanguageModelInput, BaseMessage],
+    tools: dict[str, BaseTool],
     result: SubtaskResult,
     inputs: list[DependencyOutput],
     *,
@@ -67,7 +69,6 @@ async def run_specialist(
 
     The returned result is done or failed; tool and agent errors do not raise.
     """
-    tools = spec.tool_map
     messages = specialist_messages(spec, result.goal, inputs)
     result.attempts += 1
     result.started_at = result.started_at or time.time()
@@ -112,6 +113,11 @@ async def _call_tool(
     started = time.perf_counter()
     try:
         output = await tool.ainvoke(args)
+    except ToolRefusedError as exc:
+        result.tool_calls.append(ToolCallRecord(name, args, "refused", str(exc)))
+        emit("tool_refused", run_id, subtask_id=result.id, agent=spec.name,
+             data={"tool": name, "args": _jsonable(args), "reason": str(exc)})
+        return ToolMessage(f"Refused: {exc}.", tool_call_id=call_id, status="error")
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         result.tool_calls.append(ToolCallRecord(name, args, "invalid", detail))

