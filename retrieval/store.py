@@ -181,30 +181,32 @@ class KnowledgeStore:
 
     # --- chunks ---------------------------------------------------------------------------
 
-    def source_hash(self, name: str, source: str) -> str | None:
-        """The file hash stored for ``source``, or None if it has no chunks."""
-        got = self.collection(name, create=True).get(where={"source": source}, limit=1,
-                                                     include=["metadatas"])
-        metas = got.get("metadatas") or []
-        return str(metas[0].get("file_hash")) if metas else None
+    def source_hashes(self, name: str) -> dict[str, str]:
+        """``source -> file_hash`` of everything in the collection (empty if it is new)."""
+        col = self.collection(name, create=True)
+        return {str(m.get("source")): str(m.get("file_hash")) for m in self._iter_metadatas(col)}
 
-    def replace_source(self, name: str, source: str, file_hash: str,
-                       chunks: Sequence[ChunkRecord]) -> int:
-        """Put a source's new chunks in, then take its old ones out; returns chunks added.
+    def write_sources(self, name: str, sources: Sequence[tuple[str, str, Sequence[ChunkRecord]]]
+                      ) -> int:
+        """Store new versions of whole sources: ``(source, file_hash, chunks)`` each.
 
-        New chunks are added in one call before anything is deleted, so a failure leaves
-        the previous version whole, never half a file.
+        All chunks of the batch are embedded together, then added, then the sources' old
+        chunks (another file hash) are deleted: a failure leaves each source's previous
+        version whole, never half a file. Returns the number of chunks written.
         """
         col = self.collection(name, create=True)
-        vectors = self.embedder.embed_documents([index_text(c.text, c.metadata) for c in chunks])
-        for start in range(0, len(chunks), _PAGE):
-            part = chunks[start:start + _PAGE]
+        records = [c for _, _, chunks in sources for c in chunks]
+        vectors = self.embedder.embed_documents([index_text(c.text, c.metadata) for c in records])
+        for start in range(0, len(records), _PAGE):
+            part = records[start:start + _PAGE]
             col.upsert(ids=[c.id for c in part], documents=[c.text for c in part],
                        metadatas=[dict(c.metadata) for c in part],
                        embeddings=vectors[start:start + _PAGE])
-        col.delete(where={"$and": [{"source": source}, {"file_hash": {"$ne": file_hash}}]})
-        self._bump_version(col)
-        return len(chunks)
+        for source, file_hash, _ in sources:
+            col.delete(where={"$and": [{"source": source}, {"file_hash": {"$ne": file_hash}}]})
+        if sources:
+            self._bump_version(col)
+        return len(records)
 
     def delete_source(self, name: str, source: str) -> None:
         col = self.collection(name, create=True)
