@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.spec import AgentSpec, as_tool
 from orchestrator.errors import ConfigError
+from orchestrator.models.specs import parse_model_spec
+from retrieval.tool import RETRIEVE_TOOL_NAME, retrieve
 
 
 class AgentCard(BaseModel):
@@ -22,7 +24,8 @@ class AgentCard(BaseModel):
     description: str
     skills: list[str] = Field(default_factory=list)
     prompt: str = ""
-    tools: list[str] = Field(default_factory=list, description="'package.module:function'")
+    tools: list[str] = Field(
+        default_factory=list, description="'package.module:function', or 'retrieve'")
     collections: list[str] = Field(default_factory=list)
     model: str | None = None
     domain: str = "general"
@@ -65,7 +68,10 @@ def load_agent_card(path: str | Path) -> AgentSpec:
                              for e in exc.errors())
         raise ConfigError(f"{file}: invalid agent card: {problems}") from None
     try:
-        tools = [as_tool(import_object(t)) for t in card.tools]
+        if card.model is not None:
+            parse_model_spec(card.model)
+        tools = [as_tool(retrieve if t == RETRIEVE_TOOL_NAME else import_object(t))
+                 for t in card.tools]
         return AgentSpec(
             name=card.name, description=card.description, skills=card.skills, prompt=card.prompt,
             tools=tools, collections=card.collections, model=card.model, domain=card.domain,

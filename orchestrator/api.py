@@ -8,7 +8,13 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,9 @@ from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import build_graph
 from orchestrator.plan import Plan
-from orchestrator.results import RunResult, SubtaskResult, Usage
+from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage
+from retrieval.search import Retriever
+from retrieval.store import KnowledgeStore
 
 _DONE = object()
 
@@ -52,6 +60,8 @@ class Orchestrator:
         settings: Limits and folders; read from ``ORCHESTRATOR_*`` variables when omitted.
         agent_models: Per-agent model overrides, by agent name.
         domain_db: The business-systems database the tools use (default: in the data folder).
+        knowledge: The knowledge base (a KnowledgeStore or Retriever); by default the store
+            the settings name, unless ``settings.knowledge`` is off.
     """
 
     def __init__(
@@ -63,16 +73,23 @@ class Orchestrator:
         settings: Settings | None = None,
         agent_models: Mapping[str, BaseChatModel | str] | None = None,
         domain_db: str | Path | None = None,
+        knowledge: KnowledgeStore | Retriever | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        if knowledge is None and self.settings.knowledge:
+            knowledge = KnowledgeStore.from_settings(self.settings)
+        self.knowledge = knowledge
         if agents is None:
             agents = AgentRegistry.default(self.settings.agents_dir)
         self.agents = list(agents)
         self.graph = build_graph(model if model is not None else self.settings.model,
-                                 self.agents, settings=self.settings, agent_models=agent_models)
+                                 self.agents, settings=self.settings, agent_models=agent_models,
+                                 knowledge=knowledge)
         self.domain_db = Path(domain_db) if domain_db is not None else None
         self._checkpoint_path: Path | None = None
         self._compiled: CompiledStateGraph | None = None
+        self._busy_threads: set[str] = set()
+        self._busy_lock = threading.Lock()
         if isinstance(checkpointer, str | Path):
             self._checkpoint_path = Path(checkpointer)
         else:
@@ -94,17 +111,19 @@ class Orchestrator:
         }
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
-        async with self._graph() as graph:
-            with db_scope:
-                async for chunk in graph.astream(inputs, config, stream_mode="custom"):
-                    if isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
+        values: dict[str, Any] = {}
+        with self._claim_thread(thread):
+            async with self._graph() as graph, _in_scope(db_scope):
+                async for mode, chunk in graph.astream(inputs, config,
+                                                       stream_mode=["custom", "values"]):
+                    if mode == "values" and isinstance(chunk, dict):
+                        values = chunk  # this run's own state, never another run's
+                    elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
                         event = Event.from_dict(chunk)
                         events.append(event)
                         if on_event is not None:
                             on_event(event)
-            snapshot = await graph.aget_state(config)
-        return _run_result(snapshot.values, thread, run_id, text,
-                           time.perf_counter() - started, events)
+        return _run_result(values, thread, run_id, text, time.perf_counter() - started, events)
 
     def run(self, request: str, *, thread_id: str | None = None,
             on_event: EventSink | None = None) -> RunResult:
@@ -118,9 +137,13 @@ class Orchestrator:
         job = asyncio.ensure_future(self.arun(request, thread_id=thread_id,
                                               on_event=pending.put_nowait))
         job.add_done_callback(lambda _: pending.put_nowait(_DONE))
-        while (item := await pending.get()) is not _DONE:
-            yield item
-        job.result()  # re-raise a failure of the run itself
+        try:
+            while (item := await pending.get()) is not _DONE:
+                yield item
+            job.result()  # re-raise a failure of the run itself
+        finally:
+            if not job.done():  # the consumer stopped listening: stop the work too
+                job.cancel()
 
     def stream(self, request: str, *, thread_id: str | None = None) -> Iterator[Event]:
         """Synchronous :meth:`astream`: the run happens on a worker thread."""
@@ -153,6 +176,20 @@ class Orchestrator:
 
     # --- internals ------------------------------------------------------------------------
 
+    @contextmanager
+    def _claim_thread(self, thread_id: str) -> Iterator[None]:
+        # Two turns of one conversation at once would interleave its history.
+        with self._busy_lock:
+            if thread_id in self._busy_threads:
+                raise RequestError(f"thread {thread_id!r} is already running a request; "
+                                   "wait for it to finish or use another thread")
+            self._busy_threads.add(thread_id)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy_threads.discard(thread_id)
+
     def check_request(self, request: str) -> str:
         """The request stripped; RequestError if it is empty or over the size limit."""
         text = (request or "").strip()
@@ -182,6 +219,12 @@ class Orchestrator:
             yield self.graph.compile(checkpointer=saver)
 
 
+@asynccontextmanager
+async def _in_scope(scope: AbstractContextManager[Any]) -> AsyncIterator[None]:
+    with scope:
+        yield
+
+
 def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
                 elapsed: float, events: list[Event]) -> RunResult:
     results = {key: SubtaskResult.from_dict(value)
@@ -191,8 +234,14 @@ def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: st
         usage = usage + result.usage
     plan = Plan.model_validate(values["plan"]) if values.get("plan") else None
     error = values.get("error")
+    done = sum(r.status == "done" for r in results.values())
+    status: RunStatus = "ok"
+    if error or (results and done == 0):
+        status = "failed"
+    elif done < len(results):
+        status = "partial"
     return RunResult(
         run_id=run_id, thread_id=thread_id, request=request, answer=values.get("answer", ""),
-        status="failed" if error else "ok", plan=plan, results=results, usage=usage,
+        status=status, plan=plan, results=results, usage=usage,
         elapsed_s=elapsed, error=error, events=events,
     )

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_agent_steps: int = Field(
         default=6, ge=1, description="Model calls one specialist may make for one subtask."
     )
+    max_subtasks: int = Field(
+        default=20, ge=1, description="Most subtasks a plan may have (bigger plans are repaired)."
+    )
     max_parallel: int = Field(
         default=8, ge=1, description="Subtasks that may run at the same time."
     )

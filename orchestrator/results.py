@@ -9,6 +9,8 @@ from typing import Any, Literal
 from orchestrator.events import Event
 from orchestrator.plan import Plan
 
+RunStatus = Literal["ok", "partial", "failed"]
+"""ok: every subtask done; partial: some failed or were skipped; failed: no plan or nothing done."""
 SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
 
@@ -97,7 +99,7 @@ class RunResult:
     thread_id: str
     request: str
     answer: str
-    status: Literal["ok", "failed"]
+    status: RunStatus
     plan: Plan | None
     results: dict[str, SubtaskResult]
     usage: Usage

@@ -3,7 +3,7 @@ prints them as one line."""
 
 from __future__ import annotations
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, ToolRefusedError
 
 
 class RetrievalError(OrchestratorError):
@@ -18,5 +18,5 @@ class EmbedderMismatchError(RetrievalError):
     """A collection is queried or filled with an embedder other than the one it was built with."""
 
 
-class CollectionAccessError(RetrievalError):
+class CollectionAccessError(RetrievalError, ToolRefusedError):
     """A caller asked for a collection that is missing or that it may not read."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from orchestrator.config import Settings
 from retrieval.embedders import Embedder, get_embedder
 from retrieval.errors import EmbedderMismatchError, RetrievalError
 
@@ -89,6 +90,13 @@ class KnowledgeStore:
         self._embedder_spec = embedder
         self._client: Any = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KnowledgeStore:
+        """The Chroma server at ``chroma_url`` if set, else the embedded store under ``home``."""
+        if settings.chroma_url:
+            return cls(url=settings.chroma_url, embedder=settings.embedder)
+        return cls(settings.chroma_path, embedder=settings.embedder)
 
     @property
     def embedder(self) -> Embedder:

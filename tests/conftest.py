@@ -24,6 +24,10 @@ def orchestrator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    # The hashing embedder keeps unit tests fast; tests of real retrieval quality use MiniLM.
+    monkeypatch.setenv("ORCHESTRATOR_EMBEDDER", "hash")
+    monkeypatch.delenv("ORCHESTRATOR_CHROMA_URL", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_KNOWLEDGE", raising=False)
     return home
 
 

@@ -28,7 +28,7 @@ def test_run_json_does_the_incident_and_reports_usage(orchestrator_home: Path) -
     out = json.loads(proc.stdout)
     assert set(out) >= {"answer", "plan", "results", "usage", "elapsed_s", "thread_id"}
     assert set(out["usage"]) >= {"llm_calls", "input_tokens", "output_tokens"}
-    assert out["usage"]["llm_calls"] == 10
+    assert out["usage"]["llm_calls"] == 11
     assert len(out["plan"]["subtasks"]) == 4
     assert all(r["status"] == "done" for r in out["results"].values())
     db = sqlite3.connect(orchestrator_home / "domain.sqlite")
@@ -42,7 +42,7 @@ def test_run_shows_plan_progress_and_answer_and_says_which_model() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "offline 'fake' model" in proc.stderr
     for text in ("diagnostics", "traffic", "notifications", "incident_log", "done",
-                 "Completed 4 of 4", "10 LLM calls"):
+                 "Completed 4 of 4", "11 LLM calls"):
         assert text in proc.stdout
 
 
@@ -62,7 +62,9 @@ def test_follow_up_in_a_thread_sees_the_earlier_turn(orchestrator_home: Path) ->
     (("run", "hi", "--model", "openai:gpt-4o-mini"), {}, "needs OPENAI_API_KEY"),
     (("run", "hi", "--agents-dir", "/no/such/dir"), {}, "does not exist or is not a folder"),
     (("agents",), {"ORCHESTRATOR_AGENTS_DIR": "/no/such/dir"}, "does not exist"),
-    (("run", "hi"), {"ORCHESTRATOR_MAX_REQUEST_CHARS": "lots"}, "invalid settings"),
+    (("run", "hi"), {"ORCHESTRATOR_MAX_REQUEST_CHARS": "lots"},
+     "invalid settings: ORCHESTRATOR_MAX_REQUEST_CHARS: Input should be a valid integer"),
+    (("run", "hi"), {"ORCHESTRATOR_HOME": "/proc/no-such-dir"}, "cannot use the data folder"),
 ])
 def test_user_errors_are_one_line_with_a_non_zero_exit(
     args: tuple[str, ...], env: dict[str, str], message: str

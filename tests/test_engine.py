@@ -43,13 +43,14 @@ def test_incident_request_plans_four_agents_and_changes_the_database(
     assert alert["person"] == "Dana Okafor"
     assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-3'").fetchone()[0] == 1
     assert "disk full" in result.answer and "web-backup-b" in result.answer
-    # planner + 4 x (tool call, report) + synthesizer, nothing between subtasks
-    assert result.usage.llm_calls == 10
+    # planner + 4 x (tool call, report) + the traffic agent's runbook lookup + synthesizer;
+    # nothing between subtasks
+    assert result.usage.llm_calls == 11
     assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
     types = [e.type for e in result.events]
     assert types[:2] == ["run_started", "plan_made"] and types[-1] == "answer"
     assert types.count("subtask_started") == 4 and types.count("subtask_finished") == 4
-    assert types.count("tool_called") == 4
+    assert types.count("tool_called") == 5
 
 
 def test_independent_subtasks_all_start_before_any_finishes(domain_db: Path) -> None:
@@ -235,7 +236,8 @@ def test_per_agent_model_override(domain_db: Path) -> None:
     supervisor, traffic_model = FakeChatModel(), FakeChatModel()
     orch = orchestrator(domain_db, supervisor, agent_models={"traffic": traffic_model})
     orch.run(INCIDENT_REQUEST)
-    assert {tuple(c.tool_names) for c in traffic_model.calls} == {("reroute_traffic", "show_route")}
+    assert {tuple(c.tool_names) for c in traffic_model.calls} == {
+        ("reroute_traffic", "show_route", "retrieve")}
     assert all("reroute_traffic" not in c.tool_names for c in supervisor.calls)
 
 
@@ -299,3 +301,39 @@ def test_synthesizer_failure_keeps_the_work_in_a_plain_summary(domain_db: Path) 
     assert "web-1 is up." in result.answer and "web-2 is up." in result.answer
     assert "provider timed out" in result.answer
     assert result.usage.llm_calls == 6
+
+
+def test_one_thread_runs_one_request_at_a_time(domain_db: Path) -> None:
+    import asyncio
+
+    orch = orchestrator(domain_db, FakeChatModel(latency=0.05))
+
+    async def two_turns() -> list[Any]:
+        return await asyncio.gather(orch.arun("check web-1 health", thread_id="same"),
+                                    orch.arun("check web-2 health", thread_id="same"),
+                                    return_exceptions=True)
+
+    first, second = asyncio.run(two_turns())
+    assert first.answer.startswith("web-1 is up")  # its own answer, not the other run's
+    assert isinstance(second, RequestError) and "already running" in str(second)
+
+
+def test_partial_and_failed_statuses(domain_db: Path) -> None:
+    orch = orchestrator(domain_db)
+    assert orch.run("check the health of web-99").status == "failed"
+    partial = orch.run("check web-1 health, check web-99 health")
+    assert partial.status == "partial" and not partial.ok
+
+
+def test_oversized_plan_goes_back_for_repair(domain_db: Path) -> None:
+    from orchestrator.config import Settings
+
+    many = [(f"t{i}", f"Check web-{i} health", "monitoring", []) for i in range(1, 4)]
+    model = FakeChatModel(script=[
+        plan_reply(*many),
+        plan_reply(("t1", "Check web-1 health", "monitoring", [])),
+        tool_call("check_service_health", {"service": "web-1"}), "web-1 is up.",
+    ])
+    result = orchestrator(domain_db, model, settings=Settings(max_subtasks=2)).run("check all")
+    assert result.ok
+    assert "at most 2 are allowed" in model.calls[1].messages[-1].text

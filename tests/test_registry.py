@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,9 +81,10 @@ def test_installed_plugin_package_is_discovered_planned_and_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, domain_db: Path
 ) -> None:
     target = tmp_path / "site"
+    package = shutil.copytree(FIXTURES / "weather_plugin", tmp_path / "weather_plugin")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(FIXTURES / "weather_plugin")],
+         "--no-build-isolation", "--target", str(target), str(package)],
         check=True, capture_output=True, text=True,
     )
     monkeypatch.syspath_prepend(str(target))

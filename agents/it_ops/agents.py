@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agents.it_ops import tools as t
 from agents.spec import AgentSpec
+from retrieval.tool import retrieve
 
 
 def it_ops_agents() -> list[AgentSpec]:
@@ -31,8 +32,10 @@ def it_ops_agents() -> list[AgentSpec]:
             name="traffic",
             description="Reroutes a service's traffic to a backup pool and shows routes.",
             skills=["reroute traffic", "failover", "backup pool", "routing", "load balancer"],
-            prompt="Only move traffic to healthy backup pools of the same service family.",
-            tools=[t.reroute_traffic, t.show_route],
+            prompt="Only move traffic to healthy backup pools of the same service family. "
+            "Check the runbooks first: some services may only use specific backup pools.",
+            tools=[t.reroute_traffic, t.show_route, retrieve],
+            collections=["it_ops"],
             domain="it_ops",
             source="built-in",
         ),

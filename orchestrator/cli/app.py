@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
@@ -46,9 +47,17 @@ class UserError(Exception):
 
 def _settings(model: str | None, agents_dir: Path | None) -> Settings:
     try:
-        return load_settings(model=model, agents_dir=agents_dir)
-    except Exception as exc:  # pydantic ValidationError from a bad ORCHESTRATOR_* value
-        raise UserError(f"invalid settings: {str(exc).splitlines()[-1].strip()}") from None
+        settings = load_settings(model=model, agents_dir=agents_dir)
+    except ValidationError as exc:  # a bad ORCHESTRATOR_* value
+        problems = "; ".join(f"ORCHESTRATOR_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise UserError(f"invalid settings: {problems}") from None
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use the data folder {settings.home} (ORCHESTRATOR_HOME): "
+                        f"{exc.strerror or exc}") from None
+    return settings
 
 
 def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
@@ -68,14 +77,14 @@ def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool) -
     if as_json:
         result = orch.run(text, thread_id=thread)
         console.print_json(json.dumps(result.to_dict(), default=str))
-        return bool(result.ok)
+        return result.status == "ok"
     orch.check_request(text)  # before the live view starts, so an error is one clean line
     view = RunView()
     with Live(view, console=console, refresh_per_second=8, transient=False):
         result = orch.run(text, thread_id=thread, on_event=view.on_event)
     console.print()
     print_answer(console, result)
-    return bool(result.ok)
+    return result.status == "ok"
 
 
 @app.command()
@@ -90,7 +99,7 @@ def run(
     settings = _settings(model, agents_dir)
     orch = _orchestrator(settings, quiet=as_json)
     if not _run_one(orch, text, thread, as_json):
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # the plan failed, or some subtasks did not finish
 
 
 @app.command()

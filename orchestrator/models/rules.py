@@ -20,6 +20,7 @@ from orchestrator.models.text_match import find_pattern, overlap_score
 from prompts import extract_tag
 
 PLAN_TOOL = "Plan"
+RETRIEVE_TOOL = "retrieve"
 _CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
 _THEN = re.compile(r"^(?:and\s+)?(?:then|after that|afterwards|finally|next)\b[\s,]*", re.I)
 _CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*)$")
@@ -34,7 +35,7 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessag
     if extract_tag(human, "results"):
         return AIMessage(content=synthesize_answer(human))
     if messages and isinstance(messages[-1], ToolMessage):
-        return AIMessage(content=_report_tool_results(messages))
+        return _after_tool_results(messages, human, tools)
     if tools:
         return _tool_call_reply(human, tools)
     goal = _first_tag(human, "goal") or human
@@ -51,9 +52,13 @@ def plan_request(
     clauses = _split_clauses(request)
     context: list[str] = []
     routed: list[tuple[str, str, bool]] = []  # (clause, agent, after_previous)
+    seen: set[str] = set()
     for clause in clauses:
         after = bool(_THEN.match(clause))
-        text = _THEN.sub("", clause).strip()
+        text = _THEN.sub("", clause).strip(" ,;")
+        if not text or text.lower() in seen:
+            continue  # a bare "then", or the same work asked twice
+        seen.add(text.lower())
         agent = _best_agent(text, catalog)
         if agent is None:
             if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
@@ -138,12 +143,57 @@ def _last_user_turn(history: str) -> str:
 # --- specialist --------------------------------------------------------------------------
 
 
-def _tool_call_reply(human: str, tools: list[dict[str, Any]]) -> AIMessage:
+def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "",
+                     salt: str = "") -> AIMessage:
     goal = _first_tag(human, "goal") or human
     inputs = " ".join(body for _, body in extract_tag(human, "input"))
-    tool = _best_tool(goal, tools)
-    calls = [(tool["function"]["name"], args) for args in fill_arguments(tool, goal, inputs)]
-    return _tool_calls_message(calls, salt=human)
+    retrieve = next((t for t in tools if t["function"]["name"] == RETRIEVE_TOOL), None)
+    actions = [t for t in tools if t["function"]["name"] != RETRIEVE_TOOL]
+    if retrieve is not None and not knowledge:
+        # Look up company procedure before acting, as the agent prompts ask.
+        return _tool_calls_message([(RETRIEVE_TOOL, {"query": goal[:300]})], salt=human)
+    if not actions:
+        return AIMessage(content=knowledge or "Nothing found.")
+    tool = _best_tool(goal, actions)
+    text = f"{inputs} {_focus(knowledge, goal)}".strip()
+    calls = [(tool["function"]["name"], args) for args in fill_arguments(tool, goal, text)]
+    return _tool_calls_message(calls, salt=human + salt)
+
+
+def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dict[str, Any]]
+                        ) -> AIMessage:
+    # Tool messages over HTTP carry only the call id: name them from the calls made.
+    names = {c["id"]: c["name"] for m in messages if isinstance(m, AIMessage)
+             for c in m.tool_calls}
+    called = [(names.get(m.tool_call_id, m.name), m) for m in messages
+              if isinstance(m, ToolMessage)]
+    retrieved = [str(m.text) for name, m in called if name == RETRIEVE_TOOL]
+    if len(retrieved) == len(called) and any(
+            t["function"]["name"] != RETRIEVE_TOOL for t in tools):
+        return _tool_call_reply(human, tools, knowledge="\n".join(retrieved),
+                                salt="after-retrieve")
+    report = _report_tool_results(messages)
+    citations = _citations(retrieved)
+    return AIMessage(content=f"{report} (per {', '.join(citations)})" if citations else report)
+
+
+def _focus(knowledge: str, goal: str) -> str:
+    """Sentences that mention the goal's identifiers first: what a reader would act on."""
+    anchors = [a for a in re.findall(r"\b[a-z]+-\d+\b", goal.lower())]
+    sentences = re.split(r"(?<=[.;!?])\s+", knowledge)
+    if not anchors:
+        return knowledge
+    first = [s for s in sentences if any(a in s.lower() for a in anchors)]
+    return " ".join(first + [s for s in sentences if s not in first])
+
+
+def _citations(retrieved: list[str]) -> list[str]:
+    found: list[str] = []
+    for text in retrieved:
+        for citation in re.findall(r"^\[([^\]\s]+#\d+)\]", text, re.MULTILINE)[:2]:
+            if f"[{citation}]" not in found:
+                found.append(f"[{citation}]")
+    return found
 
 
 def _best_tool(goal: str, tools: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -64,7 +65,7 @@ def get_model(spec: str | BaseChatModel | None = None) -> BaseChatModel:
             latency = float(parsed.options.get("latency", "0"))
         except ValueError:
             raise ConfigError(f"fake model latency must be a number of seconds: {spec!r}") from None
-        if latency < 0:
+        if not math.isfinite(latency) or latency < 0:
             raise ConfigError(f"fake model latency must not be negative: {spec!r}")
         return FakeChatModel(latency=latency)
     return _openai_model(parsed.name)

@@ -24,8 +24,7 @@ from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 def executor_node(ctx: EngineContext) -> NodeFn:
     """Build the executor node for ``ctx``."""
 
-    @task(name="specialist")  # type: ignore[arg-type]
-    async def run_subtask(
+    async def run_subtask_now(
         subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
     ) -> dict[str, Any]:
         spec = ctx.agents[subtask["agent"]]
@@ -37,6 +36,18 @@ def executor_node(ctx: EngineContext) -> NodeFn:
             run_id=run_id, max_steps=ctx.settings.max_agent_steps,
         )
         return done.to_dict()
+
+    checkpointed: Any = task(name="specialist")(run_subtask_now)  # type: ignore[arg-type]
+
+    async def run_subtask(
+        subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
+    ) -> dict[str, Any]:
+        # LangGraph replays task results by call order; on a resumed run the order can
+        # differ, so a replayed result for another subtask is not trusted.
+        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id)
+        if result.get("id") != subtask["id"]:
+            result = await run_subtask_now(subtask, inputs, run_id)
+        return result
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:
         plan = Plan.model_validate(state["plan"])

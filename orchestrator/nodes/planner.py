@@ -78,11 +78,15 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) 
         except Exception as exc:
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
-        assert isinstance(raw, AIMessage)
+        if not isinstance(raw, AIMessage):
+            raise ModelError(f"the supervisor model returned {type(raw).__name__}, not a message")
         usage.add_message(raw.usage_metadata)
         try:
             plan = parse_plan(raw)
             check_agents(plan, ctx.agents)
+            if len(plan.subtasks) > ctx.settings.max_subtasks:
+                raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
+                                f"{ctx.settings.max_subtasks} are allowed: merge related work")
             return plan
         except PlanError as exc:
             last_error = str(exc)

@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 from agents.spec import AgentSpec
-from orchestrator.errors import ToolRefusedError
+from orchestrator.errors import ModelError, ToolRefusedError
 from orchestrator.events import emit
 from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
 from prompts import render_prompt, tagged
@@ -76,7 +76,8 @@ async def run_specialist(
     try:
         for _ in range(max_steps):
             reply = await bound.ainvoke(messages)
-            assert isinstance(reply, AIMessage)
+            if not isinstance(reply, AIMessage):
+                raise ModelError(f"{spec.name}'s model returned {type(reply).__name__}")
             usage.add_message(reply.usage_metadata)
             messages.append(reply)
             if not reply.tool_calls:
