@@ -28,6 +28,8 @@ app = typer.Typer(
 demo_app = typer.Typer(help="The demo business systems (the domain database).",
                        no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+kb_app = typer.Typer(help="Look into the knowledge base.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -66,9 +68,23 @@ def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
     if settings.model is None and not quiet:
         err_console.print(f"[dim]No model configured: using the offline '{DEFAULT_MODEL_SPEC}' "
                           "model (set ORCHESTRATOR_MODEL or --model).[/dim]", soft_wrap=True)
+    if settings.knowledge:
+        _ensure_demo_knowledge(settings, quiet)
     return Orchestrator(settings.model or DEFAULT_MODEL_SPEC, settings=settings,
                         checkpointer=settings.checkpoints_path,
                         domain_db=settings.domain_db_path)
+
+
+def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
+    # Like the demo database, the demo knowledge base is created on first use.
+    from orchestrator.demo import ingest_demo_knowledge, missing_demo_knowledge
+    from retrieval.store import KnowledgeStore
+
+    store = KnowledgeStore.from_settings(settings)
+    if missing_demo_knowledge(store):
+        if not quiet:
+            err_console.print("[dim]First run: building the demo knowledge base...[/dim]")
+        ingest_demo_knowledge(store)
 
 
 def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool) -> bool:
@@ -167,12 +183,59 @@ def agents_command(
 
 @demo_app.command("reset")
 def demo_reset() -> None:
-    """Recreate the demo business database (services, routes, alerts, incidents) from seed."""
-    from orchestrator.domain_db import reset_domain_db
+    """Recreate the demo business database from seed and re-ingest the demo knowledge base."""
+    from orchestrator.demo import reset_demo
 
     settings = _settings(None, None)
-    path = reset_domain_db(settings.domain_db_path)
+    path, reports = reset_demo(settings)
     console.print(f"Demo database reset: {path}")
+    for report in reports:
+        console.print(f"Knowledge base {report.collection!r}: {report.chunks_added} chunks "
+                      f"from {report.files} files ({report.seconds:.1f}s)")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Target collection.")
+                          ] = "default",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every chunk (repeat).")
+                   ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add Markdown, text, HTML, PDF and JSONL files to the knowledge base."""
+    from orchestrator.cli.kb import ingest_command
+
+    report = ingest_command(_settings(None, None), paths, collection, tag or [], as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@kb_app.command("list")
+def kb_list_command(as_json: JsonOption = False) -> None:
+    """Collections with their chunk and source counts."""
+    from orchestrator.cli.kb import kb_list
+
+    kb_list(_settings(None, None), as_json)
+
+
+@kb_app.command("search")
+def kb_search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: Annotated[list[str] | None, typer.Option(
+        "--collection", "-c", help="Collection to search (repeat); all when omitted.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many hits.")] = 5,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")] = "hybrid",
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only chunks with this tag.")
+                   ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a query finds: source, chunk, score and text."""
+    from orchestrator.cli.kb import kb_search
+
+    kb_search(_settings(None, None), query, collection or [], k, mode, source, tag or [],
+              as_json)
 
 
 def main() -> None:

@@ -1,0 +1,87 @@
+"""``orchestrator ingest`` and ``orchestrator kb list|search``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.config import Settings
+from retrieval.ingest import IngestReport, ingest_paths
+from retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
+from retrieval.store import KnowledgeStore
+
+console = Console()
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _store(settings: Settings) -> KnowledgeStore:
+    return KnowledgeStore.from_settings(settings)
+
+
+def ingest_command(settings: Settings, paths: list[Path], collection: str, tags: list[str],
+                   as_json: bool) -> IngestReport:
+    """Ingest with a progress bar (unless JSON) and print the summary."""
+    store = _store(settings)
+    if as_json:
+        report = ingest_paths(store, paths, collection, tags=tags)
+        console.print_json(json.dumps(report.to_dict()))
+        return report
+    columns = (TextColumn("[bold]ingest[/bold] {task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(collection, total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, description=name[-50:])
+
+        report = ingest_paths(store, paths, collection, tags=tags, on_progress=advance)
+    for path, reason in report.failed:
+        console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+    console.print(
+        f"{collection}: {report.files} files, {report.documents} documents, "
+        f"{report.chunks_added} chunks added, {report.skipped} unchanged (skipped), "
+        f"{len(report.failed)} failed, {report.seconds:.1f}s", highlight=False)
+    return report
+
+
+def kb_list(settings: Settings, as_json: bool) -> None:
+    stats = _store(settings).stats()
+    if as_json:
+        console.print_json(json.dumps([s.__dict__ for s in stats]))
+        return
+    table = Table(title="Knowledge base")
+    for column in ("collection", "chunks", "sources", "embedder", "dimension"):
+        table.add_column(column)
+    for s in stats:
+        table.add_row(s.name, str(s.chunks), str(s.sources), s.embedder, str(s.dimension))
+    console.print(table if stats else "The knowledge base is empty: use `orchestrator ingest`.")
+
+
+def kb_search(settings: Settings, query: str, collections: list[str], k: int, mode: str,
+              source: str | None, tags: list[str], as_json: bool) -> None:
+    store = _store(settings)
+    if mode not in SEARCH_MODES:
+        raise typer.BadParameter(f"use one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
+    targets = collections or store.collection_names()
+    search_mode: SearchMode = mode
+    hits = Retriever(store).search(query, targets, k=k, mode=search_mode,
+                                   filters=SearchFilters(source=source, tags=tuple(tags)))
+    if as_json:
+        console.print_json(json.dumps([
+            {"collection": h.collection, "source": h.source, "chunk": h.position,
+             "citation": h.citation, "score": h.score, "heading": h.heading, "text": h.text}
+            for h in hits]))
+        return
+    if not hits:
+        console.print("No matches.")
+    for rank, hit in enumerate(hits, start=1):
+        console.print(f"[bold]{rank}. [{hit.citation}][/bold] score {hit.score:.4f} "
+                      f"[dim]{hit.collection} / {hit.heading}[/dim]", highlight=False)
+        console.print(hit.text.strip()[:600], highlight=False, markup=False)
+        console.print()
