@@ -113,3 +113,28 @@ def test_chat_repl_commands_and_a_conversation(orchestrator_home: Path) -> None:
     assert "new thread" in proc.stdout
     db = sqlite3.connect(orchestrator_home / "domain.sqlite")
     assert db.execute("SELECT service FROM incidents").fetchall() == [("web-3",)]
+
+
+def test_ingest_kb_list_and_search(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "backup.md").write_text("# Backups\n\nBackups run nightly at 02:00 UTC.\n")
+    (docs / "broken.pdf").write_bytes(b"not a pdf at all")
+    proc = cli("ingest", str(docs), str(tmp_path / "nope.md"), "--collection", "handbook")
+    assert proc.returncode == 1  # something failed, and the rest went in
+    assert "does not exist" in proc.stdout and "broken.pdf" in proc.stdout
+    assert "1 chunks added" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+    again = json.loads(cli("ingest", str(docs / "backup.md"), "-c", "handbook", "--json").stdout)
+    assert again["chunks_added"] == 0 and again["skipped"] == 1
+
+    listed = json.loads(cli("kb", "list", "--json").stdout)
+    handbook = next(c for c in listed if c["name"] == "handbook")
+    assert (handbook["chunks"], handbook["sources"]) == (1, 1)
+
+    hits = json.loads(cli("kb", "search", "when do backups run", "-c", "handbook", "-k", "3",
+                          "--json").stdout)
+    assert hits[0]["source"] == "backup.md" and hits[0]["chunk"] == 0
+    assert "02:00 UTC" in hits[0]["text"] and hits[0]["score"] > 0
+    bad = cli("kb", "search", "x", "-c", "nothing-here")
+    assert bad.returncode == 2 and "no collection named 'nothing-here'" in bad.stderr

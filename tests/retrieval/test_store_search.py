@@ -106,7 +106,7 @@ def test_querying_with_another_embedder_is_a_clear_error(tmp_path: Path) -> None
     path = tmp_path / "chroma"
     ingest_paths(KnowledgeStore(path, embedder="hash"), [write_kb(tmp_path / "kb")], "ops")
     other = KnowledgeStore(path, embedder="hash:64")
-    with pytest.raises(EmbedderMismatchError, match="embedded with hash-256 .256 dims."):
+    with pytest.raises(EmbedderMismatchError, match=r"embedded with hash-256 \(256 dims\)"):
         Retriever(other).search("pool", ["ops"])
 
 
