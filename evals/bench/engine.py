@@ -187,7 +187,8 @@ async def fig_memory() -> list[Figure]:
     peaks: list[float] = []
     for _ in range(REPEATS):
         with tempfile.TemporaryDirectory(prefix="orch-bench-") as home:
-            env = {**os.environ, "ORCHESTRATOR_HOME": home, "ORCHESTRATOR_MODEL": "fake"}
+            env = {**os.environ, "ORCHESTRATOR_HOME": home, "ORCHESTRATOR_MODEL": "fake",
+                   "ORCHESTRATOR_KNOWLEDGE": "0"}  # the figure is "without an embedding model"
             out = subprocess.run([sys.executable, "-c", _RSS_HELPER, *cmd], env=env,
                                  capture_output=True, text=True, timeout=300)
         fields = out.stdout.split()
