@@ -206,3 +206,27 @@ def test_server_rejects_bad_requests(server: OpenAICompatServer) -> None:
     with urllib.request.urlopen(models, timeout=10) as response:
         assert json.loads(response.read())["data"][0]["id"] == "fake-rules"
     assert [s for s, _ in server.rejected] == [400, 400, 401]
+
+
+def test_openai_embedder_over_http_fills_and_searches_a_collection(
+    server: OpenAICompatServer, tmp_path
+) -> None:
+    from retrieval.ingest import ingest_paths
+    from retrieval.search import Retriever
+    from retrieval.store import KnowledgeStore
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "pools.md").write_text("# Pools\n\nweb-3 fails over to web-backup-a.\n")
+    (kb / "people.md").write_text("# People\n\nDana Okafor is on call for web-platform.\n")
+    store = KnowledgeStore(tmp_path / "chroma", embedder="openai:test-embedding")
+    assert store.embedder.dimension == 64  # probed from the server
+    report = ingest_paths(store, [kb], "docs")
+    assert report.ok and report.chunks_added == 2
+    (stats,) = store.stats()
+    assert (stats.embedder, stats.dimension) == ("openai:test-embedding", 64)
+    hits = Retriever(store).search("who is on call for web-platform", ["docs"], k=1,
+                                   mode="dense")
+    assert hits[0].source == "people.md"
+    embedding_calls = [b for b in server.requests if "input" in b]
+    assert embedding_calls and all(b["model"] == "test-embedding" for b in embedding_calls)

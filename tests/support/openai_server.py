@@ -39,6 +39,7 @@ from orchestrator.models.fake import estimate_usage
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 class RequestRejected(Exception):
@@ -287,7 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()  # always read it, so the connection stays usable
         try:
             self.app._check_auth(self.headers.get("Authorization"))
-            if self.path.split("?")[0].rstrip("/") != CHAT_PATH:
+            path = self.path.split("?")[0].rstrip("/")
+            if path not in (CHAT_PATH, EMBEDDINGS_PATH):
                 raise RequestRejected(404, f"unknown path {self.path}", code="not_found")
             try:
                 body = json.loads(raw or b"")
@@ -296,7 +298,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise RequestRejected(400, "the body must be a JSON object")
             self.app._record(body)
-            self._send(200, self.app.chat_completion(body))
+            if path == EMBEDDINGS_PATH:
+                self._send(200, embeddings_response(body))
+            else:
+                self._send(200, self.app.chat_completion(body))
         except RequestRejected as exc:
             self._reject(exc)
         except Exception as exc:  # a bug in the rules or here: say so, as a real API would
@@ -319,3 +324,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def embeddings_response(body: dict[str, Any]) -> dict[str, Any]:
+    """``/v1/embeddings``: deterministic hashing vectors (64 dims) for each input string."""
+    from retrieval.embedders import HashEmbedder
+
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise RequestRejected(400, "input must be a string or a list of strings")
+    vectors = HashEmbedder(64).embed_documents(texts)
+    tokens = sum(len(t.split()) for t in texts)
+    return {"object": "list", "model": body.get("model", "test-embedding"),
+            "data": [{"object": "embedding", "index": i, "embedding": v}
+                     for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
