@@ -181,6 +181,39 @@ def agents_command(
     console.print(agents_table(registry.specs))
 
 
+@app.command("eval")
+def eval_cmd(
+    datasets: Annotated[list[Path], typer.Argument(help="JSONL/YAML case files or folders.")],
+    model: ModelOption = None,
+    repeat: Annotated[int, typer.Option("--repeat", "-k", min=1, help="Runs per case.")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-j", min=1)] = 4,
+    tag: Annotated[list[str] | None, typer.Option("--filter", help="Only cases with this tag.")
+                   ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder.")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="summary.json of an earlier run to compare and gate on.")] = None,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="Save every model request and reply to this cassette.")] = None,
+    prices: Annotated[Path | None, typer.Option(
+        "--prices", help="JSON/YAML: model -> {input, output} dollars per 1M tokens.")] = None,
+    max_pass_drop: Annotated[float, typer.Option(
+        help="Gate: allowed pass@1 drop (absolute).")] = 0.0,
+    max_cost_rise: Annotated[float, typer.Option(
+        help="Gate: allowed relative rise of cost and tokens.")] = 0.10,
+) -> None:
+    """Run eval cases offline and reproducibly; write results, summary and an HTML report."""
+    from evals.baseline import GateThresholds
+    from orchestrator.cli.evals import EvalOptions, eval_command
+
+    settings = _settings(model, None)
+    options = EvalOptions(
+        datasets=datasets, model=settings.model or DEFAULT_MODEL_SPEC, repeat=repeat,
+        concurrency=concurrency, tags=tag or [], out=out, baseline=baseline, record=record,
+        prices=prices, thresholds=GateThresholds(max_pass_drop, max_cost_rise))
+    if not eval_command(settings, options):
+        raise typer.Exit(1)
+
+
 @demo_app.command("reset")
 def demo_reset() -> None:
     """Recreate the demo business database from seed and re-ingest the demo knowledge base."""

@@ -11,7 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from orchestrator.errors import ConfigError
 
 DEFAULT_MODEL_SPEC = "fake"
-_PROVIDERS = ("fake", "openai")
+_PROVIDERS = ("fake", "openai", "replay")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ def parse_model_spec(spec: str) -> ModelSpec:
     provider, _, rest = text.partition(":")
     if provider not in _PROVIDERS:
         raise ConfigError(
-            f"unknown model spec {spec!r}: use 'fake', 'fake:latency=0.2' or 'openai:<model>'"
+            f"unknown model spec {spec!r}: use 'fake', 'fake:latency=0.2', 'openai:<model>' "
+            "or 'replay:<cassette>'"
         )
     if provider == "fake":
         options: dict[str, str] = {}
@@ -42,8 +43,10 @@ def parse_model_spec(spec: str) -> ModelSpec:
             options["latency"] = value.strip()
         return ModelSpec("fake", options=options)
     if not rest.strip():
-        raise ConfigError(f"model spec {spec!r} needs a model name, e.g. 'openai:gpt-4o-mini'")
-    return ModelSpec("openai", name=rest.strip())
+        example = "replay:evals/cassettes/run.jsonl" if provider == "replay" else \
+            "openai:gpt-4o-mini"
+        raise ConfigError(f"model spec {spec!r} needs a name, e.g. {example!r}")
+    return ModelSpec(provider, name=rest.strip())
 
 
 def get_model(spec: str | BaseChatModel | None = None) -> BaseChatModel:
@@ -68,6 +71,12 @@ def get_model(spec: str | BaseChatModel | None = None) -> BaseChatModel:
         if not math.isfinite(latency) or latency < 0:
             raise ConfigError(f"fake model latency must not be negative: {spec!r}")
         return FakeChatModel(latency=latency)
+    if parsed.provider == "replay":
+        from pathlib import Path
+
+        from evals.cassette import ReplayChatModel  # evals is optional for the engine
+
+        return ReplayChatModel(path=Path(parsed.name))
     return _openai_model(parsed.name)
 
 
