@@ -147,7 +147,8 @@ def tool_call_scorer(case: EvalCase, run: CaseRun) -> Score | None:
     precision = matched / len(made) if made else 0.0
     recall = matched / len(expected)
     value = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Score("tool_calls", not missing, value, f"missing {missing}" if missing else "")
+    return Score("tool_calls", not missing, value, "missing: " + ", ".join(missing) if missing
+                 else "")
 
 
 @scorer("plan")
