@@ -129,11 +129,15 @@ def routing_scorer(case: EvalCase, run: CaseRun) -> Score | None:
 
 @scorer("tool_calls")
 def tool_call_scorer(case: EvalCase, run: CaseRun) -> Score | None:
-    """Expected tool calls happened (name, and arguments where given); value: F1."""
+    """Expected tool calls were made (name, and arguments where given); value: F1.
+
+    A call counts when it reached the tool, whether the tool then succeeded or raised
+    (status and state checks judge the outcome); refused and invalid calls do not.
+    """
     expected = case.expect.tool_calls
     if not expected:
         return None
-    made = [c for c in run.tool_calls if c["status"] == "ok"]
+    made = [c for c in run.tool_calls if c["status"] in ("ok", "error")]
     unmatched = list(made)
     missing = []
     for want in expected:
