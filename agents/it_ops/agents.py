@@ -22,7 +22,8 @@ def it_ops_agents() -> list[AgentSpec]:
         AgentSpec(
             name="diagnostics",
             description="Finds the root cause of an outage from logs and metrics.",
-            skills=["root cause", "diagnose", "investigate", "error logs", "troubleshoot"],
+            skills=["root cause", "diagnose", "investigate", "read logs", "show logs",
+                    "error logs", "troubleshoot"],
             prompt="State the root cause and the evidence for it.",
             tools=[t.find_root_cause, t.read_service_logs],
             domain="it_ops",
@@ -31,7 +32,8 @@ def it_ops_agents() -> list[AgentSpec]:
         AgentSpec(
             name="traffic",
             description="Reroutes a service's traffic to a backup pool and shows routes.",
-            skills=["reroute traffic", "failover", "backup pool", "routing", "load balancer"],
+            skills=["reroute traffic", "failover", "backup pool", "show route", "routing",
+                    "load balancer"],
             prompt="Only move traffic to healthy backup pools of the same service family. "
             "Check the runbooks first: some services may only use specific backup pools.",
             tools=[t.reroute_traffic, t.show_route, retrieve],

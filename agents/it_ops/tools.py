@@ -156,6 +156,8 @@ def reroute_traffic(service: str, backup_pool: str | None = None) -> str:
                 raise ValueError(f"unknown pool {backup_pool!r}")
             if pool["serves"] != svc["family"]:
                 raise ValueError(f"pool {backup_pool} serves {pool['serves']}, not {service}")
+            if pool["kind"] != "backup":
+                raise ValueError(f"pool {backup_pool} is a primary pool, not a backup pool")
             if not pool["healthy"]:
                 raise ValueError(f"pool {backup_pool} is unhealthy; choose another backup pool")
         old = conn.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()

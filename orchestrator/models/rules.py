@@ -19,6 +19,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from orchestrator.models.text_match import find_pattern, overlap_score
 from prompts import extract_tag
 
+_FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",
+                      "now", "also", "and"})
 PLAN_TOOL = "Plan"
 RETRIEVE_TOOL = "retrieve"
 _CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
@@ -49,7 +51,7 @@ def plan_request(
     request: str, catalog: list[tuple[str, str, str]], history: str = ""
 ) -> dict[str, Any]:
     """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog."""
-    clauses = _split_clauses(request)
+    clauses = _split_clauses(request, catalog)
     context: list[str] = []
     routed: list[tuple[str, str, bool]] = []  # (clause, agent, after_previous)
     seen: set[str] = set()
@@ -76,13 +78,14 @@ def plan_request(
             "answer": "I can't help with that here: none of the available agents "
             f"({known}) handles this kind of request.",
         }
+    context = [c for c in context if c.lower().strip(" ,.!") not in _FILLERS]
     if not context and history and not _has_identifier(request):
         context.append("earlier: " + _last_user_turn(history))
     note = f" (context: {'; '.join(context)})" if context else ""
     subtasks: list[dict[str, Any]] = []
     for index, (text, agent, after) in enumerate(routed, start=1):
         depends = [f"t{index - 1}"] if after and index > 1 else []
-        goal = text[0].upper() + text[1:] + note
+        goal = text + note
         subtasks.append({"id": f"t{index}", "goal": goal, "agent": agent, "depends_on": depends})
     agents = sorted({str(s["agent"]) for s in subtasks})
     return {
@@ -112,10 +115,12 @@ def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
     return _tool_calls_message([(PLAN_TOOL, args)], salt=request)
 
 
-def _split_clauses(request: str) -> list[str]:
+def _split_clauses(request: str, catalog: list[tuple[str, str, str]]) -> list[str]:
     parts: list[str] = []
     head, sep, tail = request.partition(":")
-    if sep and "//" not in tail[:2]:
+    # "web-3 is down: do X, Y" states context before the colon; "alert the team: details"
+    # is one action whose details follow the colon.
+    if sep and "//" not in tail[:2] and _best_agent(head, catalog) is None:
         parts.append(head)
         request = tail
     parts.extend(_CLAUSE_SPLIT.split(request))
@@ -136,8 +141,11 @@ def _has_identifier(text: str) -> bool:
 
 
 def _last_user_turn(history: str) -> str:
+    """The latest user turn that names something (a service, a host), else the latest."""
     turns = [line[5:].strip() for line in history.splitlines() if line.startswith("user:")]
-    return turns[-1] if turns else history.strip().splitlines()[-1]
+    if not turns:
+        return history.strip().splitlines()[-1]
+    return next((t for t in reversed(turns) if _has_identifier(t)), turns[-1])
 
 
 # --- specialist --------------------------------------------------------------------------
@@ -155,8 +163,8 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
     if not actions:
         return AIMessage(content=knowledge or "Nothing found.")
     tool = _best_tool(goal, actions)
-    text = f"{inputs} {_focus(knowledge, goal)}".strip()
-    calls = [(tool["function"]["name"], args) for args in fill_arguments(tool, goal, text)]
+    calls = [(tool["function"]["name"], args)
+             for args in fill_arguments(tool, goal, inputs, _focus(knowledge, goal))]
     return _tool_calls_message(calls, salt=human + salt)
 
 
@@ -204,8 +212,13 @@ def _best_tool(goal: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
     return max(tools, key=score)  # first of equals wins: agents list their main tool first
 
 
-def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "") -> list[dict[str, Any]]:
-    """Arguments for ``tool`` from the text; one call per distinct match of a required id."""
+def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge: str = ""
+                   ) -> list[dict[str, Any]]:
+    """Arguments for ``tool`` from the text; one call per distinct id the goal names.
+
+    Ids come from the goal, then the dependencies' outputs; retrieved knowledge only fills
+    optional fields (it says how to act, not on what).
+    """
     params = tool["function"].get("parameters", {})
     required = set(params.get("required", []))
     text = f"{goal} {inputs}".strip()
@@ -217,9 +230,12 @@ def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "") -> list[di
         if "enum" in schema:
             value = _enum_value(schema["enum"], text, prop.get("default"))
         elif schema.get("type") == "string" and "pattern" in schema:
-            found = find_pattern(schema["pattern"], goal) or find_pattern(schema["pattern"], inputs)
-            if len(found) > 1 and name in required and fan_out is None:
-                fan_out = (name, found[:5])
+            from_goal = find_pattern(schema["pattern"], goal)
+            found = from_goal or find_pattern(schema["pattern"], inputs)
+            if not found and name not in required:
+                found = find_pattern(schema["pattern"], knowledge)
+            if len(from_goal) > 1 and name in required and fan_out is None:
+                fan_out = (name, from_goal[:5])
             value = found[0] if found else None
         elif schema.get("type") == "string":
             value = text[:600] if name in required else None

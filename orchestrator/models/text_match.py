@@ -17,10 +17,15 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def stem(word: str) -> str:
-    """A crude, stable suffix stripper: 'incidents' -> 'incident', 'routing' -> 'rout'."""
-    for suffix in ("ing", "es", "ed", "s"):
+    """A crude, stable suffix stripper: 'incidents' -> 'incident', 'routes' -> 'route',
+    'services' -> 'service', 'patches' -> 'patch', 'routing' -> 'rout'."""
+    if len(word) > 5 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    for suffix in ("ing", "ed"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
     return word
 
 
@@ -34,10 +39,11 @@ def tokens(text: str) -> list[str]:
         if len(parts) > 1:
             out.append(stem("".join(parts)))
         out.extend(stem(p) for p in parts if p not in STOPWORDS and not p.isdigit())
-        if previous and raw.isalpha():
+        content = raw.isalpha() and len(raw) > 2 and raw not in STOPWORDS
+        if previous and content:
             out.append(stem(previous + raw))
-        previous = raw if raw.isalpha() else ""
-    return [t for t in out if t and t not in STOPWORDS]
+        previous = raw if content else ""
+    return [t for t in out if len(t) > 1 and t not in STOPWORDS]
 
 
 def overlap_score(query: str, weighted_fields: Iterable[tuple[str, int]]) -> int:

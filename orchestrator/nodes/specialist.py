@@ -81,12 +81,22 @@ async def run_specialist(
             usage.add_message(reply.usage_metadata)
             messages.append(reply)
             if not reply.tool_calls:
-                result.status, result.output = "done", reply.text.strip() or "(no report)"
+                result.output = reply.text.strip() or "(no report)"
+                result.status = "done"
+                if result.tool_calls and not any(c.status == "ok" for c in result.tool_calls):
+                    # It tried tools and none worked: the goal was not done, whatever it says.
+                    last = result.tool_calls[-1]
+                    result.status = "failed"
+                    result.error = f"no tool call succeeded ({last.name}: {last.output})"
                 break
-            tool_messages = await asyncio.gather(*(
+            # Wait for every call of the step, so each is recorded even if one raises.
+            outcomes = await asyncio.gather(*(
                 _call_tool(spec, tools, call, result, run_id) for call in reply.tool_calls
-            ))
-            messages.extend(tool_messages)
+            ), return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                raise failures[0]
+            messages.extend(o for o in outcomes if isinstance(o, ToolMessage))
         else:
             result.status = "failed"
             result.error = f"{spec.name} did not finish within {max_steps} model calls"
