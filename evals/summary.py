@@ -39,6 +39,10 @@ def summarize(records: Sequence[CaseRecord], *, model: str, repeat: int) -> dict
         "unexpected_failures": [c for c in failing if c not in known],
         "known_failures": known,
         "known_failures_passing": sorted(c for c in known if c not in failing),
+        "per_case": {cid: {"runs": len(runs), "passes": sum(r.passed for r in runs),
+                           "pass_at_1": round(sum(r.passed for r in runs) / len(runs), 4),
+                           "pass_hat_k": all(r.passed for r in runs)}
+                     for cid, runs in sorted(by_case.items())},
         "by_domain": _rates(records, lambda r: [r.domain]),
         "by_tag": _rates(records, lambda r: r.tags),
         "scorers": _scorer_rates(records),

@@ -27,6 +27,8 @@ def test_eval_writes_results_summary_and_report(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["cases"], summary["runs"], summary["repeat"]) == (5, 10, 2)
     assert summary["pass_at_1"] == 1.0 and summary["pass_hat_k"] == 1.0
+    assert summary["per_case"]["smoke-health"] == {"runs": 2, "passes": 2, "pass_at_1": 1.0,
+                                                   "pass_hat_k": True}
     assert summary["routing"]["precision"] == 1.0
     assert summary["scorers"]["state"]["applied"] == 8
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]

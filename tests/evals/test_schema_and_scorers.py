@@ -115,3 +115,26 @@ def test_custom_scorer_registration_and_errors_in_scorers(tmp_path: Path) -> Non
         from evals import scorers as module
 
         module._REGISTRY.pop("always_fails_loudly")
+
+
+def test_scorers_from_the_entry_point_group(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    site = tmp_path / "site"
+    (site / "polite_scorer-1.0.dist-info").mkdir(parents=True)
+    (site / "polite_scorer-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: polite-scorer\nVersion: 1.0\n")
+    (site / "polite_scorer-1.0.dist-info" / "entry_points.txt").write_text(
+        "[orchestrator.scorers]\npolite = polite_scorer:polite\n")
+    (site / "polite_scorer.py").write_text(
+        "from evals.scorers import Score\n\n"
+        "def polite(case, run):\n"
+        "    return Score('polite', 'please' in run.answer.lower(), 1.0)\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    scorers = all_scorers()
+    assert "polite" in scorers
+    (polite,) = [s for s in score_run(case(), fake_run(tmp_path, answer="Please wait"), scorers)
+                 if s.name == "polite"]
+    assert polite.passed
