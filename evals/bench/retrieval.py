@@ -27,6 +27,7 @@ import gc
 import itertools
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -349,7 +350,7 @@ def bench_scifact(embedder: BenchEmbedder, folder: Path) -> tuple[Section, dict[
     results = {mode: scifact_metrics(rankings[mode], qrels) for mode in MODES}
     current = FUSIONS[0]
     reproduced = sum(
-        unique(doc_of[c] for c in fuse(r.dense, r.bm25, current)) == official
+        unique(doc_of[c] for c in fuse(r.dense, r.bm25, current)[:SCIFACT_HITS]) == official
         for r, official in zip(lower, rankings["hybrid"], strict=True))
     section.table = [["mode", "nDCG@10", "recall@100"]]
     section.table += [[m, f"{results[m]['ndcg@10']:.3f}", f"{results[m]['recall@100']:.3f}"]
@@ -475,9 +476,10 @@ def bench_fusions(scifact: Mapping[str, Any], it_ops: Mapping[str, Any]) -> Sect
         cells = [fusion.label]
         if scifact:
             doc_of = scifact["doc_of"]
-            docs = [unique(doc_of[i] for i in fuse(r.dense, r.bm25, fusion, doc_of))
-                    if not fusion.per_document else fuse(r.dense, r.bm25, fusion, doc_of)
-                    for r in scifact["lower"]]
+            fused = [fuse(r.dense, r.bm25, fusion, doc_of)[:SCIFACT_HITS]
+                     for r in scifact["lower"]]
+            docs = [ids if fusion.per_document else unique(doc_of[i] for i in ids)
+                    for ids in fused]
             metrics = scifact_metrics(docs, scifact["qrels"])
             row["scifact"] = metrics
             recall = f"{metrics['recall@100']:.3f}" + ("*" if fusion.depth < 100 else "")
@@ -697,16 +699,36 @@ def batched_writes(store: KnowledgeStore, batch: int) -> None:
     store.write_sources = write_sources  # type: ignore[method-assign]
 
 
+MEMORY_VARIANTS = {
+    "as-is": "ingest_paths as is",
+    "no-mkldnn": "torch.backends.mkldnn off",
+    "no-mkldnn,batched-256": "mkldnn off + writes by 256 chunks",
+    "batched-256": "writes batched by 256 chunks",
+}
+
+
 def memory_child(variant: str) -> dict[str, Any]:
-    """Ingest ``MEMORY_CHUNKS`` generated chunks while sampling RSS (run in a subprocess)."""
+    """Ingest ``MEMORY_CHUNKS`` generated chunks while sampling RSS (run in a subprocess).
+
+    ``variant`` is ``as-is`` or a comma-separated list of changes measured without editing
+    the retrieval code: ``no-mkldnn`` (torch's oneDNN CPU kernels off, whose per-shape
+    caches grow with every new padded batch shape) and ``batched-N`` (store writes of at most
+    N chunks, whole sources).
+    """
+    options = set() if variant == "as-is" else set(variant.split(","))
     embedder = minilm()
+    if "no-mkldnn" in options:
+        import torch
+
+        torch.backends.mkldnn.set_flags(False)
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as folder:
         corpus = Path(folder) / "generated.jsonl"
         TextGenerator(SEED).write_jsonl(corpus, MEMORY_CHUNKS)
         store = KnowledgeStore(Path(folder) / "chroma", embedder=embedder)
         store.collection_names()  # chromadb loaded before the baseline
-        if variant != "as-is":
-            batched_writes(store, int(variant.removeprefix("batched-")))
+        for option in options:
+            if option.startswith("batched-"):
+                batched_writes(store, int(option.removeprefix("batched-")))
         gc.collect()
         with RssSampler() as sampler:
             run = timed_ingest(store, embedder, [corpus], "memory")
@@ -744,13 +766,13 @@ def bench_memory() -> Section:
     log(f"memory: ingesting {MEMORY_CHUNKS} chunks in a subprocess, sampling RSS")
     runs = [run_memory_child("as-is")]
     if not runs[0]["flat"]:
-        log("memory: not flat; measuring the same ingest with writes batched by 256 chunks")
-        runs.append(run_memory_child("batched-256"))
+        for variant in ("no-mkldnn", "no-mkldnn,batched-256"):
+            log(f"memory: not flat; measuring the same ingest with {variant}")
+            runs.append(run_memory_child(variant))
     section.table = [["ingest", "start MB", "peak MB", "end MB", "rise MB",
                       "2nd-half growth MB", "embed calls", "seconds", "flat"]]
     for run in runs:
-        label = ("ingest_paths as is" if run["variant"] == "as-is"
-                 else f"writes batched by {run['variant'].removeprefix('batched-')} chunks")
+        label = MEMORY_VARIANTS.get(run["variant"], run["variant"])
         section.table.append([
             label, f"{run['start_mb']:.0f}", f"{run['peak_mb']:.0f}", f"{run['end_mb']:.0f}",
             f"{run['rise_mb']:.0f}", f"{run['second_half_growth_mb']:.0f}",
@@ -765,9 +787,13 @@ def bench_memory() -> Section:
         "RSS over the ingest (s: MB): " + ", ".join(f"{t:.0f}: {mb:.0f}" for t, mb in curve),
     ]
     if len(runs) > 1:
-        section.notes.append(
-            "the batched row wraps store.write_sources to write whole sources in groups of "
-            "<= 256 chunks (what ingest's BATCH_CHUNKS does across files), measured only")
+        section.notes += [
+            "variants, measured without changing the code: 'mkldnn off' sets "
+            "torch.backends.mkldnn.enabled = False before the ingest (oneDNN caches kernels "
+            "per padded batch shape); 'writes by 256' wraps store.write_sources to write whole "
+            "sources in groups of <= 256 chunks (what ingest's BATCH_CHUNKS does across files; "
+            "a single JSONL file is now one write)",
+        ]
     section.figures.append(Figure(
         f"RSS rise while ingesting {MEMORY_CHUNKS:,} chunks", primary["rise_mb"], "MB",
         f"< {MEMORY_RISE_MB:.0f} (and 2nd-half growth < {MEMORY_GROWTH_MB:.0f})",
@@ -816,6 +842,9 @@ def render(sections: Sequence[Section], figures: Sequence[Figure]) -> str:
     lines += ["Targets", *render_table(rows), ""]
     lines += [f"{f.name}: {f.detail}" for f in figures if f.detail]
     missed = sum(not f.ok for f in figures)
+    load = os.getloadavg()
+    lines.append(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) on "
+                 f"{os.cpu_count()} CPUs; timings include any other load on the machine")
     lines.append(f"\n{len(figures) - missed} of {len(figures)} targets met")
     return "\n".join(lines)
 
