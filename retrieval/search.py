@@ -1,4 +1,4 @@
-"""Search: dense (chromadb), BM25 (bm25s), or both fused by reciprocal rank fusion."""
+"""Search: dense (chromadb), BM25 (bm25s), or both fused (min-max score fusion or RRF)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any, Literal
 
 from retrieval.bm25 import Bm25Cache
 from retrieval.errors import RetrievalError
+from retrieval.fusion import FUSION_METHODS, Fusion, FusionMethod, reciprocal_rank_fusion
 from retrieval.store import KnowledgeStore, Metadata, index_text
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "bm25")
-RRF_K = 60
+Key = tuple[str, str]  # (collection, chunk id)
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,6 @@ class SearchFilters:
         return not self.source and not self.tags
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K
-                           ) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: score = sum of 1 / (k + rank), rank from 1."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-
-
 class Retriever:
     """Searches one or more collections of a :class:`KnowledgeStore`.
 
@@ -81,9 +72,9 @@ class Retriever:
         ```
     """
 
-    def __init__(self, store: KnowledgeStore, *, candidates: int = 50) -> None:
+    def __init__(self, store: KnowledgeStore, *, fusion: Fusion | None = None) -> None:
         self.store = store
-        self.candidates = candidates
+        self.fusion = fusion or Fusion()
         self._bm25 = Bm25Cache()
 
     def search(
@@ -94,8 +85,14 @@ class Retriever:
         k: int = 5,
         mode: SearchMode = "hybrid",
         filters: SearchFilters | None = None,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
-        """The best ``k`` chunks for ``query`` across ``collections``."""
+        """The best ``k`` chunks for ``query`` across ``collections``.
+
+        Dense hits of several collections are merged by cosine similarity; BM25 lists (whose
+        scores do not compare across collections) and the hybrid's two sides are fused by
+        ``fusion`` (default: the retriever's).
+        """
         if mode not in SEARCH_MODES:
             raise RetrievalError(f"unknown search mode {mode!r}: use hybrid, dense or bm25")
         if not query.strip():
@@ -103,27 +100,29 @@ class Retriever:
         if k < 1:
             raise RetrievalError("k must be at least 1")
         filters = filters or SearchFilters()
-        depth = max(self.candidates, k)
-        vector = self.store.embedder.embed_query(query) if mode != "bm25" else None
-        rankings: list[list[tuple[str, str]]] = []  # (collection, id) per ranking
-        scores: dict[tuple[str, str], float] = {}
-        for name in collections:
-            if mode != "bm25":
-                assert vector is not None
-                dense = self.store.dense_search(name, vector, depth, filters.chroma_where())
-                rankings.append([(name, i) for i, _ in dense])
-                scores.update({(name, i): s for i, s in dense})
-            if mode != "dense":
-                lexical = self.bm25_search(name, query, depth, filters)
-                rankings.append([(name, i) for i, _ in lexical])
-                scores.update({(name, i): s for i, s in lexical})
-        if mode == "hybrid" or len(rankings) > 1:
-            keyed = [[f"{c}\x00{i}" for c, i in r] for r in rankings]
-            fused = [(tuple(key.split("\x00", 1)), score)
-                     for key, score in reciprocal_rank_fusion(keyed)]
-            ranked: list[tuple[tuple[str, str], float]] = [((c, i), s) for (c, i), s in fused]
+        fusion = fusion or self.fusion
+        fused = mode == "hybrid" or (mode == "bm25" and len(collections) > 1)
+        depth = max(fusion.candidates, k) if fused else k
+        dense: list[tuple[Key, float]] = []
+        lexical: list[list[tuple[Key, float]]] = []
+        if mode != "bm25":
+            vector = self.store.embedder.embed_query(query)
+            for name in collections:
+                found = self.store.dense_search(name, vector, depth, filters.chroma_where())
+                dense.extend(((name, i), s) for i, s in found)
+            dense = sorted(dense, key=lambda pair: -pair[1])[:depth]
+        if mode != "dense":
+            lexical = [[((name, i), s) for i, s in self.bm25_search(name, query, depth, filters)]
+                       for name in collections]
+        if mode == "dense":
+            ranked = dense
+        elif not fused:
+            ranked = lexical[0] if lexical else []
+        elif mode == "hybrid":
+            ranked = fusion.fuse([dense, *lexical],
+                                 [fusion.alpha, *[1.0 - fusion.alpha] * len(lexical)])
         else:
-            ranked = [(key, scores[key]) for key in rankings[0]] if rankings else []
+            ranked = fusion.fuse(lexical, [1.0] * len(lexical))
         return self._hits(ranked[:k])
 
     def bm25_search(self, collection: str, query: str, k: int,
@@ -139,7 +138,7 @@ class Retriever:
                                                                for m in metadatas]
         return index.search(query, k, mask)
 
-    def _hits(self, ranked: list[tuple[tuple[str, str], float]]) -> list[Hit]:
+    def _hits(self, ranked: Sequence[tuple[Key, float]]) -> list[Hit]:
         by_collection: dict[str, list[str]] = {}
         for (collection, chunk_id), _ in ranked:
             by_collection.setdefault(collection, []).append(chunk_id)
@@ -158,5 +157,5 @@ class Retriever:
         return hits
 
 
-__all__ = ["SEARCH_MODES", "Hit", "Retriever", "SearchFilters", "SearchMode", "index_text",
-           "reciprocal_rank_fusion"]
+__all__ = ["FUSION_METHODS", "SEARCH_MODES", "Fusion", "FusionMethod", "Hit", "Retriever",
+           "SearchFilters", "SearchMode", "index_text", "reciprocal_rank_fusion"]

@@ -8,7 +8,7 @@ import pytest
 
 from retrieval.errors import EmbedderMismatchError, RetrievalError
 from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever, SearchFilters, reciprocal_rank_fusion
+from retrieval.search import Retriever, SearchFilters
 from retrieval.store import KnowledgeStore
 
 RUNBOOK = """# Web failover
@@ -123,8 +123,3 @@ def test_unknown_collection_and_bad_queries(store: KnowledgeStore) -> None:
     with pytest.raises(RetrievalError, match="query is empty"):
         retriever.search("  ", ["nope"])
 
-
-def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]])
-    assert [item for item, _ in fused] == ["b", "a", "c"]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
