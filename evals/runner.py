@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 
 from agents.registry import AgentRegistry
 from agents.spec import AgentSpec
-from evals.pricing import PriceTable
+from orchestrator.pricing import PriceTable
 from evals.run_record import CaseRun
 from evals.schema import EvalCase
 from evals.scorers import Score, ScorerFn, all_scorers, score_run

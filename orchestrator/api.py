@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -24,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
 from agents.registry import AgentRegistry
 from agents.spec import AgentSpec
@@ -33,7 +36,10 @@ from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import build_graph
 from orchestrator.plan import Plan
+from orchestrator.playbooks import Playbook, default_playbooks
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage
+from orchestrator.routing import AgentStatsBook
+from orchestrator.runs import RunStore
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
 
@@ -62,6 +68,10 @@ class Orchestrator:
         domain_db: The business-systems database the tools use (default: in the data folder).
         knowledge: The knowledge base (a KnowledgeStore or Retriever); by default the store
             the settings name, unless ``settings.knowledge`` is off.
+        playbooks: Predefined workflows; by default the built-in ones whose agents are all
+            enabled, plus those in ``settings.playbooks_dir``.
+        runs: Where runs, events and agent statistics are stored; by default
+            ``runs.sqlite`` in the data folder (None when ``settings.record_runs`` is off).
     """
 
     def __init__(
@@ -74,6 +84,8 @@ class Orchestrator:
         agent_models: Mapping[str, BaseChatModel | str] | None = None,
         domain_db: str | Path | None = None,
         knowledge: KnowledgeStore | Retriever | None = None,
+        playbooks: Sequence[Playbook] | None = None,
+        runs: RunStore | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         if knowledge is None and self.settings.knowledge:
@@ -82,9 +94,18 @@ class Orchestrator:
         if agents is None:
             agents = AgentRegistry.default(self.settings.agents_dir)
         self.agents = list(agents)
+        if runs is None and self.settings.record_runs:
+            runs = RunStore(self.settings.runs_path)
+        self.runs = runs
+        self.routing = AgentStatsBook(self.settings.routing_window, self.settings.probe_every)
+        if runs is not None:
+            self.routing.seed(runs.recent_outcomes(self.settings.routing_window))
+        self.playbooks = (list(playbooks) if playbooks is not None
+                          else default_playbooks(self.settings, [a.name for a in self.agents]))
         self.graph = build_graph(model if model is not None else self.settings.model,
                                  self.agents, settings=self.settings, agent_models=agent_models,
-                                 knowledge=knowledge)
+                                 knowledge=knowledge, playbooks=self.playbooks,
+                                 routing=self.routing)
         self.domain_db = Path(domain_db) if domain_db is not None else None
         self._checkpoint_path: Path | None = None
         self._compiled: CompiledStateGraph | None = None
@@ -100,30 +121,103 @@ class Orchestrator:
     async def arun(
         self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None
     ) -> RunResult:
-        """Run one request (a turn of ``thread_id``'s conversation) and return its result."""
+        """Run one request (a turn of ``thread_id``'s conversation) and return its result.
+
+        A run that reaches a step needing approval returns with status ``paused`` and its
+        ``pending_approvals``; :meth:`aresume` continues it.
+        """
         text = self.check_request(request)
+        return await self._start(text, None, thread_id, on_event)
+
+    async def afire_event(
+        self, name: str, data: Mapping[str, Any] | None = None, *, thread_id: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """Fire a named event (e.g. ``service_down``): its playbook runs, or the supervisor
+        plans it in adaptive mode."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,59}", name or ""):
+            raise RequestError(f"event name {name!r} must be snake_case (e.g. service_down)")
+        payload = dict(data or {})
+        text = f"Event {name}: {json.dumps(payload, sort_keys=True)}"
+        return await self._start(text, {"name": name, "data": payload}, thread_id, on_event)
+
+    def fire_event(self, name: str, data: Mapping[str, Any] | None = None, *,
+                   thread_id: str | None = None, on_event: EventSink | None = None
+                   ) -> RunResult:
+        """Synchronous :meth:`afire_event`."""
+        return asyncio.run(self.afire_event(name, data, thread_id=thread_id, on_event=on_event))
+
+    async def aresume(
+        self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
+        on_event: EventSink | None = None,
+    ) -> RunResult:
+        """Continue a paused run with an approval decision.
+
+        ``decision``: True/False for every pending step, or ``{subtask_id: True | False |
+        {"approved": bool, "reason": str}}``. Denied steps are not run and the answer says so.
+        """
+        async with self._graph() as graph:
+            snapshot = await graph.aget_state(_config(thread_id))
+        if not snapshot.next:
+            raise RequestError(f"thread {thread_id!r} has no paused run to resume")
+        values = snapshot.values
+        resume: Any = ({"approved": decision, "reason": reason} if isinstance(decision, bool)
+                       else dict(decision))
+        return await self._drive(Command(resume=resume), thread_id, values["run_id"],
+                                 values.get("request", ""), on_event, values.get("event"))
+
+    def resume(self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
+               on_event: EventSink | None = None) -> RunResult:
+        """Synchronous :meth:`aresume`."""
+        return asyncio.run(self.aresume(thread_id, decision, reason=reason, on_event=on_event))
+
+    async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
+                     on_event: EventSink | None) -> RunResult:
+        if thread_id is not None:
+            async with self._graph() as graph:
+                snapshot = await graph.aget_state(_config(thread_id))
+            if snapshot.next:
+                raise RequestError(
+                    f"thread {thread_id!r} has a run waiting for approval: resume it "
+                    "(approve or deny) before sending a new request")
         thread = thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
-        events: list[Event] = []
-        config: RunnableConfig = {"configurable": {"thread_id": thread}, "recursion_limit": 50}
         inputs: dict[str, Any] = {
-            "messages": [HumanMessage(text)], "request": text, "run_id": run_id,
+            "messages": [HumanMessage(text)], "request": text, "run_id": run_id, "event": event,
         }
+        return await self._drive(inputs, thread, run_id, text, on_event, event)
+
+    async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
+                     on_event: EventSink | None, event: dict[str, Any] | None) -> RunResult:
+        events: list[Event] = []
+        config = _config(thread)
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
         values: dict[str, Any] = {}
+        paused: list[dict[str, Any]] = []
         with self._claim_thread(thread):
-            async with self._graph() as graph, _in_scope(db_scope):
-                async for mode, chunk in graph.astream(inputs, config,
-                                                       stream_mode=["custom", "values"]):
-                    if mode == "values" and isinstance(chunk, dict):
-                        values = chunk  # this run's own state, never another run's
-                    elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
-                        event = Event.from_dict(chunk)
-                        events.append(event)
-                        if on_event is not None:
-                            on_event(event)
-        return _run_result(values, thread, run_id, text, time.perf_counter() - started, events)
+            try:
+                async with self._graph() as graph, _in_scope(db_scope):
+                    async for mode, chunk in graph.astream(graph_input, config,
+                                                           stream_mode=["custom", "values"]):
+                        if mode == "values" and isinstance(chunk, dict):
+                            values = chunk  # this run's own state, never another run's
+                        elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
+                            item = Event.from_dict(chunk)
+                            events.append(item)
+                            if on_event is not None:
+                                on_event(item)
+                    if not events or events[-1].type != "answer":
+                        snapshot = await graph.aget_state(config)
+                        paused = [a for task in snapshot.tasks for i in task.interrupts
+                                  for a in (i.value or {}).get("approvals", [])]
+            finally:
+                result = _run_result(values, thread, run_id, text,
+                                     time.perf_counter() - started, events, paused)
+                if self.runs is not None and events:
+                    await asyncio.to_thread(self.runs.save, result, events,
+                                            mode=values.get("mode", ""), event=event)
+        return result
 
     def run(self, request: str, *, thread_id: str | None = None,
             on_event: EventSink | None = None) -> RunResult:
@@ -225,8 +319,13 @@ async def _in_scope(scope: AbstractContextManager[Any]) -> AsyncIterator[None]:
         yield
 
 
+def _config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+
+
 def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
-                elapsed: float, events: list[Event]) -> RunResult:
+                elapsed: float, events: list[Event], paused: list[dict[str, Any]]
+                ) -> RunResult:
     results = {key: SubtaskResult.from_dict(value)
                for key, value in (values.get("results") or {}).items()}
     usage = Usage.from_dict(values.get("supervisor_usage"))
@@ -234,14 +333,18 @@ def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: st
         usage = usage + result.usage
     plan = Plan.model_validate(values["plan"]) if values.get("plan") else None
     error = values.get("error")
-    done = sum(r.status == "done" for r in results.values())
+    counted = [r for r in results.values() if r.failure_kind != "condition"]
+    settled = sum(r.settled for r in counted)
     status: RunStatus = "ok"
-    if error or (results and done == 0):
+    if paused:
+        status = "paused"
+    elif error or (counted and settled == 0) or (not values.get("answer") and not results):
         status = "failed"
-    elif done < len(results):
+    elif settled < len(counted):
         status = "partial"
     return RunResult(
         run_id=run_id, thread_id=thread_id, request=request, answer=values.get("answer", ""),
         status=status, plan=plan, results=results, usage=usage,
-        elapsed_s=elapsed, error=error, events=events,
+        elapsed_s=elapsed, error=error, events=events, pending_approvals=paused,
+        mode=values.get("mode", ""), budget_hit=values.get("budget_hit"),
     )

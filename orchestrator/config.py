@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,73 @@ class Settings(BaseSettings):
     planner_context_chunks: int = Field(
         default=3, ge=0, description="Knowledge-base chunks the planner sees for a request."
     )
+
+    # --- coordination -----------------------------------------------------------------
+    coordination: Literal["rules", "adaptive", "hybrid"] = Field(
+        default="hybrid", description="'rules': playbooks only; 'adaptive': the supervisor "
+        "plans every request; 'hybrid': a matching playbook first, else the supervisor.",
+    )
+    playbooks_dir: Path | None = Field(
+        default=None, description="Folder of YAML playbooks loaded next to the built-in ones."
+    )
+    adaptive_routing: bool = Field(
+        default=True, description="Choose among capable agents by measured success and latency."
+    )
+    routing_window: int = Field(
+        default=20, ge=1, description="Recent attempts per agent that routing statistics use."
+    )
+    probe_every: int = Field(
+        default=10, ge=0, description="An agent passed over this many times in a row gets one "
+        "trial, so an agent that recovers wins its work back (0: never probe).",
+    )
+    # --- recovery ---------------------------------------------------------------------
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries of a failed subtask on the same agent."
+    )
+    retry_backoff_s: float = Field(
+        default=0.5, ge=0, le=60, description="First retry delay; doubles on each retry."
+    )
+    max_reassigns: int = Field(
+        default=2, ge=0, description="Other capable agents a failed subtask is handed to."
+    )
+    max_replans: int = Field(
+        default=1, ge=0, description="Times per run the supervisor replans a failed branch."
+    )
+    subtask_timeout_s: float = Field(
+        default=120.0, gt=0, le=86400, description="Longest one attempt at a subtask may run."
+    )
+    max_identical_calls: int = Field(
+        default=2, ge=1, description="Times one agent may make the same tool call with the "
+        "same arguments in a subtask; one more is a loop and fails the attempt.",
+    )
+    stall_steps: int = Field(
+        default=4, ge=1, description="Model steps in a row without a successful new tool "
+        "call after which an attempt counts as stalled.",
+    )
+    # --- budgets (per run; unset means no limit) ----------------------------------------
+    max_llm_calls: int | None = Field(default=None, ge=1, description="LLM calls per run.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Tokens per run.")
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="Dollars per run (needs ORCHESTRATOR_PRICES)."
+    )
+    max_wall_s: float | None = Field(
+        default=600.0, gt=0, le=86400, description="Run timeout: wall-clock seconds per run."
+    )
+    prices: Path | None = Field(
+        default=None, description="JSON/YAML price table: model -> {input, output} $ per 1M."
+    )
+    # --- visibility -------------------------------------------------------------------
+    record_runs: bool = Field(
+        default=True, description="Store every run's events and stats in runs.sqlite."
+    )
+    otel: bool = Field(
+        default=False, description="Export run spans through OpenTelemetry (needs the "
+        "'otel' extra and an exporter the user configures, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+
+    @property
+    def runs_path(self) -> Path:
+        return self.home / "runs.sqlite"
 
     @property
     def checkpoints_path(self) -> Path:

@@ -38,3 +38,7 @@ class AgentError(OrchestratorError):
 
 class ToolRefusedError(AgentError):
     """An agent asked for a tool it is not allowed to call."""
+
+
+class BudgetExceededError(OrchestratorError):
+    """A run budget (LLM calls, tokens, cost, wall time) is used up: no new work starts."""

@@ -24,10 +24,13 @@ EventType = Literal[
     "subtask_finished",
     "subtask_failed",
     "subtask_skipped",
+    "agent_chosen",
+    "attempt_finished",
     "retried",
     "reassigned",
     "replanned",
     "approval_requested",
+    "approval_decided",
     "budget_hit",
     "answer",
 ]

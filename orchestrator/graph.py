@@ -14,9 +14,13 @@ from agents.spec import AgentSpec
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model
+from orchestrator.nodes.approval import approval_node, pending_approvals
 from orchestrator.nodes.executor import executor_node
 from orchestrator.nodes.planner import planner_node
 from orchestrator.nodes.synthesizer import respond_node, synthesizer_node
+from orchestrator.playbooks import Playbook
+from orchestrator.pricing import PriceTable
+from orchestrator.routing import AgentStatsBook
 from orchestrator.state import EngineContext, OrchestratorState
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
@@ -29,6 +33,8 @@ def build_graph(
     settings: Settings | None = None,
     agent_models: Mapping[str, BaseChatModel | str] | None = None,
     knowledge: KnowledgeStore | Retriever | None = None,
+    playbooks: Sequence[Playbook] = (),
+    routing: AgentStatsBook | None = None,
 ) -> StateGraph:
     """Build the orchestrator graph, uncompiled, so callers can add a checkpointer or nodes.
 
@@ -38,6 +44,8 @@ def build_graph(
         settings: Limits and options; read from the environment when omitted.
         agent_models: Per-agent model overrides by agent name (beside ``AgentSpec.model``).
         knowledge: The knowledge base for the ``retrieve`` tool and the planner's context.
+        playbooks: Workflows for rules and hybrid coordination (checked against ``agents``).
+        routing: Agent statistics shared across graphs (adaptive routing); a fresh one if None.
 
     Example:
         ```python
@@ -45,15 +53,17 @@ def build_graph(
         ```
     """
     ctx = engine_context(model, agents, settings=settings, agent_models=agent_models,
-                         knowledge=knowledge)
+                         knowledge=knowledge, playbooks=playbooks, routing=routing)
     graph = StateGraph(OrchestratorState)
     graph.add_node("plan", planner_node(ctx))
     graph.add_node("execute", executor_node(ctx))
+    graph.add_node("approve", approval_node(ctx))
     graph.add_node("synthesize", synthesizer_node(ctx))
     graph.add_node("respond", respond_node(ctx))
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", _after_plan, ["execute", "respond"])
-    graph.add_conditional_edges("execute", _after_execute, ["synthesize", "respond"])
+    graph.add_conditional_edges("execute", _after_execute, ["approve", "synthesize", "respond"])
+    graph.add_edge("approve", "execute")
     graph.add_edge("synthesize", "respond")
     graph.add_edge("respond", END)
     return graph
@@ -77,8 +87,10 @@ def engine_context(
     settings: Settings | None = None,
     agent_models: Mapping[str, BaseChatModel | str] | None = None,
     knowledge: KnowledgeStore | Retriever | None = None,
+    playbooks: Sequence[Playbook] = (),
+    routing: AgentStatsBook | None = None,
 ) -> EngineContext:
-    """Resolve models and check the agent list once, before any run."""
+    """Resolve models and check the agents and playbooks once, before any run."""
     if not agents:
         raise ConfigError("the orchestrator needs at least one agent")
     by_name: dict[str, AgentSpec] = {}
@@ -91,14 +103,29 @@ def engine_context(
     unknown = sorted(set(overrides) - set(by_name))
     if unknown:
         raise ConfigError(f"model overrides for unknown agent(s): {', '.join(unknown)}")
+    settings = settings or load_settings()
     resolved = {}
+    names = {"": _model_label(model)}
     for spec in agents:
         choice = overrides.get(spec.name, spec.model)
         if choice is not None:
             resolved[spec.name] = get_model(choice)
+            names[spec.name] = _model_label(choice)
+    for playbook in playbooks:
+        playbook.check_agents(by_name)
     retriever = Retriever(knowledge) if isinstance(knowledge, KnowledgeStore) else knowledge
-    return EngineContext(model=get_model(model), agents=by_name, agent_models=resolved,
-                         settings=settings or load_settings(), retriever=retriever)
+    return EngineContext(
+        model=get_model(model), agents=by_name, agent_models=resolved, settings=settings,
+        retriever=retriever, playbooks=list(playbooks), model_names=names,
+        routing=routing or AgentStatsBook(settings.routing_window, settings.probe_every),
+        prices=PriceTable.load(settings.prices) if settings.prices else PriceTable())
+
+
+def _model_label(model: BaseChatModel | str | None) -> str:
+    if model is None or isinstance(model, str):
+        return model or "fake"
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None)
+               or model._llm_type)
 
 
 def _after_plan(state: OrchestratorState) -> Literal["execute", "respond"]:
@@ -106,6 +133,8 @@ def _after_plan(state: OrchestratorState) -> Literal["execute", "respond"]:
     return "execute" if plan and plan.get("subtasks") and not state.get("error") else "respond"
 
 
-def _after_execute(state: OrchestratorState) -> Literal["synthesize", "respond"]:
+def _after_execute(state: OrchestratorState) -> Literal["approve", "synthesize", "respond"]:
+    if pending_approvals(state):
+        return "approve"
     # One subtask: its report is the answer (the short path saves a model call).
     return "respond" if len(state.get("results") or {}) == 1 else "synthesize"

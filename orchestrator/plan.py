@@ -4,12 +4,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from orchestrator.errors import PlanError
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+class Condition(BaseModel):
+    """A playbook step's ``when``: a value from the event data or an earlier step, tested.
+
+    ``path`` is ``data.<field>``, ``steps.<id>.output`` or ``steps.<id>.status``; exactly
+    one test is given: ``equals``, ``not_equals``, ``contains`` (text, case-insensitive)
+    or ``in`` (a list of values).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    path: str = Field(pattern=r"^(data\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_.-]+\.(output|status))$")
+    equals: Any = None
+    not_equals: Any = None
+    contains: str | None = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        given = [n for n in ("equals", "not_equals", "contains", "in_")
+                 if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("a condition needs exactly one of equals, not_equals, contains, in")
+        return self
+
+    def holds(self, value: Any) -> bool:
+        """Whether the test passes for ``value`` (the value at ``path``)."""
+        if self.contains is not None:
+            return self.contains.lower() in str(value or "").lower()
+        if self.in_ is not None:
+            return value in self.in_ or str(value) in {str(v) for v in self.in_}
+        if self.not_equals is not None:
+            return str(value) != str(self.not_equals)
+        return str(value) == str(self.equals)
 
 
 class Subtask(BaseModel):
@@ -22,6 +59,13 @@ class Subtask(BaseModel):
         default_factory=list,
         description="Ids of subtasks whose outputs this one needs; empty when independent.",
     )
+    alternatives: list[str] = Field(
+        default_factory=list,
+        description="Other agents that could also do it, best first (used if the agent fails).",
+    )
+    # Set by playbooks, never by the model (hidden from the schema the model sees).
+    when: SkipJsonSchema[Condition | None] = None
+    requires_approval: SkipJsonSchema[bool] = False
 
 
 class Plan(BaseModel):
@@ -91,6 +135,8 @@ def check_agents(plan: Plan, agent_names: Iterable[str]) -> None:
     known = set(agent_names)
     unknown = [f"subtask {s.id!r} names unknown agent {s.agent!r}" for s in plan.subtasks
                if s.agent not in known]
+    unknown += [f"subtask {s.id!r} names unknown alternative {a!r}" for s in plan.subtasks
+                for a in s.alternatives if a not in known]
     if unknown:
         raise PlanError("; ".join(unknown) + f" (known agents: {', '.join(sorted(known))})")
 

@@ -9,10 +9,15 @@ from typing import Any, Literal
 from orchestrator.events import Event
 from orchestrator.plan import Plan
 
-RunStatus = Literal["ok", "partial", "failed"]
-"""ok: every subtask done; partial: some failed or were skipped; failed: no plan or nothing done."""
+RunStatus = Literal["ok", "partial", "failed", "paused"]
+"""ok: every subtask done; partial: some failed or were skipped; failed: no plan or nothing
+done; paused: waiting for an approval (``Orchestrator.resume``)."""
 SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
+FailureKind = Literal["tool_error", "invalid_arguments", "refused", "no_result", "timeout",
+                      "loop", "stalled", "model_error", "budget", "denied", "dependency",
+                      "condition"]
+"""Why a subtask did not finish: the statistics and the recovery policy key on it."""
 
 
 @dataclass
@@ -73,6 +78,16 @@ class SubtaskResult:
     finished_at: float | None = None
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    failure_kind: FailureKind | None = None
+    agents_tried: list[str] = field(default_factory=list)
+    """Every agent that attempted it, in order (reassignments add to it)."""
+    replaced_by: list[str] = field(default_factory=list)
+    """Subtasks a replan put in its place, when it failed and the supervisor replanned."""
+
+    @property
+    def settled(self) -> bool:
+        """Done, or failed but replaced by a replan: it does not make the run partial."""
+        return self.status == "done" or bool(self.replaced_by)
 
     @property
     def elapsed_s(self) -> float | None:
@@ -106,6 +121,11 @@ class RunResult:
     elapsed_s: float
     error: str | None = None
     events: list[Event] = field(default_factory=list)
+    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
+    """When paused: the steps waiting for a decision (subtask_id, agent, goal)."""
+    mode: str = ""
+    """How the plan was made: 'supervisor' or 'playbook:<name>'."""
+    budget_hit: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,6 +143,9 @@ class RunResult:
             "elapsed_s": round(self.elapsed_s, 4),
             "thread_id": self.thread_id,
             "run_id": self.run_id,
+            "mode": self.mode,
+            "budget_hit": self.budget_hit,
+            "pending_approvals": self.pending_approvals,
         }
         if include_events:
             out["events"] = [e.to_dict() for e in self.events]

@@ -13,7 +13,11 @@ from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
 from agents.spec import AgentSpec
+from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
+from orchestrator.pricing import PriceTable
+from orchestrator.results import Usage
+from orchestrator.routing import AgentStatsBook
 from retrieval.search import Retriever
 from retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 
@@ -33,6 +37,14 @@ class OrchestratorState(TypedDict, total=False):
     answer: str
     error: str | None
     supervisor_usage: dict[str, int]
+    event: dict[str, Any] | None
+    """The event that started this run (``orchestrator event``), if any: name and data."""
+    mode: str
+    """How the plan was made: 'playbook:<name>' or 'supervisor'."""
+    replans: int
+    budget_hit: str | None
+    approvals: dict[str, dict[str, Any]]
+    """Decisions on steps that need approval, by subtask id: approved, reason."""
 
 
 class NodeFn(Protocol):
@@ -53,12 +65,37 @@ class EngineContext:
     settings: Settings
     retriever: Retriever | None = None
     """The knowledge base, when one is configured (retrieve tool, planner context)."""
+    routing: AgentStatsBook = field(default_factory=AgentStatsBook)
+    """Recent outcomes per agent: adaptive routing reads and updates it."""
+    prices: PriceTable = field(default_factory=PriceTable)
+    model_names: dict[str, str] = field(default_factory=dict)
+    """Price-table keys: '' for the supervisor, else agent name -> model spec or name."""
+    playbooks: list[Any] = field(default_factory=list)
+    """The playbooks rules and hybrid coordination match requests and events against."""
+
+    _budgets: dict[str, RunBudget] = field(default_factory=dict, repr=False)
 
     _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(
         default_factory=dict, repr=False)
 
     def model_for(self, agent: str) -> BaseChatModel:
         return self.agent_models.get(agent, self.model)
+
+    def model_name(self, agent: str = "") -> str:
+        """The name prices are looked up by: the agent's model, else the supervisor's."""
+        return self.model_names.get(agent) or self.model_names.get("", "")
+
+    def budget(self, run_id: str, spent: dict[str, int] | None = None) -> RunBudget:
+        """The run's budget, created on first use (``spent``: usage so far, after a resume)."""
+        if run_id not in self._budgets:
+            budget = RunBudget.from_settings(self.settings, self.prices)
+            if spent:
+                budget.spent = Usage.from_dict(spent)
+            self._budgets[run_id] = budget
+        return self._budgets[run_id]
+
+    def end_run(self, run_id: str) -> None:
+        self._budgets.pop(run_id, None)
 
     _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
 

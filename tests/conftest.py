@@ -28,6 +28,8 @@ def orchestrator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCHESTRATOR_EMBEDDER", "hash")
     monkeypatch.delenv("ORCHESTRATOR_CHROMA_URL", raising=False)
     monkeypatch.delenv("ORCHESTRATOR_KNOWLEDGE", raising=False)
+    # Retries back off 10 ms here, not 0.5 s; the recovery tests check the backoff itself.
+    monkeypatch.setenv("ORCHESTRATOR_RETRY_BACKOFF_S", "0.01")
     return home
 
 

@@ -174,8 +174,10 @@ def test_agent_step_limit_fails_the_subtask(domain_db: Path) -> None:
 
     loop = [tool_call("show_route", {"service": "web-2"}, call_id=f"c{i}") for i in range(2)]
     model = FakeChatModel(script=[plan_reply(("t1", "Show web-2 route", "traffic", [])), *loop])
-    result = orchestrator(domain_db, model, settings=Settings(max_agent_steps=2)).run("route?")
+    settings = Settings(max_agent_steps=2, max_retries=0, max_identical_calls=5)
+    result = orchestrator(domain_db, model, settings=settings).run("route?")
     assert result.results["t1"].status == "failed"
+    assert result.results["t1"].failure_kind == "stalled"
     assert "did not finish within 2 model calls" in (result.results["t1"].error or "")
 
 
@@ -272,7 +274,7 @@ def test_graph_factory_returns_an_uncompiled_graph_that_users_compile(domain_db:
 
     graph = build_graph("fake", it_ops_agents())
     assert isinstance(graph, StateGraph)
-    assert set(graph.nodes) == {"plan", "execute", "synthesize", "respond"}
+    assert set(graph.nodes) == {"plan", "execute", "approve", "synthesize", "respond"}
     compiled = graph.compile(checkpointer=InMemorySaver())
     request = "check the health of web-2"
     with use_domain_db(domain_db):

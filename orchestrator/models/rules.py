@@ -109,7 +109,8 @@ def parse_catalog(system_text: str) -> list[tuple[str, str, str]]:
 def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
     system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
     human = _first_human(messages)
-    request = _first_tag(human, "request") or human
+    # A replan asks for the <remaining> work only.
+    request = _first_tag(human, "remaining") or _first_tag(human, "request") or human
     history = _first_tag(human, "history") or ""
     args = plan_request(request, parse_catalog(system), history)
     return _tool_calls_message([(PLAN_TOOL, args)], salt=request)

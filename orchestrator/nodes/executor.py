@@ -1,9 +1,14 @@
-"""The executor node: a dataflow scheduler over the plan's DAG.
+"""The executor node: a dataflow scheduler over the plan's DAG, with recovery.
 
 A subtask starts the moment its own dependencies are done (not when its whole level
 is), so wall time follows the critical path even when branches differ in speed. Each
-subtask runs as a LangGraph ``@task``: its result is checkpointed, and a resumed run
-does not redo finished subtasks.
+subtask runs as a LangGraph ``@task`` (its result is checkpointed: a resumed run does not
+redo finished subtasks) with retries and reassignment inside (``recovery``). A subtask
+that still fails is handed to the supervisor to replan, within ``max_replans``; its
+dependents wait for the replacement, or are skipped when there is none.
+
+Playbook steps may carry a condition (checked when the step is ready) and may need an
+approval: the node then returns with those steps pending and the graph pauses.
 """
 
 from __future__ import annotations
@@ -14,34 +19,33 @@ from typing import Any
 
 from langgraph.func import task
 
+from orchestrator.budget import RunBudget
 from orchestrator.events import EventType, emit
-from orchestrator.nodes.specialist import DependencyOutput, run_specialist
+from orchestrator.nodes.planner import replan_failed
+from orchestrator.nodes.recovery import run_with_recovery
+from orchestrator.nodes.specialist import DependencyOutput
 from orchestrator.plan import Plan, Subtask
-from orchestrator.results import FINISHED_STATUSES, SubtaskResult
+from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
+
+NO_REPLAN: frozenset[FailureKind | None] = frozenset({"budget", "denied", "dependency",
+                                                      "condition"})
 
 
 def executor_node(ctx: EngineContext) -> NodeFn:
     """Build the executor node for ``ctx``."""
 
-    async def run_subtask_now(
-        subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
-    ) -> dict[str, Any]:
-        spec = ctx.agents[subtask["agent"]]
-        result = SubtaskResult(id=subtask["id"], goal=subtask["goal"], agent=spec.name,
-                               status="running")
+    async def run_subtask_now(subtask: dict[str, Any], inputs: list[dict[str, str]],
+                              run_id: str) -> dict[str, Any]:
         deps = [DependencyOutput(**d) for d in inputs]
-        done = await run_specialist(
-            spec, ctx.agent_runnable(spec), ctx.agent_tools(spec), result, deps,
-            run_id=run_id, max_steps=ctx.settings.max_agent_steps,
-        )
+        done = await run_with_recovery(ctx, Subtask.model_validate(subtask), deps, run_id,
+                                       ctx.budget(run_id))
         return done.to_dict()
 
     checkpointed: Any = task(name="specialist")(run_subtask_now)  # type: ignore[arg-type]
 
-    async def run_subtask(
-        subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
-    ) -> dict[str, Any]:
+    async def run_subtask(subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
+                          ) -> dict[str, Any]:
         # LangGraph replays task results by call order; on a resumed run the order can
         # differ, so a replayed result for another subtask is not trusted.
         result: dict[str, Any] = await checkpointed(subtask, inputs, run_id)
@@ -50,77 +54,199 @@ def executor_node(ctx: EngineContext) -> NodeFn:
         return result
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
-        results = await dispatch_plan(plan, state["run_id"], run_subtask, ctx.settings.max_parallel)
-        return {"results": {key: value.to_dict() for key, value in results.items()}}
+        scheduler = Scheduler(ctx, state, run_subtask)
+        await scheduler.run()
+        return scheduler.update()
 
     return execute
 
 
-async def dispatch_plan(plan: Plan, run_id: str, run_subtask: Any, max_parallel: int
-                        ) -> dict[str, SubtaskResult]:
-    """Run every subtask as soon as its dependencies are done; skip those whose inputs failed."""
-    results = {s.id: SubtaskResult(id=s.id, goal=s.goal, agent=s.agent) for s in plan.subtasks}
-    running: dict[asyncio.Future[Any], str] = {}
-    while True:
-        _skip_blocked(plan, results, run_id)
-        for subtask in dispatch_ready_subtasks(plan, results, max_parallel - len(running)):
-            inputs = [{"subtask_id": d, "agent": results[d].agent, "output": results[d].output}
-                      for d in subtask.depends_on]
-            results[subtask.id].status = "running"
-            results[subtask.id].started_at = time.time()
-            emit("subtask_started", run_id, subtask_id=subtask.id, agent=subtask.agent,
-                 data={"goal": subtask.goal, "depends_on": subtask.depends_on})
-            future = asyncio.ensure_future(run_subtask(subtask.model_dump(), inputs, run_id))
-            running[future] = subtask.id
-        if not running:
-            break
-        finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for future in finished:
-            subtask_id = running.pop(future)
-            results[subtask_id] = _collect(future, results[subtask_id], run_id)
-    return results
+class Scheduler:
+    """Runs one plan to the end: dispatch, collect, skip, replan, pause for approvals."""
 
+    def __init__(self, ctx: EngineContext, state: OrchestratorState, run_subtask: Any) -> None:
+        self.ctx = ctx
+        self.state = state
+        self.run_id = state["run_id"]
+        self.plan = Plan.model_validate(state["plan"])
+        self.run_subtask = run_subtask
+        self.supervisor_usage = Usage.from_dict(state.get("supervisor_usage"))
+        earlier = {k: SubtaskResult.from_dict(v) for k, v in (state.get("results") or {}).items()}
+        spent = self.supervisor_usage
+        for result in earlier.values():
+            spent = spent + result.usage
+        self.budget: RunBudget = ctx.budget(self.run_id, spent.to_dict())
+        self.results = {s.id: earlier.get(s.id) or SubtaskResult(id=s.id, goal=s.goal,
+                                                                 agent=s.agent)
+                        for s in self.plan.subtasks}
+        for result in self.results.values():
+            if result.status == "running":  # interrupted mid-flight: run it again
+                result.status = "pending"
+        self.replans = int(state.get("replans") or 0)
+        self.approvals = dict(state.get("approvals") or {})
+        self.awaiting: list[str] = []
+        self.budget_reported = bool(state.get("budget_hit"))
 
-def dispatch_ready_subtasks(plan: Plan, results: dict[str, SubtaskResult], slots: int
-                            ) -> list[Subtask]:
-    """Pending subtasks whose dependencies are all done, at most ``slots`` of them."""
-    ready = [s for s in plan.subtasks if results[s.id].status == "pending"
-             and all(results[d].status == "done" for d in s.depends_on)]
-    return ready[:max(slots, 0)]
+    async def run(self) -> None:
+        running: dict[asyncio.Future[Any], str] = {}
+        while True:
+            self._skip_blocked()
+            if self.budget.exhausted:
+                self._cancel_pending_for_budget()
+            else:
+                for subtask in self._ready(self.ctx.settings.max_parallel - len(running)):
+                    running[self._dispatch(subtask)] = subtask.id
+            if not running:
+                break
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for future in finished:
+                subtask_id = running.pop(future)
+                result = self._collect(future, self.results[subtask_id])
+                self.results[subtask_id] = result
+                if result.status == "failed" and result.failure_kind not in NO_REPLAN:
+                    await self._replan(result)
+        for subtask_id in self.awaiting:
+            subtask = self.plan.subtask(subtask_id)
+            emit("approval_requested", self.run_id, subtask_id=subtask_id, agent=subtask.agent,
+                 data={"goal": subtask.goal})
 
+    def update(self) -> dict[str, Any]:
+        """The state keys this node writes."""
+        return {
+            "plan": self.plan.model_dump(),
+            "results": {key: value.to_dict() for key, value in self.results.items()},
+            "supervisor_usage": self.supervisor_usage.to_dict(),
+            "replans": self.replans,
+            "budget_hit": self.budget.hit,
+        }
 
-def _skip_blocked(plan: Plan, results: dict[str, SubtaskResult], run_id: str) -> None:
-    # Never run a subtask on missing input: a failed dependency skips everything after it.
-    changed = True
-    while changed:
-        changed = False
-        for subtask in plan.subtasks:
-            result = results[subtask.id]
-            if result.status != "pending":
+    # --- dispatch ---------------------------------------------------------------------
+
+    def _ready(self, slots: int) -> list[Subtask]:
+        ready: list[Subtask] = []
+        self.awaiting = []
+        for subtask in self.plan.subtasks:
+            result = self.results[subtask.id]
+            if result.status != "pending" or not all(
+                    self._satisfied(d) for d in subtask.depends_on):
                 continue
-            blocked = [d for d in subtask.depends_on
-                       if results[d].status in FINISHED_STATUSES and results[d].status != "done"]
-            if blocked:
-                result.status = "skipped"
-                result.error = f"not run: depends on {', '.join(blocked)}, which did not finish"
-                result.finished_at = time.time()
-                emit("subtask_skipped", run_id, subtask_id=subtask.id, agent=subtask.agent,
-                     data={"reason": result.error})
-                changed = True
+            if subtask.when is not None and not subtask.when.holds(self._lookup(subtask.when.path)):
+                self._finish_unrun(result, "skipped", "condition",
+                                   f"condition on {subtask.when.path} not met")
+                continue
+            if subtask.requires_approval:
+                decision = self.approvals.get(subtask.id)
+                if decision is None:
+                    self.awaiting.append(subtask.id)
+                    continue
+                if not decision.get("approved"):
+                    reason = decision.get("reason") or "no reason given"
+                    self._finish_unrun(result, "cancelled", "denied",
+                                       f"not done: approval denied ({reason})")
+                    continue
+            ready.append(subtask)
+        return ready[:max(slots, 0)]
 
+    def _satisfied(self, dependency: str) -> bool:
+        """Done, or skipped because its playbook condition did not hold (not a failure)."""
+        result = self.results[dependency]
+        return result.status == "done" or result.failure_kind == "condition"
 
-def _collect(future: asyncio.Future[Any], started: SubtaskResult, run_id: str) -> SubtaskResult:
-    try:
-        result = SubtaskResult.from_dict(future.result())
-    except Exception as exc:  # a bug or a model/provider failure: fail this subtask only
-        result = started
-        result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+    def _dispatch(self, subtask: Subtask) -> asyncio.Future[Any]:
+        inputs = [{"subtask_id": d, "agent": self.results[d].agent,
+                   "output": self.results[d].output or f"(not run: {self.results[d].error})"}
+                  for d in subtask.depends_on]
+        result = self.results[subtask.id]
+        result.status, result.started_at = "running", time.time()
+        emit("subtask_started", self.run_id, subtask_id=subtask.id, agent=subtask.agent,
+             data={"goal": subtask.goal, "depends_on": subtask.depends_on})
+        return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id))
+
+    def _lookup(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if head == "data":
+            return ((self.state.get("event") or {}).get("data") or {}).get(rest)
+        step, _, attribute = rest.rpartition(".")
+        result = self.results.get(step)
+        return getattr(result, attribute) if result is not None else None
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def _collect(self, future: asyncio.Future[Any], started: SubtaskResult) -> SubtaskResult:
+        try:
+            result = SubtaskResult.from_dict(future.result())
+        except Exception as exc:  # a bug: fail this subtask only
+            result = started
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.failure_kind, result.finished_at = "model_error", time.time()
+        result.started_at = started.started_at or result.started_at
+        event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
+        emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
+             usage=result.usage.to_dict(), data={
+                 "status": result.status, "error": result.error, "kind": result.failure_kind,
+                 "attempts": result.attempts, "agents_tried": result.agents_tried,
+                 "elapsed_s": round(result.elapsed_s or 0.0, 4)})
+        if result.failure_kind == "budget":
+            self._report_budget()
+        return result
+
+    def _skip_blocked(self) -> None:
+        # Never run a subtask on missing input: a failed dependency skips everything after it.
+        changed = True
+        while changed:
+            changed = False
+            for subtask in self.plan.subtasks:
+                result = self.results[subtask.id]
+                if result.status != "pending":
+                    continue
+                blocked = [d for d in subtask.depends_on
+                           if self.results[d].status in FINISHED_STATUSES
+                           and not self._satisfied(d)]
+                if blocked:
+                    self._finish_unrun(result, "skipped", "dependency", "not run: depends on "
+                                       f"{', '.join(blocked)}, which did not finish")
+                    changed = True
+
+    def _cancel_pending_for_budget(self) -> None:
+        self._report_budget()
+        for result in self.results.values():
+            if result.status == "pending":
+                self._finish_unrun(result, "cancelled", "budget",
+                                   f"not run: budget used up ({self.budget.hit})")
+
+    def _report_budget(self) -> None:
+        if not self.budget_reported and self.budget.hit:
+            self.budget_reported = True
+            emit("budget_hit", self.run_id, usage=self.budget.spent.to_dict(),
+                 data={"limit": self.budget.hit, "cost_usd": round(self.budget.cost_usd, 6)})
+
+    def _finish_unrun(self, result: SubtaskResult, status: Any, kind: FailureKind,
+                      reason: str) -> None:
+        result.status, result.failure_kind, result.error = status, kind, reason
         result.finished_at = time.time()
-        result.attempts += 1
-    result.started_at = started.started_at or result.started_at
-    event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
-    emit(event, run_id, subtask_id=result.id, agent=result.agent, usage=result.usage.to_dict(),
-         data={"status": result.status, "error": result.error,
-               "elapsed_s": round(result.elapsed_s or 0.0, 4)})
-    return result
+        emit("subtask_skipped", self.run_id, subtask_id=result.id, agent=result.agent,
+             data={"status": status, "kind": kind, "reason": reason})
+
+    async def _replan(self, failed: SubtaskResult) -> None:
+        if self.replans >= self.ctx.settings.max_replans or self.budget.exhausted:
+            return
+        self.replans += 1
+        try:
+            plan, added = await replan_failed(self.ctx, self.state, self.plan, self.results,
+                                              failed, self.supervisor_usage, self.budget)
+        except Exception as exc:  # the supervisor could not replan: the failure stands
+            emit("replanned", self.run_id, subtask_id=failed.id,
+                 data={"replaced": failed.id, "added": [], "error": str(exc)})
+            return
+        if not added:
+            emit("replanned", self.run_id, subtask_id=failed.id,
+                 data={"replaced": failed.id, "added": [], "error": "no agent can do it"})
+            return
+        self.plan = plan
+        failed.replaced_by = [s.id for s in added]
+        for subtask in added:
+            self.results[subtask.id] = SubtaskResult(id=subtask.id, goal=subtask.goal,
+                                                     agent=subtask.agent)
+        emit("replanned", self.run_id, subtask_id=failed.id, usage=None, data={
+            "replaced": failed.id, "added": [s.model_dump(exclude_defaults=True) for s in added],
+            "plan": plan.model_dump()})

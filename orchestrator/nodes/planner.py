@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
 
-from orchestrator.errors import ModelError, PlanError
+from orchestrator.budget import RunBudget
+from orchestrator.errors import BudgetExceededError, ModelError, PlanError, RequestError
 from orchestrator.events import emit
-from orchestrator.plan import Plan, check_agents
-from orchestrator.results import Usage
+from orchestrator.plan import Plan, Subtask, check_agents
+from orchestrator.playbooks import Playbook, find_for_event, find_for_request
+from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import render_prompt, tagged
 from retrieval.tool import format_hits
@@ -64,15 +67,35 @@ def format_history(messages: list[Any], turns: int) -> str:
     return "\n".join(lines)
 
 
-async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) -> Plan:
+async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
+                    budget: RunBudget | None = None) -> Plan:
     """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
-    planner = ctx.planner_runnable(Plan)
     # Retrieval embeds the query on the CPU: keep it off the event loop.
     context = await asyncio.to_thread(knowledge_context, ctx, state["request"])
     messages = planner_messages(ctx, state, context)
-    run_id = state["run_id"]
+
+    def check(plan: Plan) -> Plan:
+        check_agents(plan, ctx.agents)
+        if len(plan.subtasks) > ctx.settings.max_subtasks:
+            raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
+                            f"{ctx.settings.max_subtasks} are allowed: merge related work")
+        return plan
+
+    return await _plan_with_repairs(ctx, messages, state["run_id"], usage, budget, check)
+
+
+async def _plan_with_repairs(
+    ctx: EngineContext, messages: list[BaseMessage], run_id: str, usage: Usage,
+    budget: RunBudget | None, check: Callable[[Plan], Plan],
+) -> Plan:
+    planner = ctx.planner_runnable(Plan)
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
+        if budget is not None:
+            try:
+                budget.check()
+            except BudgetExceededError as exc:
+                raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
             raw = await planner.ainvoke(messages)
         except Exception as exc:
@@ -81,13 +104,10 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) 
         if not isinstance(raw, AIMessage):
             raise ModelError(f"the supervisor model returned {type(raw).__name__}, not a message")
         usage.add_message(raw.usage_metadata)
+        if budget is not None:
+            budget.charge(ctx.model_name(), raw.usage_metadata)
         try:
-            plan = parse_plan(raw)
-            check_agents(plan, ctx.agents)
-            if len(plan.subtasks) > ctx.settings.max_subtasks:
-                raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
-                                f"{ctx.settings.max_subtasks} are allowed: merge related work")
-            return plan
+            return check(parse_plan(raw))
         except PlanError as exc:
             last_error = str(exc)
         emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
@@ -96,6 +116,83 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage) 
         f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
         f"attempt(s): {last_error}"
     )
+
+
+async def replan_failed(
+    ctx: EngineContext, state: OrchestratorState, plan: Plan,
+    results: dict[str, SubtaskResult], failed: SubtaskResult, usage: Usage, budget: RunBudget,
+) -> tuple[Plan, list[Subtask]]:
+    """Replace the failed subtask with new ones from the supervisor, keeping what is done.
+
+    The agents that failed it are left out of the catalog. New subtasks get fresh ids and
+    may depend on done subtasks; the failed one's dependents are rewired to wait for the
+    replacement. Returns the merged plan and the added subtasks (none: no agent can do it).
+    """
+    catalog = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
+    if not catalog:
+        return plan, []
+    system = render_prompt("replan", agents="\n".join(s.catalog_line() for s in catalog))
+    done = "\n".join(tagged("result", r.output, id=r.id, agent=r.agent)
+                     for r in results.values() if r.status == "done")
+    human = "\n".join([
+        tagged("request", state["request"]),
+        tagged("done", done or "(nothing yet)"),
+        tagged("failed", failed.error or "failed", id=failed.id,
+               agents=", ".join(failed.agents_tried)),
+        tagged("remaining", failed.goal),
+    ])
+    allowed = {spec.name for spec in catalog}
+    merged: list[Plan] = []
+
+    def check(new: Plan) -> Plan:
+        check_agents(new, allowed)
+        merged[:] = [merge_replacement(plan, failed.id, new, results)]
+        return new
+
+    new = await _plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
+                                   state["run_id"], usage, budget, check)
+    if not new.subtasks:
+        return plan, []
+    result = merged[0]
+    old = {s.id for s in plan.subtasks}
+    return result, [s for s in result.subtasks if s.id not in old]
+
+
+def merge_replacement(plan: Plan, failed_id: str, new: Plan,
+                      results: dict[str, SubtaskResult]) -> Plan:
+    """``plan`` plus ``new``'s subtasks (renamed apart), dependents of ``failed_id`` rewired.
+
+    Raises PlanError when a new subtask depends on something that is neither new nor done.
+    """
+    if not new.subtasks:
+        return plan
+    taken = {s.id for s in plan.subtasks}
+    prefix = next(f"r{n}_" for n in range(1, 1000) if not any(
+        i.startswith(f"r{n}_") for i in taken))
+    renamed = {s.id: f"{prefix}{s.id}"[:40] for s in new.subtasks}
+    added: list[Subtask] = []
+    for subtask in new.subtasks:
+        deps = []
+        for dep in subtask.depends_on:
+            if dep in renamed:
+                deps.append(renamed[dep])
+            elif dep in results and results[dep].status == "done":
+                deps.append(dep)
+            else:
+                raise PlanError(f"replacement subtask {subtask.id!r} depends on {dep!r}, "
+                                "which is neither a new subtask nor a done one")
+        added.append(subtask.model_copy(update={"id": renamed[subtask.id], "depends_on": deps}))
+    needed = {d for s in added for d in s.depends_on}
+    sinks = [s.id for s in added if s.id not in needed]
+    rewired = [s.model_copy(update={"depends_on": list(dict.fromkeys(
+        d2 for d in s.depends_on for d2 in (sinks if d == failed_id else [d])))})
+        if failed_id in s.depends_on and results.get(s.id) is not None
+        and results[s.id].status == "pending" else s
+        for s in plan.subtasks]
+    try:
+        return Plan(rationale=plan.rationale, subtasks=[*rewired, *added], answer=plan.answer)
+    except ValueError as exc:
+        raise PlanError(f"the replacement does not fit the plan: {exc}") from None
 
 
 def parse_plan(raw: AIMessage) -> Plan:
@@ -124,24 +221,62 @@ def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:
 
 
 def planner_node(ctx: EngineContext) -> NodeFn:
-    """Build the planner node for ``ctx``."""
+    """Build the planner node: a playbook plan (rules), else the supervisor's (adaptive)."""
 
     async def plan(state: OrchestratorState) -> dict[str, Any]:
         run_id = state["run_id"]
-        emit("run_started", run_id, data={"request": state["request"]})
+        event = state.get("event")
+        emit("run_started", run_id, data={"request": state["request"], "event": event,
+                                          "coordination": ctx.settings.coordination})
         usage = Usage()
+        budget = ctx.budget(run_id)
         started = time.time()
-        reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None}
+        reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None,
+                                 "replans": 0, "budget_hit": None, "approvals": {}}
         try:
-            made = await make_plan(ctx, state, usage)
-        except PlanError as exc:
+            made, mode = await choose_plan(ctx, state, usage, budget)
+        except (PlanError, RequestError) as exc:
             return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
+                    "mode": "none", "budget_hit": budget.hit,
                     "answer": f"Sorry, I could not plan this request: {exc}"}
         emit("plan_made", run_id, usage=usage.to_dict(), data={
-            "plan": made.model_dump(), "elapsed_s": round(time.time() - started, 4)})
-        update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict()}
+            "plan": made.model_dump(), "mode": mode,
+            "elapsed_s": round(time.time() - started, 4)})
+        update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict(),
+                  "mode": mode}
         if not made.subtasks:
             update["answer"] = made.answer or ""
         return update
 
     return plan
+
+
+async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
+                      budget: RunBudget) -> tuple[Plan, str]:
+    """The plan and how it was made: ``playbook:<name>`` or ``supervisor``.
+
+    rules: only playbooks; hybrid: a matching playbook first, else the supervisor;
+    adaptive: always the supervisor (an event becomes a request it plans).
+    """
+    mode = ctx.settings.coordination
+    event = state.get("event")
+    if mode != "adaptive":
+        found = _matching_playbook(ctx, state)
+        if found is not None:
+            playbook, data = found
+            return playbook.plan_for(data, state["request"]), f"playbook:{playbook.name}"
+        if mode == "rules":
+            what = f"event {event['name']!r}" if event else "this request"
+            names = ", ".join(p.name for p in ctx.playbooks) or "none"
+            raise PlanError(f"no playbook handles {what} in rules mode (playbooks: {names}); "
+                            "use --coordination hybrid to let the supervisor plan it")
+    return await make_plan(ctx, state, usage, budget), "supervisor"
+
+
+def _matching_playbook(ctx: EngineContext, state: OrchestratorState
+                       ) -> tuple[Playbook, dict[str, Any]] | None:
+    event = state.get("event")
+    if event:
+        playbook = find_for_event(ctx.playbooks, event["name"])
+        return (playbook, dict(event.get("data") or {})) if playbook else None
+    return find_for_request(ctx.playbooks, state["request"])

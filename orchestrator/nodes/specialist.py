@@ -20,9 +20,10 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 from agents.spec import AgentSpec
-from orchestrator.errors import ModelError, ToolRefusedError
+from orchestrator.budget import RunBudget
+from orchestrator.errors import BudgetExceededError, ModelError, ToolRefusedError
 from orchestrator.events import emit
-from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
+from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from prompts import render_prompt, tagged
 
 
@@ -35,8 +36,28 @@ class DependencyOutput:
     output: str
 
 
-class _ToolFailed(Exception):
-    """A tool raised: the subtask fails with this message."""
+@dataclass(frozen=True)
+class LoopLimits:
+    """Bounds on one attempt's tool-calling loop."""
+
+    max_steps: int = 6
+    """Model calls per attempt."""
+    max_identical_calls: int = 2
+    """Same tool, same arguments: more than this is a loop."""
+    stall_steps: int = 4
+    """Model steps in a row without a successful new tool call: stalled."""
+
+
+CANNOT_MARKER = "CANNOT:"
+"""A report starting with this says the agent could not do its goal (see the prompt)."""
+
+
+class _AttemptFailed(Exception):
+    """The attempt ends as failed with this kind and message."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
 
 
 def specialist_messages(
@@ -63,32 +84,39 @@ async def run_specialist(
     inputs: list[DependencyOutput],
     *,
     run_id: str,
-    max_steps: int,
+    limits: LoopLimits | None = None,
+    budget: RunBudget | None = None,
+    model_name: str = "",
 ) -> SubtaskResult:
-    """Run one subtask with ``bound`` (the agent's model with its tools bound) to the end.
+    """Run one attempt at a subtask with ``bound`` (the agent's model with its tools bound).
 
-    The returned result is done or failed; tool and agent errors do not raise.
+    The returned result is done or failed with a ``failure_kind``; tool errors, loops,
+    stalls and a used-up budget do not raise. Usage is added to ``result`` as calls happen,
+    so an attempt cut short by a timeout still counts what it spent.
     """
+    limits = limits or LoopLimits()
     messages = specialist_messages(spec, result.goal, inputs)
     result.attempts += 1
     result.started_at = result.started_at or time.time()
-    usage = Usage()
+    result.status, result.error, result.failure_kind = "running", None, None
+    seen_calls: dict[str, int] = {}
+    idle_steps = 0
     try:
-        for _ in range(max_steps):
+        for _ in range(limits.max_steps):
+            if budget is not None:
+                budget.check()
             reply = await bound.ainvoke(messages)
             if not isinstance(reply, AIMessage):
                 raise ModelError(f"{spec.name}'s model returned {type(reply).__name__}")
-            usage.add_message(reply.usage_metadata)
+            result.usage.add_message(reply.usage_metadata)
+            if budget is not None:
+                budget.charge(model_name, reply.usage_metadata)
             messages.append(reply)
             if not reply.tool_calls:
-                result.output = reply.text.strip() or "(no report)"
-                result.status = "done"
-                if result.tool_calls and not any(c.status == "ok" for c in result.tool_calls):
-                    # It tried tools and none worked: the goal was not done, whatever it says.
-                    last = result.tool_calls[-1]
-                    result.status = "failed"
-                    result.error = f"no tool call succeeded ({last.name}: {last.output})"
+                _finish(result, reply.text.strip())
                 break
+            _check_loop(spec.name, reply.tool_calls, seen_calls, limits.max_identical_calls)
+            before = sum(c.status == "ok" for c in result.tool_calls)
             # Wait for every call of the step, so each is recorded even if one raises.
             outcomes = await asyncio.gather(*(
                 _call_tool(spec, tools, call, result, run_id) for call in reply.tool_calls
@@ -97,14 +125,46 @@ async def run_specialist(
             if failures:
                 raise failures[0]
             messages.extend(o for o in outcomes if isinstance(o, ToolMessage))
+            idle_steps = 0 if sum(c.status == "ok" for c in result.tool_calls) > before \
+                else idle_steps + 1
+            if idle_steps >= limits.stall_steps:
+                raise _AttemptFailed("stalled", f"{spec.name} made no progress in "
+                                     f"{idle_steps} steps (no successful tool call)")
         else:
-            result.status = "failed"
-            result.error = f"{spec.name} did not finish within {max_steps} model calls"
-    except _ToolFailed as exc:
-        result.status, result.error = "failed", str(exc)
-    result.usage = result.usage + usage
+            raise _AttemptFailed("stalled", f"{spec.name} did not finish within "
+                                 f"{limits.max_steps} model calls")
+    except _AttemptFailed as exc:
+        result.status, result.error, result.failure_kind = "failed", str(exc), exc.kind
+    except BudgetExceededError as exc:
+        result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", "budget"
+    except ModelError as exc:
+        result.status, result.error, result.failure_kind = "failed", str(exc), "model_error"
     result.finished_at = time.time()
     return result
+
+
+def _finish(result: SubtaskResult, report: str) -> None:
+    """The agent ended its loop: done, unless its tools all failed or it says it could not."""
+    result.output = report or "(no report)"
+    result.status = "done"
+    if report.upper().startswith(CANNOT_MARKER):
+        result.status, result.failure_kind = "failed", "no_result"
+        result.error = report[len(CANNOT_MARKER):].strip() or "the agent could not do its goal"
+    elif result.tool_calls and not any(c.status == "ok" for c in result.tool_calls):
+        # It tried tools and none worked: the goal was not done, whatever it says.
+        last = result.tool_calls[-1]
+        result.status = "failed"
+        result.failure_kind = "invalid_arguments" if last.status == "invalid" else "refused"
+        result.error = f"no tool call succeeded ({last.name}: {last.output})"
+
+
+def _check_loop(agent: str, calls: list[ToolCall], seen: dict[str, int], limit: int) -> None:
+    for call in calls:
+        key = json.dumps([call["name"], call.get("args") or {}], sort_keys=True, default=str)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > limit:
+            raise _AttemptFailed("loop", f"{agent} repeated {call['name']} with the same "
+                                 f"arguments {seen[key]} times: stopped as a loop")
 
 
 async def _call_tool(
@@ -141,7 +201,7 @@ async def _call_tool(
         result.tool_calls.append(ToolCallRecord(name, args, "error", str(exc)))
         emit("tool_called", run_id, subtask_id=result.id, agent=spec.name,
              data={"tool": name, "args": _jsonable(args), "status": "error", "error": str(exc)})
-        raise _ToolFailed(message) from exc
+        raise _AttemptFailed("tool_error", message) from exc
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     result.tool_calls.append(ToolCallRecord(name, args, "ok", text))
     emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={

@@ -24,6 +24,11 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
         )
         human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
         usage = Usage.from_dict(state.get("supervisor_usage"))
+        budget = ctx.budget(state["run_id"])
+        if budget.exhausted:
+            # No more model calls: a plain account of what was and was not done.
+            return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
+                    "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
         try:
             reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
                                              HumanMessage(human)])
@@ -35,16 +40,21 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
                 f"{type(exc).__name__}: {exc})")
             return {"answer": answer, "supervisor_usage": usage.to_dict()}
         usage.add_message(getattr(reply, "usage_metadata", None))
+        budget.charge(ctx.model_name(), getattr(reply, "usage_metadata", None))
         return {"answer": reply.text.strip(), "supervisor_usage": usage.to_dict()}
 
     return synthesize
 
 
 def fallback_answer(results: list[SubtaskResult]) -> str:
-    """A plain summary of the results, written without a model."""
-    lines = [f"- {r.agent} ({r.status}): {r.output if r.status == 'done' else r.error}"
-             for r in results]
-    return "Results of the subtasks:\n" + "\n".join(lines)
+    """A plain summary of the results, written without a model: done first, then not done."""
+    done = [f"- {r.agent}: {r.output}" for r in results if r.status == "done"]
+    other = [f"- {r.agent} ({r.status}): {r.goal}: {r.error}" for r in results
+             if r.status != "done"]
+    lines = [f"Done ({len(done)} of {len(results)} subtasks):", *(done or ["- nothing"])]
+    if other:
+        lines += ["Not done:", *other]
+    return "\n".join(lines)
 
 
 def single_result_answer(state: OrchestratorState) -> str:
@@ -52,7 +62,10 @@ def single_result_answer(state: OrchestratorState) -> str:
     (result,) = (SubtaskResult.from_dict(r) for r in state["results"].values())
     if result.status == "done":
         return result.output
-    return f"The {result.agent} agent could not finish '{result.goal}': {result.error}"
+    answer = f"The {result.agent} agent could not finish '{result.goal}': {result.error}"
+    if state.get("budget_hit"):
+        answer = f"Stopped early: {state['budget_hit']}.\n{answer}"
+    return answer
 
 
 def respond_node(ctx: EngineContext) -> NodeFn:
@@ -67,6 +80,7 @@ def respond_node(ctx: EngineContext) -> NodeFn:
             usage = usage + Usage.from_dict(result.get("usage"))
         emit("answer", state["run_id"], usage=usage.to_dict(),
              data={"answer": answer, "error": state.get("error")})
+        ctx.end_run(state["run_id"])
         return {"answer": answer, "messages": [AIMessage(answer)]}
 
     return respond

@@ -1,0 +1,148 @@
+"""Recovery for one subtask: timeouts, retries with backoff, then reassignment.
+
+A failed attempt (tool error, timeout, invalid arguments after repair, a loop, a stall, an
+agent that ends without doing its goal) is retried on the same agent up to a bound, then
+the subtask goes to another capable agent. Only when every capable agent has failed does
+the scheduler ask the supervisor to replan (see ``executor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from orchestrator.budget import RunBudget
+from orchestrator.config import Settings
+from orchestrator.errors import BudgetExceededError
+from orchestrator.events import emit
+from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
+from orchestrator.plan import Subtask
+from orchestrator.results import FailureKind, SubtaskResult, Usage
+from orchestrator.routing import Choice, capable_agents
+from orchestrator.state import EngineContext
+
+RETRY_SAME_AGENT: frozenset[FailureKind] = frozenset(
+    {"tool_error", "timeout", "model_error", "invalid_arguments", "loop", "stalled"})
+"""Failures worth another try on the same agent; others go straight to an alternative."""
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """How hard to try before a subtask counts as failed."""
+
+    max_retries: int = 2
+    backoff_s: float = 0.5
+    max_reassigns: int = 2
+    timeout_s: float = 120.0
+    adaptive_routing: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecoveryPolicy:
+        return cls(settings.max_retries, settings.retry_backoff_s, settings.max_reassigns,
+                   settings.subtask_timeout_s, settings.adaptive_routing)
+
+    def delay(self, retry: int) -> float:
+        """Backoff before retry number ``retry`` (1-based): doubling, capped at 30 s."""
+        return min(self.backoff_s * 2 ** (retry - 1), 30.0)
+
+
+async def run_with_recovery(
+    ctx: EngineContext, subtask: Subtask, inputs: list[DependencyOutput], run_id: str,
+    budget: RunBudget,
+) -> SubtaskResult:
+    """Run ``subtask`` until it is done or every capable agent has failed it."""
+    policy = RecoveryPolicy.from_settings(ctx.settings)
+    result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent)
+    candidates = capable_agents(subtask.agent, subtask.goal, subtask.alternatives, ctx.agents)
+    while len(result.agents_tried) <= policy.max_reassigns:
+        left = [a for a in candidates if a not in result.agents_tried]
+        if not left:
+            break
+        choice = _choose(ctx, policy, left, subtask.agent)
+        if len(left) > 1:
+            emit("agent_chosen", run_id, subtask_id=subtask.id, agent=choice.agent,
+                 data={"candidates": left, "scores": choice.scores, "reason": choice.reason})
+        if result.agents_tried:
+            emit("reassigned", run_id, subtask_id=subtask.id, agent=choice.agent, data={
+                "from": result.agents_tried[-1], "to": choice.agent, "reason": choice.reason,
+                "after": result.error, "kind": result.failure_kind})
+        result.agent = choice.agent
+        result.agents_tried.append(choice.agent)
+        await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget)
+        if result.status == "done" or result.failure_kind == "budget":
+            return result
+    if result.status in ("pending", "running"):  # no capable agent was left to try
+        result.status, result.failure_kind = "failed", "no_result"
+        result.error = result.error or f"no capable agent for {subtask.goal!r}"
+    return result
+
+
+def _choose(ctx: EngineContext, policy: RecoveryPolicy, left: list[str], preferred: str
+            ) -> Choice:
+    if not policy.adaptive_routing:
+        return Choice(left[0], "planner's choice" if left[0] == preferred else "next in line", {})
+    return ctx.routing.choose(left, preferred if preferred in left else left[0])
+
+
+async def _attempts_on_agent(
+    ctx: EngineContext, policy: RecoveryPolicy, result: SubtaskResult,
+    inputs: list[DependencyOutput], run_id: str, budget: RunBudget,
+) -> None:
+    spec = ctx.agents[result.agent]
+    limits = LoopLimits(ctx.settings.max_agent_steps, ctx.settings.max_identical_calls,
+                        ctx.settings.stall_steps)
+    for retry in range(policy.max_retries + 1):
+        if retry:
+            delay = policy.delay(retry)
+            emit("retried", run_id, subtask_id=result.id, agent=spec.name, data={
+                "attempt": result.attempts + 1, "after": result.error,
+                "kind": result.failure_kind, "delay_s": delay})
+            await asyncio.sleep(delay)
+        try:
+            budget.check()
+        except BudgetExceededError as exc:
+            result.status, result.failure_kind = "cancelled", "budget"
+            result.error = f"budget: {exc}"
+            return
+        before = Usage.from_dict(result.usage.to_dict())
+        started = time.monotonic()
+        timeout = policy.timeout_s
+        remaining = budget.remaining_s()
+        wall_bound = remaining is not None and remaining < timeout
+        limit = min(timeout, remaining) if remaining is not None else timeout
+        try:
+            await asyncio.wait_for(run_specialist(
+                spec, ctx.agent_runnable(spec), ctx.agent_tools(spec), result, inputs,
+                run_id=run_id, limits=limits, budget=budget,
+                model_name=ctx.model_name(spec.name),
+            ), timeout=limit)
+        except TimeoutError:
+            if wall_bound:
+                budget.expire_wall()
+                result.status, result.failure_kind = "cancelled", "budget"
+                result.error = f"budget: {budget.hit}"
+            else:
+                result.status, result.failure_kind = "failed", "timeout"
+                result.error = f"{spec.name} timed out after {timeout:g}s"
+            result.finished_at = time.time()
+        except Exception as exc:  # a provider error or a bug in a tool wrapper: this attempt
+            result.status, result.failure_kind = "failed", "model_error"
+            result.error = f"{type(exc).__name__}: {exc}"
+            result.finished_at = time.time()
+        elapsed = time.monotonic() - started
+        spent = _minus(result.usage, before)
+        ok = result.status == "done"
+        if result.failure_kind != "budget":
+            ctx.routing.record(spec.name, ok, elapsed)
+        emit("attempt_finished", run_id, subtask_id=result.id, agent=spec.name,
+             usage=spent.to_dict(), data={
+                 "status": result.status, "kind": result.failure_kind, "error": result.error,
+                 "attempt": result.attempts, "elapsed_s": round(elapsed, 4)})
+        if ok or result.failure_kind not in RETRY_SAME_AGENT:
+            return
+
+
+def _minus(total: Usage, before: Usage) -> Usage:
+    return Usage(total.llm_calls - before.llm_calls, total.input_tokens - before.input_tokens,
+                 total.output_tokens - before.output_tokens)

@@ -1,0 +1,250 @@
+"""Playbooks: predefined workflows, triggered by an event or a request pattern.
+
+A playbook is a YAML file: a trigger, the inputs it needs, and a DAG of steps naming
+agents, with goals filled from the inputs, optional conditions and approvals. It turns
+into a :class:`~orchestrator.plan.Plan` without any model call (rules coordination).
+
+Example:
+    ```yaml
+    name: service_down
+    trigger: {event: service_down, pattern: "^outage on (?P<service>[a-z]+-\\d+)"}
+    inputs: [service]
+    defaults: {severity: high}
+    steps:
+      - {id: diagnose, agent: diagnostics, goal: "Find the root cause of the {service} outage"}
+      - id: reroute
+        agent: traffic
+        goal: "Reroute {service} traffic to its backup pool"
+        when: {path: data.severity, in: [high, critical]}
+    ```
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.config import Settings
+from orchestrator.errors import ConfigError, RequestError
+from orchestrator.plan import Condition, Plan, Subtask
+
+_NAME = r"^[a-z][a-z0-9_]{0,59}$"
+
+
+class Trigger(BaseModel):
+    """What starts a playbook: an event name, a request pattern (regex), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str | None = Field(default=None, pattern=_NAME)
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Trigger:
+        if self.event is None and self.pattern is None:
+            raise ValueError("a trigger needs an event, a pattern, or both")
+        return self
+
+
+class PlaybookStep(BaseModel):
+    """One step: an agent, a goal template, what it needs, when it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    agent: str
+    goal: str = Field(min_length=1)
+    depends_on: list[str] = Field(default_factory=list)
+    alternatives: list[str] = Field(default_factory=list)
+    when: Condition | None = None
+    requires_approval: bool = False
+
+
+class Playbook(BaseModel):
+    """A predefined workflow (see the module docstring for the YAML shape)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    trigger: Trigger
+    inputs: list[str] = Field(default_factory=list)
+    """Data fields the steps use; each must come from the event, the pattern or defaults."""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    steps: list[PlaybookStep] = Field(min_length=1)
+    source: str = Field(default="python", exclude=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> Playbook:
+        known = {*self.inputs, *self.defaults, "request"}
+        ids = [s.id for s in self.steps]
+        for step in self.steps:
+            for field in _template_fields(step.goal):
+                if field not in known:
+                    raise ValueError(f"step {step.id!r}: goal uses {{{field}}}, which is not "
+                                     f"an input (inputs: {', '.join(sorted(known))})")
+            when = step.when
+            if when is not None and when.path.startswith("steps."):
+                target = when.path.split(".")[1]
+                if target not in ids or target not in _ancestors(self.steps, step.id):
+                    raise ValueError(f"step {step.id!r}: condition reads step {target!r}, "
+                                     "which it does not depend on")
+        if self.trigger.pattern:
+            groups = set(re.compile(self.trigger.pattern).groupindex)
+            missing = [i for i in self.inputs if i not in groups and i not in self.defaults]
+            if missing and self.trigger.event is None:
+                raise ValueError(f"the pattern does not capture input(s) {', '.join(missing)} "
+                                 "(use named groups such as (?P<service>...))")
+        self.plan_for({**{i: "x" for i in self.inputs}, **self.defaults}, "")  # DAG checks
+        return self
+
+    def plan_for(self, data: Mapping[str, Any], request: str) -> Plan:
+        """The plan for one trigger; RequestError names missing inputs."""
+        values = {**self.defaults, **{k: v for k, v in data.items() if v is not None}}
+        missing = [i for i in self.inputs if i not in values]
+        if missing:
+            raise RequestError(f"playbook {self.name!r} needs {', '.join(missing)} in the "
+                               f"event data (e.g. --data '{{\"{missing[0]}\": \"...\"}}')")
+        values["request"] = request
+        subtasks = [Subtask(id=s.id, agent=s.agent, goal=s.goal.format_map(values),
+                            depends_on=s.depends_on, alternatives=s.alternatives,
+                            when=s.when, requires_approval=s.requires_approval)
+                    for s in self.steps]
+        try:
+            return Plan(rationale=f"playbook {self.name}: {self.description}".strip(" :"),
+                        subtasks=subtasks)
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+
+    def match_request(self, text: str) -> dict[str, str] | None:
+        """The captured inputs when the request matches the pattern, else None."""
+        if not self.trigger.pattern:
+            return None
+        match = re.search(self.trigger.pattern, text, re.IGNORECASE)
+        if match is None:
+            return None
+        return {k: v for k, v in match.groupdict().items() if v is not None}
+
+    def check_agents(self, agents: Iterable[str]) -> None:
+        """ConfigError when a step names an agent that is not enabled."""
+        known = set(agents)
+        for step in self.steps:
+            for agent in [step.agent, *step.alternatives]:
+                if agent not in known:
+                    raise ConfigError(f"playbook {self.name!r} ({self.source}): step "
+                                      f"{step.id!r} names unknown agent {agent!r}")
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """One YAML playbook; ConfigError names the file and the problem."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: cannot read the playbook: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: a playbook is a YAML mapping with name, trigger and steps")
+    try:
+        return Playbook.model_validate({**data, "source": str(file)})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{file}: {where + ': ' if where else ''}{first['msg']}") from None
+
+
+def load_playbooks(folder: str | Path) -> list[Playbook]:
+    """Every ``*.yaml``/``*.yml`` playbook in ``folder``, sorted by file name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"playbooks folder {root} does not exist (ORCHESTRATOR_PLAYBOOKS_DIR)")
+    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
+    return [load_playbook(f) for f in files]
+
+
+def builtin_playbooks(domains: Iterable[str] | None = None) -> list[Playbook]:
+    """The playbooks shipped in ``agents/<domain>/playbooks/`` (all domains by default)."""
+    found: list[Playbook] = []
+    root = resources.files("agents")
+    for domain in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        if domains is not None and domain not in set(domains):
+            continue
+        folder = Path(str(root.joinpath(domain, "playbooks")))
+        if folder.is_dir():
+            found.extend(load_playbooks(folder))
+    return found
+
+
+def default_playbooks(settings: Settings, agents: Iterable[str]) -> list[Playbook]:
+    """Built-in playbooks whose agents are all enabled, then ``settings.playbooks_dir``'s.
+
+    A built-in playbook for a domain that is switched off is left out; a user playbook
+    that names a missing agent is an error.
+    """
+    names = set(agents)
+    found: list[Playbook] = []
+    for playbook in builtin_playbooks():
+        try:
+            playbook.check_agents(names)
+        except ConfigError:
+            continue
+        found.append(playbook)
+    if settings.playbooks_dir is not None:
+        for playbook in load_playbooks(settings.playbooks_dir):
+            playbook.check_agents(names)
+            found.append(playbook)
+    seen: dict[str, str] = {}
+    for playbook in found:
+        if playbook.name in seen:
+            raise ConfigError(f"two playbooks are named {playbook.name!r} ({seen[playbook.name]} "
+                              f"and {playbook.source})")
+        seen[playbook.name] = playbook.source
+    return found
+
+
+def find_for_event(playbooks: Iterable[Playbook], event: str) -> Playbook | None:
+    return next((p for p in playbooks if p.trigger.event == event), None)
+
+
+def find_for_request(playbooks: Iterable[Playbook], text: str
+                     ) -> tuple[Playbook, dict[str, str]] | None:
+    for playbook in playbooks:
+        data = playbook.match_request(text)
+        if data is not None:
+            return playbook, data
+    return None
+
+
+def _template_fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError as exc:
+        raise ValueError(f"bad goal template {template!r}: {exc}") from None
+
+
+def _ancestors(steps: list[PlaybookStep], step_id: str) -> set[str]:
+    deps = {s.id: s.depends_on for s in steps}
+    seen: set[str] = set()
+    stack = list(deps.get(step_id, []))
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(deps.get(current, []))
+    return seen
