@@ -32,6 +32,8 @@ class RunBudget:
     cost_usd: float = 0.0
     hit: str | None = None
     """The first limit reached, as a sentence; None while within budget."""
+    in_flight: int = 0
+    """Model calls started and not yet charged: parallel agents cannot overshoot max_llm_calls."""
 
     @classmethod
     def from_settings(cls, settings: Settings, prices: PriceTable | None = None) -> RunBudget:
@@ -46,6 +48,18 @@ class RunBudget:
         self.spent = self.spent + call
         self.cost_usd += self.prices.cost(model, call)
         self._check_spend()
+
+    def begin_call(self) -> None:
+        """Reserve one model call; BudgetExceededError when none is left. Pair with end_call."""
+        self.check()
+        if self.max_llm_calls is not None and \
+                self.spent.llm_calls + self.in_flight >= self.max_llm_calls:
+            self.hit = f"{self.max_llm_calls} LLM calls used or under way (max_llm_calls)"
+            raise BudgetExceededError(self.hit)
+        self.in_flight += 1
+
+    def end_call(self) -> None:
+        self.in_flight = max(self.in_flight - 1, 0)
 
     def remaining_s(self) -> float | None:
         if self.max_wall_s is None:

@@ -41,6 +41,8 @@ class OrchestratorState(TypedDict, total=False):
     """The event that started this run (``orchestrator event``), if any: name and data."""
     mode: str
     """How the plan was made: 'playbook:<name>' or 'supervisor'."""
+    inputs: dict[str, Any]
+    """The playbook's data (defaults, event data, pattern captures): conditions read it."""
     replans: int
     budget_hit: str | None
     approvals: dict[str, dict[str, Any]]

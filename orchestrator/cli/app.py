@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +20,8 @@ from orchestrator.models import DEFAULT_MODEL_SPEC
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
+    from orchestrator.events import EventSink
+    from orchestrator.results import RunResult
 
 app = typer.Typer(
     name="orchestrator", no_args_is_help=True, add_completion=False,
@@ -41,15 +44,19 @@ AgentsDirOption = Annotated[Path | None, typer.Option(
 ThreadOption = Annotated[str | None, typer.Option(
     "--thread", "-t", help="Conversation thread id; a follow-up in it sees earlier turns.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+CoordinationOption = Annotated[str | None, typer.Option(
+    "--coordination", "-c", help="rules (playbooks only), adaptive (the supervisor plans) "
+    "or hybrid (a playbook first, else the supervisor). Default: ORCHESTRATOR_COORDINATION.")]
 
 
 class UserError(Exception):
     """Printed as one line; exit code 2."""
 
 
-def _settings(model: str | None, agents_dir: Path | None) -> Settings:
+def _settings(model: str | None, agents_dir: Path | None, coordination: str | None = None
+              ) -> Settings:
     try:
-        settings = load_settings(model=model, agents_dir=agents_dir)
+        settings = load_settings(model=model, agents_dir=agents_dir, coordination=coordination)
     except ValidationError as exc:  # a bad ORCHESTRATOR_* value
         problems = "; ".join(f"ORCHESTRATOR_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in exc.errors())
@@ -88,18 +95,40 @@ def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
 
 
 def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool) -> bool:
+    orch.check_request(text)  # before the live view starts, so an error is one clean line
+    return _show(lambda on_event: orch.run(text, thread_id=thread, on_event=on_event),
+                 orch, as_json)
+
+
+def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
+          as_json: bool) -> bool:
+    """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer."""
     from orchestrator.cli.view import RunView, print_answer
 
     if as_json:
-        result = orch.run(text, thread_id=thread)
+        result = start(None)
         console.print_json(json.dumps(result.to_dict(), default=str))
         return result.status == "ok"
-    orch.check_request(text)  # before the live view starts, so an error is one clean line
     view = RunView()
     with Live(view, console=console, refresh_per_second=8, transient=False):
-        result = orch.run(text, thread_id=thread, on_event=view.on_event)
+        result = start(view.on_event)
+    while result.status == "paused" and sys.stdin.isatty():
+        console.print()
+        print_answer(console, result)
+        decisions = {}
+        for step in result.pending_approvals:
+            approved = typer.confirm(f"Approve {step['subtask_id']} ({step['agent']}): "
+                                     f"{step['goal']}?", default=False)
+            reason = typer.prompt("Reason", default="approved" if approved else "denied")
+            decisions[step["subtask_id"]] = {"approved": approved, "reason": reason}
+        thread = result.thread_id
+        with Live(view, console=console, refresh_per_second=8, transient=False):
+            result = orch.resume(thread, decisions, on_event=view.on_event)
     console.print()
     print_answer(console, result)
+    if result.status == "paused":
+        console.print(f"Approve or deny with: orchestrator approve {result.thread_id} "
+                      "[--deny] [--reason TEXT]")
     return result.status == "ok"
 
 
@@ -110,12 +139,97 @@ def run(
     thread: ThreadOption = None,
     as_json: JsonOption = False,
     agents_dir: AgentsDirOption = None,
+    coordination: CoordinationOption = None,
 ) -> None:
     """Plan and run one request, show the plan and progress live, then the answer."""
-    settings = _settings(model, agents_dir)
+    settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings, quiet=as_json)
     if not _run_one(orch, text, thread, as_json):
         raise typer.Exit(1)  # the plan failed, or some subtasks did not finish
+
+
+@app.command()
+def event(
+    name: Annotated[str, typer.Argument(help="Event name, e.g. service_down.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Event data as a JSON object.")
+                    ] = "{}",
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    agents_dir: AgentsDirOption = None,
+    coordination: CoordinationOption = None,
+) -> None:
+    """Fire an event: the playbook it triggers runs (or the supervisor plans it)."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--data is not valid JSON ({exc.msg} at character {exc.pos}); "
+                        """e.g. --data '{"service": "web-3"}'""") from None
+    if not isinstance(payload, dict):
+        raise UserError("""--data must be a JSON object, e.g. '{"service": "web-3"}'""")
+    settings = _settings(model, agents_dir, coordination)
+    orch = _orchestrator(settings, quiet=as_json)
+    ok = _show(lambda on_event: orch.fire_event(name, payload, on_event=on_event), orch,
+               as_json)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def approve(
+    thread: Annotated[str, typer.Argument(help="The thread of the paused run.")],
+    deny: Annotated[bool, typer.Option("--deny", help="Deny instead of approve.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    step: Annotated[list[str] | None, typer.Option(
+        "--step", help="Only this pending step (repeat); the others are denied.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve or deny the steps a paused run is waiting for, and let it go on."""
+    settings = _settings(None, None)
+    orch = _orchestrator(settings, quiet=True)
+    decision: bool | dict[str, object] = not deny
+    if step:
+        decision = {s: {"approved": not deny, "reason": reason} for s in step}
+    ok = _show(lambda on_event: orch.resume(thread, decision, reason=reason,
+                                            on_event=on_event), orch, as_json)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent runs, newest first, with their ids (for `orchestrator trace`)."""
+    from orchestrator.cli.trace import runs_table
+    from orchestrator.runs import RunStore
+
+    found = RunStore(_settings(None, None).runs_path).list_runs(limit)
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in found]))
+    elif not found:
+        console.print("No runs yet: try `orchestrator run \"check the health of web-2\"`.")
+    else:
+        console.print(runs_table(found))
+
+
+@app.command()
+def trace(
+    run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A run's plan as a tree and its timeline per agent: what ran in parallel, what
+    waited, where time and tokens went."""
+    from orchestrator.cli.trace import trace_json, trace_view
+    from orchestrator.runs import RunStore
+
+    store = RunStore(_settings(None, None).runs_path)
+    record = store.run(run_id)
+    events = store.events(record["run_id"])
+    if as_json:
+        console.print_json(json.dumps(trace_json(record, events), default=str))
+    else:
+        console.print(trace_view(record, events))
 
 
 @app.command()
@@ -123,11 +237,12 @@ def chat(
     model: ModelOption = None,
     thread: ThreadOption = None,
     agents_dir: AgentsDirOption = None,
+    coordination: CoordinationOption = None,
 ) -> None:
     """Talk to the supervisor. Commands: /new, /agents, /thread, /help, /quit."""
     from orchestrator.cli.view import agents_table
 
-    settings = _settings(model, agents_dir)
+    settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings)
     thread_id = thread or uuid.uuid4().hex
     console.print(f"[bold]orchestrator chat[/bold] - thread {thread_id}. /help for commands.")
@@ -164,12 +279,26 @@ def chat(
 def agents_command(
     agents_dir: AgentsDirOption = None,
     as_json: JsonOption = False,
+    stats: Annotated[bool, typer.Option(
+        "--stats", help="How each agent has done across stored runs.")] = False,
 ) -> None:
-    """List the agents the planner can route to."""
+    """List the agents the planner can route to (or their statistics with --stats)."""
     from agents.registry import AgentRegistry
     from orchestrator.cli.view import agents_table
 
     settings = _settings(None, agents_dir)
+    if stats:
+        from orchestrator.cli.trace import stats_table
+        from orchestrator.runs import RunStore
+
+        found = RunStore(settings.runs_path).agent_stats()
+        if as_json:
+            console.print_json(json.dumps([s.to_dict() for s in found]))
+        elif not found:
+            console.print("No agent has run yet: statistics appear after the first run.")
+        else:
+            console.print(stats_table(found))
+        return
     registry = AgentRegistry.default(settings.agents_dir)
     if as_json:
         console.print_json(json.dumps([

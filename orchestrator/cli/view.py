@@ -16,7 +16,7 @@ from orchestrator.events import Event
 from orchestrator.results import RunResult
 
 _STATUS_STYLE = {"pending": "dim", "running": "yellow", "done": "green", "failed": "red",
-                 "skipped": "magenta", "cancelled": "magenta"}
+                 "skipped": "magenta", "cancelled": "magenta", "waiting": "cyan"}
 
 
 @dataclass
@@ -63,6 +63,21 @@ class RunView:
                     row.detail = str(event.data["error"])[:70]
                 elif event.data.get("reason"):
                     row.detail = str(event.data["reason"])[:70]
+        elif event.type == "retried" and sid in self.rows:
+            self.rows[sid].detail = f"retry {event.data['attempt']}: {event.data.get('kind')}"
+        elif event.type == "reassigned" and sid in self.rows:
+            self.rows[sid].agent = event.data["to"]
+            self.rows[sid].detail = f"reassigned from {event.data['from']}"
+        elif event.type == "replanned":
+            for sub in event.data.get("added", []):
+                self.rows[sub["id"]] = _Row(sub["agent"], sub["goal"], sub.get("depends_on", []))
+            if sid in self.rows:
+                added = ", ".join(s["id"] for s in event.data.get("added", [])) or "nothing"
+                self.rows[sid].detail = f"replanned: {added}"
+        elif event.type == "approval_requested" and sid in self.rows:
+            self.rows[sid].status, self.rows[sid].detail = "waiting", "needs approval"
+        elif event.type == "budget_hit":
+            self.note = f"budget hit: {event.data['limit']}"
         elif event.type == "answer":
             self.note = ""
 
@@ -91,14 +106,21 @@ class RunView:
 
 def print_answer(console: Console, result: RunResult) -> None:
     """The answer and a one-line usage summary."""
+    u = result.usage
+    usage = (f"[dim]{u.llm_calls} LLM calls, {u.input_tokens} in / {u.output_tokens} out "
+             f"tokens, {result.elapsed_s:.2f}s, thread {result.thread_id}, run "
+             f"{result.run_id[:12]}[/dim]")
+    if result.status == "paused":
+        steps = "\n".join(f"- {p['subtask_id']} ({p['agent']}): {p['goal']}"
+                          for p in result.pending_approvals)
+        console.print(Panel(f"Waiting for approval:\n{steps}", title="paused",
+                            border_style="cyan"))
+        console.print(usage)
+        return
     style = "green" if result.ok else "red"
     console.print(Panel(Markdown(result.answer or "(no answer)"), title="answer",
                         border_style=style))
-    u = result.usage
-    console.print(
-        f"[dim]{u.llm_calls} LLM calls, {u.input_tokens} in / {u.output_tokens} out tokens, "
-        f"{result.elapsed_s:.2f}s, thread {result.thread_id}[/dim]"
-    )
+    console.print(usage)
 
 
 def agents_table(agents: list[AgentSpec]) -> Table:

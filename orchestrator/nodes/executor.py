@@ -86,10 +86,12 @@ class Scheduler:
         self.approvals = dict(state.get("approvals") or {})
         self.awaiting: list[str] = []
         self.budget_reported = bool(state.get("budget_hit"))
+        self._settled_some = False
 
     async def run(self) -> None:
         running: dict[asyncio.Future[Any], str] = {}
         while True:
+            self._settled_some = False
             self._skip_blocked()
             if self.budget.exhausted:
                 self._cancel_pending_for_budget()
@@ -97,6 +99,8 @@ class Scheduler:
                 for subtask in self._ready(self.ctx.settings.max_parallel - len(running)):
                     running[self._dispatch(subtask)] = subtask.id
             if not running:
+                if self._settled_some:  # a skip or a denial may unblock or block others
+                    continue
                 break
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for future in finished:
@@ -165,7 +169,7 @@ class Scheduler:
     def _lookup(self, path: str) -> Any:
         head, _, rest = path.partition(".")
         if head == "data":
-            return ((self.state.get("event") or {}).get("data") or {}).get(rest)
+            return (self.state.get("inputs") or {}).get(rest)
         step, _, attribute = rest.rpartition(".")
         result = self.results.get(step)
         return getattr(result, attribute) if result is not None else None
@@ -224,6 +228,7 @@ class Scheduler:
                       reason: str) -> None:
         result.status, result.failure_kind, result.error = status, kind, reason
         result.finished_at = time.time()
+        self._settled_some = True
         emit("subtask_skipped", self.run_id, subtask_id=result.id, agent=result.agent,
              data={"status": status, "kind": kind, "reason": reason})
 

@@ -93,7 +93,7 @@ async def _plan_with_repairs(
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         if budget is not None:
             try:
-                budget.check()
+                budget.begin_call()
             except BudgetExceededError as exc:
                 raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
@@ -101,6 +101,9 @@ async def _plan_with_repairs(
         except Exception as exc:
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
+        finally:
+            if budget is not None:
+                budget.end_call()
         if not isinstance(raw, AIMessage):
             raise ModelError(f"the supervisor model returned {type(raw).__name__}, not a message")
         usage.add_message(raw.usage_metadata)
@@ -232,9 +235,10 @@ def planner_node(ctx: EngineContext) -> NodeFn:
         budget = ctx.budget(run_id)
         started = time.time()
         reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None,
-                                 "replans": 0, "budget_hit": None, "approvals": {}}
+                                 "replans": 0, "budget_hit": None, "approvals": {},
+                                 "inputs": {}}
         try:
-            made, mode = await choose_plan(ctx, state, usage, budget)
+            made, mode, inputs = await choose_plan(ctx, state, usage, budget)
         except (PlanError, RequestError) as exc:
             return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
                     "mode": "none", "budget_hit": budget.hit,
@@ -243,7 +247,7 @@ def planner_node(ctx: EngineContext) -> NodeFn:
             "plan": made.model_dump(), "mode": mode,
             "elapsed_s": round(time.time() - started, 4)})
         update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict(),
-                  "mode": mode}
+                  "mode": mode, "inputs": inputs}
         if not made.subtasks:
             update["answer"] = made.answer or ""
         return update
@@ -252,8 +256,9 @@ def planner_node(ctx: EngineContext) -> NodeFn:
 
 
 async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
-                      budget: RunBudget) -> tuple[Plan, str]:
-    """The plan and how it was made: ``playbook:<name>`` or ``supervisor``.
+                      budget: RunBudget) -> tuple[Plan, str, dict[str, Any]]:
+    """The plan, how it was made (``playbook:<name>`` or ``supervisor``), and its inputs
+    (a playbook's data: defaults, then the event data or the pattern's captures).
 
     rules: only playbooks; hybrid: a matching playbook first, else the supervisor;
     adaptive: always the supervisor (an event becomes a request it plans).
@@ -264,13 +269,16 @@ async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage
         found = _matching_playbook(ctx, state)
         if found is not None:
             playbook, data = found
-            return playbook.plan_for(data, state["request"]), f"playbook:{playbook.name}"
+            inputs = {**playbook.defaults, **data}
+            return (playbook.plan_for(data, state["request"]), f"playbook:{playbook.name}",
+                    inputs)
         if mode == "rules":
             what = f"event {event['name']!r}" if event else "this request"
             names = ", ".join(p.name for p in ctx.playbooks) or "none"
             raise PlanError(f"no playbook handles {what} in rules mode (playbooks: {names}); "
                             "use --coordination hybrid to let the supervisor plan it")
-    return await make_plan(ctx, state, usage, budget), "supervisor"
+    data = dict((event or {}).get("data") or {})
+    return await make_plan(ctx, state, usage, budget), "supervisor", data
 
 
 def _matching_playbook(ctx: EngineContext, state: OrchestratorState

@@ -104,8 +104,12 @@ async def run_specialist(
     try:
         for _ in range(limits.max_steps):
             if budget is not None:
-                budget.check()
-            reply = await bound.ainvoke(messages)
+                budget.begin_call()
+            try:
+                reply = await bound.ainvoke(messages)
+            finally:
+                if budget is not None:
+                    budget.end_call()
             if not isinstance(reply, AIMessage):
                 raise ModelError(f"{spec.name}'s model returned {type(reply).__name__}")
             result.usage.add_message(reply.usage_metadata)

@@ -1,0 +1,209 @@
+"""``orchestrator runs``, ``trace`` and ``agents --stats``: what ran, when, and how well."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from orchestrator.events import Event
+from orchestrator.runs import AgentStats, RunSummary
+
+BAR_WIDTH = 30
+_END_EVENTS = ("subtask_finished", "subtask_failed", "subtask_skipped")
+
+
+@dataclass
+class SubtaskSpan:
+    """One subtask's place in time: when it could start, started, ended; what it cost."""
+
+    id: str
+    agent: str
+    goal: str
+    depends_on: list[str]
+    status: str = "pending"
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    agents_tried: list[str] = field(default_factory=list)
+    tokens: int = 0
+    llm_calls: int = 0
+    error: str | None = None
+
+    @property
+    def waited_s(self) -> float:
+        if self.started_at is None or self.ready_at is None:
+            return 0.0
+        return max(self.started_at - self.ready_at, 0.0)
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return self.finished_at - self.started_at
+
+
+def spans(plan: dict[str, Any] | None, events: list[Event]) -> list[SubtaskSpan]:
+    """Subtask spans from a run's events (replanned subtasks included)."""
+    found: dict[str, SubtaskSpan] = {}
+    planned_at = next((e.time for e in events if e.type == "plan_made"), None)
+
+    def add(sub: dict[str, Any]) -> None:
+        found.setdefault(sub["id"], SubtaskSpan(sub["id"], sub["agent"], sub["goal"],
+                                                list(sub.get("depends_on", []))))
+
+    for sub in (plan or {}).get("subtasks", []):
+        add(sub)
+    for event in events:
+        if event.type == "replanned":
+            for sub in event.data.get("added", []):
+                add(sub)
+        span = found.get(event.subtask_id or "")
+        if span is None:
+            continue
+        if event.type == "subtask_started":
+            span.started_at, span.status = event.time, "running"
+        elif event.type in _END_EVENTS:
+            span.finished_at, span.status = event.time, event.data.get("status", "skipped")
+            span.error = event.data.get("error") or event.data.get("reason")
+            span.attempts = int(event.data.get("attempts", span.attempts))
+            span.agents_tried = list(event.data.get("agents_tried", span.agents_tried))
+            if span.agents_tried:
+                span.agent = span.agents_tried[-1]
+            usage = event.usage or {}
+            span.llm_calls = int(usage.get("llm_calls", 0))
+            span.tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+    for span in found.values():
+        ends = [found[d].finished_at for d in span.depends_on if d in found]
+        span.ready_at = max((e for e in ends if e is not None), default=planned_at)
+    return list(found.values())
+
+
+def trace_json(record: dict[str, Any], events: list[Event]) -> dict[str, Any]:
+    items = spans(record.get("plan"), events)
+    return {"run": record,
+            "subtasks": [{**asdict(s), "waited_s": round(s.waited_s, 4),
+                          "elapsed_s": round(s.elapsed_s, 4)} for s in items],
+            "events": [e.to_dict() for e in events]}
+
+
+def trace_view(record: dict[str, Any], events: list[Event]) -> RenderableType:
+    """The plan as a tree, then a timeline per agent, then where time and tokens went."""
+    items = spans(record.get("plan"), events)
+    start = events[0].time if events else 0.0
+    end = max([e.time for e in events] or [start])
+    header = Text.assemble(
+        (f"run {record['run_id']}", "bold"), f"  {record['status']}  ",
+        (f"{record.get('mode') or '-'}", "cyan"),
+        f"  {record['elapsed_s']:.2f}s  {record['llm_calls']} LLM calls  "
+        f"{record['input_tokens'] + record['output_tokens']} tokens\n",
+        (f"request: {record['request']}", "dim"))
+    return Group(header, _plan_tree(items), _timeline(items, start, end),
+                 _recovery_notes(events))
+
+
+def _plan_tree(items: list[SubtaskSpan]) -> Tree:
+    tree = Tree("[bold]plan[/bold]")
+    by_id = {s.id: s for s in items}
+    children: dict[str, list[SubtaskSpan]] = {}
+    for span in items:
+        first = next((d for d in span.depends_on if d in by_id), None)
+        children.setdefault(first or "", []).append(span)
+
+    def label(span: SubtaskSpan) -> str:
+        extra = [d for d in span.depends_on[1:]]
+        also = f" [dim](also needs {', '.join(extra)})[/dim]" if extra else ""
+        return f"{span.id} [cyan]{span.agent}[/cyan] {_styled(span.status)}: {span.goal}{also}"
+
+    def grow(node: Tree, parent: str) -> None:
+        for span in children.get(parent, []):
+            grow(node.add(label(span)), span.id)
+
+    grow(tree, "")
+    return tree
+
+
+def _timeline(items: list[SubtaskSpan], start: float, end: float) -> Table:
+    total = max(end - start, 1e-6)
+    table = Table(title="timeline", title_justify="left")
+    for column in ("agent", "subtask", "", "waited", "ran", "tries", "calls", "tokens"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("", "agent"))
+    for span in sorted(items, key=lambda s: (s.agent, s.started_at or end)):
+        bar = [" "] * BAR_WIDTH
+        if span.ready_at is not None and span.started_at is not None:
+            for i in range(_cell(span.ready_at, start, total), _cell(span.started_at, start,
+                                                                    total)):
+                bar[i] = "."
+        if span.started_at is not None:
+            stop = span.finished_at or end
+            for i in range(_cell(span.started_at, start, total),
+                           max(_cell(stop, start, total), _cell(span.started_at, start, total)
+                               + 1)):
+                bar[min(i, BAR_WIDTH - 1)] = "#"
+        table.add_row(span.agent, f"{span.id} {_styled(span.status)}",
+                      Text("".join(bar), style="green" if span.status == "done" else "red"),
+                      f"{span.waited_s:.2f}s", f"{span.elapsed_s:.2f}s", str(span.attempts),
+                      str(span.llm_calls), str(span.tokens))
+    table.caption = f"one column = {total / BAR_WIDTH:.2f}s; '.' waiting, '#' running"
+    return table
+
+
+def _recovery_notes(events: list[Event]) -> RenderableType:
+    lines = []
+    for event in events:
+        if event.type == "retried":
+            lines.append(f"{event.subtask_id}: retried on {event.agent} after "
+                         f"{event.data.get('kind')}: {event.data.get('after')}")
+        elif event.type == "reassigned":
+            lines.append(f"{event.subtask_id}: reassigned {event.data['from']} -> "
+                         f"{event.data['to']} ({event.data.get('reason')})")
+        elif event.type == "replanned":
+            added = ", ".join(s["id"] for s in event.data.get("added", [])) or "nothing"
+            lines.append(f"{event.subtask_id}: replanned, added {added}"
+                         + (f" ({event.data['error']})" if event.data.get("error") else ""))
+        elif event.type == "budget_hit":
+            lines.append(f"budget hit: {event.data['limit']}")
+        elif event.type in ("approval_requested", "approval_decided"):
+            lines.append(f"{event.subtask_id}: {event.type.replace('_', ' ')}"
+                         + (f" {event.data}" if event.type == "approval_decided" else ""))
+    return Text("\n".join(lines), style="yellow") if lines else Text("")
+
+
+def _cell(moment: float, start: float, total: float) -> int:
+    return max(0, min(BAR_WIDTH - 1, int((moment - start) / total * BAR_WIDTH)))
+
+
+def _styled(status: str) -> str:
+    color = {"done": "green", "failed": "red", "running": "yellow"}.get(status, "magenta")
+    return f"[{color}]{status}[/{color}]"
+
+
+def runs_table(runs: list[RunSummary]) -> Table:
+    table = Table(title="recent runs")
+    for column in ("run", "when", "status", "mode", "time", "LLM calls", "tokens", "request"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+        table.add_row(run.run_id[:12], when, _styled(run.status), run.mode or "-",
+                      f"{run.elapsed_s:.2f}s", str(run.llm_calls), str(run.tokens),
+                      run.request[:70])
+    return table
+
+
+def stats_table(stats: list[AgentStats]) -> Table:
+    table = Table(title="agent statistics (all stored runs)")
+    for column in ("agent", "runs", "attempts", "success", "mean", "p95", "tokens",
+                   "failures by kind"):
+        table.add_column(column, overflow="fold")
+    for item in stats:
+        failures = ", ".join(f"{k}: {v}" for k, v in sorted(item.failures.items())) or "-"
+        table.add_row(item.agent, str(item.runs), str(item.attempts),
+                      f"{item.success_rate:.0%}", f"{item.mean_latency_s:.2f}s",
+                      f"{item.p95_latency_s:.2f}s", str(item.tokens), failures)
+    return table

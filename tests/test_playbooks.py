@@ -1,0 +1,177 @@
+"""Playbooks and coordination modes: events, patterns, conditions, approvals."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.it_ops import it_ops_agents
+from orchestrator import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.errors import ConfigError, RequestError
+from orchestrator.playbooks import builtin_playbooks, load_playbook, load_playbooks
+
+
+def orch(domain_db: Path, checkpointer: Any = None, **settings: Any) -> Orchestrator:
+    return Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        checkpointer=checkpointer, settings=Settings(**settings))
+
+
+def route(db: sqlite3.Connection, service: str) -> str:
+    return str(db.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()[0])
+
+
+def test_service_down_event_runs_rca_reroute_alert_and_log(domain_db: Path,
+                                                           db: sqlite3.Connection) -> None:
+    result = orch(domain_db).fire_event("service_down", {"service": "web-3"})
+
+    assert result.status == "ok", result.answer
+    assert result.mode == "playbook:service_down"
+    assert [e.type for e in result.events][:2] == ["run_started", "plan_made"]
+    plan_event = next(e for e in result.events if e.type == "plan_made")
+    assert plan_event.usage == {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0}
+    assert {r.agent for r in result.results.values()} == {
+        "diagnostics", "traffic", "notifications", "incident_log"}
+    assert route(db, "web-3") != "web-primary"
+    assert db.execute("SELECT count(*) FROM alerts WHERE service = 'web-3'").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-3'").fetchone()[0] == 1
+    # the alert waited for the root cause and the reroute, and carries what they found
+    alert = db.execute("SELECT message FROM alerts").fetchone()[0]
+    assert "disk" in alert.lower()
+
+
+def test_a_false_condition_skips_the_step_but_not_its_dependents(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    result = orch(domain_db).fire_event("service_down", {"service": "web-3", "severity": "low"})
+
+    assert result.status == "ok"
+    reroute = result.results["reroute"]
+    assert reroute.status == "skipped" and reroute.failure_kind == "condition"
+    assert result.results["alert"].status == "done" and result.results["log"].status == "done"
+    assert route(db, "web-3") == "web-primary"
+    assert db.execute("SELECT severity FROM alerts").fetchone()[0] == "low"
+
+
+def test_a_request_pattern_triggers_a_playbook_in_hybrid_mode(domain_db: Path) -> None:
+    result = orch(domain_db).run("run the outage playbook for web-3 please")
+    assert result.mode == "playbook:service_down"
+    assert result.results["diagnose"].goal == "Find the root cause of the web-3 outage"
+
+
+def test_rules_mode_refuses_what_no_playbook_covers(domain_db: Path) -> None:
+    result = orch(domain_db, coordination="rules").run("check the health of web-2")
+    assert result.status == "failed" and result.usage.llm_calls == 0
+    assert "no playbook handles this request in rules mode" in (result.error or "")
+
+
+def test_adaptive_mode_lets_the_supervisor_plan_an_event(domain_db: Path) -> None:
+    result = orch(domain_db, coordination="adaptive").fire_event("service_down",
+                                                                 {"service": "web-3"})
+    assert result.mode == "supervisor"
+    plan_event = next(e for e in result.events if e.type == "plan_made")
+    assert plan_event.usage is not None and plan_event.usage["llm_calls"] == 1
+
+
+def test_an_unknown_event_in_hybrid_mode_goes_to_the_supervisor(domain_db: Path) -> None:
+    result = orch(domain_db).fire_event("disk_alarm", {"service": "web-2"})
+    assert result.mode == "supervisor"
+
+
+def test_event_data_missing_an_input_is_a_clear_error(domain_db: Path) -> None:
+    result = orch(domain_db).fire_event("service_down", {})
+    assert result.status == "failed"
+    assert "playbook 'service_down' needs service in the event data" in (result.error or "")
+    with pytest.raises(RequestError, match="snake_case"):
+        orch(domain_db).fire_event("Service Down!", {})
+
+
+def test_an_approval_step_pauses_and_resumes_after_approval(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints.sqlite"
+    paused = orch(domain_db, checkpoints).run("planned failover for web-2")
+
+    assert paused.status == "paused"
+    assert [p["subtask_id"] for p in paused.pending_approvals] == ["reroute"]
+    assert paused.results["health"].status == "done"
+    assert "approval_requested" in [e.type for e in paused.events]
+    assert route(db, "web-2") == "web-primary"  # nothing moved before the approval
+
+    # a new process: a fresh orchestrator over the same checkpoint file
+    with pytest.raises(RequestError, match="waiting for approval"):
+        orch(domain_db, checkpoints).run("check web-1", thread_id=paused.thread_id)
+    done = orch(domain_db, checkpoints).resume(paused.thread_id, True, reason="change CR-42")
+
+    assert done.status == "ok", done.answer
+    assert done.run_id == paused.run_id
+    assert route(db, "web-2") != "web-primary"
+    assert done.results["log"].status == "done"
+    decided = next(e for e in done.events if e.type == "approval_decided")
+    assert decided.data == {"approved": True, "reason": "change CR-42"}
+    assert "subtask_started" not in [e.type for e in done.events
+                                     if e.subtask_id == "health"]  # not redone
+
+
+def test_a_denied_step_is_not_taken_and_the_answer_says_so(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    o = orch(domain_db, tmp_path / "checkpoints.sqlite")
+    paused = o.run("planned failover for web-2")
+    done = o.resume(paused.thread_id, {"reroute": {"approved": False,
+                                                   "reason": "peak traffic"}})
+
+    assert route(db, "web-2") == "web-primary"
+    reroute = done.results["reroute"]
+    assert reroute.status == "cancelled" and reroute.failure_kind == "denied"
+    assert "peak traffic" in done.answer
+    assert done.results["log"].status == "skipped"  # it needed the reroute
+    assert done.status == "partial"
+    with pytest.raises(RequestError, match="no paused run"):
+        o.resume(paused.thread_id, True)
+
+
+def test_built_in_playbooks_load_and_name_real_agents() -> None:
+    names = {a.name for a in it_ops_agents()}
+    playbooks = builtin_playbooks()
+    assert {p.name for p in playbooks} >= {"service_down", "planned_failover"}
+    for playbook in playbooks:
+        if playbook.source.split("/agents/")[-1].startswith("it_ops"):
+            playbook.check_agents(names)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: x\ntrigger: {}\nsteps: [{id: a, agent: monitoring, goal: g}]",
+     "a trigger needs an event, a pattern, or both"),
+    ("name: x\ntrigger: {event: e}\nsteps: [{id: a, agent: monitoring, goal: 'check {svc}'}]",
+     "goal uses {svc}, which is not an input"),
+    ("name: x\ntrigger: {event: e}\nsteps:\n - {id: a, agent: m, goal: g, depends_on: [b]}\n"
+     " - {id: b, agent: m, goal: g, depends_on: [a]}", "dependency cycle"),
+    ("name: x\ntrigger: {event: e}\nsteps:\n - {id: a, agent: m, goal: g}\n"
+     " - {id: b, agent: m, goal: g, when: {path: steps.a.output}}", "exactly one of"),
+    ("name: x\ntrigger: {event: e}\nsteps:\n - {id: a, agent: m, goal: g}\n"
+     " - {id: b, agent: m, goal: g, when: {path: steps.a.status, equals: done}}",
+     "condition reads step 'a', which it does not depend on"),
+    ("name: x\ntrigger: {pattern: '(unclosed'}\nsteps: [{id: a, agent: m, goal: g}]",
+     "not a valid regular expression"),
+    ("name: x\ntrigger: {event: e}\nsteps: []", "at least 1 item"),
+    ("name: x\ntrigger: {event: e}\nsteps: [{id: a, agent: m, goal: g, retries: 3}]",
+     "Extra inputs are not permitted"),
+    ("- just a list", "a playbook is a YAML mapping"),
+])
+def test_invalid_playbooks_are_clear_errors_naming_the_file(tmp_path: Path, text: str,
+                                                            message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_playbook(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_playbook_naming_a_missing_agent_fails_at_start(tmp_path: Path,
+                                                          domain_db: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: p\ntrigger: {event: e}\nsteps: [{id: a, agent: nobody, goal: g}]")
+    assert [p.name for p in load_playbooks(tmp_path)] == ["p"]
+    with pytest.raises(ConfigError, match="step 'a' names unknown agent 'nobody'"):
+        orch(domain_db, playbooks_dir=tmp_path)

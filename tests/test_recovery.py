@@ -1,0 +1,248 @@
+"""Fault injection: failing, hanging and looping agents, budgets. Each test checks the
+domain database, the events, and that the rest of the run was not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+
+from agents.it_ops import it_ops_agents
+from agents.it_ops import tools as it_tools
+from agents.spec import AgentSpec
+from orchestrator import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.models import FakeChatModel, tool_call
+from orchestrator.results import RunResult
+
+ALERT_REQUEST = "alert the on-call engineer for web-3: disk full on web-3"
+
+
+class Faults:
+    """Counts calls and fails the first ``fail_first`` of them (all when None)."""
+
+    def __init__(self, fail_first: int | None = None) -> None:
+        self.fail_first = fail_first
+        self.calls = 0
+
+    def wrap(self, name: str, func: BaseTool, description: str) -> BaseTool:
+        def run(service: str, message: str, severity: str = "high") -> str:
+            self.calls += 1
+            if self.fail_first is None or self.calls <= self.fail_first:
+                raise ConnectionError("pager gateway returned 503")
+            return str(func.invoke({"service": service, "message": message,
+                                    "severity": severity}))
+
+        return StructuredTool.from_function(run, name=name, description=description,
+                                            args_schema=it_tools.AlertArgs)
+
+
+def agents_with(notifications_tool: BaseTool, *extra: AgentSpec) -> list[AgentSpec]:
+    specs = [s for s in it_ops_agents() if s.name != "notifications"]
+    original = next(s for s in it_ops_agents() if s.name == "notifications")
+    specs.append(AgentSpec(name="notifications", description=original.description,
+                           skills=original.skills, prompt=original.prompt,
+                           tools=[notifications_tool], domain="it_ops"))
+    return [*specs, *extra]
+
+
+def run(domain_db: Path, agents: list[AgentSpec], request: str, model: Any = "fake",
+        **settings: Any) -> RunResult:
+    orch = Orchestrator(model, agents=agents, domain_db=domain_db, settings=Settings(**settings))
+    return orch.run(request)
+
+
+def types_of(result: RunResult) -> list[str]:
+    return [e.type for e in result.events]
+
+
+def alert_rows(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [tuple(r) for r in db.execute("SELECT service, person FROM alerts")]
+
+
+def test_a_tool_that_fails_once_is_retried_and_succeeds(domain_db: Path,
+                                                        db: sqlite3.Connection) -> None:
+    faults = Faults(fail_first=1)
+    tool = faults.wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+    result = run(domain_db, agents_with(tool), ALERT_REQUEST, max_retries=2)
+
+    assert result.status == "ok", result.answer
+    (subtask,) = result.results.values()
+    assert subtask.status == "done" and subtask.attempts == 2
+    assert faults.calls == 2
+    assert alert_rows(db) == [("web-3", "Dana Okafor")]  # paged exactly once
+    types = types_of(result)
+    assert types.count("retried") == 1 and "reassigned" not in types
+    retried = next(e for e in result.events if e.type == "retried")
+    assert retried.data["kind"] == "tool_error" and "503" in retried.data["after"]
+    assert retried.data["delay_s"] > 0
+
+
+def test_backoff_doubles_between_retries(domain_db: Path) -> None:
+    faults = Faults(fail_first=2)
+    tool = faults.wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+    result = run(domain_db, agents_with(tool), ALERT_REQUEST, max_retries=2,
+                 retry_backoff_s=0.05)
+    delays = [e.data["delay_s"] for e in result.events if e.type == "retried"]
+    assert delays == [0.05, 0.1]
+    assert result.status == "ok" and faults.calls == 3
+
+
+def test_a_tool_that_always_fails_is_reassigned_to_an_alternative(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    broken = Faults().wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+    backup = AgentSpec(
+        name="backup_pager", description="Second paging channel: pages on-call engineers.",
+        skills=["alert", "page", "on-call"], tools=[it_tools.alert_oncall], domain="it_ops")
+    request = "check the health of web-2 and alert the on-call engineer for web-3: disk full"
+    result = run(domain_db, agents_with(broken, backup), request, max_retries=1)
+
+    assert result.status == "ok", result.answer
+    paged = next(r for r in result.results.values() if "alert" in r.goal)
+    assert paged.agent == "backup_pager" and paged.agents_tried == ["notifications",
+                                                                    "backup_pager"]
+    assert paged.attempts == 3  # two on notifications, one on the backup
+    assert alert_rows(db) == [("web-3", "Dana Okafor")]
+    moved = next(e for e in result.events if e.type == "reassigned")
+    assert moved.data["from"] == "notifications" and moved.data["to"] == "backup_pager"
+    # the independent health check was not disturbed
+    health = next(r for r in result.results.values() if r.agent == "monitoring")
+    assert health.status == "done" and "web-2" in health.output
+
+
+def test_an_agent_with_no_alternative_is_replanned_and_dependents_wait(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    broken = Faults().wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+
+    def send_sms(service: str, message: str, severity: str = "high") -> str:
+        """Text the on-call engineer of a service by SMS."""
+        return "SMS sent: " + str(it_tools.alert_oncall.invoke(
+            {"service": service, "message": message, "severity": severity}))
+
+    sms = AgentSpec(name="sms_gateway",
+                    description="Sends an SMS text to the on-call engineer of a service.",
+                    skills=["sms", "text message"],
+                    tools=[StructuredTool.from_function(send_sms,
+                                                        args_schema=it_tools.AlertArgs)],
+                    domain="it_ops")
+    request = ("alert the on-call engineer for web-3: disk full on web-3, "
+               "then log an incident for web-3")
+    result = run(domain_db, agents_with(broken, sms), request, max_retries=0)
+
+    assert result.status == "ok", result.answer
+    assert result.plan is not None
+    failed = result.results["t1"]
+    assert failed.status == "failed" and failed.replaced_by == ["r1_t1"]
+    replacement = result.results["r1_t1"]
+    assert replacement.agent == "sms_gateway" and replacement.status == "done"
+    logged = result.results["t2"]
+    assert logged.status == "done"
+    assert result.plan.subtask("t2").depends_on == ["r1_t1"]  # rewired to the replacement
+    assert alert_rows(db) == [("web-3", "Dana Okafor")]
+    assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-3'").fetchone()[0] == 1
+    types = types_of(result)
+    assert "replanned" in types
+    replan_time = next(e.time for e in result.events if e.type == "replanned")
+    log_start = next(e.time for e in result.events
+                     if e.type == "subtask_started" and e.subtask_id == "t2")
+    assert log_start >= replan_time  # the dependent waited for its replacement
+
+
+def test_a_hanging_tool_times_out_and_the_rest_of_the_run_survives(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    async def slow_alert(service: str, message: str, severity: str = "high") -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    hang = StructuredTool.from_function(coroutine=slow_alert, name="alert_oncall",
+                                        description="Page the on-call engineer.",
+                                        args_schema=it_tools.AlertArgs)
+    request = "check the health of web-2 and alert the on-call engineer for web-3: disk full"
+    result = run(domain_db, agents_with(hang), request, subtask_timeout_s=0.3, max_retries=1,
+                 max_replans=0)
+
+    assert result.status == "partial"
+    paged = next(r for r in result.results.values() if r.agent == "notifications")
+    assert paged.status == "failed" and paged.failure_kind == "timeout"
+    assert paged.attempts == 2 and "timed out after 0.3s" in (paged.error or "")
+    health = next(r for r in result.results.values() if r.agent == "monitoring")
+    assert health.status == "done"
+    assert alert_rows(db) == []
+    assert result.elapsed_s < 10
+    assert "web-2" in result.answer and "notifications" in result.answer
+
+
+def test_a_looping_agent_is_stopped(domain_db: Path, db: sqlite3.Connection) -> None:
+    calls = [tool_call("reroute_traffic", {"service": "web-3"}, call_id=f"c{i}")
+             for i in range(3)]
+    looping = FakeChatModel(script=calls)
+    orch = Orchestrator(
+        "fake", agents=it_ops_agents(), domain_db=domain_db, agent_models={"traffic": looping},
+        settings=Settings(max_retries=0, max_replans=0, max_identical_calls=2))
+    result = orch.run("reroute web-3 traffic to a backup pool")
+
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and subtask.failure_kind == "loop"
+    assert "repeated reroute_traffic" in (subtask.error or "")
+    # the third identical call never ran; the first succeeded and the second was refused
+    # by the tool itself (already on the backup)
+    assert [c.name for c in subtask.tool_calls] == ["reroute_traffic", "reroute_traffic"]
+    assert db.execute("SELECT count(*) FROM routes WHERE service = 'web-3' AND "
+                      "reason = 'failover'").fetchone()[0] == 1
+    looping.assert_complete()
+
+
+def test_a_stalled_agent_is_stopped(domain_db: Path) -> None:
+    # The model keeps calling a tool it does not have: no progress, each step refused.
+    calls = [tool_call("drop_database", {"n": i}, call_id=f"c{i}") for i in range(3)]
+    orch = Orchestrator(
+        "fake", agents=it_ops_agents(), domain_db=domain_db,
+        agent_models={"monitoring": FakeChatModel(script=calls)},
+        settings=Settings(max_retries=0, max_replans=0, stall_steps=3))
+    result = orch.run("check the health of web-2")
+    (subtask,) = result.results.values()
+    assert subtask.failure_kind == "stalled" and "no progress in 3 steps" in (subtask.error or "")
+    assert [e.type for e in result.events].count("tool_refused") == 3
+
+
+def test_a_budget_hit_stops_new_work_and_the_answer_says_what_was_not_done(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    request = "check the health of web-2, then reroute web-3 traffic to a backup pool"
+    result = run(domain_db, it_ops_agents(), request, max_llm_calls=3)
+
+    assert result.usage.llm_calls == 3  # the plan and the health check; nothing after
+    assert result.status == "partial"
+    health, reroute = result.results["t1"], result.results["t2"]
+    assert health.status == "done"
+    assert reroute.status == "cancelled" and reroute.failure_kind == "budget"
+    assert "Stopped early" in result.answer and "max_llm_calls" in result.answer
+    assert "traffic (cancelled)" in result.answer
+    assert result.budget_hit is not None
+    assert db.execute("SELECT count(*) FROM routes WHERE reason = 'failover'").fetchone()[0] == 0
+    assert [e.type for e in result.events].count("budget_hit") == 1
+
+
+def test_parallel_agents_cannot_overshoot_the_call_budget(domain_db: Path) -> None:
+    request = ("check the health of web-2, check the health of api-1 and "
+               "check the health of db-1")
+    result = run(domain_db, it_ops_agents(), request, max_llm_calls=4)
+    assert result.usage.llm_calls == 4
+    assert {r.status for r in result.results.values()} <= {"done", "cancelled"}
+
+
+def test_a_wall_time_budget_cancels_work_in_flight(domain_db: Path) -> None:
+    async def slow_alert(service: str, message: str, severity: str = "high") -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    hang = StructuredTool.from_function(coroutine=slow_alert, name="alert_oncall",
+                                        description="Page the on-call engineer.",
+                                        args_schema=it_tools.AlertArgs)
+    result = run(domain_db, agents_with(hang), ALERT_REQUEST, max_wall_s=0.5)
+    (subtask,) = result.results.values()
+    assert subtask.status == "cancelled" and subtask.failure_kind == "budget"
+    assert "wall time" in (result.budget_hit or "")
+    assert result.elapsed_s < 10
