@@ -14,9 +14,9 @@ RunStatus = Literal["ok", "partial", "failed", "paused"]
 done; paused: waiting for an approval (``Orchestrator.resume``)."""
 SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
-FailureKind = Literal["tool_error", "invalid_arguments", "refused", "no_result", "timeout",
-                      "loop", "stalled", "model_error", "budget", "denied", "dependency",
-                      "condition"]
+FailureKind = Literal["tool_error", "rejected", "invalid_arguments", "refused", "no_result",
+                      "timeout", "loop", "stalled", "model_error", "budget", "denied",
+                      "dependency", "condition"]
 """Why a subtask did not finish: the statistics and the recovery policy key on it."""
 
 

@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 from agents.spec import AgentSpec
 from orchestrator.models.text_match import tokens
 
-PREFERENCE_BONUS = 0.1
+PREFERENCE_BONUS = 0.15
 """Score the planner's own choice gets: it loses the work only to a clearly better agent."""
+RECENCY_DECAY = 0.5
+"""Weight of an outcome relative to the one after it: recent attempts count most."""
+PRIOR_WEIGHT = 0.5
+"""Weight of one imagined success, so an agent without history starts near 100%."""
+PROBE_BURST = 3
+"""Successful probes in a row before probing pauses: enough for a recovered agent to win."""
 LATENCY_WEIGHT = 0.05
 """Score lost per doubling of an agent's mean latency over the fastest candidate's."""
 
@@ -45,6 +51,8 @@ class Choice:
 class _AgentRecord:
     recent: deque[Outcome]
     passed_over: int = 0
+    probing: bool = False
+    probe_streak: int = 0
 
 
 @dataclass
@@ -69,13 +77,28 @@ class AgentStatsBook:
 
     def record(self, agent: str, ok: bool, latency_s: float) -> None:
         with self._lock:
-            self._record(agent).recent.append(Outcome(ok, max(latency_s, 0.0)))
+            record = self._record(agent)
+            record.recent.append(Outcome(ok, max(latency_s, 0.0)))
+            if record.probing:
+                # A probe that succeeds is followed by another (up to PROBE_BURST), so a
+                # recovered agent wins its work back at once; a failed one waits a round.
+                record.probing = False
+                record.probe_streak = record.probe_streak + 1 if ok else 0
+                if ok and record.probe_streak < PROBE_BURST:
+                    record.passed_over = self.probe_every
+                else:
+                    record.probe_streak = 0
 
     def success_rate(self, agent: str) -> float:
-        """Recent success rate with a weak prior (1 success in 1 try): unknown agents start at 1."""
+        """Recency-weighted success rate with a weak prior: unknown agents start at 100%."""
         with self._lock:
             recent = self._record(agent).recent
-            return (1 + sum(o.ok for o in recent)) / (1 + len(recent))
+            total, good = PRIOR_WEIGHT, PRIOR_WEIGHT
+            for age, outcome in enumerate(reversed(recent)):
+                weight = RECENCY_DECAY ** age
+                total += weight
+                good += weight * outcome.ok
+            return good / total
 
     def mean_latency(self, agent: str) -> float | None:
         with self._lock:
@@ -97,8 +120,12 @@ class AgentStatsBook:
                 score -= LATENCY_WEIGHT * math.log2(max(latency / fastest, 1.0))
             scores[agent] = round(score, 4)
         best = max(candidates, key=lambda a: (scores[a], a == preferred))
+        rates = {a: self.success_rate(a) for a in candidates}
         with self._lock:
+            # Probe agents that lose on their record (new evidence may clear them), not
+            # ones that lose only to the planner's preference.
             starved = [a for a in candidates if a != best and self.probe_every
+                       and rates[a] < rates[best]
                        and self._record(a).passed_over >= self.probe_every]
         if starved:
             chosen = starved[0]
@@ -115,6 +142,7 @@ class AgentStatsBook:
             for agent in candidates:
                 record = self._record(agent)
                 record.passed_over = 0 if agent == chosen else record.passed_over + 1
+            self._record(chosen).probing = bool(starved)
         return Choice(chosen, reason, scores)
 
 

@@ -29,7 +29,8 @@ from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, 
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 NO_REPLAN: frozenset[FailureKind | None] = frozenset({"budget", "denied", "dependency",
-                                                      "condition"})
+                                                      "condition", "rejected"})
+"""Failures a new plan cannot fix: limits, decisions, and input the systems rejected."""
 
 
 def executor_node(ctx: EngineContext) -> NodeFn:

@@ -16,7 +16,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, ToolException
 from pydantic import ValidationError
 
 from agents.spec import AgentSpec
@@ -205,13 +205,22 @@ async def _call_tool(
         result.tool_calls.append(ToolCallRecord(name, args, "error", str(exc)))
         emit("tool_called", run_id, subtask_id=result.id, agent=spec.name,
              data={"tool": name, "args": _jsonable(args), "status": "error", "error": str(exc)})
-        raise _AttemptFailed("tool_error", message) from exc
+        raise _AttemptFailed(failure_kind_of(exc), message) from exc
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     result.tool_calls.append(ToolCallRecord(name, args, "ok", text))
     emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={
         "tool": name, "args": _jsonable(args), "status": "ok",
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)})
     return ToolMessage(text, tool_call_id=call_id, name=name)
+
+
+REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException)
+"""Exceptions by which a tool rejects its input (unknown id, bad value): not transient."""
+
+
+def failure_kind_of(exc: BaseException) -> FailureKind:
+    """``rejected`` when the tool refused the input (retrying cannot help), else ``tool_error``."""
+    return "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
