@@ -21,6 +21,8 @@ from retrieval.errors import EmbedderMismatchError, RetrievalError
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 _PAGE = 1000
+WRITE_BATCH = 256
+"""Chunks embedded and written together: bounds an ingest's memory."""
 Metadata = dict[str, str | int | float | bool]
 
 
@@ -194,27 +196,60 @@ class KnowledgeStore:
         col = self.collection(name, create=True)
         return {str(m.get("source")): str(m.get("file_hash")) for m in self._iter_metadatas(col)}
 
-    def write_sources(self, name: str, sources: Sequence[tuple[str, str, Sequence[ChunkRecord]]]
-                      ) -> int:
+    def write_sources(self, name: str, sources: Sequence[tuple[str, str, Sequence[ChunkRecord]]],
+                      *, batch_size: int = WRITE_BATCH) -> int:
         """Store new versions of whole sources: ``(source, file_hash, chunks)`` each.
 
-        All chunks of the batch are embedded together, then added, then the sources' old
-        chunks (another file hash) are deleted: a failure leaves each source's previous
-        version whole, never half a file. Returns the number of chunks written.
+        Chunks are embedded and added ``batch_size`` at a time, so memory stays bounded
+        however large a file is. The sources' old chunks (another file hash) are deleted
+        only once every new chunk is in; if any batch fails, the chunks this call added are
+        deleted again and the error is raised: each source keeps its previous version whole,
+        never half a file. Returns the number of chunks written.
         """
+        if batch_size < 1:
+            raise RetrievalError(f"batch_size must be at least 1, got {batch_size}")
         col = self.collection(name, create=True)
         records = [c for _, _, chunks in sources for c in chunks]
-        vectors = self.embedder.embed_documents([index_text(c.text, c.metadata) for c in records])
-        for start in range(0, len(records), _PAGE):
-            part = records[start:start + _PAGE]
-            col.upsert(ids=[c.id for c in part], documents=[c.text for c in part],
-                       metadatas=[dict(c.metadata) for c in part],
-                       embeddings=vectors[start:start + _PAGE])
-        for source, file_hash, _ in sources:
-            col.delete(where={"$and": [{"source": source}, {"file_hash": {"$ne": file_hash}}]})
+        added: list[str] = []
+        try:
+            for start in range(0, len(records), batch_size):
+                self._stage(col, records[start:start + batch_size], added)
+        except BaseException as exc:
+            self._roll_back(col, added, exc)
+            raise
+        self._delete_stale(col, sources)
         if sources:
             self._bump_version(col)
         return len(records)
+
+    def _stage(self, col: Any, part: Sequence[ChunkRecord], added: list[str]) -> None:
+        """Embed and upsert one batch, recording in ``added`` the ids not stored before."""
+        ids = [c.id for c in part]
+        existing = set(col.get(ids=ids, include=[])["ids"])
+        vectors = self.embedder.embed_documents([index_text(c.text, c.metadata) for c in part])
+        added.extend(i for i in ids if i not in existing)  # before the write: a partial one too
+        col.upsert(ids=ids, documents=[c.text for c in part],
+                   metadatas=[dict(c.metadata) for c in part], embeddings=vectors)
+
+    def _roll_back(self, col: Any, added: Sequence[str], exc: BaseException) -> None:
+        try:
+            for start in range(0, len(added), _PAGE):
+                col.delete(ids=list(added[start:start + _PAGE]))
+        except Exception as cleanup:
+            exc.add_note(f"rolling back {len(added)} staged chunks also failed: {cleanup}")
+
+    def _delete_stale(self, col: Any, sources: Sequence[tuple[str, str, Sequence[ChunkRecord]]]
+                      ) -> None:
+        """Delete the chunks of ``sources`` whose file hash is not the new one."""
+        current = {source: file_hash for source, file_hash, _ in sources}
+        names = list(current)
+        for start in range(0, len(names), _PAGE):
+            group = names[start:start + _PAGE]
+            got = col.get(where={"source": {"$in": group}}, include=["metadatas"])
+            stale = [i for i, m in zip(got["ids"], got["metadatas"] or [], strict=True)
+                     if m.get("file_hash") != current[str(m.get("source"))]]
+            for page in range(0, len(stale), _PAGE):
+                col.delete(ids=stale[page:page + _PAGE])
 
     def delete_source(self, name: str, source: str) -> None:
         col = self.collection(name, create=True)
