@@ -84,26 +84,27 @@ class RunStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+        # One connection for the store's life: opening one per run costs milliseconds.
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._lock, self._conn:
+            self._conn.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        with self._lock, self._conn:
+            yield self._conn
+
+    def close(self) -> None:
+        self._conn.close()
 
     # --- writing ----------------------------------------------------------------------
 
     def save(self, result: RunResult, events: Sequence[Event], *, mode: str = "",
              event: dict[str, Any] | None = None) -> None:
         """Store a run (or the next part of a resumed one): its record, events and attempts."""
-        with self._lock, self._connect() as conn:
+        with self._connect() as conn:
             row = conn.execute("SELECT started_at, elapsed_s FROM runs WHERE run_id = ?",
                                (result.run_id,)).fetchone()
             started = row[0] if row else (events[0].time if events else 0.0)
@@ -158,9 +159,9 @@ class RunStore:
         """A run's record (plan and event parsed); RequestError if unknown."""
         full = self.resolve(run_id)
         with self._connect() as conn:
-            conn.row_factory = sqlite3.Row
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (full,)).fetchone()
-        record = dict(row)
+            cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", (full,))
+            names = [d[0] for d in cursor.description]
+            record = dict(zip(names, cursor.fetchone(), strict=True))
         for key in ("plan", "event"):
             record[key] = json.loads(record[key]) if record[key] else None
         return record
