@@ -40,6 +40,7 @@ from orchestrator.playbooks import Playbook, default_playbooks
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage
 from orchestrator.routing import AgentStatsBook
 from orchestrator.runs import RunStore
+from orchestrator.telemetry import default_tracer_provider, export_run
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
 
@@ -72,6 +73,8 @@ class Orchestrator:
             enabled, plus those in ``settings.playbooks_dir``.
         runs: Where runs, events and agent statistics are stored; by default
             ``runs.sqlite`` in the data folder (None when ``settings.record_runs`` is off).
+        tracer_provider: An OpenTelemetry ``TracerProvider`` that receives each run as spans;
+            by default none, or the global one when ``settings.otel`` is on.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Orchestrator:
         knowledge: KnowledgeStore | Retriever | None = None,
         playbooks: Sequence[Playbook] | None = None,
         runs: RunStore | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or load_settings()
         if knowledge is None and self.settings.knowledge:
@@ -97,6 +101,9 @@ class Orchestrator:
         if runs is None and self.settings.record_runs:
             runs = RunStore(self.settings.runs_path)
         self.runs = runs
+        if tracer_provider is None and self.settings.otel:
+            tracer_provider = default_tracer_provider()
+        self.tracer_provider = tracer_provider
         self.routing = AgentStatsBook(self.settings.routing_window, self.settings.probe_every)
         if runs is not None:
             self.routing.seed(runs.recent_outcomes(self.settings.routing_window))
@@ -217,6 +224,8 @@ class Orchestrator:
                 if self.runs is not None and events:
                     await asyncio.to_thread(self.runs.save, result, events,
                                             mode=values.get("mode", ""), event=event)
+                if self.tracer_provider is not None:
+                    export_run(events, self.tracer_provider)
         return result
 
     def run(self, request: str, *, thread_id: str | None = None,

@@ -131,3 +131,31 @@ def test_the_run_store_keeps_runs_events_and_agent_stats(domain_db: Path,
     assert stats["monitoring"].tokens > 0 and stats["monitoring"].mean_latency_s > 0
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == 2
+
+
+def test_runs_export_as_opentelemetry_spans_when_configured(domain_db: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        tracer_provider=provider)
+    result = orch.run("check the health of web-2 and show the route of web-3")
+
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root = spans["orchestrator.run"]
+    assert root.attributes is not None
+    assert root.attributes["orchestrator.run_id"] == result.run_id
+    assert root.attributes["orchestrator.llm_calls"] == result.usage.llm_calls
+    subtask = spans["orchestrator.subtask t1"]
+    assert subtask.parent is not None and subtask.parent.span_id == root.context.span_id
+    assert subtask.attributes is not None and subtask.attributes["orchestrator.status"] == "done"
+    assert [e.name for e in subtask.events] == ["tool_called"]
+    attempt = spans["orchestrator.attempt t1"]
+    assert attempt.parent is not None and attempt.parent.span_id == subtask.context.span_id
+    assert "orchestrator.plan" in spans and "orchestrator.subtask t2" in spans
+    # and without a provider nothing is exported
+    assert Orchestrator("fake", agents=it_ops_agents()).tracer_provider is None
