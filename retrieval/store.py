@@ -153,10 +153,14 @@ class KnowledgeStore:
                 configuration={"hnsw": {"space": "cosine"}},
             )
         else:
-            if not self.has_collection(name):
+            from chromadb.errors import NotFoundError
+
+            try:
+                col = self.client.get_collection(name, embedding_function=None)
+            except NotFoundError:
                 known = ", ".join(self.collection_names()) or "none yet"
-                raise RetrievalError(f"no collection named {name!r} (collections: {known})")
-            col = self.client.get_collection(name, embedding_function=None)
+                raise RetrievalError(
+                    f"no collection named {name!r} (collections: {known})") from None
         meta = col.metadata or {}
         if meta.get("embedder") != embedder.name or meta.get("dimension") != embedder.dimension:
             raise EmbedderMismatchError(
@@ -269,12 +273,8 @@ class KnowledgeStore:
     def dense_search(self, name: str, vector: list[float], k: int,
                      where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
-        col = self.collection(name)
-        count = col.count()
-        if count == 0:
-            return []
-        got = col.query(query_embeddings=[vector], n_results=min(k, count), where=where or None,
-                        include=["distances"])
+        got = self.collection(name).query(query_embeddings=[vector], n_results=k,
+                                          where=where or None, include=["distances"])
         ids, distances = got["ids"][0], (got["distances"] or [[]])[0]
         return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
