@@ -16,7 +16,6 @@ from langchain_core.language_models import BaseChatModel
 
 from agents.registry import AgentRegistry
 from agents.spec import AgentSpec
-from orchestrator.pricing import PriceTable
 from evals.run_record import CaseRun
 from evals.schema import EvalCase
 from evals.scorers import Score, ScorerFn, all_scorers, score_run
@@ -24,6 +23,8 @@ from orchestrator.api import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import reset_domain_db, use_domain_db
 from orchestrator.errors import OrchestratorError
+from orchestrator.pricing import PriceTable
+from orchestrator.runs import RunStore
 from retrieval.store import KnowledgeStore
 
 ProgressFn = Callable[["CaseRecord"], None]
@@ -82,8 +83,13 @@ async def run_cases(cases: Sequence[EvalCase], config: EvalConfig,
     template = reset_domain_db(workdir / "seed.sqlite")
     agents = list(config.agents) if config.agents is not None else \
         AgentRegistry.default(settings.agents_dir).specs
+    # Cases are independent: what one case teaches the router must not change another's
+    # result (cases run concurrently, in any order), and eval runs stay out of the user's
+    # run store.
+    settings = settings.model_copy(update={"adaptive_routing": False})
     orchestrator = Orchestrator(config.model, agents=agents, settings=settings,
-                                knowledge=config.knowledge)
+                                knowledge=config.knowledge,
+                                runs=RunStore(workdir / "runs.sqlite"))
     model_name = config.model if isinstance(config.model, str) else \
         getattr(config.model, "model_name", type(config.model).__name__)
     scorers = config.scorers if config.scorers is not None else all_scorers()
