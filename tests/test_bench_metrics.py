@@ -86,3 +86,28 @@ def test_percentile_interpolates_between_ranks() -> None:
         percentile([], 50)
     with pytest.raises(ValueError):
         percentile([1.0], 101)
+
+
+def test_memory_slope_is_mb_per_thousand_chunks() -> None:
+    from evals.bench.retrieval.memory import slope_mb_per_1k
+
+    marks = [(float(i), 500.0 + 2.0 * i, 1000 * i) for i in range(5)]  # +2 MB per 1k chunks
+    assert slope_mb_per_1k(marks) == pytest.approx(2.0)
+    assert slope_mb_per_1k([(0.0, 500.0, 0), (1.0, 500.0, 1000)]) == 0.0
+    assert math.isnan(slope_mb_per_1k(marks[:1]))
+
+
+def test_memory_verdict_counts_from_the_second_batch() -> None:
+    from evals.bench.retrieval.memory import verdict
+
+    # Model warm-up in the first batch (500 -> 700 MB), then flat with a spike at t=6.
+    samples = [(0.0, 500.0), (1.0, 700.0), (2.0, 705.0), (4.0, 710.0), (6.0, 790.0),
+               (8.0, 712.0)]
+    marks = [(0.0, 500.0, 0), (2.0, 705.0, 256), (4.0, 710.0, 512), (6.0, 712.0, 768)]
+    result = verdict(samples, marks)
+    assert result["baseline_mb"] == 705.0 and result["rise_mb"] == 85.0
+    assert result["rise_from_start_mb"] == 290.0
+    assert result["second_half_growth_mb"] == 80.0  # halves split at t=5: 710 vs 790
+    assert result["flat"] is False  # growth over the 50 MB limit
+    steady = verdict([*samples[:4], (6.0, 715.0), (8.0, 712.0)], marks)
+    assert steady["flat"] is True and steady["rise_mb"] == 10.0

@@ -21,12 +21,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool
 
 from agents.spec import AgentSpec
+from evals.bench.figures import Figure
 from orchestrator.api import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.models.fake import FakeCall, FakeChatModel
@@ -50,18 +51,6 @@ _RSS_HELPER = (
 
 class BenchError(RuntimeError):
     """The run did not have the shape the figure needs (plan, statuses, calls)."""
-
-
-@dataclass
-class Figure:
-    """One measured figure and its target."""
-
-    name: str
-    value: float
-    unit: str
-    target: str
-    ok: bool
-    detail: str = ""
 
 
 def bench_agents() -> list[AgentSpec]:

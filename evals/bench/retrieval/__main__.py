@@ -1,0 +1,5 @@
+import sys
+
+from evals.bench.retrieval.run import main
+
+sys.exit(main())
