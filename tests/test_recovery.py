@@ -246,3 +246,23 @@ def test_a_wall_time_budget_cancels_work_in_flight(domain_db: Path) -> None:
     assert subtask.status == "cancelled" and subtask.failure_kind == "budget"
     assert "wall time" in (result.budget_hit or "")
     assert result.elapsed_s < 10
+
+
+def test_the_answer_reports_a_replaced_subtask_as_recovered(domain_db: Path) -> None:
+    broken = Faults().wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+
+    def send_sms(service: str, message: str, severity: str = "high") -> str:
+        """Text the on-call engineer of a service by SMS."""
+        return f"SMS sent to the on-call of {service}"
+
+    sms = AgentSpec(name="sms_gateway",
+                    description="Sends an SMS text to the on-call engineer of a service.",
+                    skills=["sms"], domain="it_ops",
+                    tools=[StructuredTool.from_function(send_sms,
+                                                        args_schema=it_tools.AlertArgs)])
+    request = "check the health of web-2 and alert the on-call engineer for web-3: disk full"
+    result = run(domain_db, agents_with(broken, sms), request, max_retries=0)
+    assert result.status == "ok"
+    assert "Completed 2 of 2 subtasks" in result.answer
+    assert "Recovered:\n- notifications failed" in result.answer
+    assert "done instead by r1_t1" in result.answer and "Not done" not in result.answer

@@ -293,14 +293,20 @@ def synthesize_answer(human: str) -> str:
     """The answer from ``<result>`` blocks: what was done, then what failed."""
     done: list[str] = []
     failed: list[str] = []
+    recovered: list[str] = []
     for attrs, body in extract_tag(human, "result"):
         label = attrs.get("agent", "agent")
         if attrs.get("status") == "done":
             done.append(f"- {label}: {body}")
+        elif attrs.get("status") == "replaced":
+            recovered.append(f"- {label} failed ({body})")
         else:
             failed.append(f"- {label} ({attrs.get('status', 'failed')}): {body}")
     lines = [f"Completed {len(done)} of {len(done) + len(failed)} subtasks."]
     lines.extend(done)
+    if recovered:
+        lines.append("Recovered:")
+        lines.extend(recovered)
     if failed:
         lines.append("Not done:")
         lines.extend(failed)

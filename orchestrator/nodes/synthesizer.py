@@ -17,11 +17,7 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
 
     async def synthesize(state: OrchestratorState) -> dict[str, Any]:
         results = [SubtaskResult.from_dict(r) for r in state["results"].values()]
-        blocks = "\n".join(
-            tagged("result", r.output if r.status == "done" else (r.error or r.status),
-                   id=r.id, agent=r.agent, status=r.status, goal=_attr(r.goal))
-            for r in results
-        )
+        blocks = "\n".join(_result_block(r) for r in results)
         human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
         usage = Usage.from_dict(state.get("supervisor_usage"))
         budget = ctx.budget(state["run_id"])
@@ -84,6 +80,16 @@ def respond_node(ctx: EngineContext) -> NodeFn:
         return {"answer": answer, "messages": [AIMessage(answer)]}
 
     return respond
+
+
+def _result_block(result: SubtaskResult) -> str:
+    if result.replaced_by:  # recovered by a replan: say so, it is not a failure to report
+        body = f"{result.error}; done instead by {', '.join(result.replaced_by)}"
+        return tagged("result", body, id=result.id, agent=result.agent, status="replaced",
+                      goal=_attr(result.goal))
+    body = result.output if result.status == "done" else (result.error or result.status)
+    return tagged("result", body, id=result.id, agent=result.agent, status=result.status,
+                  goal=_attr(result.goal))
 
 
 def _attr(text: str) -> str:
