@@ -45,6 +45,8 @@ class OrchestratorState(TypedDict, total=False):
     """The playbook's data (defaults, event data, pattern captures): conditions read it."""
     replans: int
     budget_hit: str | None
+    wall_used_s: float | None
+    """Run time used when it paused for approval; the wall-time budget resumes from it."""
     approvals: dict[str, dict[str, Any]]
     """Decisions on steps that need approval, by subtask id: approved, reason."""
 

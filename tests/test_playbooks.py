@@ -175,3 +175,15 @@ def test_a_playbook_naming_a_missing_agent_fails_at_start(tmp_path: Path,
     assert [p.name for p in load_playbooks(tmp_path)] == ["p"]
     with pytest.raises(ConfigError, match="step 'a' names unknown agent 'nobody'"):
         orch(domain_db, playbooks_dir=tmp_path)
+
+
+def test_waiting_for_an_approval_does_not_use_up_the_wall_time_budget(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    import time
+
+    o = orch(domain_db, tmp_path / "checkpoints.sqlite", max_wall_s=1.5)
+    paused = o.run("planned failover for web-2")
+    time.sleep(2.0)  # a person takes longer than the run's whole wall-time budget
+    done = o.resume(paused.thread_id, True)
+    assert done.status == "ok" and done.budget_hit is None
+    assert route(db, "web-2") != "web-primary"

@@ -77,6 +77,9 @@ class Scheduler:
         for result in earlier.values():
             spent = spent + result.usage
         self.budget: RunBudget = ctx.budget(self.run_id, spent.to_dict())
+        paused_at = state.get("wall_used_s")
+        if paused_at is not None:  # time spent waiting for a person does not count
+            self.budget.started = time.monotonic() - float(paused_at)
         self.results = {s.id: earlier.get(s.id) or SubtaskResult(id=s.id, goal=s.goal,
                                                                  agent=s.agent)
                         for s in self.plan.subtasks}
@@ -123,6 +126,7 @@ class Scheduler:
             "supervisor_usage": self.supervisor_usage.to_dict(),
             "replans": self.replans,
             "budget_hit": self.budget.hit,
+            "wall_used_s": (time.monotonic() - self.budget.started) if self.awaiting else None,
         }
 
     # --- dispatch ---------------------------------------------------------------------

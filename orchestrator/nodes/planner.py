@@ -236,7 +236,7 @@ def planner_node(ctx: EngineContext) -> NodeFn:
         started = time.time()
         reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None,
                                  "replans": 0, "budget_hit": None, "approvals": {},
-                                 "inputs": {}}
+                                 "wall_used_s": None, "inputs": {}}
         try:
             made, mode, inputs = await choose_plan(ctx, state, usage, budget)
         except (PlanError, RequestError) as exc:
