@@ -40,6 +40,16 @@ class Faults:
                                             args_schema=it_tools.AlertArgs)
 
 
+def hanging_pager() -> BaseTool:
+    async def slow_alert(service: str, message: str, severity: str = "high") -> str:
+        await asyncio.sleep(30)
+        return "never"
+
+    return StructuredTool.from_function(coroutine=slow_alert, name="alert_oncall",
+                                        description="Page the on-call engineer.",
+                                        args_schema=it_tools.AlertArgs)
+
+
 def agents_with(notifications_tool: BaseTool, *extra: AgentSpec) -> list[AgentSpec]:
     specs = [s for s in it_ops_agents() if s.name != "notifications"]
     original = next(s for s in it_ops_agents() if s.name == "notifications")
@@ -153,13 +163,7 @@ def test_an_agent_with_no_alternative_is_replanned_and_dependents_wait(
 
 def test_a_hanging_tool_times_out_and_the_rest_of_the_run_survives(
         domain_db: Path, db: sqlite3.Connection) -> None:
-    async def slow_alert(service: str, message: str, severity: str = "high") -> str:
-        await asyncio.sleep(30)
-        return "never"
-
-    hang = StructuredTool.from_function(coroutine=slow_alert, name="alert_oncall",
-                                        description="Page the on-call engineer.",
-                                        args_schema=it_tools.AlertArgs)
+    hang = hanging_pager()
     request = "check the health of web-2 and alert the on-call engineer for web-3: disk full"
     result = run(domain_db, agents_with(hang), request, subtask_timeout_s=0.3, max_retries=1,
                  max_replans=0)
@@ -234,13 +238,7 @@ def test_parallel_agents_cannot_overshoot_the_call_budget(domain_db: Path) -> No
 
 
 def test_a_wall_time_budget_cancels_work_in_flight(domain_db: Path) -> None:
-    async def slow_alert(service: str, message: str, severity: str = "high") -> str:
-        await asyncio.sleep(30)
-        return "never"
-
-    hang = StructuredTool.from_function(coroutine=slow_alert, name="alert_oncall",
-                                        description="Page the on-call engineer.",
-                                        args_schema=it_tools.AlertArgs)
+    hang = hanging_pager()
     result = run(domain_db, agents_with(hang), ALERT_REQUEST, max_wall_s=0.5)
     (subtask,) = result.results.values()
     assert subtask.status == "cancelled" and subtask.failure_kind == "budget"

@@ -32,6 +32,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 
 from agents.spec import AgentSpec
+from evals.bench.engine import bench_agents, request
 from evals.bench.figures import Figure
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
@@ -40,7 +41,6 @@ from orchestrator.runs import RunStore
 FAIL_RATE = 0.3
 SEED = 7
 REQUEST = "page the on-call engineer for web-3: disk full"
-OVERHEAD_REQUEST = "check alpha item-1, check beta item-2, check gamma item-3, check delta item-4"
 OVERHEAD_RUNS = 40
 OVERHEAD_TARGET_MS = 2.0
 
@@ -111,31 +111,18 @@ def run_setting(setting: Setting, runs: int, home: Path) -> RoutingFigures:
                           flaky / runs)
 
 
-def overhead_agents() -> list[AgentSpec]:
-    def make(word: str) -> AgentSpec:
-        def check(item: str) -> str:
-            return f"{word} {item}: ok"
-
-        tool = StructuredTool.from_function(check, name=f"check_{word}",
-                                            description=f"Check one {word} item.")
-        return AgentSpec(name=word, description=f"Checks {word} items.", skills=[word],
-                         tools=[tool], source="bench")
-
-    return [make(w) for w in ("alpha", "beta", "gamma", "delta")]
-
-
 def monitoring_overhead_ms(home: Path, runs: int) -> tuple[float, float, float]:
     """(on, off, per-subtask overhead) in ms; on/off runs interleaved to share the noise."""
-    on = Orchestrator("fake", agents=overhead_agents(),
+    on = Orchestrator("fake", agents=bench_agents(),
                       settings=Settings(home=home / "on", knowledge=False, record_runs=True))
-    off = Orchestrator("fake", agents=overhead_agents(),
+    off = Orchestrator("fake", agents=bench_agents(),
                        settings=Settings(home=home / "off", knowledge=False, record_runs=False))
     timings: dict[str, list[float]] = {"on": [], "off": []}
     for index in range(runs + 3):
         for name, orch in (("on", on), ("off", off)) if index % 2 else (("off", off),
                                                                          ("on", on)):
             started = time.perf_counter()
-            result = orch.run(OVERHEAD_REQUEST)
+            result = orch.run(request(4, chained=False))
             elapsed = (time.perf_counter() - started) * 1000
             if len(result.results) != 4 or result.status != "ok":
                 raise RuntimeError(f"overhead run did not do 4 subtasks: {result.status}")
