@@ -83,6 +83,8 @@ class SubtaskResult:
     """Every agent that attempted it, in order (reassignments add to it)."""
     replaced_by: list[str] = field(default_factory=list)
     """Subtasks a replan put in its place, when it failed and the supervisor replanned."""
+    awaiting: dict[str, Any] | None = None
+    """A tool call waiting for an approval: key, tool, args, why (status stays pending)."""
 
     @property
     def settled(self) -> bool:

@@ -109,7 +109,7 @@ def test_an_approval_step_pauses_and_resumes_after_approval(
     assert route(db, "web-2") != "web-primary"
     assert done.results["log"].status == "done"
     decided = next(e for e in done.events if e.type == "approval_decided")
-    assert decided.data == {"approved": True, "reason": "change CR-42"}
+    assert decided.data == {"approved": True, "reason": "change CR-42", "key": "reroute"}
     assert "subtask_started" not in [e.type for e in done.events
                                      if e.subtask_id == "health"]  # not redone
 

@@ -15,7 +15,9 @@ from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 
 def pending_approvals(state: OrchestratorState) -> list[dict[str, Any]]:
-    """Steps that need an approval, are ready to run, and have no decision yet."""
+    """What waits for a decision: playbook steps that need an approval and are ready, and
+    tool calls an agent tried that need one. Each has key, subtask_id, agent, goal (and
+    tool, args, why for a tool call)."""
     plan = state.get("plan") or {}
     results = state.get("results") or {}
     decided = state.get("approvals") or {}
@@ -24,36 +26,47 @@ def pending_approvals(state: OrchestratorState) -> list[dict[str, Any]]:
         result = results.get(dep) or {}
         return result.get("status") == "done" or result.get("failure_kind") == "condition"
 
-    return [{"subtask_id": s["id"], "agent": s["agent"], "goal": s["goal"]}
-            for s in plan.get("subtasks", [])
-            if s.get("requires_approval") and s["id"] not in decided
-            and (results.get(s["id"]) or {}).get("status") == "pending"
-            and all(satisfied(d) for d in s.get("depends_on", []))]
+    pending = []
+    for step in plan.get("subtasks", []):
+        result = results.get(step["id"]) or {}
+        if result.get("status") != "pending":
+            continue
+        awaiting = result.get("awaiting")
+        if awaiting:
+            if awaiting["key"] not in decided:
+                pending.append({"key": awaiting["key"], "subtask_id": step["id"],
+                                "agent": result.get("agent", step["agent"]),
+                                "goal": step["goal"], "tool": awaiting["tool"],
+                                "args": awaiting["args"], "why": awaiting["why"]})
+        elif step.get("requires_approval") and step["id"] not in decided and all(
+                satisfied(d) for d in step.get("depends_on", [])):
+            pending.append({"key": step["id"], "subtask_id": step["id"], "agent": step["agent"],
+                            "goal": step["goal"], "why": "the playbook step needs an approval"})
+    return pending
 
 
 def normalize_decision(decision: Any, pending: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Decisions by subtask id from what the resume gave.
+    """Decisions by approval key from what the resume gave.
 
-    Accepted: ``True``/``False`` (all pending steps), ``{"approved": bool, "reason": str}``
-    (all), or ``{subtask_id: bool | {"approved": bool, "reason": str}}``. A step with no
-    decision is denied: nothing sensitive runs by default.
+    Accepted: ``True``/``False`` (all pending), ``{"approved": bool, "reason": str}`` (all),
+    or ``{subtask_id or key: bool | {"approved": bool, "reason": str}}``. Anything pending
+    without a decision is denied: nothing sensitive runs by default.
     """
-    ids = [p["subtask_id"] for p in pending]
     if isinstance(decision, bool):
-        return {i: {"approved": decision, "reason": ""} for i in ids}
+        return {p["key"]: {"approved": decision, "reason": ""} for p in pending}
     if isinstance(decision, dict) and "approved" in decision:
         one = {"approved": bool(decision["approved"]), "reason": str(decision.get("reason", ""))}
-        return {i: dict(one) for i in ids}
-    out: dict[str, dict[str, Any]] = {}
+        return {p["key"]: dict(one) for p in pending}
     given = decision if isinstance(decision, dict) else {}
-    for subtask_id in ids:
-        value = given.get(subtask_id, False)
+    out: dict[str, dict[str, Any]] = {}
+    for item in pending:
+        value = given.get(item["key"], given.get(item["subtask_id"], False))
         if isinstance(value, dict):
-            out[subtask_id] = {"approved": bool(value.get("approved")),
-                               "reason": str(value.get("reason", ""))}
+            out[item["key"]] = {"approved": bool(value.get("approved")),
+                                "reason": str(value.get("reason", ""))}
         else:
-            out[subtask_id] = {"approved": bool(value),
-                               "reason": "" if value else "no decision given"}
+            out[item["key"]] = {"approved": bool(value),
+                                "reason": "" if value else "no decision given"}
     return out
 
 
@@ -64,8 +77,9 @@ def approval_node(ctx: EngineContext) -> NodeFn:
         pending = pending_approvals(state)
         decision = interrupt({"run_id": state["run_id"], "approvals": pending})
         decisions = normalize_decision(decision, pending)
-        for subtask_id, choice in decisions.items():
-            emit("approval_decided", state["run_id"], subtask_id=subtask_id, data=choice)
+        for item in pending:
+            emit("approval_decided", state["run_id"], subtask_id=item["subtask_id"],
+                 data={**decisions[item["key"]], "key": item["key"]})
         return {"approvals": {**(state.get("approvals") or {}), **decisions}}
 
     return approve

@@ -37,21 +37,22 @@ def executor_node(ctx: EngineContext) -> NodeFn:
     """Build the executor node for ``ctx``."""
 
     async def run_subtask_now(subtask: dict[str, Any], inputs: list[dict[str, str]],
-                              run_id: str) -> dict[str, Any]:
+                              run_id: str, grants: list[str] | None = None,
+                              agent: str | None = None) -> dict[str, Any]:
         deps = [DependencyOutput(**d) for d in inputs]
         done = await run_with_recovery(ctx, Subtask.model_validate(subtask), deps, run_id,
-                                       ctx.budget(run_id))
+                                       ctx.budget(run_id), frozenset(grants or ()), agent)
         return done.to_dict()
 
     checkpointed: Any = task(name="specialist")(run_subtask_now)  # type: ignore[arg-type]
 
-    async def run_subtask(subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str
-                          ) -> dict[str, Any]:
+    async def run_subtask(subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str,
+                          grants: list[str], agent: str | None) -> dict[str, Any]:
         # LangGraph replays task results by call order; on a resumed run the order can
         # differ, so a replayed result for another subtask is not trusted.
-        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id)
+        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id, grants, agent)
         if result.get("id") != subtask["id"]:
-            result = await run_subtask_now(subtask, inputs, run_id)
+            result = await run_subtask_now(subtask, inputs, run_id, grants, agent)
         return result
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:
@@ -113,10 +114,13 @@ class Scheduler:
                 self.results[subtask_id] = result
                 if result.status == "failed" and result.failure_kind not in NO_REPLAN:
                     await self._replan(result)
-        for subtask_id in self.awaiting:
-            subtask = self.plan.subtask(subtask_id)
-            emit("approval_requested", self.run_id, subtask_id=subtask_id, agent=subtask.agent,
-                 data={"goal": subtask.goal})
+        if self.awaiting:
+            self._ready(0)  # final list of what waits for a decision
+        for key in self.awaiting:
+            subtask_id = key.split(":", 1)[0]
+            result = self.results[subtask_id]
+            emit("approval_requested", self.run_id, subtask_id=subtask_id, agent=result.agent,
+                 data={"goal": result.goal, "key": key, **(result.awaiting or {})})
 
     def update(self) -> dict[str, Any]:
         """The state keys this node writes."""
@@ -143,15 +147,18 @@ class Scheduler:
                 self._finish_unrun(result, "skipped", "condition",
                                    f"condition on {subtask.when.path} not met")
                 continue
-            if subtask.requires_approval:
-                decision = self.approvals.get(subtask.id)
+            key = result.awaiting["key"] if result.awaiting else (
+                subtask.id if subtask.requires_approval else None)
+            if key is not None:
+                decision = self.approvals.get(key)
                 if decision is None:
-                    self.awaiting.append(subtask.id)
+                    self.awaiting.append(key)
                     continue
                 if not decision.get("approved"):
                     reason = decision.get("reason") or "no reason given"
+                    what = f" for {result.awaiting['tool']}" if result.awaiting else ""
                     self._finish_unrun(result, "cancelled", "denied",
-                                       f"not done: approval denied ({reason})")
+                                       f"not done: approval{what} denied ({reason})")
                     continue
             ready.append(subtask)
         return ready[:max(slots, 0)]
@@ -166,10 +173,17 @@ class Scheduler:
                    "output": self.results[d].output or f"(not run: {self.results[d].error})"}
                   for d in subtask.depends_on]
         result = self.results[subtask.id]
-        result.status, result.started_at = "running", time.time()
-        emit("subtask_started", self.run_id, subtask_id=subtask.id, agent=subtask.agent,
-             data={"goal": subtask.goal, "depends_on": subtask.depends_on})
-        return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id))
+        resumed = result.awaiting is not None  # approved: the same agent does it now
+        agent = result.agent if resumed else None
+        grants = [k for k, d in self.approvals.items()
+                  if d.get("approved") and k.startswith(f"{subtask.id}:")]
+        result.status, result.awaiting = "running", None
+        result.started_at = result.started_at or time.time()
+        emit("subtask_started", self.run_id, subtask_id=subtask.id,
+             agent=agent or subtask.agent,
+             data={"goal": subtask.goal, "depends_on": subtask.depends_on, "resumed": resumed})
+        return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id,
+                                                      grants, agent))
 
     def _lookup(self, path: str) -> Any:
         head, _, rest = path.partition(".")
@@ -189,6 +203,8 @@ class Scheduler:
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
             result.failure_kind, result.finished_at = "model_error", time.time()
         result.started_at = started.started_at or result.started_at
+        if result.awaiting is not None:  # paused at a tool call that needs an approval
+            return result
         event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
         emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
              usage=result.usage.to_dict(), data={

@@ -49,11 +49,18 @@ class RecoveryPolicy:
 
 async def run_with_recovery(
     ctx: EngineContext, subtask: Subtask, inputs: list[DependencyOutput], run_id: str,
-    budget: RunBudget,
+    budget: RunBudget, grants: frozenset[str] = frozenset(), agent: str | None = None,
 ) -> SubtaskResult:
-    """Run ``subtask`` until it is done or every capable agent has failed it."""
+    """Run ``subtask`` until it is done, waits for an approval, or every capable agent has
+    failed it. ``agent``: the one to use (a subtask resumed after its approval keeps its
+    agent); ``grants``: approved tool calls."""
     policy = RecoveryPolicy.from_settings(ctx.settings)
     result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent)
+    if agent is not None:
+        result.agent, result.agents_tried = agent, [agent]
+        await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
+        if result.status == "done" or result.awaiting or result.failure_kind == "budget":
+            return result
     candidates = capable_agents(subtask.agent, subtask.goal, subtask.alternatives, ctx.agents)
     while len(result.agents_tried) <= policy.max_reassigns:
         left = [a for a in candidates if a not in result.agents_tried]
@@ -69,8 +76,8 @@ async def run_with_recovery(
                 "after": result.error, "kind": result.failure_kind})
         result.agent = choice.agent
         result.agents_tried.append(choice.agent)
-        await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget)
-        if result.status == "done" or result.failure_kind == "budget":
+        await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
+        if result.status == "done" or result.awaiting or result.failure_kind == "budget":
             return result
     if result.status in ("pending", "running"):  # no capable agent was left to try
         result.status, result.failure_kind = "failed", "no_result"
@@ -88,6 +95,7 @@ def _choose(ctx: EngineContext, policy: RecoveryPolicy, left: list[str], preferr
 async def _attempts_on_agent(
     ctx: EngineContext, policy: RecoveryPolicy, result: SubtaskResult,
     inputs: list[DependencyOutput], run_id: str, budget: RunBudget,
+    grants: frozenset[str] = frozenset(),
 ) -> None:
     spec = ctx.agents[result.agent]
     limits = LoopLimits(ctx.settings.max_agent_steps, ctx.settings.max_identical_calls,
@@ -115,7 +123,7 @@ async def _attempts_on_agent(
             await asyncio.wait_for(run_specialist(
                 spec, ctx.agent_runnable(spec), ctx.agent_tools(spec), result, inputs,
                 run_id=run_id, limits=limits, budget=budget,
-                model_name=ctx.model_name(spec.name),
+                model_name=ctx.model_name(spec.name), grants=grants,
             ), timeout=limit)
         except TimeoutError:
             if wall_bound:
@@ -133,13 +141,14 @@ async def _attempts_on_agent(
         elapsed = time.monotonic() - started
         spent = _minus(result.usage, before)
         ok = result.status == "done"
-        if result.failure_kind != "budget":
+        if result.failure_kind != "budget" and not result.awaiting:
             ctx.routing.record(spec.name, ok, elapsed)
         emit("attempt_finished", run_id, subtask_id=result.id, agent=spec.name,
              usage=spent.to_dict(), data={
-                 "status": result.status, "kind": result.failure_kind, "error": result.error,
+                 "status": "awaiting_approval" if result.awaiting else result.status,
+                 "kind": result.failure_kind, "error": result.error,
                  "attempt": result.attempts, "elapsed_s": round(elapsed, 4)})
-        if ok or result.failure_kind not in RETRY_SAME_AGENT:
+        if ok or result.awaiting or result.failure_kind not in RETRY_SAME_AGENT:
             return
 
 

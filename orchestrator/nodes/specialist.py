@@ -19,6 +19,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import ValidationError
 
+from agents.policy import approval_reason, call_key, is_audited
 from agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError, ToolRefusedError
@@ -50,6 +51,14 @@ class LoopLimits:
 
 CANNOT_MARKER = "CANNOT:"
 """A report starting with this says the agent could not do its goal (see the prompt)."""
+
+
+class _ApprovalNeeded(Exception):
+    """A tool call needs a person's approval first: the attempt pauses here."""
+
+    def __init__(self, key: str, tool: str, args: dict[str, Any], why: str) -> None:
+        super().__init__(why)
+        self.request = {"key": key, "tool": tool, "args": args, "why": why}
 
 
 class _AttemptFailed(Exception):
@@ -87,18 +96,21 @@ async def run_specialist(
     limits: LoopLimits | None = None,
     budget: RunBudget | None = None,
     model_name: str = "",
+    grants: frozenset[str] = frozenset(),
 ) -> SubtaskResult:
     """Run one attempt at a subtask with ``bound`` (the agent's model with its tools bound).
 
     The returned result is done or failed with a ``failure_kind``; tool errors, loops,
-    stalls and a used-up budget do not raise. Usage is added to ``result`` as calls happen,
-    so an attempt cut short by a timeout still counts what it spent.
+    stalls and a used-up budget do not raise. A call that needs an approval not in
+    ``grants`` leaves the result pending with ``awaiting`` set. Usage is added to ``result``
+    as calls happen, so an attempt cut short by a timeout still counts what it spent.
     """
     limits = limits or LoopLimits()
     messages = specialist_messages(spec, result.goal, inputs)
     result.attempts += 1
     result.started_at = result.started_at or time.time()
     result.status, result.error, result.failure_kind = "running", None, None
+    result.awaiting = None
     seen_calls: dict[str, int] = {}
     idle_steps = 0
     try:
@@ -123,11 +135,12 @@ async def run_specialist(
             before = sum(c.status == "ok" for c in result.tool_calls)
             # Wait for every call of the step, so each is recorded even if one raises.
             outcomes = await asyncio.gather(*(
-                _call_tool(spec, tools, call, result, run_id) for call in reply.tool_calls
+                _call_tool(spec, tools, call, result, run_id, grants)
+                for call in reply.tool_calls
             ), return_exceptions=True)
             failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:
-                raise failures[0]
+            if failures:  # an approval to ask for comes first: the rest can be redone
+                raise next((f for f in failures if isinstance(f, _ApprovalNeeded)), failures[0])
             messages.extend(o for o in outcomes if isinstance(o, ToolMessage))
             idle_steps = 0 if sum(c.status == "ok" for c in result.tool_calls) > before \
                 else idle_steps + 1
@@ -137,6 +150,8 @@ async def run_specialist(
         else:
             raise _AttemptFailed("stalled", f"{spec.name} did not finish within "
                                  f"{limits.max_steps} model calls")
+    except _ApprovalNeeded as exc:
+        result.status, result.awaiting = "pending", exc.request
     except _AttemptFailed as exc:
         result.status, result.error, result.failure_kind = "failed", str(exc), exc.kind
     except BudgetExceededError as exc:
@@ -172,7 +187,8 @@ def _check_loop(agent: str, calls: list[ToolCall], seen: dict[str, int], limit: 
 
 
 async def _call_tool(
-    spec: AgentSpec, tools: dict[str, BaseTool], call: ToolCall, result: SubtaskResult, run_id: str
+    spec: AgentSpec, tools: dict[str, BaseTool], call: ToolCall, result: SubtaskResult,
+    run_id: str, grants: frozenset[str] = frozenset(),
 ) -> ToolMessage:
     name, args = call["name"], dict(call.get("args") or {})
     call_id = call.get("id") or name
@@ -185,6 +201,12 @@ async def _call_tool(
         emit("tool_refused", run_id, subtask_id=result.id, agent=spec.name,
              data={"tool": name, "args": _jsonable(args)})
         return ToolMessage(f"Refused: {note}.", tool_call_id=call_id, status="error")
+    why = approval_reason(tool, args)
+    if why is not None:
+        key = call_key(result.id, name, args)
+        if key not in grants:
+            raise _ApprovalNeeded(key, name, _jsonable(args), why)
+    audit = {"audit": True} if is_audited(tool) else {}
     started = time.perf_counter()
     try:
         output = await tool.ainvoke(args)
@@ -203,14 +225,14 @@ async def _call_tool(
     except Exception as exc:
         message = f"{name} failed: {exc}"
         result.tool_calls.append(ToolCallRecord(name, args, "error", str(exc)))
-        emit("tool_called", run_id, subtask_id=result.id, agent=spec.name,
-             data={"tool": name, "args": _jsonable(args), "status": "error", "error": str(exc)})
+        emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={
+            "tool": name, "args": _jsonable(args), "status": "error", "error": str(exc), **audit})
         raise _AttemptFailed(failure_kind_of(exc), message) from exc
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     result.tool_calls.append(ToolCallRecord(name, args, "ok", text))
     emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={
         "tool": name, "args": _jsonable(args), "status": "ok",
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)})
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2), **audit})
     return ToolMessage(text, tool_call_id=call_id, name=name)
 
 
