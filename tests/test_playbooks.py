@@ -187,3 +187,61 @@ def test_waiting_for_an_approval_does_not_use_up_the_wall_time_budget(
     done = o.resume(paused.thread_id, True)
     assert done.status == "ok" and done.budget_hit is None
     assert route(db, "web-2") != "web-primary"
+
+
+def approval_agents() -> list[Any]:
+    from agents.policy import audited, requires_approval
+    from agents.spec import AgentSpec
+
+    specs = []
+    for spec in it_ops_agents():
+        if spec.name == "traffic":
+            tools = [requires_approval(t, when=lambda a: (
+                f"moving {a['service']} needs the service owner" if a.get("service") in
+                ("web-3", "api-1") else None)) if t.name == "reroute_traffic" else t
+                for t in spec.tools]
+            spec = AgentSpec(name=spec.name, description=spec.description, skills=spec.skills,
+                             tools=tools, collections=spec.collections, domain=spec.domain)
+        if spec.name == "monitoring":
+            spec = AgentSpec(name=spec.name, description=spec.description, skills=spec.skills,
+                             tools=[audited(t) for t in spec.tools], domain=spec.domain)
+        specs.append(spec)
+    return specs
+
+
+def test_a_tool_call_that_needs_approval_pauses_and_runs_once_approved(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    def fresh() -> Orchestrator:  # each call: a new process, the same checkpoint file
+        return Orchestrator("fake", agents=approval_agents(), domain_db=domain_db,
+                            checkpointer=tmp_path / "c.sqlite", settings=Settings())
+
+    paused = fresh().run("check the health of web-2 and reroute web-3 traffic to a backup pool")
+    assert paused.status == "paused"
+    (pending,) = paused.pending_approvals
+    assert pending["tool"] == "reroute_traffic" and pending["args"]["service"] == "web-3"
+    assert pending["why"] == "moving web-3 needs the service owner"
+    assert route(db, "web-3") == "web-primary"  # the call did not run
+    health = next(r for r in paused.results.values() if r.agent == "monitoring")
+    assert health.status == "done"
+    checked = next(e for e in paused.events if e.type == "tool_called"
+                   and e.data["tool"] == "check_service_health")
+    assert checked.data["audit"] is True  # audited reads are flagged in the events
+
+    done = fresh().resume(paused.thread_id, {pending["subtask_id"]: True})
+    assert done.status == "ok", done.answer
+    assert route(db, "web-3") != "web-primary"
+    assert [e.type for e in done.events].count("subtask_started") == 1  # only the reroute
+
+
+def test_a_denied_tool_call_is_not_made(domain_db: Path, db: sqlite3.Connection,
+                                        tmp_path: Path) -> None:
+    o = Orchestrator("fake", agents=approval_agents(), domain_db=domain_db,
+                     checkpointer=tmp_path / "c.sqlite")
+    paused = o.run("reroute web-3 traffic to a backup pool")
+    done = o.resume(paused.thread_id, False, reason="owner unreachable")
+    assert route(db, "web-3") == "web-primary"
+    (result,) = done.results.values()
+    assert result.status == "cancelled" and result.failure_kind == "denied"
+    assert "approval for reroute_traffic denied (owner unreachable)" in done.answer
+    # a call the rule lets through needs no approval
+    assert o.run("reroute web-4 traffic to a backup pool").status == "ok"
