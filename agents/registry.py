@@ -13,11 +13,11 @@ from orchestrator.errors import ConfigError
 ENTRY_POINT_GROUP = "orchestrator.agents"
 
 
-def builtin_agents() -> list[AgentSpec]:
-    """The specialists that ship with the package, all domains."""
-    from agents.it_ops import it_ops_agents
+def builtin_agents(domains: str | Iterable[str] | None = None) -> list[AgentSpec]:
+    """The specialists that ship with the package: all domain packs, or those named."""
+    from agents.domains import DOMAIN_PACKS, enabled_domains
 
-    return it_ops_agents()
+    return [spec for name in enabled_domains(domains) for spec in DOMAIN_PACKS[name].agents()]
 
 
 def plugin_agents(group: str = ENTRY_POINT_GROUP) -> list[AgentSpec]:
@@ -61,9 +61,11 @@ class AgentRegistry:
         *,
         builtins: bool = True,
         plugins: bool = True,
+        domains: str | Iterable[str] | None = None,
     ) -> AgentRegistry:
-        """Built-ins, then plugins, then cards from ``agents_dir``."""
-        registry = cls(builtin_agents() if builtins else ())
+        """Built-ins of the enabled ``domains`` (all by default), then plugins, then cards
+        from ``agents_dir``."""
+        registry = cls(builtin_agents(domains) if builtins else ())
         if plugins:
             for spec in plugin_agents():
                 registry.add(spec)

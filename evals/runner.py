@@ -82,7 +82,7 @@ async def run_cases(cases: Sequence[EvalCase], config: EvalConfig,
     workdir.mkdir(parents=True, exist_ok=True)
     template = reset_domain_db(workdir / "seed.sqlite")
     agents = list(config.agents) if config.agents is not None else \
-        AgentRegistry.default(settings.agents_dir).specs
+        AgentRegistry.default(settings.agents_dir, domains=settings.domains).specs
     # Cases are independent: what one case teaches the router must not change another's
     # result (cases run concurrently, in any order), and eval runs stay out of the user's
     # run store.

@@ -96,7 +96,8 @@ class Orchestrator:
             knowledge = KnowledgeStore.from_settings(self.settings)
         self.knowledge = knowledge
         if agents is None:
-            agents = AgentRegistry.default(self.settings.agents_dir)
+            agents = AgentRegistry.default(self.settings.agents_dir,
+                                            domains=self.settings.domains)
         self.agents = list(agents)
         if runs is None and self.settings.record_runs:
             runs = RunStore(self.settings.runs_path)

@@ -299,7 +299,7 @@ def agents_command(
         else:
             console.print(stats_table(found))
         return
-    registry = AgentRegistry.default(settings.agents_dir)
+    registry = AgentRegistry.default(settings.agents_dir, domains=settings.domains)
     if as_json:
         console.print_json(json.dumps([
             {"name": s.name, "description": s.description, "skills": s.skills,

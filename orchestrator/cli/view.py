@@ -124,10 +124,20 @@ def print_answer(console: Console, result: RunResult) -> None:
 
 
 def agents_table(agents: list[AgentSpec]) -> Table:
+    """Agents grouped by domain; tools that need an approval or are audited are marked."""
+    from agents.policy import is_audited
+
     table = Table(title="Agents")
-    for column in ("name", "domain", "description", "skills", "tools", "source"):
+    for column in ("domain", "name", "description", "skills", "tools", "source"):
         table.add_column(column, overflow="fold")
-    for spec in agents:
-        table.add_row(spec.name, spec.domain, spec.description, ", ".join(spec.skills),
-                      ", ".join(spec.tool_map), spec.source)
+    previous = None
+    for spec in sorted(agents, key=lambda a: a.domain):
+        if previous is not None and spec.domain != previous:
+            table.add_section()
+        tools = [name + (" (approval)" if "orchestrator_requires_approval" in (t.metadata or {})
+                         else "") + (" (audited)" if is_audited(t) else "")
+                 for name, t in spec.tool_map.items()]
+        table.add_row(spec.domain if spec.domain != previous else "", spec.name,
+                      spec.description, ", ".join(spec.skills), ", ".join(tools), spec.source)
+        previous = spec.domain
     return table
