@@ -35,6 +35,8 @@ DOMAIN_PACKS: dict[str, DomainPack] = {
     pack.name: pack for pack in (
         DomainPack("it_ops", "IT operations: incidents, traffic, on-call", "agents.it_ops",
                    "it_ops_agents"),
+        DomainPack("commerce", "E-commerce: stock, prices, promotions, support, forecasts",
+                   "agents.commerce", "commerce_agents"),
     )
 }
 

@@ -32,10 +32,17 @@ class CaseRun:
         return self.turns[-1].status
 
     @property
+    def runs(self) -> list[RunResult]:
+        """One result per run: a run paused for approval and resumed counts once, by its
+        last part (which holds all its subtasks and usage)."""
+        last = {turn.run_id: turn for turn in self.turns}
+        return list(last.values())
+
+    @property
     def agents_used(self) -> list[str]:
         """Agents of all subtasks that were planned, in plan order, without repeats."""
         agents: list[str] = []
-        for turn in self.turns:
+        for turn in self.runs:
             for result in turn.results.values():
                 if result.agent not in agents:
                     agents.append(result.agent)
@@ -45,7 +52,7 @@ class CaseRun:
     def tool_calls(self) -> list[dict[str, Any]]:
         return [{"subtask": r.id, "agent": r.agent, "name": c.name, "args": c.args,
                  "status": c.status}
-                for turn in self.turns for r in turn.results.values() for c in r.tool_calls]
+                for turn in self.runs for r in turn.results.values() for c in r.tool_calls]
 
     @property
     def plan_errors(self) -> list[str]:
@@ -54,7 +61,7 @@ class CaseRun:
     @property
     def usage(self) -> Usage:
         total = Usage()
-        for turn in self.turns:
+        for turn in self.runs:
             total = total + turn.usage
         return total
 

@@ -122,14 +122,29 @@ async def run_case(orchestrator: Orchestrator, case: EvalCase, repeat: int, temp
                 conn.executescript(case.setup)
         thread = f"eval-{case.id}-{repeat}"
         with use_domain_db(db_path):
+            if case.event is not None:
+                run.turns.append(await orchestrator.afire_event(
+                    case.event.name, case.event.data, thread_id=thread))
+                await _decide(orchestrator, case, run, thread)
             for turn in case.turns:
                 run.turns.append(await orchestrator.arun(turn, thread_id=thread))
+                await _decide(orchestrator, case, run, thread)
     except (OrchestratorError, sqlite3.Error) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a crash in one case must not stop the suite
         run.error = f"crash: {type(exc).__name__}: {exc}"
     run.elapsed_s = time.perf_counter() - started
     return run
+
+
+async def _decide(orchestrator: Orchestrator, case: EvalCase, run: CaseRun, thread: str
+                  ) -> None:
+    """Give the case's approval decision each time the run pauses (a bounded number)."""
+    for _ in range(5):
+        if case.approval is None or run.turns[-1].status != "paused":
+            return
+        run.turns.append(await orchestrator.aresume(
+            thread, case.approval.approve, reason=case.approval.reason))
 
 
 def _record(case: EvalCase, run: CaseRun, scores: list[Score], cost: float) -> CaseRecord:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -63,9 +63,27 @@ class Expectations(BaseModel):
     answer_excludes: list[str] = Field(default_factory=list)
     citations: list[str] = Field(default_factory=list)
     """Sources the answer must cite (``source`` or ``source#chunk``)."""
-    status: Literal["ok", "partial", "failed"] | None = None
+    status: Literal["ok", "partial", "failed", "paused"] | None = None
     max_llm_calls: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
+
+
+class EventInput(BaseModel):
+    """An event that starts the case instead of (or before) a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Approval(BaseModel):
+    """What a person decides when the run pauses for an approval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    reason: str = "eval decision"
 
 
 class EvalCase(BaseModel):
@@ -74,8 +92,12 @@ class EvalCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,80}$")
-    input: str | list[str]
+    input: str | list[str] = Field(default_factory=list)
     """One request, or the turns of a conversation (expectations apply to the whole run)."""
+    event: EventInput | None = None
+    """An event fired first (its playbook, or the supervisor, handles it)."""
+    approval: Approval | None = None
+    """The decision given each time the run pauses for an approval; unset: it stays paused."""
     setup: str | None = None
     """SQL run on the case's own copy of the domain database before the run."""
     tags: list[str] = Field(default_factory=list)
@@ -86,15 +108,17 @@ class EvalCase(BaseModel):
 
     @property
     def turns(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+        if isinstance(self.input, str):
+            return [self.input] if self.input else []
+        return list(self.input)
 
-    @field_validator("input")
-    @classmethod
-    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
-        turns = [value] if isinstance(value, str) else value
-        if not turns or not all(t.strip() for t in turns):
-            raise ValueError("input must be a non-empty request or list of requests")
-        return value
+    @model_validator(mode="after")
+    def _something_to_run(self) -> EvalCase:
+        turns = self.turns
+        if not all(t.strip() for t in turns) or not (turns or self.event):
+            raise ValueError("a case needs an input (a request or a list of requests), "
+                             "an event, or both")
+        return self
 
 
 def load_cases(paths: Sequence[str | Path]) -> list[EvalCase]:

@@ -11,7 +11,10 @@ from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.store import KnowledgeStore
 
 #: Collection name -> the package folder holding its files.
-DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {"it_ops": ("agents.it_ops", "knowledge")}
+DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
+    "it_ops": ("agents.it_ops", "knowledge"),
+    "commerce": ("agents.commerce", "knowledge"),
+}
 
 
 def knowledge_folder(collection: str) -> Path:

@@ -48,9 +48,10 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessag
 
 
 def plan_request(
-    request: str, catalog: list[tuple[str, str, str]], history: str = ""
+    request: str, catalog: list[tuple[str, str, str]], history: str = "", min_score: int = 1
 ) -> dict[str, Any]:
-    """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog."""
+    """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog; an agent
+    must score at least ``min_score`` to be given a clause."""
     clauses = _split_clauses(request, catalog)
     context: list[str] = []
     routed: list[tuple[str, str, bool]] = []  # (clause, agent, after_previous)
@@ -61,7 +62,7 @@ def plan_request(
         if not text or text.lower() in seen:
             continue  # a bare "then", or the same work asked twice
         seen.add(text.lower())
-        agent = _best_agent(text, catalog)
+        agent = _best_agent(text, catalog, min_score)
         if agent is None:
             if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
                 prev_text, prev_agent, prev_after = routed[-1]
@@ -109,10 +110,13 @@ def parse_catalog(system_text: str) -> list[tuple[str, str, str]]:
 def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
     system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
     human = _first_human(messages)
-    # A replan asks for the <remaining> work only.
-    request = _first_tag(human, "remaining") or _first_tag(human, "request") or human
+    # A replan asks for the <remaining> work only, and only an agent whose name or skills
+    # fit may take it over (a description word in common is not enough).
+    remaining = _first_tag(human, "remaining")
+    request = remaining or _first_tag(human, "request") or human
     history = _first_tag(human, "history") or ""
-    args = plan_request(request, parse_catalog(system), history)
+    args = plan_request(request, parse_catalog(system), history,
+                        min_score=2 if remaining else 1)
     return _tool_calls_message([(PLAN_TOOL, args)], salt=request)
 
 
@@ -128,8 +132,9 @@ def _split_clauses(request: str, catalog: list[tuple[str, str, str]]) -> list[st
     return [p.strip(" .!?\n\t") for p in parts if p and p.strip(" .!?\n\t")]
 
 
-def _best_agent(clause: str, catalog: list[tuple[str, str, str]]) -> str | None:
-    best, best_score = None, 0
+def _best_agent(clause: str, catalog: list[tuple[str, str, str]], min_score: int = 1
+                ) -> str | None:
+    best, best_score = None, min_score - 1
     for name, description, skills in catalog:
         score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
         if score > best_score:
