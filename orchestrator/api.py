@@ -166,8 +166,18 @@ class Orchestrator:
         """
         async with self._graph() as graph:
             snapshot = await graph.aget_state(_config(thread_id))
-        if not snapshot.next:
+        pending = [a for task in snapshot.tasks for i in task.interrupts
+                   for a in (i.value or {}).get("approvals", [])]
+        if not pending:
             raise RequestError(f"thread {thread_id!r} has no paused run to resume")
+        if not isinstance(decision, bool):
+            known = {p["key"] for p in pending} | {p["subtask_id"] for p in pending}
+            unknown = [str(k) for k in decision if k not in known and k not in
+                       ("approved", "reason")]
+            if unknown:
+                waiting = ", ".join(sorted({p["subtask_id"] for p in pending}))
+                raise RequestError(f"no pending approval named {', '.join(unknown)}; "
+                                   f"waiting: {waiting}")
         values = snapshot.values
         resume: Any = ({"approved": decision, "reason": reason} if isinstance(decision, bool)
                        else dict(decision))
@@ -184,7 +194,7 @@ class Orchestrator:
         if thread_id is not None:
             async with self._graph() as graph:
                 snapshot = await graph.aget_state(_config(thread_id))
-            if snapshot.next:
+            if any(task.interrupts for task in snapshot.tasks):
                 raise RequestError(
                     f"thread {thread_id!r} has a run waiting for approval: resume it "
                     "(approve or deny) before sending a new request")
@@ -344,7 +354,7 @@ def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: st
     plan = Plan.model_validate(values["plan"]) if values.get("plan") else None
     error = values.get("error")
     counted = [r for r in results.values() if r.failure_kind != "condition"]
-    settled = sum(r.settled for r in counted)
+    settled = sum(r.settled(results) for r in counted)
     status: RunStatus = "ok"
     if paused:
         status = "paused"

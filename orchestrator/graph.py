@@ -113,6 +113,9 @@ def engine_context(
             names[spec.name] = _model_label(choice)
     for playbook in playbooks:
         playbook.check_agents(by_name)
+    if settings.max_cost_usd is not None and settings.prices is None:
+        raise ConfigError("ORCHESTRATOR_MAX_COST_USD needs a price table: set "
+                          "ORCHESTRATOR_PRICES to a JSON/YAML file of model prices")
     retriever = Retriever(knowledge) if isinstance(knowledge, KnowledgeStore) else knowledge
     return EngineContext(
         model=get_model(model), agents=by_name, agent_models=resolved, settings=settings,

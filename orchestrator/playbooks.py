@@ -102,10 +102,15 @@ class Playbook(BaseModel):
                                      f"an input (inputs: {', '.join(sorted(known))})")
             when = step.when
             if when is not None and when.path.startswith("steps."):
-                target = when.path.split(".")[1]
+                target = when.path.removeprefix("steps.").rpartition(".")[0]
                 if target not in ids or target not in _ancestors(self.steps, step.id):
                     raise ValueError(f"step {step.id!r}: condition reads step {target!r}, "
                                      "which it does not depend on")
+            elif when is not None:
+                name = when.path.removeprefix("data.")
+                if name not in known and not self.trigger.event:
+                    raise ValueError(f"step {step.id!r}: condition reads data.{name}, which "
+                                     "is not an input or a default")
         if self.trigger.pattern:
             groups = set(re.compile(self.trigger.pattern).groupindex)
             missing = [i for i in self.inputs if i not in groups and i not in self.defaults]
@@ -210,11 +215,18 @@ def default_playbooks(settings: Settings, agents: Iterable[str]) -> list[Playboo
             playbook.check_agents(names)
             found.append(playbook)
     seen: dict[str, str] = {}
+    events: dict[str, str] = {}
     for playbook in found:
         if playbook.name in seen:
             raise ConfigError(f"two playbooks are named {playbook.name!r} ({seen[playbook.name]} "
                               f"and {playbook.source})")
         seen[playbook.name] = playbook.source
+        event = playbook.trigger.event
+        if event is not None and event in events:
+            raise ConfigError(f"two playbooks handle event {event!r} ({events[event]} and "
+                              f"{playbook.source}): rename one trigger")
+        if event is not None:
+            events[event] = playbook.source
     return found
 
 

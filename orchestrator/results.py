@@ -15,8 +15,8 @@ done; paused: waiting for an approval (``Orchestrator.resume``)."""
 SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
 FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
 FailureKind = Literal["tool_error", "rejected", "invalid_arguments", "refused", "no_result",
-                      "timeout", "loop", "stalled", "model_error", "budget", "denied",
-                      "dependency", "condition"]
+                      "timeout", "outcome_unknown", "loop", "stalled", "model_error", "budget",
+                      "denied", "dependency", "condition"]
 """Why a subtask did not finish: the statistics and the recovery policy key on it."""
 
 
@@ -83,13 +83,17 @@ class SubtaskResult:
     """Every agent that attempted it, in order (reassignments add to it)."""
     replaced_by: list[str] = field(default_factory=list)
     """Subtasks a replan put in its place, when it failed and the supervisor replanned."""
+    unsettled_tool: str | None = None
+    """A synchronous tool still running when the attempt timed out: its outcome is unknown."""
     awaiting: dict[str, Any] | None = None
     """A tool call waiting for an approval: key, tool, args, why (status stays pending)."""
 
-    @property
-    def settled(self) -> bool:
-        """Done, or failed but replaced by a replan: it does not make the run partial."""
-        return self.status == "done" or bool(self.replaced_by)
+    def settled(self, results: Mapping[str, SubtaskResult]) -> bool:
+        """Done, or failed but replaced by a replan whose subtasks all settled."""
+        if self.status == "done":
+            return True
+        return bool(self.replaced_by) and all(
+            r in results and results[r].settled(results) for r in self.replaced_by)
 
     @property
     def elapsed_s(self) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import RequestError
+from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import Event
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
@@ -83,13 +83,17 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection for the store's life: opening one per run costs milliseconds.
-        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        with self._lock, self._conn:
-            self._conn.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection for the store's life: opening one per run costs milliseconds.
+            self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            with self._lock, self._conn:
+                self._conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot use the run store {self.path}: {exc} (move it aside, "
+                              "or set ORCHESTRATOR_RECORD_RUNS=0)") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -128,7 +132,8 @@ class RunStore:
                  sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
                  e.time)
                 for e in events if e.type == "attempt_finished"
-                and e.data.get("kind") != "budget"])
+                and e.data.get("kind") != "budget"
+                and e.data.get("status") != "awaiting_approval"])
 
     # --- reading ----------------------------------------------------------------------
 
@@ -146,8 +151,8 @@ class RunStore:
         if not prefix:
             raise RequestError("give a run id (see `orchestrator runs`)")
         with self._connect() as conn:
-            rows = conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ? LIMIT 3",
-                                (prefix.replace("%", "") + "%",)).fetchall()
+            rows = conn.execute("SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? "
+                                "LIMIT 3", (len(prefix), prefix)).fetchall()
         if not rows:
             raise RequestError(f"no run {run_id!r} in {self.path}; `orchestrator runs` "
                                "lists recent runs")

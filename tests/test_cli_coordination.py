@@ -59,6 +59,9 @@ def test_a_paused_run_is_approved_from_another_process(orchestrator_home: Path) 
 
 def test_denying_from_the_cli_leaves_the_route(orchestrator_home: Path) -> None:
     paused = json.loads(cli("run", "planned failover for web-2", "--json").stdout)
+    typo = cli("approve", paused["thread_id"], "--step", "reroot")
+    assert typo.returncode == 2 and "no pending approval named reroot" in typo.stderr
+    assert "waiting: reroute" in typo.stderr
     proc = cli("approve", paused["thread_id"], "--deny", "--reason", "freeze week")
     assert proc.returncode == 1  # the run did not do everything
     assert "freeze week" in proc.stdout
@@ -75,6 +78,9 @@ def test_coordination_user_mistakes_are_one_line_errors() -> None:
     assert not_object.returncode == 2 and "must be a JSON object" in not_object.stderr
     unknown = cli("trace", "nope")
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+    assert cli("run", "check the health of web-2").returncode == 0
+    wildcard = cli("trace", "_")  # not a pattern: no run id starts with '_'
+    assert wildcard.returncode == 2 and "no run '_'" in wildcard.stderr
     nothing = cli("approve", "no-such-thread")
     assert nothing.returncode == 2 and "no paused run" in nothing.stderr
     mode = cli("run", "check web-2", "--coordination", "chaos")

@@ -182,9 +182,12 @@ def approve(
     step: Annotated[list[str] | None, typer.Option(
         "--step", help="Only this pending step (repeat); the others are denied.")] = None,
     as_json: JsonOption = False,
+    model: ModelOption = None,
+    agents_dir: AgentsDirOption = None,
 ) -> None:
-    """Approve or deny the steps a paused run is waiting for, and let it go on."""
-    settings = _settings(None, None)
+    """Approve or deny the steps a paused run is waiting for, and let it go on (with the
+    same --model and --agents-dir as the run that paused)."""
+    settings = _settings(model, agents_dir)
     orch = _orchestrator(settings, quiet=True)
     decision: bool | dict[str, object] = not deny
     if step:

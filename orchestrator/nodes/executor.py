@@ -21,7 +21,7 @@ from langgraph.func import task
 
 from orchestrator.budget import RunBudget
 from orchestrator.events import EventType, emit
-from orchestrator.nodes.planner import replan_failed
+from orchestrator.nodes.planner import merge_replacement, replan_failed
 from orchestrator.nodes.recovery import run_with_recovery
 from orchestrator.nodes.specialist import DependencyOutput
 from orchestrator.plan import Plan, Subtask
@@ -29,7 +29,7 @@ from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, 
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 NO_REPLAN: frozenset[FailureKind | None] = frozenset({"budget", "denied", "dependency",
-                                                      "condition", "rejected"})
+                                                      "condition", "rejected", "outcome_unknown"})
 """Failures a new plan cannot fix: limits, decisions, and input the systems rejected."""
 
 
@@ -92,9 +92,12 @@ class Scheduler:
         self.awaiting: list[str] = []
         self.budget_reported = bool(state.get("budget_hit"))
         self._settled_some = False
+        self._replanning: set[str] = set()
+        """Failed subtasks the supervisor is replanning: their dependents wait."""
 
     async def run(self) -> None:
         running: dict[asyncio.Future[Any], str] = {}
+        replanning: dict[asyncio.Future[Any], SubtaskResult] = {}
         while True:
             self._settled_some = False
             self._skip_blocked()
@@ -103,17 +106,24 @@ class Scheduler:
             else:
                 for subtask in self._ready(self.ctx.settings.max_parallel - len(running)):
                     running[self._dispatch(subtask)] = subtask.id
-            if not running:
+            if not running and not replanning:
                 if self._settled_some:  # a skip or a denial may unblock or block others
                     continue
                 break
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            # A replan runs beside the subtasks: the rest of the plan does not wait for it.
+            finished, _ = await asyncio.wait([*running, *replanning],
+                                             return_when=asyncio.FIRST_COMPLETED)
             for future in finished:
+                if future in replanning:
+                    self._apply_replan(replanning.pop(future), future)
+                    continue
                 subtask_id = running.pop(future)
                 result = self._collect(future, self.results[subtask_id])
                 self.results[subtask_id] = result
-                if result.status == "failed" and result.failure_kind not in NO_REPLAN:
-                    await self._replan(result)
+                if self._should_replan(result):
+                    self.replans += 1
+                    self._replanning.add(result.id)
+                    replanning[asyncio.ensure_future(self._ask_replan(result))] = result
         if self.awaiting:
             self._ready(0)  # final list of what waits for a decision
         for key in self.awaiting:
@@ -207,7 +217,7 @@ class Scheduler:
             return result
         event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
         emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
-             usage=result.usage.to_dict(), data={
+             time=result.finished_at or time.time(), usage=result.usage.to_dict(), data={
                  "status": result.status, "error": result.error, "kind": result.failure_kind,
                  "attempts": result.attempts, "agents_tried": result.agents_tried,
                  "elapsed_s": round(result.elapsed_s or 0.0, 4)})
@@ -226,7 +236,7 @@ class Scheduler:
                     continue
                 blocked = [d for d in subtask.depends_on
                            if self.results[d].status in FINISHED_STATUSES
-                           and not self._satisfied(d)]
+                           and not self._satisfied(d) and d not in self._replanning]
                 if blocked:
                     self._finish_unrun(result, "skipped", "dependency", "not run: depends on "
                                        f"{', '.join(blocked)}, which did not finish")
@@ -253,26 +263,42 @@ class Scheduler:
         emit("subtask_skipped", self.run_id, subtask_id=result.id, agent=result.agent,
              data={"status": status, "kind": kind, "reason": reason})
 
-    async def _replan(self, failed: SubtaskResult) -> None:
-        if self.replans >= self.ctx.settings.max_replans or self.budget.exhausted:
-            return
-        self.replans += 1
+    def _should_replan(self, result: SubtaskResult) -> bool:
+        return (result.status == "failed" and result.failure_kind not in NO_REPLAN
+                and self.ctx.settings.coordination != "rules"  # rules: no model planning
+                and self.replans < self.ctx.settings.max_replans and not self.budget.exhausted)
+
+    async def _ask_replan(self, failed: SubtaskResult) -> tuple[Plan, Usage, float]:
+        before = Usage.from_dict(self.supervisor_usage.to_dict())
+        started = time.monotonic()
+        new = await replan_failed(self.ctx, self.state, self.plan, self.results, failed,
+                                  self.supervisor_usage, self.budget)
+        spent = Usage.from_dict(self.supervisor_usage.to_dict())
+        delta = Usage(spent.llm_calls - before.llm_calls,
+                      spent.input_tokens - before.input_tokens,
+                      spent.output_tokens - before.output_tokens)
+        return new, delta, time.monotonic() - started
+
+    def _apply_replan(self, failed: SubtaskResult, future: asyncio.Future[Any]) -> None:
+        self._replanning.discard(failed.id)
+        self._settled_some = True
+        data: dict[str, Any] = {"replaced": failed.id, "added": []}
+        usage: dict[str, int] | None = None
         try:
-            plan, added = await replan_failed(self.ctx, self.state, self.plan, self.results,
-                                              failed, self.supervisor_usage, self.budget)
+            new, spent, elapsed = future.result()
+            usage, data["elapsed_s"] = spent.to_dict(), round(elapsed, 4)
+            if not new.subtasks:
+                data["error"] = new.answer or "no agent can do it"
+            else:
+                before = {s.id for s in self.plan.subtasks}
+                self.plan = merge_replacement(self.plan, failed.id, new, self.results)
+                added = [s for s in self.plan.subtasks if s.id not in before]
+                failed.replaced_by = [s.id for s in added]
+                for subtask in added:
+                    self.results[subtask.id] = SubtaskResult(id=subtask.id, goal=subtask.goal,
+                                                             agent=subtask.agent)
+                data["added"] = [s.model_dump(exclude_defaults=True) for s in added]
+                data["plan"] = self.plan.model_dump()
         except Exception as exc:  # the supervisor could not replan: the failure stands
-            emit("replanned", self.run_id, subtask_id=failed.id,
-                 data={"replaced": failed.id, "added": [], "error": str(exc)})
-            return
-        if not added:
-            emit("replanned", self.run_id, subtask_id=failed.id,
-                 data={"replaced": failed.id, "added": [], "error": "no agent can do it"})
-            return
-        self.plan = plan
-        failed.replaced_by = [s.id for s in added]
-        for subtask in added:
-            self.results[subtask.id] = SubtaskResult(id=subtask.id, goal=subtask.goal,
-                                                     agent=subtask.agent)
-        emit("replanned", self.run_id, subtask_id=failed.id, usage=None, data={
-            "replaced": failed.id, "added": [s.model_dump(exclude_defaults=True) for s in added],
-            "plan": plan.model_dump()})
+            data["error"] = str(exc)
+        emit("replanned", self.run_id, subtask_id=failed.id, usage=usage, data=data)

@@ -8,6 +8,7 @@ malformed JSON included, can be sent back to the model.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +88,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
 async def _plan_with_repairs(
     ctx: EngineContext, messages: list[BaseMessage], run_id: str, usage: Usage,
     budget: RunBudget | None, check: Callable[[Plan], Plan],
+    external: dict[str, list[str]] | None = None,
 ) -> Plan:
     planner = ctx.planner_runnable(Plan)
     last_error = ""
@@ -97,7 +99,13 @@ async def _plan_with_repairs(
             except BudgetExceededError as exc:
                 raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
-            raw = await planner.ainvoke(messages)
+            limit = budget.remaining_s() if budget is not None else None
+            raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
+        except TimeoutError:
+            assert budget is not None  # only a budget sets a limit
+            budget.expire_wall()
+            raise PlanError(f"the run's time ran out while the supervisor planned "
+                            f"({budget.hit})") from None
         except Exception as exc:
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
@@ -110,7 +118,7 @@ async def _plan_with_repairs(
         if budget is not None:
             budget.charge(ctx.model_name(), raw.usage_metadata)
         try:
-            return check(parse_plan(raw))
+            return check(parse_plan(raw, external))
         except PlanError as exc:
             last_error = str(exc)
         emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
@@ -124,16 +132,16 @@ async def _plan_with_repairs(
 async def replan_failed(
     ctx: EngineContext, state: OrchestratorState, plan: Plan,
     results: dict[str, SubtaskResult], failed: SubtaskResult, usage: Usage, budget: RunBudget,
-) -> tuple[Plan, list[Subtask]]:
-    """Replace the failed subtask with new ones from the supervisor, keeping what is done.
+) -> Plan:
+    """Ask the supervisor for subtasks that replace the failed one, keeping what is done.
 
-    The agents that failed it are left out of the catalog. New subtasks get fresh ids and
-    may depend on done subtasks; the failed one's dependents are rewired to wait for the
-    replacement. Returns the merged plan and the added subtasks (none: no agent can do it).
+    The agents that failed it are left out of the catalog. The returned plan holds only the
+    new subtasks (their own ids; dependencies on done subtasks kept); an empty plan means no
+    agent can do it. :func:`merge_replacement` puts them into the running plan.
     """
     catalog = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
     if not catalog:
-        return plan, []
+        return Plan(subtasks=[], answer="no other agent")
     system = render_prompt("replan", agents="\n".join(s.catalog_line() for s in catalog))
     done = "\n".join(tagged("result", r.output, id=r.id, agent=r.agent)
                      for r in results.values() if r.status == "done")
@@ -145,20 +153,22 @@ async def replan_failed(
         tagged("remaining", failed.goal),
     ])
     allowed = {spec.name for spec in catalog}
-    merged: list[Plan] = []
+    restored_plans: list[Plan] = []
+    # Finished subtasks a replacement may depend on: taken out of validation, put back here.
+    external: dict[str, list[str]] = {r.id: [] for r in results.values() if r.status == "done"}
 
     def check(new: Plan) -> Plan:
         check_agents(new, allowed)
-        merged[:] = [merge_replacement(plan, failed.id, new, results)]
+        restored = new.model_copy(update={"subtasks": [
+            s.model_copy(update={"depends_on": [*external.get(f"new:{s.id}", []),
+                                                *s.depends_on]}) for s in new.subtasks]})
+        merge_replacement(plan, failed.id, restored, results)  # fits? (else: repair)
+        restored_plans[:] = [restored]
         return new
 
-    new = await _plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
-                                   state["run_id"], usage, budget, check)
-    if not new.subtasks:
-        return plan, []
-    result = merged[0]
-    old = {s.id for s in plan.subtasks}
-    return result, [s for s in result.subtasks if s.id not in old]
+    await _plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
+                             state["run_id"], usage, budget, check, external)
+    return restored_plans[0]
 
 
 def merge_replacement(plan: Plan, failed_id: str, new: Plan,
@@ -198,16 +208,33 @@ def merge_replacement(plan: Plan, failed_id: str, new: Plan,
         raise PlanError(f"the replacement does not fit the plan: {exc}") from None
 
 
-def parse_plan(raw: AIMessage) -> Plan:
-    """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it."""
+def parse_plan(raw: AIMessage, external: dict[str, list[str]] | None = None) -> Plan:
+    """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it.
+
+    ``external``: for a replan, the ids of finished subtasks a new one may depend on (the
+    keys, each with an empty list); such dependencies are taken out before validation and
+    put in the list of the subtask that names them, to be restored when merging.
+    """
     call = next((c for c in raw.tool_calls if c["name"] == Plan.__name__), None)
     if call is None:
         bad = next((c for c in raw.invalid_tool_calls if c.get("name") == Plan.__name__), None)
         if bad is not None:
             raise PlanError(f"the Plan arguments are not valid JSON: {bad.get('error') or ''}")
         raise PlanError("no Plan tool call in the reply")
+    args = call["args"]
+    if external is not None:
+        args, done_ids = json.loads(json.dumps(args, default=str)), set(external)
+        for key in list(external):
+            if external[key]:
+                del external[key]  # a stash from an earlier, rejected reply
+        for sub in args.get("subtasks") or []:
+            if isinstance(sub, dict) and isinstance(sub.get("depends_on"), list):
+                outside = [d for d in sub["depends_on"] if d in done_ids]
+                sub["depends_on"] = [d for d in sub["depends_on"] if d not in done_ids]
+                if outside:
+                    external[f"new:{sub.get('id')}"] = outside
     try:
-        return Plan.model_validate(call["args"])
+        return Plan.model_validate(args)
     except ValidationError as exc:
         raise PlanError("; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()

@@ -77,7 +77,8 @@ async def run_with_recovery(
         result.agent = choice.agent
         result.agents_tried.append(choice.agent)
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
-        if result.status == "done" or result.awaiting or result.failure_kind == "budget":
+        if result.status == "done" or result.awaiting or result.failure_kind in (
+                "budget", "outcome_unknown"):
             return result
     if result.status in ("pending", "running"):  # no capable agent was left to try
         result.status, result.failure_kind = "failed", "no_result"
@@ -130,6 +131,12 @@ async def _attempts_on_agent(
                 budget.expire_wall()
                 result.status, result.failure_kind = "cancelled", "budget"
                 result.error = f"budget: {budget.hit}"
+            elif result.unsettled_tool:
+                # The call may still complete in its thread: trying again could do it twice.
+                result.status, result.failure_kind = "failed", "outcome_unknown"
+                result.error = (f"{spec.name} timed out after {timeout:g}s while "
+                                f"{result.unsettled_tool} was running; its outcome is unknown, "
+                                "so it is not tried again")
             else:
                 result.status, result.failure_kind = "failed", "timeout"
                 result.error = f"{spec.name} timed out after {timeout:g}s"

@@ -155,7 +155,15 @@ async def run_specialist(
     except _AttemptFailed as exc:
         result.status, result.error, result.failure_kind = "failed", str(exc), exc.kind
     except BudgetExceededError as exc:
-        result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", "budget"
+        done = [c for c in result.tool_calls if c.status == "ok"]
+        if done:
+            # The actions happened; only the agent's report was cut: report the tool results.
+            result.status = "done"
+            result.output = " ".join(c.output for c in done) + \
+                f" (report cut short: budget, {exc})"
+        else:
+            result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", \
+                "budget"
     except ModelError as exc:
         result.status, result.error, result.failure_kind = "failed", str(exc), "model_error"
     result.finished_at = time.time()
@@ -209,7 +217,7 @@ async def _call_tool(
     audit = {"audit": True} if is_audited(tool) else {}
     started = time.perf_counter()
     try:
-        output = await tool.ainvoke(args)
+        output = await _invoke(tool, args, result)
     except ToolRefusedError as exc:
         result.tool_calls.append(ToolCallRecord(name, args, "refused", str(exc)))
         emit("tool_refused", run_id, subtask_id=result.id, agent=spec.name,
@@ -243,6 +251,23 @@ REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException
 def failure_kind_of(exc: BaseException) -> FailureKind:
     """``rejected`` when the tool refused the input (retrying cannot help), else ``tool_error``."""
     return "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
+
+
+async def _invoke(tool: BaseTool, args: dict[str, Any], result: SubtaskResult) -> Any:
+    """Run the tool; while a synchronous one runs (in a thread a timeout cannot stop),
+    ``result.unsettled_tool`` names it, so a timeout knows the outcome is unknown."""
+    sync = getattr(tool, "coroutine", None) is None
+    if sync:
+        result.unsettled_tool = tool.name
+    try:
+        output = await tool.ainvoke(args)
+    except asyncio.CancelledError:
+        raise  # cut off by a timeout: the call may still be running
+    except BaseException:
+        result.unsettled_tool = None
+        raise
+    result.unsettled_tool = None
+    return output
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -17,7 +18,8 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
 
     async def synthesize(state: OrchestratorState) -> dict[str, Any]:
         results = [SubtaskResult.from_dict(r) for r in state["results"].values()]
-        blocks = "\n".join(_result_block(r) for r in results)
+        by_id = {r.id: r for r in results}
+        blocks = "\n".join(_result_block(r, by_id) for r in results)
         human = tagged("request", state["request"]) + "\n" + tagged("results", blocks)
         usage = Usage.from_dict(state.get("supervisor_usage"))
         budget = ctx.budget(state["run_id"])
@@ -26,8 +28,14 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
                     "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
         try:
-            reply = await ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
-                                             HumanMessage(human)])
+            reply = await asyncio.wait_for(
+                ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
+                                   HumanMessage(human)]), timeout=budget.remaining_s())
+        except TimeoutError:
+            budget.expire_wall()
+            usage.llm_calls += 1
+            return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
+                    "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
         except Exception as exc:
             # The work is done; a failed summary must not lose it.
             usage.llm_calls += 1
@@ -82,8 +90,9 @@ def respond_node(ctx: EngineContext) -> NodeFn:
     return respond
 
 
-def _result_block(result: SubtaskResult) -> str:
-    if result.replaced_by:  # recovered by a replan: say so, it is not a failure to report
+def _result_block(result: SubtaskResult, results: dict[str, SubtaskResult]) -> str:
+    if result.status != "done" and result.settled(results):
+        # recovered by a replan: say so, it is not a failure to report
         body = f"{result.error}; done instead by {', '.join(result.replaced_by)}"
         return tagged("result", body, id=result.id, agent=result.agent, status="replaced",
                       goal=_attr(result.goal))
