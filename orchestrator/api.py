@@ -179,6 +179,10 @@ class Orchestrator:
                 raise RequestError(f"no pending approval named {', '.join(unknown)}; "
                                    f"waiting: {waiting}")
         values = snapshot.values
+        if self.runs is not None and not await asyncio.to_thread(self.runs.claim_paused,
+                                                                 values["run_id"]):
+            raise RequestError(f"the paused run of thread {thread_id!r} is already being "
+                               "resumed by someone else")
         resume: Any = ({"approved": decision, "reason": reason} if isinstance(decision, bool)
                        else dict(decision))
         return await self._drive(Command(resume=resume), thread_id, values["run_id"],

@@ -135,6 +135,15 @@ class RunStore:
                 and e.data.get("kind") != "budget"
                 and e.data.get("status") != "awaiting_approval"])
 
+    def claim_paused(self, run_id: str) -> bool:
+        """Mark a paused run as resuming; False when it is not paused (already resumed, or
+        being resumed by another process): one decision wins."""
+        with self._connect() as conn:
+            cursor = conn.execute("UPDATE runs SET status = 'resuming' WHERE run_id = ? AND "
+                                  "status = 'paused'", (run_id,))
+            known = conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return cursor.rowcount == 1 or known is None  # a run this store never saw: no claim
+
     # --- reading ----------------------------------------------------------------------
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:

@@ -245,3 +245,28 @@ def test_a_denied_tool_call_is_not_made(domain_db: Path, db: sqlite3.Connection,
     assert "approval for reroute_traffic denied (owner unreachable)" in done.answer
     # a call the rule lets through needs no approval
     assert o.run("reroute web-4 traffic to a backup pool").status == "ok"
+
+
+def test_two_processes_approving_one_run_do_the_work_once(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    import asyncio
+
+    from orchestrator.runs import RunStore
+
+    def process() -> Orchestrator:  # its own objects, the same files
+        return Orchestrator("fake:latency=0.05", agents=it_ops_agents(), domain_db=domain_db,
+                            checkpointer=tmp_path / "c.sqlite",
+                            runs=RunStore(tmp_path / "runs.sqlite"))
+
+    paused = process().run("planned failover for web-2")
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(process().aresume(paused.thread_id, True),
+                                    process().aresume(paused.thread_id, True),
+                                    return_exceptions=True)
+
+    outcomes = asyncio.run(both())
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], RequestError)
+    assert "already being resumed" in str(errors[0])
+    assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-2'").fetchone()[0] == 1
