@@ -32,6 +32,9 @@ class RunBudget:
     cost_usd: float = 0.0
     hit: str | None = None
     """The first limit reached, as a sentence; None while within budget."""
+    max_failed_in_a_row: int | None = None
+    """Run-level stall: this many failed attempts in a row with nothing done between."""
+    failed_in_a_row: int = 0
     in_flight: int = 0
     """Model calls started and not yet charged: parallel agents cannot overshoot max_llm_calls."""
 
@@ -39,6 +42,7 @@ class RunBudget:
     def from_settings(cls, settings: Settings, prices: PriceTable | None = None) -> RunBudget:
         return cls(max_llm_calls=settings.max_llm_calls, max_tokens=settings.max_tokens,
                    max_cost_usd=settings.max_cost_usd, max_wall_s=settings.max_wall_s,
+                   max_failed_in_a_row=settings.run_stall_attempts,
                    prices=prices or PriceTable())
 
     def charge(self, model: str, usage_metadata: Mapping[str, Any] | None) -> None:
@@ -48,6 +52,14 @@ class RunBudget:
         self.spent = self.spent + call
         self.cost_usd += self.prices.cost(model, call)
         self._check_spend()
+
+    def note_attempt(self, ok: bool) -> None:
+        """Count an attempt's outcome; too many failures in a row stop the run (no progress)."""
+        self.failed_in_a_row = 0 if ok else self.failed_in_a_row + 1
+        limit = self.max_failed_in_a_row
+        if self.hit is None and limit is not None and self.failed_in_a_row >= limit:
+            self.hit = (f"no progress: {self.failed_in_a_row} failed attempts in a row "
+                        "(run_stall_attempts)")
 
     def begin_call(self) -> None:
         """Reserve one model call; BudgetExceededError when none is left. Pair with end_call."""

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Model steps in a row without a successful new tool "
         "call after which an attempt counts as stalled.",
     )
+    run_stall_attempts: int | None = Field(
+        default=8, ge=1, description="Failed attempts in a row, with nothing done between, "
+        "after which a run stops as making no progress.",
+    )
     # --- budgets (per run; unset means no limit) ----------------------------------------
     max_llm_calls: int | None = Field(default=None, ge=1, description="LLM calls per run.")
     max_tokens: int | None = Field(default=None, ge=1, description="Tokens per run.")

@@ -337,3 +337,15 @@ def test_a_timed_out_synchronous_tool_is_not_run_twice(domain_db: Path,
     assert "its outcome is unknown" in (subtask.error or "")
     clock.sleep(0.8)  # the thread finishes the one call it started
     assert len(alert_rows(db)) == 1
+
+
+def test_a_run_that_makes_no_progress_is_stopped(domain_db: Path) -> None:
+    broken = Faults().wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+    request = ("alert the on-call engineer for web-3: disk full, alert the on-call engineer "
+               "for web-4: disk full, alert the on-call engineer for api-1: latency")
+    result = run(domain_db, agents_with(broken), request, max_retries=3, max_replans=0,
+                 run_stall_attempts=4, max_parallel=1)
+    assert "no progress: 4 failed attempts in a row" in (result.budget_hit or "")
+    attempts = [e for e in result.events if e.type == "attempt_finished"]
+    assert len(attempts) == 4  # not 3 subtasks x 4 attempts
+    assert "Stopped early" in result.answer

@@ -103,7 +103,8 @@ def trace_view(record: dict[str, Any], events: list[Event]) -> RenderableType:
         (f"{record.get('mode') or '-'}", "cyan"),
         f"  {record['elapsed_s']:.2f}s  {record['llm_calls']} LLM calls  "
         f"{record['input_tokens'] + record['output_tokens']} tokens\n",
-        (f"request: {record['request']}", "dim"))
+        (f"request: {record['request']}", "dim"),
+        (f"\nerror: {record['error']}" if record.get("error") else "", "red"))
     return Group(header, _plan_tree(items), _timeline(items, start, end),
                  _recovery_notes(events))
 

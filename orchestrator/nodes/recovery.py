@@ -150,6 +150,7 @@ async def _attempts_on_agent(
         ok = result.status == "done"
         if result.failure_kind != "budget" and not result.awaiting:
             ctx.routing.record(spec.name, ok, elapsed)
+            budget.note_attempt(ok)
         emit("attempt_finished", run_id, subtask_id=result.id, agent=spec.name,
              usage=spent.to_dict(), data={
                  "status": "awaiting_approval" if result.awaiting else result.status,

@@ -234,7 +234,8 @@ async def _call_tool(
         message = f"{name} failed: {exc}"
         result.tool_calls.append(ToolCallRecord(name, args, "error", str(exc)))
         emit("tool_called", run_id, subtask_id=result.id, agent=spec.name, data={
-            "tool": name, "args": _jsonable(args), "status": "error", "error": str(exc), **audit})
+            "tool": name, "args": _jsonable(args), "status": "error", "error": str(exc),
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2), **audit})
         raise _AttemptFailed(failure_kind_of(exc), message) from exc
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     result.tool_calls.append(ToolCallRecord(name, args, "ok", text))
