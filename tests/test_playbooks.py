@@ -270,3 +270,30 @@ def test_two_processes_approving_one_run_do_the_work_once(
     assert len(errors) == 1 and isinstance(errors[0], RequestError)
     assert "already being resumed" in str(errors[0])
     assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-2'").fetchone()[0] == 1
+
+
+def test_after_an_approval_the_agent_goes_on_where_it_stopped(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    from orchestrator.models import FakeChatModel, tool_call
+
+    script = FakeChatModel(script=[
+        tool_call("show_route", {"service": "web-3"}, call_id="a"),
+        tool_call("reroute_traffic", {"service": "web-3"}, call_id="b"),
+        "Moved web-3 to its backup pool.",
+    ])
+
+    def process() -> Orchestrator:
+        return Orchestrator("fake", agents=approval_agents(), domain_db=domain_db,
+                            checkpointer=tmp_path / "c.sqlite",
+                            agent_models={"traffic": script})
+
+    paused = process().run("reroute web-3 traffic to a backup pool")
+    assert paused.status == "paused"
+    done = process().resume(paused.thread_id, True)
+
+    assert done.status == "ok" and done.answer == "Moved web-3 to its backup pool."
+    script.assert_complete()  # 3 model calls in all: nothing was asked twice
+    (result,) = done.results.values()
+    assert [c.name for c in result.tool_calls] == ["show_route", "reroute_traffic"]
+    assert result.attempts == 1 and result.usage.llm_calls == 3
+    assert route(db, "web-3") != "web-primary"

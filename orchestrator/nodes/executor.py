@@ -38,21 +38,22 @@ def executor_node(ctx: EngineContext) -> NodeFn:
 
     async def run_subtask_now(subtask: dict[str, Any], inputs: list[dict[str, str]],
                               run_id: str, grants: list[str] | None = None,
-                              agent: str | None = None) -> dict[str, Any]:
+                              paused: dict[str, Any] | None = None) -> dict[str, Any]:
         deps = [DependencyOutput(**d) for d in inputs]
-        done = await run_with_recovery(ctx, Subtask.model_validate(subtask), deps, run_id,
-                                       ctx.budget(run_id), frozenset(grants or ()), agent)
+        done = await run_with_recovery(
+            ctx, Subtask.model_validate(subtask), deps, run_id, ctx.budget(run_id),
+            frozenset(grants or ()), SubtaskResult.from_dict(paused) if paused else None)
         return done.to_dict()
 
     checkpointed: Any = task(name="specialist")(run_subtask_now)  # type: ignore[arg-type]
 
     async def run_subtask(subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str,
-                          grants: list[str], agent: str | None) -> dict[str, Any]:
+                          grants: list[str], paused: dict[str, Any] | None) -> dict[str, Any]:
         # LangGraph replays task results by call order; on a resumed run the order can
         # differ, so a replayed result for another subtask is not trusted.
-        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id, grants, agent)
+        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id, grants, paused)
         if result.get("id") != subtask["id"]:
-            result = await run_subtask_now(subtask, inputs, run_id, grants, agent)
+            result = await run_subtask_now(subtask, inputs, run_id, grants, paused)
         return result
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:
@@ -183,17 +184,18 @@ class Scheduler:
                    "output": self.results[d].output or f"(not run: {self.results[d].error})"}
                   for d in subtask.depends_on]
         result = self.results[subtask.id]
-        resumed = result.awaiting is not None  # approved: the same agent does it now
-        agent = result.agent if resumed else None
+        # Approved: the same agent goes on from where it stopped.
+        paused = result.to_dict() if result.awaiting is not None else None
         grants = [k for k, d in self.approvals.items()
                   if d.get("approved") and k.startswith(f"{subtask.id}:")]
         result.status, result.awaiting = "running", None
         result.started_at = result.started_at or time.time()
         emit("subtask_started", self.run_id, subtask_id=subtask.id,
-             agent=agent or subtask.agent,
-             data={"goal": subtask.goal, "depends_on": subtask.depends_on, "resumed": resumed})
+             agent=result.agent if paused else subtask.agent,
+             data={"goal": subtask.goal, "depends_on": subtask.depends_on,
+                   "resumed": paused is not None})
         return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id,
-                                                      grants, agent))
+                                                      grants, paused))
 
     def _lookup(self, path: str) -> Any:
         head, _, rest = path.partition(".")

@@ -49,15 +49,16 @@ class RecoveryPolicy:
 
 async def run_with_recovery(
     ctx: EngineContext, subtask: Subtask, inputs: list[DependencyOutput], run_id: str,
-    budget: RunBudget, grants: frozenset[str] = frozenset(), agent: str | None = None,
+    budget: RunBudget, grants: frozenset[str] = frozenset(),
+    paused: SubtaskResult | None = None,
 ) -> SubtaskResult:
     """Run ``subtask`` until it is done, waits for an approval, or every capable agent has
-    failed it. ``agent``: the one to use (a subtask resumed after its approval keeps its
-    agent); ``grants``: approved tool calls."""
+    failed it. ``paused``: the result of an attempt that stopped for an approval, which goes
+    on with the same agent; ``grants``: approved tool calls."""
     policy = RecoveryPolicy.from_settings(ctx.settings)
     result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent)
-    if agent is not None:
-        result.agent, result.agents_tried = agent, [agent]
+    if paused is not None:
+        result = paused
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
         if result.status == "done" or result.awaiting or result.failure_kind == "budget":
             return result

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    messages_from_dict,
+    messages_to_dict,
+)
 from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, ToolException
@@ -58,7 +66,9 @@ class _ApprovalNeeded(Exception):
 
     def __init__(self, key: str, tool: str, args: dict[str, Any], why: str) -> None:
         super().__init__(why)
-        self.request = {"key": key, "tool": tool, "args": args, "why": why}
+        self.request: dict[str, Any] = {"key": key, "tool": tool, "args": args, "why": why}
+        self.done: list[ToolMessage] = []
+        self.pending: list[dict[str, Any]] = []
 
 
 class _AttemptFailed(Exception):
@@ -106,14 +116,21 @@ async def run_specialist(
     as calls happen, so an attempt cut short by a timeout still counts what it spent.
     """
     limits = limits or LoopLimits()
-    messages = specialist_messages(spec, result.goal, inputs)
-    result.attempts += 1
+    paused = (result.awaiting or {}).get("resume")
     result.started_at = result.started_at or time.time()
     result.status, result.error, result.failure_kind = "running", None, None
     result.awaiting = None
     seen_calls: dict[str, int] = {}
     idle_steps = 0
     try:
+        if paused:
+            # Approved: go on from where the agent stopped; what it did before stays done.
+            messages = messages_from_dict(paused["messages"])
+            messages.extend(await _run_step(spec, tools, paused["calls"], result, run_id,
+                                            grants))
+        else:
+            messages = specialist_messages(spec, result.goal, inputs)
+            result.attempts += 1
         for _ in range(limits.max_steps):
             if budget is not None:
                 budget.begin_call()
@@ -133,15 +150,14 @@ async def run_specialist(
                 break
             _check_loop(spec.name, reply.tool_calls, seen_calls, limits.max_identical_calls)
             before = sum(c.status == "ok" for c in result.tool_calls)
-            # Wait for every call of the step, so each is recorded even if one raises.
-            outcomes = await asyncio.gather(*(
-                _call_tool(spec, tools, call, result, run_id, grants)
-                for call in reply.tool_calls
-            ), return_exceptions=True)
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:  # an approval to ask for comes first: the rest can be redone
-                raise next((f for f in failures if isinstance(f, _ApprovalNeeded)), failures[0])
-            messages.extend(o for o in outcomes if isinstance(o, ToolMessage))
+            try:
+                messages.extend(await _run_step(spec, tools, list(reply.tool_calls), result,
+                                                run_id, grants))
+            except _ApprovalNeeded as exc:
+                # Keep the conversation and the calls still to make, to go on once decided.
+                exc.request["resume"] = {"messages": messages_to_dict([*messages, *exc.done]),
+                                         "calls": exc.pending}
+                raise
             idle_steps = 0 if sum(c.status == "ok" for c in result.tool_calls) > before \
                 else idle_steps + 1
             if idle_steps >= limits.stall_steps:
@@ -168,6 +184,26 @@ async def run_specialist(
         result.status, result.error, result.failure_kind = "failed", str(exc), "model_error"
     result.finished_at = time.time()
     return result
+
+
+async def _run_step(spec: AgentSpec, tools: dict[str, BaseTool], calls: list[ToolCall],
+                    result: SubtaskResult, run_id: str, grants: frozenset[str]
+                    ) -> list[ToolMessage]:
+    """Make one step's tool calls at once; every call is recorded even if one raises."""
+    outcomes = await asyncio.gather(*(
+        _call_tool(spec, tools, call, result, run_id, grants) for call in calls
+    ), return_exceptions=True)
+    waiting = [(c, o) for c, o in zip(calls, outcomes, strict=True)
+               if isinstance(o, _ApprovalNeeded)]
+    if waiting:  # an approval to ask for comes first; the calls that ran stay done
+        first = waiting[0][1]
+        first.done = [o for o in outcomes if isinstance(o, ToolMessage)]
+        first.pending = [dict(c) for c, _ in waiting]
+        raise first
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise failures[0]
+    return [o for o in outcomes if isinstance(o, ToolMessage)]
 
 
 def _finish(result: SubtaskResult, report: str) -> None:

@@ -101,6 +101,8 @@ def test_bad_dataset_is_one_line_error(tmp_path: Path) -> None:
     bad.write_text('{"id": "x"}\n')
     proc = cli("eval", str(bad), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
-    assert "bad.jsonl:1 (case 'x'): input: Field required" in proc.stderr
+    assert "bad.jsonl:1 (case 'x')" in proc.stderr
+    assert "a case needs an input (a request or a list of requests), an event, or both" \
+        in proc.stderr
     assert "Traceback" not in proc.stderr
     assert load_cases([SMOKE])  # the fixture itself is valid
