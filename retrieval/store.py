@@ -205,8 +205,8 @@ class KnowledgeStore:
         """Store new versions of whole sources: ``(source, file_hash, chunks)`` each.
 
         Chunks are embedded and added ``batch_size`` at a time, so memory stays bounded
-        however large a file is. The sources' old chunks (another file hash) are deleted
-        only once every new chunk is in; if any batch fails, the chunks this call added are
+        however large a file is. The sources' old chunks (those this call did not write) are
+        deleted only once every new chunk is in; if any batch fails, the chunks this call added are
         deleted again and the error is raised: each source keeps its previous version whole,
         never half a file. Returns the number of chunks written.
         """
@@ -244,14 +244,13 @@ class KnowledgeStore:
 
     def _delete_stale(self, col: Any, sources: Sequence[tuple[str, str, Sequence[ChunkRecord]]]
                       ) -> None:
-        """Delete the chunks of ``sources`` whose file hash is not the new one."""
-        current = {source: file_hash for source, file_hash, _ in sources}
-        names = list(current)
+        """Delete the chunks of ``sources`` that this write did not store: older versions."""
+        written = {c.id for _, _, chunks in sources for c in chunks}
+        names = [source for source, _, _ in sources]
         for start in range(0, len(names), _PAGE):
-            group = names[start:start + _PAGE]
-            got = col.get(where={"source": {"$in": group}}, include=["metadatas"])
-            stale = [i for i, m in zip(got["ids"], got["metadatas"] or [], strict=True)
-                     if m.get("file_hash") != current[str(m.get("source"))]]
+            # Ids only: fetching metadata for every chunk just written costs memory.
+            got = col.get(where={"source": {"$in": names[start:start + _PAGE]}}, include=[])
+            stale = [i for i in got["ids"] if i not in written]
             for page in range(0, len(stale), _PAGE):
                 col.delete(ids=stale[page:page + _PAGE])
 

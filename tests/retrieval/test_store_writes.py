@@ -84,3 +84,12 @@ def test_rewriting_stored_ids_then_failing_keeps_them(tmp_path: Path) -> None:
                               batch_size=2)
     assert stored(failing) == {"a.md": {"h1"}}
     assert failing.collection("docs").count() == 2
+
+
+def test_content_moved_to_another_source_leaves_no_stale_chunks(tmp_path: Path) -> None:
+    store = KnowledgeStore(tmp_path / "chroma", embedder=CountingEmbedder())
+    store.write_sources("docs", [chunks("a.md", "h1", 3)])
+    # a.md's old content (hash h1) is now b.md's, and a.md got shorter new content.
+    store.write_sources("docs", [chunks("a.md", "h2", 1), chunks("b.md", "h1", 3)])
+    assert stored(store) == {"a.md": {"h2"}, "b.md": {"h1"}}
+    assert store.collection("docs").count() == 4
