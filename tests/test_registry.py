@@ -22,11 +22,34 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_builtins_are_the_it_ops_specialists() -> None:
+def test_builtins_are_the_domain_packs_and_switch_on_and_off() -> None:
+    it_ops = ["monitoring", "diagnostics", "traffic", "notifications", "incident_log"]
+    commerce = ["recommendations", "pricing", "promotions", "inventory", "support",
+                "logistics"]
     registry = AgentRegistry.default(plugins=False)
-    assert registry.names == ["monitoring", "diagnostics", "traffic", "notifications",
-                              "incident_log"]
+    assert registry.names == it_ops + commerce
     assert all(spec.source == "built-in" and spec.tools for spec in registry)
+    assert AgentRegistry.default(plugins=False, domains="it_ops").names == it_ops
+    assert AgentRegistry.default(plugins=False, domains=" commerce ").names == commerce
+    with pytest.raises(ConfigError, match="unknown domain"):
+        AgentRegistry.default(plugins=False, domains="it_ops,billing")
+
+
+def test_a_disabled_domain_is_invisible_to_the_planner_and_its_playbooks(
+        domain_db: Path) -> None:
+    from orchestrator.config import Settings
+
+    from orchestrator.models import FakeChatModel
+
+    model = FakeChatModel()
+    orch = Orchestrator(model, domain_db=domain_db, settings=Settings(domains="it_ops"))
+    assert "inventory" not in {a.name for a in orch.agents}
+    assert {p.name for p in orch.playbooks} == {"service_down", "planned_failover"}
+    result = orch.run("check the stock of sku-1")
+    planner_prompt = model.calls[0].messages[0].text
+    assert "- monitoring:" in planner_prompt and "inventory" not in planner_prompt
+    assert all(r.agent != "inventory" for r in result.results.values())
+    assert orch.fire_event("stock_out", {"sku": "sku-1"}).mode == "supervisor"  # no playbook
 
 
 def test_card_folder_adds_agents_that_get_planned_and_used(domain_db: Path) -> None:

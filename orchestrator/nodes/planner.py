@@ -101,8 +101,11 @@ async def _plan_with_repairs(
         try:
             limit = budget.remaining_s() if budget is not None else None
             raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
-        except TimeoutError:
-            assert budget is not None  # only a budget sets a limit
+        except TimeoutError as exc:
+            left = budget.remaining_s() if budget is not None else None
+            if budget is None or left is None or left > 0.01:  # the provider's own timeout
+                raise ModelError(f"the supervisor model call failed: TimeoutError: {exc}"
+                                 ) from exc
             budget.expire_wall()
             raise PlanError(f"the run's time ran out while the supervisor planned "
                             f"({budget.hit})") from None

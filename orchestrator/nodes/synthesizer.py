@@ -31,11 +31,16 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             reply = await asyncio.wait_for(
                 ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
                                    HumanMessage(human)]), timeout=budget.remaining_s())
-        except TimeoutError:
-            budget.expire_wall()
+        except TimeoutError as exc:
+            left = budget.remaining_s()
             usage.llm_calls += 1
-            return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
-                    "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
+            if left is not None and left <= 0.01:  # our wall-time limit, not the provider's
+                budget.expire_wall()
+                return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
+                        "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
+            return {"answer": fallback_answer(results) + "\n(The supervisor model failed "
+                    f"while writing the summary: TimeoutError: {exc})",
+                    "supervisor_usage": usage.to_dict()}
         except Exception as exc:
             # The work is done; a failed summary must not lose it.
             usage.llm_calls += 1

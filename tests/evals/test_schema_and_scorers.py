@@ -27,7 +27,7 @@ def test_loads_yaml_and_jsonl(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ('{"id": "x", "input": "hi"}\n{"id": "y", "input": ', r"bad.jsonl:2: invalid JSON"),
-    ('{"id": "x", "input": ""}', r"bad.jsonl:1 \(case 'x'\): input: Value error"),
+    ('{"id": "x", "input": ""}', r"bad.jsonl:1 \(case 'x'\): case: Value error, a case needs"),
     ('{"id": "x", "input": "a", "expect": {"agentz": []}}', r"expect.agentz: Extra inputs"),
     ('{"id": "x", "input": "a", "expect": {"state": [{"sql": "DELETE FROM alerts"}]}}',
      "state checks must be SELECT"),
