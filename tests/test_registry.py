@@ -38,7 +38,6 @@ def test_builtins_are_the_domain_packs_and_switch_on_and_off() -> None:
 def test_a_disabled_domain_is_invisible_to_the_planner_and_its_playbooks(
         domain_db: Path) -> None:
     from orchestrator.config import Settings
-
     from orchestrator.models import FakeChatModel
 
     model = FakeChatModel()
