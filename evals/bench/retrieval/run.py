@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-scifact", action="store_true", help="skip section 1")
     parser.add_argument("--scifact", type=Path, default=SCIFACT_DIR,
                         help=f"the BEIR SciFact folder (default {SCIFACT_DIR})")
-    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", metavar="EMBEDDER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
-        print(json.dumps(memory_child()))
+        print(json.dumps(memory_child(args.memory_child)))
         return 0
     sections = run_all(args)
     figures = [f for s in sections for f in s.figures]
