@@ -18,6 +18,7 @@ from evals.bench.retrieval.harness import (
     read_jsonl,
     temp_store,
 )
+from retrieval.ingest import ingest_paths
 from retrieval.search import Fusion, Retriever, SearchMode
 
 HITS = 10
@@ -51,14 +52,14 @@ def metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> 
 
 
 def bench_it_ops(embedder: BenchEmbedder) -> Section:
-    from orchestrator.demo import ingest_demo_knowledge
+    from orchestrator.demo import knowledge_folder
 
     section = Section(f"2. Labelled IT ops queries ({IT_OPS_QUERIES.name}), chunk level")
     labels = read_jsonl(IT_OPS_QUERIES)
     queries = [str(q["query"]) for q in labels]
     with temp_store(embedder, "itops") as store:
-        log("it_ops: ingesting the demo knowledge base")
-        reports = ingest_demo_knowledge(store)
+        log("it_ops: ingesting the IT ops demo knowledge base")
+        report = ingest_paths(store, [knowledge_folder("it_ops")], "it_ops")
         stored = store.all_chunks("it_ops")
         sources = [str(m.get("source")) for m in stored.metadatas]
         labelled = [relevant_chunks(q, stored.ids, stored.texts, sources) for q in labels]
@@ -79,7 +80,7 @@ def bench_it_ops(embedder: BenchEmbedder) -> Section:
              for k in METRICS}
     section.notes += [
         f"{len(queries)} queries over {len(stored.ids)} chunks from "
-        f"{sum(r.files for r in reports)} files; relevant chunks per query: "
+        f"{report.files} files; relevant chunks per query: "
         f"mean {mean([len(r) for r in relevant]):.2f}; labels matching no chunk: {unmatched}; "
         f"queries with no relevant chunk: {sum(not rel for rel in relevant)}",
         "hybrid >= max(dense, bm25): " + ", ".join(
