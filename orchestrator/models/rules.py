@@ -187,7 +187,7 @@ def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dic
         return _tool_call_reply(human, tools, knowledge="\n".join(retrieved),
                                 salt="after-retrieve")
     report = _report_tool_results(messages)
-    citations = _citations(retrieved)
+    citations = _citations(retrieved, _first_tag(human, "goal") or human)
     return AIMessage(content=f"{report} (per {', '.join(citations)})" if citations else report)
 
 
@@ -201,10 +201,15 @@ def _focus(knowledge: str, goal: str) -> str:
     return " ".join(first + [s for s in sentences if s not in first])
 
 
-def _citations(retrieved: list[str]) -> list[str]:
+def _citations(retrieved: list[str], goal: str) -> list[str]:
+    """The passages it used: those naming the goal's identifiers first, two per lookup."""
+    anchors = re.findall(r"\b[a-z]+-\d+\b", goal.lower())
     found: list[str] = []
     for text in retrieved:
-        for citation in re.findall(r"^\[([^\]\s]+#\d+)\]", text, re.MULTILINE)[:2]:
+        passages = re.findall(r"^\[([^\]\s]+#\d+)\]([^\n]*(?:\n(?!\[)[^\n]*)*)", text,
+                              re.MULTILINE)
+        ranked = sorted(passages, key=lambda p: not any(a in p[1].lower() for a in anchors))
+        for citation, _ in ranked[:2]:
             if f"[{citation}]" not in found:
                 found.append(f"[{citation}]")
     return found
