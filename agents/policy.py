@@ -32,19 +32,20 @@ _AUDIT = "orchestrator_audit"
 
 def requires_approval(tool: ToolLike, *, when: ApprovalRule | None = None,
                       reason: str = "") -> BaseTool:
-    """Mark ``tool`` as needing an approval: always, or when ``when`` gives a reason."""
-    wrapped = as_tool(tool)
-    always = reason or f"{wrapped.name} needs an approval"
+    """A copy of ``tool`` that needs an approval: always, or when ``when`` gives a reason.
+
+    The original is left as it is, so other agents can keep using it freely.
+    """
+    base = as_tool(tool)
+    always = reason or f"{base.name} needs an approval"
     rule: ApprovalRule = when if when is not None else (lambda _args: always)
-    wrapped.metadata = {**(wrapped.metadata or {}), _APPROVAL: rule}
-    return wrapped
+    return base.model_copy(update={"metadata": {**(base.metadata or {}), _APPROVAL: rule}})
 
 
 def audited(tool: ToolLike) -> BaseTool:
-    """Mark ``tool`` so that every call is flagged for the audit trail (sensitive reads)."""
-    wrapped = as_tool(tool)
-    wrapped.metadata = {**(wrapped.metadata or {}), _AUDIT: True}
-    return wrapped
+    """A copy of ``tool`` whose every call is flagged for the audit trail (sensitive reads)."""
+    base = as_tool(tool)
+    return base.model_copy(update={"metadata": {**(base.metadata or {}), _AUDIT: True}})
 
 
 def approval_reason(tool: BaseTool, args: Mapping[str, Any]) -> str | None:

@@ -297,3 +297,14 @@ def test_after_an_approval_the_agent_goes_on_where_it_stopped(
     assert [c.name for c in result.tool_calls] == ["show_route", "reroute_traffic"]
     assert result.attempts == 1 and result.usage.llm_calls == 3
     assert route(db, "web-3") != "web-primary"
+
+
+def test_marking_a_tool_leaves_the_original_alone() -> None:
+    from agents.it_ops import tools as it_tools
+    from agents.policy import approval_reason, audited, is_audited, requires_approval
+
+    marked = requires_approval(it_tools.reroute_traffic)
+    assert approval_reason(marked, {"service": "web-3"}) == "reroute_traffic needs an approval"
+    assert approval_reason(it_tools.reroute_traffic, {"service": "web-3"}) is None
+    assert is_audited(audited(it_tools.check_service_health))
+    assert not is_audited(it_tools.check_service_health)
