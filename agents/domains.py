@@ -37,6 +37,8 @@ DOMAIN_PACKS: dict[str, DomainPack] = {
                    "it_ops_agents"),
         DomainPack("commerce", "E-commerce: stock, prices, promotions, support, forecasts",
                    "agents.commerce", "commerce_agents"),
+        DomainPack("finance", "Financial services: holds, fraud, compliance, verification",
+                   "agents.finance", "finance_agents"),
     )
 }
 

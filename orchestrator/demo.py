@@ -14,6 +14,7 @@ from retrieval.store import KnowledgeStore
 DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
     "it_ops": ("agents.it_ops", "knowledge"),
     "commerce": ("agents.commerce", "knowledge"),
+    "finance": ("agents.finance", "knowledge"),
 }
 
 

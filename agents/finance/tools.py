@@ -1,0 +1,172 @@
+"""Financial services tools: transactions and holds, fraud scores, compliance, verification,
+onboarding documents. Releasing a held transaction always needs an approval."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from agents.policy import requires_approval
+from orchestrator.domain_db import connect
+
+TX_PATTERN = r"^tx-[0-9]+$"
+CLIENT_PATTERN = r"^cl-[0-9]+$"
+HIGH_RISK = 70
+LARGE_AMOUNT = 5000.0
+
+
+class TxArgs(BaseModel):
+    tx: str = Field(description="Transaction id, e.g. tx-1004.", pattern=TX_PATTERN)
+
+
+class NoticeArgs(TxArgs):
+    message: str = Field(description="What compliance needs to know: score, reasons, actions.")
+
+
+class ClientArgs(BaseModel):
+    client: str = Field(description="Client id, e.g. cl-3.", pattern=CLIENT_PATTERN)
+
+
+def _tx(conn: sqlite3.Connection, tx: str) -> sqlite3.Row:
+    row = conn.execute("SELECT t.*, c.name, c.home_country FROM transactions t JOIN clients c "
+                       "ON c.id = t.client_id WHERE t.id = ?", (tx,)).fetchone()
+    if row is None:
+        raise ValueError(f"unknown transaction {tx!r}")
+    return row
+
+
+@tool
+def list_suspicious_transactions() -> str:
+    """Posted transactions that the monitoring rules flag (large, abroad, or repeated)."""
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT t.id, t.amount, t.merchant, t.country, c.home_country FROM transactions t "
+            "JOIN clients c ON c.id = t.client_id WHERE t.status = 'posted' ORDER BY t.id"
+        ).fetchall()
+        repeats = {r[0] for r in conn.execute(
+            "SELECT a.id FROM transactions a JOIN transactions b ON a.client_id = b.client_id "
+            "AND a.merchant = b.merchant AND a.id != b.id AND abs(julianday(a.created_at) - "
+            "julianday(b.created_at)) < 0.01")}
+    flagged = [f"{r['id']} ${r['amount']:.2f} at {r['merchant']} ({r['country']})" for r in rows
+               if r["amount"] >= LARGE_AMOUNT or r["country"] != r["home_country"]
+               or r["id"] in repeats]
+    return "Flagged: " + "; ".join(flagged) if flagged else "No suspicious transaction."
+
+
+@tool(args_schema=TxArgs)
+def hold_transaction(tx: str) -> str:
+    """Hold (pause) a transaction so no money moves while it is checked."""
+    with connect() as conn:
+        row = _tx(conn, tx)
+        if row["status"] == "blocked":
+            raise ValueError(f"{tx} is blocked; it cannot be held")
+        conn.execute("UPDATE transactions SET status = 'held' WHERE id = ?", (tx,))
+    return f"Transaction {tx} (${row['amount']:.2f} at {row['merchant']}) is on hold."
+
+
+@tool(args_schema=TxArgs)
+def release_transaction(tx: str) -> str:
+    """Release a held transaction so it is paid."""
+    with connect() as conn:
+        row = _tx(conn, tx)
+        if row["status"] != "held":
+            raise ValueError(f"{tx} is {row['status']}, not held")
+        conn.execute("UPDATE transactions SET status = 'released' WHERE id = ?", (tx,))
+    return f"Transaction {tx} released."
+
+
+@tool(args_schema=TxArgs)
+def score_transaction(tx: str) -> str:
+    """Score a transaction's fraud risk (0-100) from rules and the client's history."""
+    with connect() as conn:
+        row = _tx(conn, tx)
+        history = conn.execute(
+            "SELECT amount, merchant FROM transactions WHERE client_id = ? AND id != ? "
+            "AND created_at < ?", (row["client_id"], tx, row["created_at"])).fetchall()
+        typical = sum(h["amount"] for h in history) / len(history) if history else 0.0
+        rules = [
+            (35, row["amount"] >= LARGE_AMOUNT, f"large amount ${row['amount']:.2f}"),
+            (20, bool(typical) and row["amount"] > 10 * typical,
+             f"{row['amount'] / typical:.0f}x the client's typical ${typical:.2f}"
+             if typical else ""),
+            (20, row["country"] != row["home_country"], f"abroad ({row['country']})"),
+            (10, row["merchant"] not in {h["merchant"] for h in history}, "new merchant"),
+            (10, row["created_at"][11:13] < "06", "at night"),
+        ]
+        score = 5 + sum(points for points, hit, _ in rules if hit)
+        reasons = [why for _, hit, why in rules if hit]
+        score = min(score, 100)
+        text = ", ".join(reasons) or "nothing unusual"
+        conn.execute("INSERT INTO fraud_scores (tx_id, score, reasons) VALUES (?, ?, ?) "
+                     "ON CONFLICT(tx_id) DO UPDATE SET score = excluded.score, "
+                     "reasons = excluded.reasons", (tx, score, text))
+    risk = "HIGH RISK" if score >= HIGH_RISK else "low risk"
+    return f"Fraud score of {tx}: {score}/100, {risk} ({text})."
+
+
+@tool(args_schema=NoticeArgs)
+def notify_compliance(tx: str, message: str) -> str:
+    """Tell the compliance team about a transaction."""
+    with connect() as conn:
+        _tx(conn, tx)
+        conn.execute("INSERT INTO compliance_notices (tx_id, message) VALUES (?, ?)",
+                     (tx, message[:1000]))
+    return f"Compliance notified about {tx}."
+
+
+@tool(args_schema=NoticeArgs)
+def file_compliance_case(tx: str, message: str) -> str:
+    """Open a compliance case (a suspicious activity report) for a transaction."""
+    with connect() as conn:
+        _tx(conn, tx)
+        cursor = conn.execute("INSERT INTO compliance_cases (tx_id, summary) VALUES (?, ?)",
+                              (tx, message[:1000]))
+    return f"Compliance case #{cursor.lastrowid} opened for {tx}."
+
+
+@tool(args_schema=TxArgs)
+def request_verification(tx: str) -> str:
+    """Ask the client who made a transaction to confirm it in the app."""
+    with connect() as conn:
+        row = _tx(conn, tx)
+        conn.execute("INSERT INTO verification_requests (client_id, tx_id, status) VALUES "
+                     "(?, ?, 'sent')", (row["client_id"], tx))
+    return f"Verification request sent to {row['name']} ({row['client_id']}) for {tx}."
+
+
+@tool(args_schema=ClientArgs)
+def check_documents(client: str) -> str:
+    """A client's onboarding documents and KYC status."""
+    with connect() as conn:
+        person = conn.execute("SELECT * FROM clients WHERE id = ?", (client,)).fetchone()
+        if person is None:
+            raise ValueError(f"unknown client {client!r}")
+        docs = conn.execute("SELECT doc_type, status FROM onboarding_documents WHERE "
+                            "client_id = ? ORDER BY doc_type", (client,)).fetchall()
+    listed = ", ".join(f"{d['doc_type']} {d['status']}" for d in docs) or "none"
+    missing = [d["doc_type"] for d in docs if d["status"] == "missing"]
+    return (f"{person['name']} ({client}): KYC {person['kyc_status']}; documents: {listed}"
+            + (f"; missing: {', '.join(missing)}." if missing else "."))
+
+
+@tool(args_schema=ClientArgs)
+def request_missing_documents(client: str) -> str:
+    """Ask a client for the onboarding documents that are missing."""
+    with connect() as conn:
+        missing = [r[0] for r in conn.execute(
+            "SELECT doc_type FROM onboarding_documents WHERE client_id = ? AND "
+            "status = 'missing'", (client,))]
+        if conn.execute("SELECT 1 FROM clients WHERE id = ?", (client,)).fetchone() is None:
+            raise ValueError(f"unknown client {client!r}")
+        if missing:
+            conn.execute("UPDATE onboarding_documents SET status = 'requested' WHERE "
+                         "client_id = ? AND status = 'missing'", (client,))
+    if not missing:
+        return f"{client} has no missing document."
+    return f"Requested {', '.join(missing)} from {client}."
+
+
+release = requires_approval(
+    release_transaction, reason="releasing a held transaction needs the fraud team lead")
