@@ -39,6 +39,8 @@ DOMAIN_PACKS: dict[str, DomainPack] = {
                    "agents.commerce", "commerce_agents"),
         DomainPack("finance", "Financial services: holds, fraud, compliance, verification",
                    "agents.finance", "finance_agents"),
+        DomainPack("healthcare", "Healthcare: visits, history, diagnostics, billing, records",
+                   "agents.healthcare", "healthcare_agents"),
     )
 }
 

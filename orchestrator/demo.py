@@ -15,6 +15,7 @@ DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
     "it_ops": ("agents.it_ops", "knowledge"),
     "commerce": ("agents.commerce", "knowledge"),
     "finance": ("agents.finance", "knowledge"),
+    "healthcare": ("agents.healthcare", "knowledge"),
 }
 
 

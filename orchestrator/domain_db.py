@@ -20,7 +20,8 @@ from pathlib import Path
 from orchestrator.config import load_settings
 
 #: Domain packs whose ``seed.sql`` builds and fills their tables.
-DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops", "agents.commerce", "agents.finance")
+DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops", "agents.commerce", "agents.finance",
+                                  "agents.healthcare")
 
 _create_lock = threading.Lock()
 _current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)

@@ -28,8 +28,10 @@ def test_builtins_are_the_domain_packs_and_switch_on_and_off() -> None:
                 "logistics"]
     finance = ["transaction_monitoring", "fraud_analysis", "compliance",
                "customer_verification", "onboarding_documents"]
+    healthcare = ["appointments", "patient_history", "diagnostics_prep", "billing",
+                  "visit_documentation"]
     registry = AgentRegistry.default(plugins=False)
-    assert registry.names == it_ops + commerce + finance
+    assert registry.names == it_ops + commerce + finance + healthcare
     assert all(spec.source == "built-in" and spec.tools for spec in registry)
     assert AgentRegistry.default(plugins=False, domains="it_ops").names == it_ops
     assert AgentRegistry.default(plugins=False, domains=" commerce ").names == commerce
