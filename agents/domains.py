@@ -41,6 +41,8 @@ DOMAIN_PACKS: dict[str, DomainPack] = {
                    "agents.finance", "finance_agents"),
         DomainPack("healthcare", "Healthcare: visits, history, diagnostics, billing, records",
                    "agents.healthcare", "healthcare_agents"),
+        DomainPack("marketing", "Marketing: campaign content, send times, analytics",
+                   "agents.marketing", "marketing_agents"),
     )
 }
 

@@ -16,6 +16,7 @@ DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
     "commerce": ("agents.commerce", "knowledge"),
     "finance": ("agents.finance", "knowledge"),
     "healthcare": ("agents.healthcare", "knowledge"),
+    "marketing": ("agents.marketing", "knowledge"),
 }
 
 

@@ -21,7 +21,7 @@ from orchestrator.config import load_settings
 
 #: Domain packs whose ``seed.sql`` builds and fills their tables.
 DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops", "agents.commerce", "agents.finance",
-                                  "agents.healthcare")
+                                  "agents.healthcare", "agents.marketing")
 
 _create_lock = threading.Lock()
 _current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)

@@ -30,8 +30,9 @@ def test_builtins_are_the_domain_packs_and_switch_on_and_off() -> None:
                "customer_verification", "onboarding_documents"]
     healthcare = ["appointments", "patient_history", "diagnostics_prep", "billing",
                   "visit_documentation"]
+    marketing = ["content_writer", "campaign_manager", "email_scheduler", "analytics"]
     registry = AgentRegistry.default(plugins=False)
-    assert registry.names == it_ops + commerce + finance + healthcare
+    assert registry.names == it_ops + commerce + finance + healthcare + marketing
     assert all(spec.source == "built-in" and spec.tools for spec in registry)
     assert AgentRegistry.default(plugins=False, domains="it_ops").names == it_ops
     assert AgentRegistry.default(plugins=False, domains=" commerce ").names == commerce

@@ -170,7 +170,8 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
         return AIMessage(content=knowledge or "Nothing found.")
     tool = _best_tool(goal, actions)
     calls = [(tool["function"]["name"], args)
-             for args in fill_arguments(tool, goal, inputs, _focus(knowledge, goal))]
+             for args in fill_arguments(tool, goal, inputs, _focus(knowledge, goal),
+                                        passages=knowledge)]
     return _tool_calls_message(calls, salt=human + salt)
 
 
@@ -223,12 +224,13 @@ def _best_tool(goal: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
     return max(tools, key=score)  # first of equals wins: agents list their main tool first
 
 
-def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge: str = ""
-                   ) -> list[dict[str, Any]]:
+def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge: str = "",
+                   passages: str = "") -> list[dict[str, Any]]:
     """Arguments for ``tool`` from the text; one call per distinct id the goal names.
 
     Ids come from the goal, then the dependencies' outputs; retrieved knowledge only fills
-    optional fields (it says how to act, not on what).
+    optional id fields (it says how to act, not on what); the retrieved ``passages``, as
+    they came with their citation markers, follow the goal in free text.
     """
     params = tool["function"].get("parameters", {})
     required = set(params.get("required", []))
@@ -248,8 +250,10 @@ def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge:
             if len(from_goal) > 1 and name in required and fan_out is None:
                 fan_out = (name, from_goal[:5])
             value = found[0] if found else None
-        elif schema.get("type") == "string":
-            value = text[:600] if name in required else None
+        elif schema.get("type") == "string" and name in required:
+            # Free text: the goal and inputs, then what it looked up (with its citations).
+            extra = passages or knowledge
+            value = text[:600] if not extra else f"{text[:600]}\n{extra[:1500]}"
         elif schema.get("type") in ("integer", "number"):
             value = _number_near(name, text, schema.get("type") == "integer")
         if value is None and "default" in prop:
