@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from agents.healthcare import tools as t
 from agents.spec import AgentSpec
+from retrieval.tool import retrieve
 
 
 def healthcare_agents() -> list[AgentSpec]:
@@ -34,7 +35,9 @@ def healthcare_agents() -> list[AgentSpec]:
             name="billing",
             description="Estimates what a visit costs and what the insurer covers.",
             skills=["estimate", "cost", "billing", "pre-visit estimate"],
-            tools=[t.estimate_visit_cost], domain="healthcare", source="built-in",
+            prompt="Follow the billing policy.",
+            tools=[t.estimate_visit_cost, retrieve], collections=["healthcare"],
+            domain="healthcare", source="built-in",
         ),
         AgentSpec(
             name="visit_documentation",
