@@ -117,10 +117,12 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
         print_answer(console, result)
         decisions = {}
         for step in result.pending_approvals:
-            approved = typer.confirm(f"Approve {step['subtask_id']} ({step['agent']}): "
-                                     f"{step['goal']}?", default=False)
+            what = (f"{step['tool']}({json.dumps(step.get('args', {}))}): {step['why']}"
+                    if step.get("tool") else step["goal"])
+            approved = typer.confirm(f"Approve {step['subtask_id']} ({step['agent']}): {what}?",
+                                     default=False)
             reason = typer.prompt("Reason", default="approved" if approved else "denied")
-            decisions[step["subtask_id"]] = {"approved": approved, "reason": reason}
+            decisions[step["key"]] = {"approved": approved, "reason": reason}
         thread = result.thread_id
         with Live(view, console=console, refresh_per_second=8, transient=False):
             result = orch.resume(thread, decisions, on_event=view.on_event)

@@ -111,7 +111,8 @@ def print_answer(console: Console, result: RunResult) -> None:
              f"tokens, {result.elapsed_s:.2f}s, thread {result.thread_id}, run "
              f"{result.run_id[:12]}[/dim]")
     if result.status == "paused":
-        steps = "\n".join(f"- {p['subtask_id']} ({p['agent']}): {p['goal']}"
+        steps = "\n".join(f"- {p['subtask_id']} ({p['agent']}): "
+                          + (f"{p['tool']} - {p['why']}" if p.get("tool") else p["goal"])
                           for p in result.pending_approvals)
         console.print(Panel(f"Waiting for approval:\n{steps}", title="paused",
                             border_style="cyan"))
