@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default=None, description="A Chroma server (http://host:port) instead of the "
         "embedded store under the data folder."
     )
+    fusion: Literal["score", "rrf"] = Field(
+        default="score", description="How hybrid search fuses dense and BM25: 'score' "
+        "(min-max, alpha 0.5, 300 candidates) or 'rrf' (reciprocal rank fusion).",
+    )
     planner_context_chunks: int = Field(
         default=3, ge=0, description="Knowledge-base chunks the planner sees for a request."
     )

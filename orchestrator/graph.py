@@ -22,6 +22,7 @@ from orchestrator.playbooks import Playbook
 from orchestrator.pricing import PriceTable
 from orchestrator.routing import AgentStatsBook
 from orchestrator.state import EngineContext, OrchestratorState
+from retrieval.fusion import Fusion
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
 
@@ -116,12 +117,18 @@ def engine_context(
     if settings.max_cost_usd is not None and settings.prices is None:
         raise ConfigError("ORCHESTRATOR_MAX_COST_USD needs a price table: set "
                           "ORCHESTRATOR_PRICES to a JSON/YAML file of model prices")
-    retriever = Retriever(knowledge) if isinstance(knowledge, KnowledgeStore) else knowledge
+    retriever = (Retriever(knowledge, fusion=fusion_from(settings))
+                 if isinstance(knowledge, KnowledgeStore) else knowledge)
     return EngineContext(
         model=get_model(model), agents=by_name, agent_models=resolved, settings=settings,
         retriever=retriever, playbooks=list(playbooks), model_names=names,
         routing=routing or AgentStatsBook(settings.routing_window, settings.probe_every),
         prices=PriceTable.load(settings.prices) if settings.prices else PriceTable())
+
+
+def fusion_from(settings: Settings) -> Fusion:
+    """The hybrid fusion the settings choose (RRF keeps its usual 50 candidates)."""
+    return Fusion("rrf", candidates=50) if settings.fusion == "rrf" else Fusion()
 
 
 def _model_label(model: BaseChatModel | str | None) -> str:

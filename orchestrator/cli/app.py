@@ -396,13 +396,15 @@ def kb_search_command(
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only chunks with this tag.")
                    ] = None,
+    fusion: Annotated[str | None, typer.Option(
+        "--fusion", help="Hybrid fusion: score or rrf (default ORCHESTRATOR_FUSION).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show what a query finds: source, chunk, score and text."""
     from orchestrator.cli.kb import kb_search
 
     kb_search(_settings(None, None), query, collection or [], k, mode, source, tag or [],
-              as_json)
+              as_json, fusion)
 
 
 def main() -> None:

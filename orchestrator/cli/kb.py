@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.config import Settings
+from orchestrator.graph import fusion_from
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
 from retrieval.store import KnowledgeStore
@@ -64,14 +66,20 @@ def kb_list(settings: Settings, as_json: bool) -> None:
 
 
 def kb_search(settings: Settings, query: str, collections: list[str], k: int, mode: str,
-              source: str | None, tags: list[str], as_json: bool) -> None:
+              source: str | None, tags: list[str], as_json: bool, fusion: str | None = None
+              ) -> None:
     store = _store(settings)
     if mode not in SEARCH_MODES:
         raise typer.BadParameter(f"use one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
+    if fusion not in (None, "score", "rrf"):
+        raise typer.BadParameter("use score or rrf", param_hint="--fusion")
+    if fusion is not None:
+        settings = settings.model_copy(update={"fusion": fusion})
     targets = collections or store.collection_names()
     search_mode: SearchMode = mode
-    hits = Retriever(store).search(query, targets, k=k, mode=search_mode,
-                                   filters=SearchFilters(source=source, tags=tuple(tags)))
+    retriever = Retriever(store, fusion=fusion_from(settings))
+    hits = retriever.search(query, targets, k=k, mode=search_mode,
+                            filters=SearchFilters(source=source, tags=tuple(tags)))
     if as_json:
         console.print_json(json.dumps([
             {"collection": h.collection, "source": h.source, "chunk": h.position,
@@ -81,7 +89,8 @@ def kb_search(settings: Settings, query: str, collections: list[str], k: int, mo
     if not hits:
         console.print("No matches.")
     for rank, hit in enumerate(hits, start=1):
-        console.print(f"[bold]{rank}. [{hit.citation}][/bold] score {hit.score:.4f} "
-                      f"[dim]{hit.collection} / {hit.heading}[/dim]", highlight=False)
+        console.print(f"[bold]{rank}. {escape(f'[{hit.citation}]')}[/bold] score "
+                      f"{hit.score:.4f} [dim]{escape(hit.collection)} / "
+                      f"{escape(hit.heading)}[/dim]", highlight=False)
         console.print(hit.text.strip()[:600], highlight=False, markup=False)
         console.print()

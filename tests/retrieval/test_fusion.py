@@ -100,3 +100,17 @@ def test_search_across_collections_in_every_mode(tmp_path: Path) -> None:
         assert {h.collection for h in hits if h.source == "backups.md"} == {"ops", "extra"}, mode
     dense = retriever.search("nightly backups", ["ops", "extra"], k=4, mode="dense")
     assert [h.score for h in dense] == sorted((h.score for h in dense), reverse=True)
+
+
+def test_the_fusion_setting_reaches_the_engine_and_the_cli(tmp_path: Path) -> None:
+    from agents.it_ops import it_ops_agents
+    from orchestrator.config import Settings
+    from orchestrator.graph import engine_context, fusion_from
+
+    assert fusion_from(Settings()).method == "score"
+    rrf = fusion_from(Settings(fusion="rrf"))
+    assert rrf.method == "rrf" and rrf.candidates == 50
+    store = KnowledgeStore(tmp_path / "chroma", embedder="hash")
+    ctx = engine_context("fake", it_ops_agents(), settings=Settings(fusion="rrf"),
+                         knowledge=store)
+    assert ctx.retriever is not None and ctx.retriever.fusion.method == "rrf"
