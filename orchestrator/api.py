@@ -26,7 +26,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 
 from agents.registry import AgentRegistry
 from agents.spec import AgentSpec
@@ -166,8 +166,7 @@ class Orchestrator:
         """
         async with self._graph() as graph:
             snapshot = await graph.aget_state(_config(thread_id))
-        pending = [a for task in snapshot.tasks for i in task.interrupts
-                   for a in (i.value or {}).get("approvals", [])]
+        pending = _waiting_approvals(snapshot)
         if not pending:
             raise RequestError(f"thread {thread_id!r} has no paused run to resume")
         if not isinstance(decision, bool):
@@ -198,7 +197,7 @@ class Orchestrator:
         if thread_id is not None:
             async with self._graph() as graph:
                 snapshot = await graph.aget_state(_config(thread_id))
-            if any(task.interrupts for task in snapshot.tasks):
+            if _waiting_approvals(snapshot):
                 raise RequestError(
                     f"thread {thread_id!r} has a run waiting for approval: resume it "
                     "(approve or deny) before sending a new request")
@@ -231,8 +230,7 @@ class Orchestrator:
                                 on_event(item)
                     if not events or events[-1].type != "answer":
                         snapshot = await graph.aget_state(config)
-                        paused = [a for task in snapshot.tasks for i in task.interrupts
-                                  for a in (i.value or {}).get("approvals", [])]
+                        paused = _waiting_approvals(snapshot)
             finally:
                 result = _run_result(values, thread, run_id, text,
                                      time.perf_counter() - started, events, paused)
@@ -341,6 +339,12 @@ class Orchestrator:
 async def _in_scope(scope: AbstractContextManager[Any]) -> AsyncIterator[None]:
     with scope:
         yield
+
+
+def _waiting_approvals(snapshot: StateSnapshot) -> list[dict[str, Any]]:
+    """The approvals a thread's interrupted run waits for ([] when it is not paused)."""
+    return [a for task in snapshot.tasks for i in task.interrupts
+            for a in (i.value or {}).get("approvals", [])]
 
 
 def _config(thread_id: str) -> RunnableConfig:

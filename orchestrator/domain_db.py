@@ -61,6 +61,15 @@ def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def fetch_row(conn: sqlite3.Connection, sql: str, key: str, what: str) -> sqlite3.Row:
+    """The one row ``sql`` finds for ``key``; ValueError "unknown <what> '<key>'" (a tool's
+    rejection of bad input) when there is none."""
+    row: sqlite3.Row | None = conn.execute(sql, (key,)).fetchone()
+    if row is None:
+        raise ValueError(f"unknown {what} {key!r}")
+    return row
+
+
 def _create_once(target: Path) -> None:
     # Parallel tools may all find the file missing; only the first creates it.
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,10 @@ class Usage:
         return Usage(self.llm_calls + other.llm_calls, self.input_tokens + other.input_tokens,
                      self.output_tokens + other.output_tokens)
 
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.llm_calls - other.llm_calls, self.input_tokens - other.input_tokens,
+                     self.output_tokens - other.output_tokens)
+
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens

@@ -15,7 +15,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agents.policy import requires_approval
-from orchestrator.domain_db import connect
+from orchestrator.domain_db import connect, fetch_row
 
 SKU_PATTERN = r"^sku-[0-9]+$"
 CUSTOMER_PATTERN = r"^c-[0-9]+$"
@@ -190,10 +190,8 @@ def adjust_price_to_market(sku: str) -> str:
 def recommend_products(customer_id: str) -> str:
     """Products to recommend to a customer from their purchase history (in stock only)."""
     with connect() as conn:
-        customer = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)
-                                ).fetchone()
-        if customer is None:
-            raise ValueError(f"unknown customer {customer_id!r}")
+        customer = fetch_row(conn, "SELECT * FROM customers WHERE id = ?", customer_id,
+                             "customer")
         bought = {r[0] for r in conn.execute("SELECT sku FROM orders WHERE customer_id = ?",
                                              (customer_id,))}
         categories = {r[0] for r in conn.execute(
@@ -238,9 +236,7 @@ def _refund_reason(args: Mapping[str, Any]) -> str | None:
 def refund_order(order_id: str, reason: str = "customer request") -> str:
     """Refund an order in full."""
     with connect() as conn:
-        order = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
-        if order is None:
-            raise ValueError(f"unknown order {order_id!r}")
+        order = fetch_row(conn, "SELECT * FROM orders WHERE id = ?", order_id, "order")
         if conn.execute("SELECT 1 FROM refunds WHERE order_id = ?", (order_id,)).fetchone():
             raise ValueError(f"order {order_id} is already refunded")
         amount = order["quantity"] * order["unit_price"]

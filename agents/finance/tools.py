@@ -9,7 +9,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agents.policy import requires_approval
-from orchestrator.domain_db import connect
+from orchestrator.domain_db import connect, fetch_row
 
 TX_PATTERN = r"^tx-[0-9]+$"
 CLIENT_PATTERN = r"^cl-[0-9]+$"
@@ -30,11 +30,8 @@ class ClientArgs(BaseModel):
 
 
 def _tx(conn: sqlite3.Connection, tx: str) -> sqlite3.Row:
-    row = conn.execute("SELECT t.*, c.name, c.home_country FROM transactions t JOIN clients c "
-                       "ON c.id = t.client_id WHERE t.id = ?", (tx,)).fetchone()
-    if row is None:
-        raise ValueError(f"unknown transaction {tx!r}")
-    return row
+    return fetch_row(conn, "SELECT t.*, c.name, c.home_country FROM transactions t JOIN "
+                     "clients c ON c.id = t.client_id WHERE t.id = ?", tx, "transaction")
 
 
 @tool
@@ -140,9 +137,7 @@ def request_verification(tx: str) -> str:
 def check_documents(client: str) -> str:
     """A client's onboarding documents and KYC status."""
     with connect() as conn:
-        person = conn.execute("SELECT * FROM clients WHERE id = ?", (client,)).fetchone()
-        if person is None:
-            raise ValueError(f"unknown client {client!r}")
+        person = fetch_row(conn, "SELECT * FROM clients WHERE id = ?", client, "client")
         docs = conn.execute("SELECT doc_type, status FROM onboarding_documents WHERE "
                             "client_id = ? ORDER BY doc_type", (client,)).fetchall()
     listed = ", ".join(f"{d['doc_type']} {d['status']}" for d in docs) or "none"
@@ -158,8 +153,7 @@ def request_missing_documents(client: str) -> str:
         missing = [r[0] for r in conn.execute(
             "SELECT doc_type FROM onboarding_documents WHERE client_id = ? AND "
             "status = 'missing'", (client,))]
-        if conn.execute("SELECT 1 FROM clients WHERE id = ?", (client,)).fetchone() is None:
-            raise ValueError(f"unknown client {client!r}")
+        fetch_row(conn, "SELECT 1 FROM clients WHERE id = ?", client, "client")
         if missing:
             conn.execute("UPDATE onboarding_documents SET status = 'requested' WHERE "
                          "client_id = ? AND status = 'missing'", (client,))

@@ -14,7 +14,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agents.policy import audited, requires_approval
-from orchestrator.domain_db import connect
+from orchestrator.domain_db import connect, fetch_row
 
 PATIENT_PATTERN = r"^p-[0-9]+$"
 APPOINTMENT_PATTERN = r"^ap-[0-9]+$"
@@ -48,20 +48,14 @@ class SummaryArgs(AppointmentArgs):
 
 
 def _patient(conn: sqlite3.Connection, patient: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM patients WHERE id = ?", (patient,)).fetchone()
-    if row is None:
-        raise ValueError(f"unknown patient {patient!r}")
-    return row
+    return fetch_row(conn, "SELECT * FROM patients WHERE id = ?", patient, "patient")
 
 
 def _appointment(conn: sqlite3.Connection, appointment: str) -> sqlite3.Row:
-    row = conn.execute(
-        "SELECT a.*, p.name, p.insurer, p.coverage_pct, s.fee, s.tests, s.doctor FROM "
+    return fetch_row(
+        conn, "SELECT a.*, p.name, p.insurer, p.coverage_pct, s.fee, s.tests, s.doctor FROM "
         "appointments a JOIN patients p ON p.id = a.patient_id JOIN specialists s ON "
-        "s.specialty = a.specialty WHERE a.id = ?", (appointment,)).fetchone()
-    if row is None:
-        raise ValueError(f"unknown appointment {appointment!r}")
-    return row
+        "s.specialty = a.specialty WHERE a.id = ?", appointment, "appointment")
 
 
 @tool(args_schema=BookingArgs)

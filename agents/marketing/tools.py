@@ -13,7 +13,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from agents.policy import requires_approval
-from orchestrator.domain_db import connect
+from orchestrator.domain_db import connect, fetch_row
 
 CAMPAIGN_PATTERN = r"^cmp-[0-9]+$"
 LARGE_SEND = 5000
@@ -30,10 +30,7 @@ class DraftArgs(CampaignArgs):
 
 
 def _campaign(conn: sqlite3.Connection, campaign: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign,)).fetchone()
-    if row is None:
-        raise ValueError(f"unknown campaign {campaign!r}")
-    return row
+    return fetch_row(conn, "SELECT * FROM campaigns WHERE id = ?", campaign, "campaign")
 
 
 @tool(args_schema=DraftArgs)

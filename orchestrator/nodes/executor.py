@@ -271,15 +271,11 @@ class Scheduler:
                 and self.replans < self.ctx.settings.max_replans and not self.budget.exhausted)
 
     async def _ask_replan(self, failed: SubtaskResult) -> tuple[Plan, Usage, float]:
-        before = Usage.from_dict(self.supervisor_usage.to_dict())
+        before = self.supervisor_usage + Usage()  # a copy: the replan adds to it
         started = time.monotonic()
         new = await replan_failed(self.ctx, self.state, self.plan, self.results, failed,
                                   self.supervisor_usage, self.budget)
-        spent = Usage.from_dict(self.supervisor_usage.to_dict())
-        delta = Usage(spent.llm_calls - before.llm_calls,
-                      spent.input_tokens - before.input_tokens,
-                      spent.output_tokens - before.output_tokens)
-        return new, delta, time.monotonic() - started
+        return new, self.supervisor_usage - before, time.monotonic() - started
 
     def _apply_replan(self, failed: SubtaskResult, future: asyncio.Future[Any]) -> None:
         self._replanning.discard(failed.id)

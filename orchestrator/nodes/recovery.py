@@ -115,7 +115,7 @@ async def _attempts_on_agent(
             result.status, result.failure_kind = "cancelled", "budget"
             result.error = f"budget: {exc}"
             return
-        before = Usage.from_dict(result.usage.to_dict())
+        before = result.usage + Usage()  # a copy: the attempt adds to result.usage
         started = time.monotonic()
         timeout = policy.timeout_s
         remaining = budget.remaining_s()
@@ -147,7 +147,7 @@ async def _attempts_on_agent(
             result.error = f"{type(exc).__name__}: {exc}"
             result.finished_at = time.time()
         elapsed = time.monotonic() - started
-        spent = _minus(result.usage, before)
+        spent = result.usage - before
         ok = result.status == "done"
         if result.failure_kind != "budget" and not result.awaiting:
             ctx.routing.record(spec.name, ok, elapsed)
@@ -160,7 +160,3 @@ async def _attempts_on_agent(
         if ok or result.awaiting or result.failure_kind not in RETRY_SAME_AGENT:
             return
 
-
-def _minus(total: Usage, before: Usage) -> Usage:
-    return Usage(total.llm_calls - before.llm_calls, total.input_tokens - before.input_tokens,
-                 total.output_tokens - before.output_tokens)
