@@ -1,22 +1,29 @@
-"""What an agent's tools may do without a person: approval rules and audited reads.
+"""What a tool does and what it may do without a person, declared on the tool itself.
 
-A tool is marked in code, not in a prompt:
+Every tool is read-only or a write, in the vocabulary of MCP's tool annotations
+(read-only, destructive, idempotent, open-world). A tool that declares nothing is a write.
+Approval rules, previews, preconditions and audit flags belong to the tool too: they are
+kept on the tool object *and* on the function behind it, so any agent, card, plugin or plan
+that reaches the same tool (or re-wraps its function) meets the same rule.
 
 ```python
-refund = requires_approval(refund_order, when=lambda args: (
-    f"refund of ${args['amount']:.2f} is over $100" if args["amount"] > 100 else None))
-read_chart = audited(read_full_patient_record)
+read_only(check_stock)
+writes(refund_order, destructive=False)
+requires_approval(refund_order, when=over_100, preview=refund_preview)
+requires_approval(release_transaction, reason="needs the fraud lead", refuse=not_held)
+audited(read_patient_summary)
 ```
 
-When an agent calls a tool whose rule gives a reason, the run pauses for an approval
-(a LangGraph interrupt, saved by the checkpointer); the call runs only once approved with
-the same arguments. Audited tools mark every call in the events, for the audit trail.
+An approval is for one exact call: this subtask, this tool, these validated arguments and
+the effect the tool previews from the current state. See ``orchestrator.nodes.specialist``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -25,45 +32,212 @@ from agents.spec import ToolLike, as_tool
 
 ApprovalRule = Callable[[Mapping[str, Any]], str | None]
 """Given the call's arguments: why it needs an approval, or None when it does not."""
+Preview = Callable[[Mapping[str, Any]], str]
+"""Given the call's arguments: the effect it would have now, read from the current state."""
+Precondition = Callable[[Mapping[str, Any]], str | None]
+"""Given the call's arguments: why it can never be allowed now (refused, nobody is asked)."""
 
-_APPROVAL = "orchestrator_requires_approval"
-_AUDIT = "orchestrator_audit"
+
+@dataclass(frozen=True)
+class ToolKind:
+    """What a tool does, as MCP's tool annotations say it (same defaults: a write)."""
+
+    read_only: bool = False
+    """It changes nothing (readOnlyHint)."""
+    destructive: bool = True
+    """A write that may destroy or overwrite (destructiveHint); only meaningful for writes."""
+    idempotent: bool = False
+    """Calling it again with the same arguments has no further effect (idempotentHint)."""
+    open_world: bool = True
+    """It reaches outside the orchestrator's own systems (openWorldHint)."""
+
+    def to_dict(self) -> dict[str, bool]:
+        return {"read_only": self.read_only, "destructive": self.destructive,
+                "idempotent": self.idempotent, "open_world": self.open_world}
 
 
-def requires_approval(tool: ToolLike, *, when: ApprovalRule | None = None,
-                      reason: str = "") -> BaseTool:
-    """A copy of ``tool`` that needs an approval: always, or when ``when`` gives a reason.
+READ_ONLY = ToolKind(read_only=True, destructive=False, idempotent=True, open_world=False)
+UNDECLARED = ToolKind()
 
-    The original is left as it is, so other agents can keep using it freely.
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """Everything declared about one tool."""
+
+    kind: ToolKind | None = None
+    """None: not declared (treated as :data:`UNDECLARED`, a write)."""
+    approval: ApprovalRule | None = None
+    preview: Preview | None = None
+    refuse: Precondition | None = None
+    audited: bool = False
+
+    @property
+    def effective_kind(self) -> ToolKind:
+        return self.kind or UNDECLARED
+
+
+_META_KEY = "orchestrator_policy"
+_BY_FUNCTION: dict[int, tuple[Any, ToolPolicy]] = {}
+"""Policies by the function behind a tool (kept alive with it), so re-wrapping keeps them."""
+
+
+def _functions(tool: Any) -> list[Any]:
+    found = [getattr(tool, "func", None), getattr(tool, "coroutine", None)]
+    if not isinstance(tool, BaseTool) and callable(tool):
+        found.append(tool)
+    return [f for f in found if f is not None]
+
+
+def policy_of(tool: ToolLike) -> ToolPolicy:
+    """The policy declared for ``tool`` (on the tool, or on the function behind it)."""
+    meta = getattr(tool, "metadata", None) or {}
+    own = meta.get(_META_KEY)
+    behind = next((entry[1] for fn in _functions(tool)
+                   if (entry := _BY_FUNCTION.get(id(fn))) is not None and entry[0] is fn), None)
+    if not isinstance(own, ToolPolicy):
+        return behind or ToolPolicy()
+    if behind is None:
+        return own
+    # A copy of a tool keeps what was declared on the function behind it: its own
+    # declarations come first, and it can add rules but not drop them.
+    return ToolPolicy(kind=own.kind or behind.kind, approval=own.approval or behind.approval,
+                      preview=own.preview or behind.preview, refuse=own.refuse or behind.refuse,
+                      audited=own.audited or behind.audited)
+
+
+def _declare(tool: ToolLike, **changes: Any) -> BaseTool:
+    """Merge ``changes`` into ``tool``'s policy, on the tool and its functions, in place."""
+    base = tool if isinstance(tool, BaseTool) else as_tool(tool)
+    policy = replace(policy_of(tool), **changes)
+    base.metadata = {**(base.metadata or {}), _META_KEY: policy}
+    for fn in [*_functions(base), *([tool] if not isinstance(tool, BaseTool) else [])]:
+        entry = _BY_FUNCTION.get(id(fn))
+        behind = entry[1] if entry is not None and entry[0] is fn else ToolPolicy()
+        _BY_FUNCTION[id(fn)] = (fn, replace(behind, **changes))
+    return base
+
+
+def read_only(tool: ToolLike) -> BaseTool:
+    """Declare that ``tool`` only reads: usable in answer subtasks, never an action."""
+    return _declare(tool, kind=READ_ONLY)
+
+
+def writes(tool: ToolLike, *, destructive: bool = True, idempotent: bool = False,
+           open_world: bool = False) -> BaseTool:
+    """Declare that ``tool`` changes something (a write): only act subtasks may call it."""
+    return _declare(tool, kind=ToolKind(False, destructive, idempotent, open_world))
+
+
+def requires_approval(tool: ToolLike, *, when: ApprovalRule | None = None, reason: str = "",
+                      preview: Preview | None = None, refuse: Precondition | None = None
+                      ) -> BaseTool:
+    """Make ``tool`` need a person's approval: always, or when ``when`` gives a reason.
+
+    ``preview`` says what the call would do now (shown to the approver; if it differs when
+    the approved call is about to run, a person is asked again). ``refuse`` is a
+    precondition: a call it gives a reason for is refused without asking anyone. The rule
+    is set on the tool itself, so every agent that has it is bound by it.
     """
-    base = as_tool(tool)
+    base = as_tool(tool) if not isinstance(tool, BaseTool) else tool
     always = reason or f"{base.name} needs an approval"
     rule: ApprovalRule = when if when is not None else (lambda _args: always)
-    return base.model_copy(update={"metadata": {**(base.metadata or {}), _APPROVAL: rule}})
+    return _declare(tool, approval=rule, preview=preview, refuse=refuse)
 
 
 def audited(tool: ToolLike) -> BaseTool:
-    """A copy of ``tool`` whose every call is flagged for the audit trail (sensitive reads)."""
-    base = as_tool(tool)
-    return base.model_copy(update={"metadata": {**(base.metadata or {}), _AUDIT: True}})
+    """Flag every call of ``tool`` for the audit trail (sensitive reads)."""
+    return _declare(tool, audited=True)
+
+
+def tool_kind(tool: ToolLike) -> ToolKind:
+    return policy_of(tool).effective_kind
+
+
+def is_read_only(tool: ToolLike) -> bool:
+    return tool_kind(tool).read_only
+
+
+def is_audited(tool: ToolLike) -> bool:
+    return policy_of(tool).audited
+
+
+def needs_approval(tool: ToolLike) -> bool:
+    return policy_of(tool).approval is not None
 
 
 def approval_reason(tool: BaseTool, args: Mapping[str, Any]) -> str | None:
-    """Why this call needs an approval, or None."""
-    rule = (tool.metadata or {}).get(_APPROVAL)
+    """Why this call (with validated arguments) needs an approval, or None."""
+    rule = policy_of(tool).approval
     if rule is None:
         return None
     try:
         return rule(args)
-    except (KeyError, TypeError, ValueError):
-        # Arguments the rule cannot read: the tool will reject them; ask a person anyway.
-        return f"{tool.name} needs an approval (its arguments could not be checked)"
+    except (KeyError, TypeError, ValueError) as exc:
+        # The arguments validated but the rule cannot read them: ask a person, say why.
+        return f"{tool.name} needs an approval (its rule could not check the call: {exc})"
 
 
-def is_audited(tool: BaseTool) -> bool:
-    return bool((tool.metadata or {}).get(_AUDIT))
+def refusal_reason(tool: BaseTool, args: Mapping[str, Any]) -> str | None:
+    """Why this call can never be allowed now (a precondition), or None."""
+    check = policy_of(tool).refuse
+    return check(args) if check is not None else None
 
 
-def call_key(subtask_id: str, tool: str, args: Mapping[str, Any]) -> str:
-    """The id of one approval: this subtask, this tool, these arguments."""
-    return f"{subtask_id}:{tool}:{json.dumps(dict(args), sort_keys=True, default=str)}"
+def preview_of(tool: BaseTool, args: Mapping[str, Any]) -> str | None:
+    """The effect this call would have now, from the tool's preview (None without one)."""
+    preview = policy_of(tool).preview
+    if preview is None:
+        return None
+    try:
+        return preview(args)
+    except (KeyError, TypeError, ValueError, LookupError) as exc:
+        return f"(no preview: {exc})"
+
+
+def identity_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that say *what* a call acts on: all but free text.
+
+    Free text (a string field with no pattern, enum or format: a message, a summary, a
+    reason) describes the action; two calls that differ only there are the same action.
+    """
+    schema = _args_schema(tool)
+    props = schema.get("properties", {})
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        prop = _non_null(props.get(name, {}))
+        free_text = (prop.get("type") == "string" and not
+                     any(k in prop for k in ("pattern", "enum", "format", "const")))
+        if not free_text:
+            out[name] = value
+    return out
+
+
+def _args_schema(tool: BaseTool) -> dict[str, Any]:
+    try:
+        return dict(tool.tool_call_schema.model_json_schema())  # type: ignore[union-attr]
+    except (AttributeError, TypeError):
+        return {}
+
+
+def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
+    for option in prop.get("anyOf", []):
+        if option.get("type") != "null":
+            return {**prop, **option}
+    return prop
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def write_key(run_id: str, subtask_id: str, tool: BaseTool, args: Mapping[str, Any]) -> str:
+    """The idempotency key of a write: this run, this subtask, this action on this target."""
+    payload = canonical([run_id, subtask_id, tool.name, identity_args(tool, args)])
+    return "w-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def approval_key(subtask_id: str, tool: str, args: Mapping[str, Any],
+                 preview: str | None) -> str:
+    """The id of one approval: this subtask, this tool, these arguments, this effect."""
+    digest = hashlib.sha256(canonical([tool, dict(args), preview]).encode()).hexdigest()[:16]
+    return f"{subtask_id}:{tool}:{digest}"

@@ -37,6 +37,10 @@ class RunBudget:
     failed_in_a_row: int = 0
     in_flight: int = 0
     """Model calls started and not yet charged: parallel agents cannot overshoot max_llm_calls."""
+    reserved_tokens: int = 0
+    """Estimated input tokens of the calls under way: parallel agents cannot overshoot
+    max_tokens by more than one call's worth."""
+    _reservations: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, prices: PriceTable | None = None) -> RunBudget:
@@ -61,17 +65,33 @@ class RunBudget:
             self.hit = (f"no progress: {self.failed_in_a_row} failed attempts in a row "
                         "(run_stall_attempts)")
 
-    def begin_call(self) -> None:
-        """Reserve one model call; BudgetExceededError when none is left. Pair with end_call."""
+    def begin_call(self, estimated_tokens: int = 0) -> None:
+        """Reserve one model call of about ``estimated_tokens`` input tokens;
+        BudgetExceededError when it does not fit. Pair with :meth:`end_call`.
+
+        With calls under way, a call fits only if its estimate and theirs fit in what is
+        left of ``max_tokens``, so parallel calls cannot together overshoot it; a call that
+        starts alone may overshoot it by its own size at most.
+        """
         self.check()
         if self.max_llm_calls is not None and \
                 self.spent.llm_calls + self.in_flight >= self.max_llm_calls:
             self.hit = f"{self.max_llm_calls} LLM calls used or under way (max_llm_calls)"
             raise BudgetExceededError(self.hit)
+        if self.max_tokens is not None and self.in_flight and (
+                self.spent.total_tokens + self.reserved_tokens + estimated_tokens
+                > self.max_tokens):
+            self.hit = (f"{self.spent.total_tokens} tokens used and about "
+                        f"{self.reserved_tokens} under way of {self.max_tokens} (max_tokens)")
+            raise BudgetExceededError(self.hit)
         self.in_flight += 1
+        self.reserved_tokens += estimated_tokens
+        self._reservations.append(estimated_tokens)
 
     def end_call(self) -> None:
         self.in_flight = max(self.in_flight - 1, 0)
+        if self._reservations:
+            self.reserved_tokens -= self._reservations.pop()
 
     def remaining_s(self) -> float | None:
         if self.max_wall_s is None:

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Model steps in a row without a successful new tool "
         "call after which an attempt counts as stalled.",
     )
+    max_tool_output_chars: int = Field(
+        default=20_000, ge=100, description="Longest tool output an agent sees and the run "
+        "keeps, in characters; longer outputs are cut with a marker.",
+    )
+    tool_threads: int = Field(
+        default=16, ge=1, le=256, description="Synchronous tool calls that may run at once "
+        "in a process (each in its own thread; a hung one is abandoned at its timeout).",
+    )
     run_stall_attempts: int | None = Field(
         default=8, ge=1, description="Failed attempts in a row, with nothing done between, "
         "after which a run stops as making no progress.",
@@ -143,6 +151,20 @@ class Settings(BaseSettings):
     otel: bool = Field(
         default=False, description="Export run spans through OpenTelemetry (needs the "
         "'otel' extra and an exporter the user configures, e.g. OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+    # --- crash safety and sizes -------------------------------------------------------
+    max_event_bytes: int = Field(
+        default=8000, ge=2, description="Largest event data accepted (bytes of its JSON); a "
+        "bigger event is rejected before any planning.",
+    )
+    max_stored_chars: int = Field(
+        default=20_000, ge=200, description="Longest text one field of a run record or "
+        "event keeps in runs.sqlite; longer text is cut with a '[truncated ...]' marker.",
+    )
+    lease_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How long a claim on a run or a thread "
+        "(running, resuming, approving) holds without renewal; its owner renews it while it "
+        "works, so the claim of a crashed process expires after this.",
     )
 
     @property

@@ -2,11 +2,17 @@
 
 Which file a tool uses is a context variable, so parallel runs (and eval cases)
 can each use their own copy without passing paths through every tool.
+
+It is also a write ledger (``orchestrator.effects``): a transaction opened while the engine
+runs a write call records the call's idempotency key in ``write_ledger`` together with its
+effect, and a call whose key is already there raises ``AlreadyApplied`` before it writes.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
 import shutil
 import sqlite3
@@ -18,10 +24,17 @@ from importlib import resources
 from pathlib import Path
 
 from orchestrator.config import load_settings
+from orchestrator.effects import AlreadyApplied, current_write, register_ledger
 
 #: Domain packs whose ``seed.sql`` builds and fills their tables.
 DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops", "agents.commerce", "agents.finance",
                                   "agents.healthcare", "agents.marketing")
+
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS write_ledger (
+    key TEXT PRIMARY KEY, tool TEXT NOT NULL, args TEXT NOT NULL, output TEXT,
+    applied_at TEXT NOT NULL DEFAULT (datetime('now')));
+"""
 
 _create_lock = threading.Lock()
 _current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)
@@ -53,12 +66,59 @@ def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
         _create_once(target)
     conn = sqlite3.connect(target, timeout=30)
     conn.row_factory = sqlite3.Row
+    call = current_write()
     try:
         conn.execute("PRAGMA foreign_keys = ON")
         with conn:
+            if call is not None and not call.checked:
+                call.checked = True
+                conn.execute("BEGIN IMMEDIATE")  # two processes cannot both miss the key
+                earlier = _ledger_row(conn, call.key)
+                if earlier is not None:
+                    raise AlreadyApplied(call.key, earlier["output"])
+            before = conn.total_changes
             yield conn
+            if call is not None and call.save_output is None and conn.total_changes > before:
+                # The key goes in with the effect, in the same transaction.
+                conn.execute("INSERT INTO write_ledger (key, tool, args) VALUES (?, ?, ?)",
+                             (call.key, call.tool, json.dumps(call.args, default=str)))
+                call.save_output = functools.partial(_save_output, target, call.key)
     finally:
         conn.close()
+
+
+def _ledger_row(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+    try:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:  # a database from before the ledger: add it
+        conn.execute(LEDGER_SCHEMA)
+        return None
+    return row
+
+
+def _save_output(path: Path, key: str, output: str) -> None:
+    with sqlite3.connect(path, timeout=30) as conn:
+        conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
+    conn.close()
+
+
+def _lookup_effect(key: str) -> tuple[bool, str | None]:
+    """The ledger lookup the engine uses before asking for approval of a write."""
+    target = domain_db_path()
+    if not target.exists():
+        return False, None
+    conn = sqlite3.connect(target, timeout=30)
+    try:
+        row = conn.execute("SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:
+        return False, None
+    finally:
+        conn.close()
+    return (True, row[0]) if row is not None else (False, None)
+
+
+register_ledger(_lookup_effect)
 
 
 def fetch_row(conn: sqlite3.Connection, sql: str, key: str, what: str) -> sqlite3.Row:
@@ -90,6 +150,7 @@ def reset_domain_db(path: str | Path | None = None) -> Path:
         conn.execute("PRAGMA journal_mode = WAL")
         for pack in DOMAIN_PACKS:
             conn.executescript(resources.files(pack).joinpath("seed.sql").read_text("utf-8"))
+        conn.executescript(LEDGER_SCHEMA)
         conn.commit()
     finally:
         conn.close()

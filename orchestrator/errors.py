@@ -42,3 +42,17 @@ class ToolRefusedError(AgentError):
 
 class BudgetExceededError(OrchestratorError):
     """A run budget (LLM calls, tokens, cost, wall time) is used up: no new work starts."""
+
+
+_PROVIDER_MODULES = ("openai", "httpx", "httpcore", "anthropic", "google", "aiohttp",
+                     "requests", "urllib3", "langchain_openai")
+
+
+def is_model_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a model provider's failure (network, HTTP, rate limit, a model that
+    misbehaved) rather than a bug in the engine or a tool wrapper: only the former is
+    worth a retry as a model error; bugs are logged with their traceback."""
+    if isinstance(exc, ModelError | TimeoutError | ConnectionError):
+        return True
+    module = type(exc).__module__.split(".", 1)[0]
+    return module in _PROVIDER_MODULES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -49,8 +49,17 @@ class Condition(BaseModel):
         return str(value) == str(self.equals)
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    # A model must say what each subtask is; playbooks and code may leave it to the agent.
+    required = schema.setdefault("required", [])
+    if "kind" not in required:
+        required.append("kind")
+
+
 class Subtask(BaseModel):
     """One unit of work for one specialist agent."""
+
+    model_config = ConfigDict(json_schema_extra=_kind_required)
 
     id: str = Field(description="Short unique id such as 't1'.")
     goal: str = Field(description="What the agent must do, self-contained (names, ids, numbers).")
@@ -62,6 +71,12 @@ class Subtask(BaseModel):
     alternatives: list[str] = Field(
         default_factory=list,
         description="Other agents that could also do it, best first (used if the agent fails).",
+    )
+    kind: Literal["answer", "act"] | None = Field(
+        default=None,
+        description="'answer' when the user asks a question or a hypothetical (the agent may "
+        "only read); 'act' only when the user asks for a change to be made. Never 'act' for "
+        "something the user said not to do.",
     )
     # Set by playbooks, never by the model (hidden from the schema the model sees).
     when: SkipJsonSchema[Condition | None] = None
@@ -139,6 +154,15 @@ def check_agents(plan: Plan, agent_names: Iterable[str]) -> None:
                 for a in s.alternatives if a not in known]
     if unknown:
         raise PlanError("; ".join(unknown) + f" (known agents: {', '.join(sorted(known))})")
+
+
+def check_kinds(plan: Plan) -> None:
+    """Raise :class:`PlanError` if a subtask of a model's plan does not say its kind."""
+    missing = [s.id for s in plan.subtasks if s.kind is None]
+    if missing:
+        raise PlanError(f"subtask(s) {', '.join(missing)} need a kind: 'answer' when the "
+                        "user asks a question (the agent only reads) or 'act' when the user "
+                        "asks for a change")
 
 
 def topological_order(plan: Plan) -> list[Subtask]:

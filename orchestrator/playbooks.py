@@ -26,7 +26,7 @@ import string
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -75,6 +75,9 @@ class PlaybookStep(BaseModel):
     alternatives: list[str] = Field(default_factory=list)
     when: Condition | None = None
     requires_approval: bool = False
+    kind: Literal["answer", "act"] | None = None
+    """answer: the step only reads; act: it changes something; unset: act when its agent
+    has a tool that writes."""
 
 
 class Playbook(BaseModel):
@@ -130,7 +133,8 @@ class Playbook(BaseModel):
         values["request"] = request
         subtasks = [Subtask(id=s.id, agent=s.agent, goal=s.goal.format_map(values),
                             depends_on=s.depends_on, alternatives=s.alternatives,
-                            when=s.when, requires_approval=s.requires_approval)
+                            when=s.when, requires_approval=s.requires_approval,
+                            kind=s.kind)
                     for s in self.steps]
         try:
             return Plan(rationale=f"playbook {self.name}: {self.description}".strip(" :"),

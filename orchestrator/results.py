@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -9,14 +10,20 @@ from typing import Any, Literal
 from orchestrator.events import Event
 from orchestrator.plan import Plan
 
-RunStatus = Literal["ok", "partial", "failed", "paused"]
+RunStatus = Literal["ok", "partial", "failed", "paused", "unknown", "interrupted"]
 """ok: every subtask done; partial: some failed or were skipped; failed: no plan or nothing
-done; paused: waiting for an approval (``Orchestrator.resume``)."""
-SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped"]
-FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped"})
+done; unknown: nothing failed, but a write's outcome cannot be known (it was in flight at a
+timeout); paused: waiting for an approval (``Orchestrator.resume``); interrupted: the
+process stopped mid-run (resume it from its checkpoint)."""
+SubtaskStatus = Literal["pending", "running", "done", "failed", "cancelled", "skipped",
+                        "unknown"]
+FINISHED_STATUSES = frozenset({"done", "failed", "cancelled", "skipped", "unknown"})
+SubtaskKind = Literal["answer", "act"]
+"""answer: only reads (bound to read-only tools); act: asked to change something."""
 FailureKind = Literal["tool_error", "rejected", "invalid_arguments", "refused", "no_result",
-                      "timeout", "outcome_unknown", "loop", "stalled", "model_error", "budget",
-                      "denied", "dependency", "condition"]
+                      "no_action", "timeout", "outcome_unknown", "loop", "stalled",
+                      "model_error", "engine_error", "budget", "denied", "dependency",
+                      "condition"]
 """Why a subtask did not finish: the statistics and the recovery policy key on it."""
 
 
@@ -65,6 +72,12 @@ class ToolCallRecord:
     args: dict[str, Any]
     status: Literal["ok", "error", "refused", "invalid"]
     output: str = ""
+    write: bool = False
+    """The tool is a write (not declared read-only)."""
+    key: str | None = None
+    """A write's idempotency key (run, subtask, action)."""
+    replayed: bool = False
+    """A write that had already happened: its earlier result was returned, nothing redone."""
 
 
 @dataclass
@@ -90,7 +103,17 @@ class SubtaskResult:
     unsettled_tool: str | None = None
     """A synchronous tool still running when the attempt timed out: its outcome is unknown."""
     awaiting: dict[str, Any] | None = None
-    """A tool call waiting for an approval: key, tool, args, why (status stays pending)."""
+    """A tool call waiting for an approval: key, tool, args, why, preview (status pending)."""
+    kind: SubtaskKind = "act"
+    used_approvals: list[str] = field(default_factory=list)
+    """Approval keys already spent: an approval lets one call run, once."""
+    transcript: list[dict[str, Any]] | None = None
+    """The attempt's conversation up to its last successful write: a retry goes on from it."""
+    transcript_agent: str | None = None
+
+    @property
+    def writes_done(self) -> list[ToolCallRecord]:
+        return [c for c in self.tool_calls if c.write and c.status == "ok"]
 
     def settled(self, results: Mapping[str, SubtaskResult]) -> bool:
         """Done, or failed but replaced by a replan whose subtasks all settled."""
@@ -98,6 +121,10 @@ class SubtaskResult:
             return True
         return bool(self.replaced_by) and all(
             r in results and results[r].settled(results) for r in self.replaced_by)
+
+    def summary_of_writes(self) -> str:
+        """The writes that happened, for an answer or an error message ('' when none)."""
+        return "; ".join(f"{c.name}: {c.output[:200]}" for c in self.writes_done)
 
     @property
     def elapsed_s(self) -> float | None:
@@ -110,10 +137,29 @@ class SubtaskResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubtaskResult:
-        fields = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k in known}
         fields["usage"] = Usage.from_dict(fields.get("usage"))
         fields["tool_calls"] = [ToolCallRecord(**c) for c in fields.get("tool_calls", [])]
         return cls(**fields)
+
+
+def run_status(results: Mapping[str, SubtaskResult], *, paused: bool, error: str | None,
+               answered: bool) -> RunStatus:
+    """The run's status from what its subtasks did (never ``ok`` when an asked change did
+    not happen, never ``failed`` for work that was done)."""
+    if paused:
+        return "paused"
+    counted = [r for r in results.values() if r.failure_kind != "condition"]
+    settled = sum(r.settled(results) for r in counted)
+    unknown = sum(r.status == "unknown" for r in counted)
+    if error or (not answered and not results):
+        return "failed" if not any(r.writes_done for r in counted) else "partial"
+    if counted and settled == 0 and unknown == 0:
+        return "partial" if any(r.writes_done for r in counted) else "failed"
+    if settled + unknown < len(counted):
+        return "partial"
+    return "unknown" if unknown else "ok"
 
 
 @dataclass

@@ -12,11 +12,13 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
+from agents.policy import is_read_only, read_only
 from agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
+from orchestrator.plan import Subtask
 from orchestrator.pricing import PriceTable
-from orchestrator.results import Usage
+from orchestrator.results import SubtaskKind, Usage
 from orchestrator.routing import AgentStatsBook
 from retrieval.search import Retriever
 from retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
@@ -108,19 +110,45 @@ class EngineContext:
         if spec.name not in self._tools:
             tools = dict(spec.tool_map)
             if RETRIEVE_TOOL_NAME in tools:
-                tools[RETRIEVE_TOOL_NAME] = bind_retrieve_tool(
-                    self.retriever, spec.name, spec.collections)
+                tools[RETRIEVE_TOOL_NAME] = read_only(bind_retrieve_tool(
+                    self.retriever, spec.name, spec.collections))
             self._tools[spec.name] = tools
         return self._tools[spec.name]
 
-    def agent_runnable(self, spec: AgentSpec) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The agent's model with only its own tools bound (built once: schemas are costly)."""
-        key = f"agent:{spec.name}"
+    def agent_runnable(self, spec: AgentSpec, kind: SubtaskKind = "act"
+                       ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The agent's model with only its own tools bound, and for an answer subtask only
+        its read-only ones (built once per agent and kind: schemas are costly)."""
+        key = f"agent:{spec.name}:{kind}"
         if key not in self._bound:
             model = self.model_for(spec.name)
-            tools = list(self.agent_tools(spec).values())
+            tools = [t for t in self.agent_tools(spec).values()
+                     if kind == "act" or is_read_only(t)]
             self._bound[key] = model.bind_tools(tools) if tools else model
         return self._bound[key]
+
+    def catalog_line(self, spec: AgentSpec) -> str:
+        """The line the planner sees for an agent: what it is for, and which of its tools
+        only read and which change things (so the planner can tell answer from act)."""
+        tools = self.agent_tools(spec).values()
+        reads = [t.name for t in tools if is_read_only(t)]
+        changes = [t.name for t in tools if not is_read_only(t)]
+        line = spec.catalog_line()
+        if reads:
+            line += f" | reads: {', '.join(reads)}"
+        if changes:
+            line += f" | changes: {', '.join(changes)}"
+        return line
+
+    def subtask_kind(self, subtask: Subtask) -> SubtaskKind:
+        """The subtask's kind as planned. An agent with no tool that writes can only
+        answer, whatever the plan says; when a plan (a playbook step) left the kind out, it
+        is ``act`` if the agent has a tool that writes."""
+        spec = self.agents.get(subtask.agent)
+        tools = self.agent_tools(spec).values() if spec is not None else []
+        if not any(not is_read_only(t) for t in tools):
+            return "answer"
+        return subtask.kind or "act"
 
     def planner_collections(self) -> list[str]:
         """Collections the planner draws context from: those any agent may read."""

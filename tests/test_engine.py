@@ -18,9 +18,11 @@ from orchestrator.models import FakeChatModel, tool_call
 from tests.conftest import INCIDENT_REQUEST
 
 
-def plan_reply(*subtasks: tuple[str, str, str, list[str]], answer: str | None = None) -> Any:
+def plan_reply(*subtasks: tuple[Any, ...], answer: str | None = None) -> Any:
+    """A scripted Plan: (id, goal, agent, depends_on[, kind]); the kind is 'act' unless given."""
     return tool_call("Plan", {"rationale": "scripted", "answer": answer, "subtasks": [
-        {"id": i, "goal": g, "agent": a, "depends_on": d} for i, g, a, d in subtasks]})
+        {"id": s[0], "goal": s[1], "agent": s[2], "depends_on": s[3],
+         "kind": s[4] if len(s) > 4 else "act"} for s in subtasks]})
 
 
 def orchestrator(domain_db: Path, model: Any = "fake", **kwargs: Any) -> Orchestrator:
@@ -158,7 +160,7 @@ def test_tool_outside_the_agents_list_is_refused_in_code(
 
 def test_invalid_tool_arguments_go_back_to_the_agent(domain_db: Path) -> None:
     model = FakeChatModel(script=[
-        plan_reply(("t1", "Show the route of web-2", "traffic", [])),
+        plan_reply(("t1", "Show the route of web-2", "traffic", [], "answer")),
         tool_call("show_route", {"service": "WEB 2!"}),
         tool_call("show_route", {"service": "web-2"}),
         "web-2 routes to web-primary.",

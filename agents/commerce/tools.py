@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from agents.policy import requires_approval
+from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 SKU_PATTERN = r"^sku-[0-9]+$"
@@ -274,5 +274,37 @@ def forecast_demand(sku: str) -> str:
             f"units/week, reorder {reorder} units ({basis}).")
 
 
-adjust_price = requires_approval(adjust_price_to_market, when=_price_change_reason)
-refund = requires_approval(refund_order, when=_refund_reason)
+def _price_preview(args: Mapping[str, Any]) -> str:
+    with connect() as conn:
+        p, target = _market_price(conn, str(args["sku"]))
+    return f"price of {args['sku']}: ${p['price']:.2f} -> ${target:.2f}"
+
+
+def _refund_preview(args: Mapping[str, Any]) -> str:
+    with connect() as conn:
+        order = fetch_row(conn, "SELECT * FROM orders WHERE id = ?", str(args["order_id"]),
+                          "order")
+    return f"refund ${order['quantity'] * order['unit_price']:.2f} for {args['order_id']}"
+
+
+def _already_refunded(args: Mapping[str, Any]) -> str | None:
+    with connect() as conn:
+        done = conn.execute("SELECT 1 FROM refunds WHERE order_id = ?",
+                            (str(args["order_id"]),)).fetchone()
+    return f"order {args['order_id']} is already refunded" if done else None
+
+
+for _read in (check_stock, list_out_of_stock, list_promotions, get_market_prices,
+              recommend_products):
+    read_only(_read)
+writes(set_stock, idempotent=True)
+writes(start_promotion, destructive=False)
+writes(pause_promotion, idempotent=True)
+writes(answer_availability, destructive=False, open_world=True)  # sends the customer an answer
+writes(forecast_demand, destructive=False, idempotent=True)  # records the forecast
+writes(adjust_price_to_market, idempotent=True)
+writes(refund_order, destructive=False)
+adjust_price = requires_approval(adjust_price_to_market, when=_price_change_reason,
+                                 preview=_price_preview)
+refund = requires_approval(refund_order, when=_refund_reason, preview=_refund_preview,
+                           refuse=_already_refunded)

@@ -4,11 +4,13 @@ onboarding documents. Releasing a held transaction always needs an approval."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from agents.policy import requires_approval
+from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 TX_PATTERN = r"^tx-[0-9]+$"
@@ -162,5 +164,33 @@ def request_missing_documents(client: str) -> str:
     return f"Requested {', '.join(missing)} from {client}."
 
 
+def _not_releasable(args: Mapping[str, Any]) -> str | None:
+    """Only a held transaction can be released; a blocked one never (nobody is asked)."""
+    with connect() as conn:
+        row = conn.execute("SELECT status FROM transactions WHERE id = ?",
+                           (str(args["tx"]),)).fetchone()
+    if row is None:
+        return f"unknown transaction {args['tx']!r}"
+    if row["status"] != "held":
+        return f"{args['tx']} is {row['status']}, not held: it cannot be released"
+    return None
+
+
+def _release_preview(args: Mapping[str, Any]) -> str:
+    with connect() as conn:
+        row = _tx(conn, str(args["tx"]))
+    return f"pay ${row['amount']:.2f} to {row['merchant']} ({args['tx']}: held -> released)"
+
+
+for _read in (list_suspicious_transactions, check_documents):
+    read_only(_read)
+writes(hold_transaction, destructive=False, idempotent=True)
+writes(release_transaction, destructive=True, open_world=True)
+writes(score_transaction, destructive=False, idempotent=True)  # records the score
+writes(notify_compliance, destructive=False, open_world=True)
+writes(file_compliance_case, destructive=False)
+writes(request_verification, destructive=False, open_world=True)
+writes(request_missing_documents, destructive=False, open_world=True)
 release = requires_approval(
-    release_transaction, reason="releasing a held transaction needs the fraud team lead")
+    release_transaction, reason="releasing a held transaction needs the fraud team lead",
+    preview=_release_preview, refuse=_not_releasable)

@@ -13,7 +13,7 @@ from typing import Literal
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from agents.policy import audited, requires_approval
+from agents.policy import audited, read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 PATIENT_PATTERN = r"^p-[0-9]+$"
@@ -155,6 +155,13 @@ def submit_insurance_record(appointment: str) -> str:
     return f"Insurance record for {appointment} submitted to {row['insurer']}: ${amount:.2f}."
 
 
+read_only(read_patient_summary)
+read_only(read_full_patient_record)
+writes(book_specialist_visit, destructive=False)
+writes(order_diagnostics, destructive=False)
+writes(estimate_visit_cost, destructive=False, idempotent=True)  # records the estimate
+writes(write_visit_summary, destructive=False)
+writes(submit_insurance_record, destructive=False, idempotent=True, open_world=True)
 patient_summary = audited(read_patient_summary)
 full_record = audited(requires_approval(
     read_full_patient_record, reason="reading a full patient record needs a clinician"))

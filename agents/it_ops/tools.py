@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect
 
 SERVICE_PATTERN = r"^[a-z][a-z0-9]*-[0-9]+$"
@@ -228,3 +230,45 @@ def list_incidents(service: str | None = None) -> str:
     return "\n".join(
         f"#{r['id']} {r['service']} {r['severity']} {r['status']}: {r['summary']}" for r in rows
     )
+
+
+def _reroute_target(conn: sqlite3.Connection, service: str, backup_pool: str | None) -> str:
+    """The pool a reroute would move ``service`` to now (ValueError when none fits)."""
+    svc = _service(conn, service)
+    if backup_pool is not None:
+        return backup_pool
+    pool = conn.execute(
+        "SELECT name FROM pools WHERE serves = ? AND kind = 'backup' AND healthy = 1 "
+        "ORDER BY capacity - load DESC LIMIT 1", (svc["family"],)).fetchone()
+    if pool is None:
+        raise ValueError(f"no healthy backup pool serves {svc['family']} services")
+    return str(pool["name"])
+
+
+def _reroute_preview(args: Mapping[str, Any]) -> str:
+    with connect() as conn:
+        service = str(args["service"])
+        route = conn.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()
+        target = _reroute_target(conn, service, args.get("backup_pool"))
+    return f"{service} traffic: {route['pool'] if route else 'none'} -> {target}"
+
+
+def _healthy_service_move(args: Mapping[str, Any]) -> str | None:
+    """Failing over a service that is down or degraded is incident response; moving the
+    traffic of a service that is up is a change that needs a person."""
+    with connect() as conn:
+        row = conn.execute("SELECT status FROM services WHERE name = ?",
+                           (str(args["service"]),)).fetchone()
+    if row is not None and row["status"] == "up":
+        return f"{args['service']} is up: moving a healthy service's traffic needs an approval"
+    return None
+
+
+for _read in (check_service_health, list_unhealthy_services, read_service_logs, find_root_cause,
+              show_route, list_incidents):
+    read_only(_read)
+writes(reroute_traffic, destructive=True, idempotent=True)
+requires_approval(reroute_traffic, when=_healthy_service_move, preview=_reroute_preview)
+writes(alert_oncall, destructive=False, open_world=True)
+writes(log_incident, destructive=False)
+

@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from agents.policy import requires_approval
+from agents.policy import requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 CAMPAIGN_PATTERN = r"^cmp-[0-9]+$"
@@ -150,4 +150,17 @@ def update_next_send_plan(campaign: str) -> str:
     return f"Next send of {campaign}: {row[0]}."
 
 
-schedule_email = requires_approval(schedule_campaign_email, when=_large_send)
+def _send_preview(args: Mapping[str, Any]) -> str:
+    with connect() as conn:
+        row = _campaign(conn, str(args["campaign"]))
+        hour, _ = _best_hour(conn, row["audience"])
+    return f"email {row['audience_size']} {row['audience']} at {hour:02d}:00 ({args['campaign']})"
+
+
+writes(draft_campaign_email, destructive=False)
+writes(schedule_campaign_email, destructive=False, open_world=True)
+writes(start_campaign, destructive=False)
+writes(analyze_campaign, destructive=False, idempotent=True)  # records the analysis
+writes(update_next_send_plan, destructive=False, idempotent=True)
+schedule_email = requires_approval(schedule_campaign_email, when=_large_send,
+                                   preview=_send_preview)

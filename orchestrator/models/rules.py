@@ -25,7 +25,19 @@ PLAN_TOOL = "Plan"
 RETRIEVE_TOOL = "retrieve"
 _CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
 _THEN = re.compile(r"^(?:and\s+)?(?:then|after that|afterwards|finally|next)\b[\s,]*", re.I)
-_CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*)$")
+_CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*?)"
+                           r"(?:\s*\|\s*reads:\s*(.*?))?(?:\s*\|\s*changes:\s*(.*))?$")
+_SENTENCE_END = re.compile(r"(?<=[?!.;])\s+")
+_QUESTION_WORDS = frozenset("""what which who whom whose when where why how is are was were do does
+did can could should would will has have any anything""".split())  # noqa: SIM905
+_HYPOTHETICAL = re.compile(r"\b(?:hypothetical(?:ly)?|what if|what would|suppose|supposing|"
+                           r"imagine|in theory|would it be|if we were to)\b", re.IGNORECASE)
+_LEADING_FILLER = re.compile(r"^(?:(?:but|and|so|please|then|just|also|ok|okay)\b[\s,]*)+",
+                             re.IGNORECASE)
+_NEGATED = re.compile(r"^(?:don'?t|do not|never|no need to|without|not|nobody should|"
+                      r"avoid|refrain from)\b", re.IGNORECASE)
+Catalog = list[tuple[str, str, str, str, str]]
+"""(name, description, skills, read tools, change tools) per agent."""
 
 
 def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
@@ -48,46 +60,55 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessag
 
 
 def plan_request(
-    request: str, catalog: list[tuple[str, str, str]], history: str = "", min_score: int = 1
+    request: str, catalog: Catalog, history: str = "", min_score: int = 1
 ) -> dict[str, Any]:
     """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog; an agent
-    must score at least ``min_score`` to be given a clause."""
-    clauses = _split_clauses(request, catalog)
+    must score at least ``min_score`` to be given a clause.
+
+    Each subtask gets a kind: ``answer`` for a question or a hypothetical, or when the
+    agent's best-fitting tool for the clause only reads; ``act`` when it changes something.
+    A clause that says not to do something plans nothing.
+    """
+    hypothetical = bool(_HYPOTHETICAL.search(request))
     context: list[str] = []
-    routed: list[tuple[str, str, bool]] = []  # (clause, agent, after_previous)
+    routed: list[tuple[str, str, bool, str]] = []  # (clause, agent, after_previous, kind)
     seen: set[str] = set()
-    for clause in clauses:
+    for clause, question in _clauses_with_mood(request, catalog):
         after = bool(_THEN.match(clause))
         text = _THEN.sub("", clause).strip(" ,;")
+        if _NEGATED.match(_LEADING_FILLER.sub("", text)):
+            continue  # "don't page anyone": nothing to plan, and not context either
         if not text or text.lower() in seen:
             continue  # a bare "then", or the same work asked twice
         seen.add(text.lower())
-        agent = _best_agent(text, catalog, min_score)
+        answer = hypothetical or question
+        agent = _best_agent(text, catalog, min_score, needs_reads=answer)
         if agent is None:
             if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
-                prev_text, prev_agent, prev_after = routed[-1]
-                routed[-1] = (f"{prev_text} and {text}", prev_agent, prev_after)
+                prev_text, prev_agent, prev_after, prev_kind = routed[-1]
+                routed[-1] = (f"{prev_text} and {text}", prev_agent, prev_after, prev_kind)
             else:
                 context.append(text)
         else:
-            routed.append((text, agent, after))
+            kind = "answer" if answer else _kind_for(text, _entry(catalog, agent))
+            routed.append((text, agent, after, kind))
     if not routed:
-        known = ", ".join(name for name, _, _ in catalog)
+        known = ", ".join(entry[0] for entry in catalog)
         return {
             "rationale": "No agent's description or skills match the request.",
             "subtasks": [],
             "answer": "I can't help with that here: none of the available agents "
             f"({known}) handles this kind of request.",
         }
-    context = [c for c in context if c.lower().strip(" ,.!") not in _FILLERS]
+    context = [c for c in context if c.lower().strip(" ,.!?") not in _FILLERS]
     if not context and history and not _has_identifier(request):
         context.append("earlier: " + _last_user_turn(history))
     note = f" (context: {'; '.join(context)})" if context else ""
     subtasks: list[dict[str, Any]] = []
-    for index, (text, agent, after) in enumerate(routed, start=1):
+    for index, (text, agent, after, kind) in enumerate(routed, start=1):
         depends = [f"t{index - 1}"] if after and index > 1 else []
-        goal = text + note
-        subtasks.append({"id": f"t{index}", "goal": goal, "agent": agent, "depends_on": depends})
+        subtasks.append({"id": f"t{index}", "goal": text + note, "agent": agent,
+                         "depends_on": depends, "kind": kind})
     agents = sorted({str(s["agent"]) for s in subtasks})
     return {
         "rationale": f"{len(subtasks)} subtask(s) routed by skill match to {', '.join(agents)}.",
@@ -96,14 +117,47 @@ def plan_request(
     }
 
 
-def parse_catalog(system_text: str) -> list[tuple[str, str, str]]:
-    """(name, description, skills) for each agent line in the planner prompt."""
+def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[str, bool]]:
+    """The request's clauses, each with whether its sentence (or itself) is a question."""
+    out: list[tuple[str, bool]] = []
+    for sentence in _SENTENCE_END.split(request.strip()):
+        asks = sentence.rstrip().endswith("?") or _starts_with_question(sentence)
+        for clause in _split_clauses(sentence, catalog):
+            out.append((clause, asks or _starts_with_question(clause)))
+    return out
+
+
+def _starts_with_question(text: str) -> bool:
+    words = _LEADING_FILLER.sub("", text.strip()).split(maxsplit=1)
+    return bool(words) and words[0].lower().strip(",") in _QUESTION_WORDS
+
+
+def _entry(catalog: Catalog, agent: str) -> tuple[str, str, str, str, str]:
+    return next(e for e in catalog if e[0] == agent)
+
+
+def _kind_for(clause: str, entry: tuple[str, str, str, str, str]) -> str:
+    """act when the agent's best-fitting tool for the clause changes things, else answer."""
+    reads = [t.strip() for t in entry[3].split(",") if t.strip()]
+    changes = [t.strip() for t in entry[4].split(",") if t.strip()]
+    if not changes:
+        return "answer"
+    if not reads:
+        return "act"
+    best_change = max(overlap_score(clause, [(t, 1)]) for t in changes)
+    best_read = max(overlap_score(clause, [(t, 1)]) for t in reads)
+    return "act" if best_change >= best_read else "answer"
+
+
+def parse_catalog(system_text: str) -> Catalog:
+    """(name, description, skills, reads, changes) for each agent line in the prompt."""
     block = _first_tag(system_text, "agents") or system_text
     catalog = []
     for line in block.splitlines():
         match = _CATALOG_LINE.match(line.strip())
         if match:
-            catalog.append((match.group(1), match.group(2), match.group(3)))
+            catalog.append((match.group(1), match.group(2), match.group(3),
+                            match.group(4) or "", match.group(5) or ""))
     return catalog
 
 
@@ -120,7 +174,7 @@ def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
     return _tool_calls_message([(PLAN_TOOL, args)], salt=request)
 
 
-def _split_clauses(request: str, catalog: list[tuple[str, str, str]]) -> list[str]:
+def _split_clauses(request: str, catalog: Catalog) -> list[str]:
     parts: list[str] = []
     head, sep, tail = request.partition(":")
     # "web-3 is down: do X, Y" states context before the colon; "alert the team: details"
@@ -132,13 +186,18 @@ def _split_clauses(request: str, catalog: list[tuple[str, str, str]]) -> list[st
     return [p.strip(" .!?\n\t") for p in parts if p and p.strip(" .!?\n\t")]
 
 
-def _best_agent(clause: str, catalog: list[tuple[str, str, str]], min_score: int = 1
-                ) -> str | None:
+def _best_agent(clause: str, catalog: Catalog, min_score: int = 1, *,
+                needs_reads: bool = False) -> str | None:
+    """The best-fitting agent; for a question, one that has a tool that reads, if any fits."""
     best, best_score = None, min_score - 1
-    for name, description, skills in catalog:
+    for name, description, skills, reads, changes in catalog:
+        if needs_reads and changes and not reads:
+            continue
         score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
         if score > best_score:
             best, best_score = name, score
+    if best is None and needs_reads:
+        return _best_agent(clause, catalog, min_score)
     return best
 
 

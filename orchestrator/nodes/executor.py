@@ -14,6 +14,7 @@ approval: the node then returns with those steps pending and the graph pauses.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -28,8 +29,11 @@ from orchestrator.plan import Plan, Subtask
 from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
+logger = logging.getLogger(__name__)
+
 NO_REPLAN: frozenset[FailureKind | None] = frozenset({"budget", "denied", "dependency",
-                                                      "condition", "rejected", "outcome_unknown"})
+                                                      "condition", "rejected", "outcome_unknown",
+                                                      "engine_error"})
 """Failures a new plan cannot fix: limits, decisions, and input the systems rejected."""
 
 
@@ -82,8 +86,7 @@ class Scheduler:
         paused_at = state.get("wall_used_s")
         if paused_at is not None:  # time spent waiting for a person does not count
             self.budget.started = time.monotonic() - float(paused_at)
-        self.results = {s.id: earlier.get(s.id) or SubtaskResult(id=s.id, goal=s.goal,
-                                                                 agent=s.agent)
+        self.results = {s.id: earlier.get(s.id) or self._new_result(s)
                         for s in self.plan.subtasks}
         for result in self.results.values():
             if result.status == "running":  # interrupted mid-flight: run it again
@@ -95,6 +98,10 @@ class Scheduler:
         self._settled_some = False
         self._replanning: set[str] = set()
         """Failed subtasks the supervisor is replanning: their dependents wait."""
+
+    def _new_result(self, subtask: Subtask) -> SubtaskResult:
+        return SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent,
+                             kind=self.ctx.subtask_kind(subtask))
 
     async def run(self) -> None:
         running: dict[asyncio.Future[Any], str] = {}
@@ -193,7 +200,7 @@ class Scheduler:
         emit("subtask_started", self.run_id, subtask_id=subtask.id,
              agent=result.agent if paused else subtask.agent,
              data={"goal": subtask.goal, "depends_on": subtask.depends_on,
-                   "resumed": paused is not None})
+                   "kind": result.kind, "resumed": paused is not None})
         return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id,
                                                       grants, paused))
 
@@ -210,10 +217,11 @@ class Scheduler:
     def _collect(self, future: asyncio.Future[Any], started: SubtaskResult) -> SubtaskResult:
         try:
             result = SubtaskResult.from_dict(future.result())
-        except Exception as exc:  # a bug: fail this subtask only
+        except Exception as exc:  # a bug: fail this subtask only, keep the traceback
+            logger.exception("engine error running subtask %s", started.id)
             result = started
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-            result.failure_kind, result.finished_at = "model_error", time.time()
+            result.failure_kind, result.finished_at = "engine_error", time.time()
         result.started_at = started.started_at or result.started_at
         if result.awaiting is not None:  # paused at a tool call that needs an approval
             return result
@@ -221,6 +229,8 @@ class Scheduler:
         emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
              time=result.finished_at or time.time(), usage=result.usage.to_dict(), data={
                  "status": result.status, "error": result.error, "kind": result.failure_kind,
+                 "subtask_kind": result.kind,
+                 "writes": [c.name for c in result.writes_done],
                  "attempts": result.attempts, "agents_tried": result.agents_tried,
                  "elapsed_s": round(result.elapsed_s or 0.0, 4)})
         if result.failure_kind == "budget":
@@ -293,8 +303,7 @@ class Scheduler:
                 added = [s for s in self.plan.subtasks if s.id not in before]
                 failed.replaced_by = [s.id for s in added]
                 for subtask in added:
-                    self.results[subtask.id] = SubtaskResult(id=subtask.id, goal=subtask.goal,
-                                                             agent=subtask.agent)
+                    self.results[subtask.id] = self._new_result(subtask)
                 data["added"] = [s.model_dump(exclude_defaults=True) for s in added]
                 data["plan"] = self.plan.model_dump()
         except Exception as exc:  # the supervisor could not replan: the failure stands

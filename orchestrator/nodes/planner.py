@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError, PlanError, RequestError
 from orchestrator.events import emit
-from orchestrator.plan import Plan, Subtask, check_agents
+from orchestrator.plan import Plan, Subtask, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -30,7 +30,7 @@ from retrieval.tool import format_hits
 def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
                      ) -> list[BaseMessage]:
     """System prompt with the agent catalog; the request with recent conversation turns."""
-    catalog = "\n".join(spec.catalog_line() for spec in ctx.agents.values())
+    catalog = "\n".join(ctx.catalog_line(spec) for spec in ctx.agents.values())
     system = render_prompt("planner", agents=catalog)
     parts = []
     history = format_history(state.get("messages", [])[:-1], ctx.settings.history_turns)
@@ -77,6 +77,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
 
     def check(plan: Plan) -> Plan:
         check_agents(plan, ctx.agents)
+        check_kinds(plan)
         if len(plan.subtasks) > ctx.settings.max_subtasks:
             raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
@@ -145,7 +146,7 @@ async def replan_failed(
     catalog = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
     if not catalog:
         return Plan(subtasks=[], answer="no other agent")
-    system = render_prompt("replan", agents="\n".join(s.catalog_line() for s in catalog))
+    system = render_prompt("replan", agents="\n".join(ctx.catalog_line(s) for s in catalog))
     done = "\n".join(tagged("result", r.output, id=r.id, agent=r.agent)
                      for r in results.values() if r.status == "done")
     human = "\n".join([
@@ -162,9 +163,14 @@ async def replan_failed(
 
     def check(new: Plan) -> Plan:
         check_agents(new, allowed)
+        # A replacement does what the failed subtask was for (its kind, unless the model
+        # says it only needs to read) and never turns a question into an action.
         restored = new.model_copy(update={"subtasks": [
             s.model_copy(update={"depends_on": [*external.get(f"new:{s.id}", []),
-                                                *s.depends_on]}) for s in new.subtasks]})
+                                                *s.depends_on],
+                                 "kind": "answer" if failed.kind == "answer"
+                                 else s.kind or failed.kind})
+            for s in new.subtasks]})
         merge_replacement(plan, failed.id, restored, results)  # fits? (else: repair)
         restored_plans[:] = [restored]
         return new

@@ -9,18 +9,23 @@ the scheduler ask the supervisor to replan (see ``executor``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
+from agents.policy import is_read_only
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
-from orchestrator.errors import BudgetExceededError
+from orchestrator.errors import BudgetExceededError, is_model_failure
 from orchestrator.events import emit
+from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
 from orchestrator.results import FailureKind, SubtaskResult, Usage
 from orchestrator.routing import Choice, capable_agents
 from orchestrator.state import EngineContext
+
+logger = logging.getLogger(__name__)
 
 RETRY_SAME_AGENT: frozenset[FailureKind] = frozenset(
     {"tool_error", "timeout", "model_error", "invalid_arguments", "loop", "stalled"})
@@ -56,11 +61,13 @@ async def run_with_recovery(
     failed it. ``paused``: the result of an attempt that stopped for an approval, which goes
     on with the same agent; ``grants``: approved tool calls."""
     policy = RecoveryPolicy.from_settings(ctx.settings)
-    result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent)
+    result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent,
+                           kind=ctx.subtask_kind(subtask))
     if paused is not None:
         result = paused
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
-        if result.status == "done" or result.awaiting or result.failure_kind == "budget":
+        if result.status in ("done", "unknown") or result.awaiting or result.failure_kind in (
+                "budget", "engine_error"):
             return result
     candidates = capable_agents(subtask.agent, subtask.goal, subtask.alternatives, ctx.agents)
     while len(result.agents_tried) <= policy.max_reassigns:
@@ -78,13 +85,43 @@ async def run_with_recovery(
         result.agent = choice.agent
         result.agents_tried.append(choice.agent)
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
-        if result.status == "done" or result.awaiting or result.failure_kind in (
-                "budget", "outcome_unknown"):
+        if result.status in ("done", "unknown") or result.awaiting or result.failure_kind in (
+                "budget", "outcome_unknown", "engine_error"):
             return result
     if result.status in ("pending", "running"):  # no capable agent was left to try
         result.status, result.failure_kind = "failed", "no_result"
         result.error = result.error or f"no capable agent for {subtask.goal!r}"
     return result
+
+
+def _timed_out(result: SubtaskResult, agent: str, budget: RunBudget, timeout: float,
+               wall_bound: bool, ctx: EngineContext) -> None:
+    """An attempt cut off by its timeout or the run's wall time: say what is known."""
+    unsettled = result.unsettled_tool
+    tool = ctx.agent_tools(ctx.agents[agent]).get(unsettled or "")
+    write_in_flight = tool is not None and not is_read_only(tool)
+    result.unsettled_tool = None
+    result.finished_at = time.time()
+    if write_in_flight:
+        # The call may still complete in its thread: its outcome cannot be known, and
+        # trying again could do it twice.
+        result.status, result.failure_kind = "unknown", "outcome_unknown"
+        result.error = (f"{agent} was cut off after {timeout:g}s while {unsettled} was "
+                        "running; whether it took effect is unknown, so it is not tried again")
+        if wall_bound:
+            budget.expire_wall()
+        return
+    if wall_bound:
+        budget.expire_wall()
+        if not judge_cut_short(result, f"cut short by the run's wall time ({budget.hit})",
+                               answers=True):
+            result.status, result.failure_kind = "cancelled", "budget"
+            result.error = f"budget: {budget.hit}"
+        return
+    if judge_cut_short(result, f"cut short after {timeout:g}s"):
+        return
+    result.status, result.failure_kind = "failed", "timeout"
+    result.error = f"{agent} timed out after {timeout:g}s"
 
 
 def _choose(ctx: EngineContext, policy: RecoveryPolicy, left: list[str], preferred: str
@@ -100,8 +137,10 @@ async def _attempts_on_agent(
     grants: frozenset[str] = frozenset(),
 ) -> None:
     spec = ctx.agents[result.agent]
-    limits = LoopLimits(ctx.settings.max_agent_steps, ctx.settings.max_identical_calls,
-                        ctx.settings.stall_steps)
+    settings = ctx.settings
+    limits = LoopLimits(settings.max_agent_steps, settings.max_identical_calls,
+                        settings.stall_steps, settings.max_tool_output_chars,
+                        settings.tool_threads)
     for retry in range(policy.max_retries + 1):
         if retry:
             delay = policy.delay(retry)
@@ -123,27 +162,18 @@ async def _attempts_on_agent(
         limit = min(timeout, remaining) if remaining is not None else timeout
         try:
             await asyncio.wait_for(run_specialist(
-                spec, ctx.agent_runnable(spec), ctx.agent_tools(spec), result, inputs,
+                spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
+                inputs,
                 run_id=run_id, limits=limits, budget=budget,
                 model_name=ctx.model_name(spec.name), grants=grants,
             ), timeout=limit)
         except TimeoutError:
-            if wall_bound:
-                budget.expire_wall()
-                result.status, result.failure_kind = "cancelled", "budget"
-                result.error = f"budget: {budget.hit}"
-            elif result.unsettled_tool:
-                # The call may still complete in its thread: trying again could do it twice.
-                result.status, result.failure_kind = "failed", "outcome_unknown"
-                result.error = (f"{spec.name} timed out after {timeout:g}s while "
-                                f"{result.unsettled_tool} was running; its outcome is unknown, "
-                                "so it is not tried again")
-            else:
-                result.status, result.failure_kind = "failed", "timeout"
-                result.error = f"{spec.name} timed out after {timeout:g}s"
-            result.finished_at = time.time()
-        except Exception as exc:  # a provider error or a bug in a tool wrapper: this attempt
-            result.status, result.failure_kind = "failed", "model_error"
+            _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)
+        except Exception as exc:
+            if not is_model_failure(exc):  # a bug: keep its traceback, do not retry it
+                logger.exception("engine error in subtask %s (%s)", result.id, spec.name)
+            result.status = "failed"
+            result.failure_kind = "model_error" if is_model_failure(exc) else "engine_error"
             result.error = f"{type(exc).__name__}: {exc}"
             result.finished_at = time.time()
         elapsed = time.monotonic() - started

@@ -1,0 +1,238 @@
+"""One tool call of a specialist, with every guarantee checked in code, in this order.
+
+1. least privilege: only the agent's own tools;
+2. the subtask's kind: an answer subtask may call read-only tools only;
+3. the arguments are validated against the tool's schema (before anyone is asked);
+4. the tool's precondition may refuse the call outright;
+5. a write that already happened (same run, subtask and action) returns its earlier result;
+6. a call that needs an approval pauses unless this exact call and its previewed effect
+   were approved, and an approval is spent by the call it allowed;
+7. the tool runs (a write inside its idempotency key, a synchronous tool in its own
+   thread); its output is capped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.messages.tool import ToolCall
+from langchain_core.tools import BaseTool, ToolException
+from pydantic import BaseModel, ValidationError
+
+from agents.policy import (
+    approval_key,
+    approval_reason,
+    is_audited,
+    is_read_only,
+    preview_of,
+    refusal_reason,
+    write_key,
+)
+from agents.spec import AgentSpec
+from orchestrator.effects import AlreadyApplied, WriteCall, earlier_result, write_call
+from orchestrator.errors import ToolRefusedError
+from orchestrator.events import emit
+from orchestrator.nodes.tool_threads import run_in_tool_thread
+from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+
+REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException)
+"""Exceptions by which a tool rejects its input (unknown id, bad value): not transient."""
+
+
+class ApprovalNeeded(Exception):
+    """A tool call needs a person's approval first: the attempt pauses here."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__(request["why"])
+        self.request = request
+        self.done: list[ToolMessage] = []
+        self.pending: list[dict[str, Any]] = []
+
+
+class ToolFailed(Exception):
+    """The tool raised: the attempt ends as failed with this kind."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
+
+
+@dataclass
+class ToolCaller:
+    """Makes one agent's tool calls for one subtask."""
+
+    spec: AgentSpec
+    tools: dict[str, BaseTool]
+    result: SubtaskResult
+    run_id: str
+    grants: frozenset[str] = frozenset()
+    max_output_chars: int = 20_000
+    tool_threads: int = 16
+
+    async def call(self, call: ToolCall) -> ToolMessage:
+        name, args = call["name"], dict(call.get("args") or {})
+        call_id = call.get("id") or name
+        tool = self.tools.get(name)
+        if tool is None:
+            # Least privilege is enforced here, not in the prompt: the call reaches no tool.
+            allowed = ", ".join(self.tools) or "none"
+            return self._refuse(name, args, call_id, f"tool {name!r} is not available to "
+                                f"agent {self.spec.name} (its tools: {allowed})")
+        write = not is_read_only(tool)
+        if write and self.result.kind == "answer":
+            return self._refuse(name, args, call_id, f"{name} changes things and this subtask "
+                                "only answers a question: use a read-only tool", write=True)
+        try:
+            args = _validated(tool, args)
+        except ValidationError as exc:
+            return self._invalid(tool, args, call_id, exc)
+        why_not = refusal_reason(tool, args)
+        if why_not is not None:
+            return self._refuse(name, args, call_id, why_not, write=write)
+        key = write_key(self.run_id, self.result.id, tool, args) if write else None
+        if key is not None:
+            earlier = self._earlier(key)
+            if earlier is not None:
+                return self._replayed(tool, args, call_id, key, earlier)
+        spent = self._check_approval(tool, args)
+        return await self._run(tool, args, call_id, key, spent)
+
+    # --- the steps ---------------------------------------------------------------------
+
+    def _check_approval(self, tool: BaseTool, args: dict[str, Any]) -> str | None:
+        """The approval key this call spends, None when it needs none; raises
+        :class:`ApprovalNeeded` when it needs one it does not have."""
+        why = approval_reason(tool, args)
+        if why is None:
+            return None
+        preview = preview_of(tool, args)
+        key = approval_key(self.result.id, tool.name, args, preview)
+        granted = sum(g == key or g.startswith(f"{key}#") for g in self.grants)
+        used = self.result.used_approvals.count(key)
+        if used < granted:
+            return key
+        raise ApprovalNeeded({
+            "key": key if not used else f"{key}#{used}", "tool": tool.name,
+            "args": _jsonable(args), "why": why, "preview": preview, "again": used > 0})
+
+    def _earlier(self, key: str) -> str | None:
+        for record in self.result.tool_calls:
+            if record.key == key and record.status == "ok":
+                return record.output
+        found, output = earlier_result(key)
+        if found:
+            return output or "(done earlier; its result was not recorded)"
+        return None
+
+    async def _run(self, tool: BaseTool, args: dict[str, Any], call_id: str, key: str | None,
+                   approval: str | None) -> ToolMessage:
+        audit = {"audit": True} if is_audited(tool) else {}
+        started = time.perf_counter()
+        record = ToolCallRecord(tool.name, args, "ok", write=key is not None, key=key)
+        if approval is not None:
+            self.result.used_approvals.append(approval)
+        marker = WriteCall(key, tool.name, _jsonable(args)) if key is not None else None
+        try:
+            output = await self._invoke(tool, args, marker)
+        except AlreadyApplied as exc:  # another process or an earlier attempt did it
+            return self._replayed(tool, args, call_id, exc.key,
+                                  exc.output or "(done earlier; its result was not recorded)")
+        except ToolRefusedError as exc:
+            return self._refuse(tool.name, args, call_id, str(exc), write=key is not None)
+        except ValidationError as exc:
+            return self._invalid(tool, args, call_id, exc)
+        except Exception as exc:
+            record.status, record.output = "error", str(exc)
+            self.result.tool_calls.append(record)
+            self._emit(tool.name, args, "error", started, error=str(exc), key=key, **audit)
+            kind: FailureKind = "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
+            raise ToolFailed(kind, f"{tool.name} failed: {exc}") from exc
+        text = output if isinstance(output, str) else json.dumps(output, default=str)
+        text = _capped(text, self.max_output_chars)
+        if marker is not None and marker.save_output is not None:
+            marker.save_output(text)
+        record.output = text
+        self.result.tool_calls.append(record)
+        self._emit(tool.name, args, "ok", started, key=key, **audit)
+        return ToolMessage(text, tool_call_id=call_id, name=tool.name)
+
+    async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
+                      ) -> Any:
+        """Run the tool; while a synchronous one runs (in a thread a timeout cannot stop),
+        ``result.unsettled_tool`` names it, so a timeout knows its outcome is unknown."""
+        sync = getattr(tool, "coroutine", None) is None
+        self.result.unsettled_tool = tool.name if sync else None
+        with write_call(marker) if marker is not None else nullcontext():
+            if sync:
+                output = await run_in_tool_thread(lambda: tool.invoke(args),
+                                                  limit=self.tool_threads)
+            else:
+                output = await tool.ainvoke(args)
+        self.result.unsettled_tool = None
+        return output
+
+    # --- outcomes that do not run the tool -----------------------------------------------
+
+    def _refuse(self, name: str, args: dict[str, Any], call_id: str, reason: str, *,
+                write: bool = False) -> ToolMessage:
+        self.result.tool_calls.append(ToolCallRecord(name, args, "refused", reason,
+                                                     write=write))
+        emit("tool_refused", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+             data={"tool": name, "args": _jsonable(args), "reason": reason})
+        return ToolMessage(f"Refused: {reason}.", tool_call_id=call_id, status="error")
+
+    def _invalid(self, tool: BaseTool, args: dict[str, Any], call_id: str,
+                 exc: ValidationError) -> ToolMessage:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                           for e in exc.errors())
+        self.result.tool_calls.append(ToolCallRecord(tool.name, args, "invalid", detail,
+                                                     write=not is_read_only(tool)))
+        emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+             data={"tool": tool.name, "args": _jsonable(args), "status": "invalid",
+                   "error": detail})
+        return ToolMessage(f"Invalid arguments for {tool.name}: {detail}. Fix them and call "
+                           "again.", tool_call_id=call_id, status="error")
+
+    def _replayed(self, tool: BaseTool, args: dict[str, Any], call_id: str, key: str,
+                  output: str) -> ToolMessage:
+        self.result.tool_calls.append(ToolCallRecord(tool.name, args, "ok", output, write=True,
+                                                     key=key, replayed=True))
+        emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+             data={"tool": tool.name, "args": _jsonable(args), "status": "ok",
+                   "replayed": True, "key": key})
+        return ToolMessage(f"Already done earlier (not repeated): {output}",
+                           tool_call_id=call_id, name=tool.name)
+
+    def _emit(self, tool: str, args: dict[str, Any], status: str, started: float,
+              **extra: Any) -> None:
+        data = {"tool": tool, "args": _jsonable(args), "status": status,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+                **{k: v for k, v in extra.items() if v is not None}}
+        emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+             data=data)
+
+
+def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as the tool's schema parses them (defaults filled); ValidationError."""
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        parsed = schema.model_validate(args)
+        fields = set(schema.model_fields)
+        return {k: v for k, v in parsed.model_dump().items() if k in fields and
+                (k in args or v is not None)}
+    return args
+
+
+def _capped(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... output truncated: {len(text) - limit} more characters]"
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(args, default=str))

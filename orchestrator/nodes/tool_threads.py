@@ -1,0 +1,71 @@
+"""Synchronous tools run in their own bounded set of daemon threads.
+
+asyncio's default executor is shared with everything else in the process (six threads on a
+two-core machine) and ``asyncio.run`` waits for it on exit: a few hung tool calls would
+stall every later run and keep ``Orchestrator.run`` from returning. Here each call gets a
+daemon thread (a hung one is abandoned at its timeout, never joined), at most ``limit`` at
+once per process; the call runs in a copy of the caller's context, so context variables
+(the domain database, the write call under way) reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_slots_lock = threading.Lock()
+_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _semaphore(limit: int) -> threading.BoundedSemaphore:
+    with _slots_lock:
+        if limit not in _slots:
+            _slots[limit] = threading.BoundedSemaphore(limit)
+        return _slots[limit]
+
+
+async def run_in_tool_thread(fn: Callable[[], T], *, limit: int = 16) -> T:
+    """Run ``fn`` in a daemon thread (at most ``limit`` at once) and await its result.
+
+    Cancelling the await (a timeout) abandons the thread: it keeps its slot until ``fn``
+    returns, so hung calls can use up the slots but never block the event loop or exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+    slots = _semaphore(limit)
+    while not slots.acquire(blocking=False):
+        await asyncio.sleep(0.05)  # all slots busy (hung calls): wait, cancellably
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if future.done():
+            return
+        if failed:
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            value = context.run(fn)
+        except BaseException as exc:  # handed to the awaiting task
+            _call_soon(loop, settle, exc, True)
+        else:
+            _call_soon(loop, settle, value, False)
+        finally:
+            slots.release()
+
+    threading.Thread(target=work, name="orchestrator-tool", daemon=True).start()
+    return await future
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    # A closed loop: nobody waits for this result any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
