@@ -184,14 +184,13 @@ def refusal_reason(tool: BaseTool, args: Mapping[str, Any]) -> str | None:
 
 
 def preview_of(tool: BaseTool, args: Mapping[str, Any]) -> str | None:
-    """The effect this call would have now, from the tool's preview (None without one)."""
+    """The effect this call would have now, from the tool's preview (None without one).
+
+    A preview that raises ValueError or LookupError says the call would be rejected (an
+    unknown id, an unhealthy pool): the caller refuses it instead of asking a person.
+    """
     preview = policy_of(tool).preview
-    if preview is None:
-        return None
-    try:
-        return preview(args)
-    except (KeyError, TypeError, ValueError, LookupError) as exc:
-        return f"(no preview: {exc})"
+    return preview(args) if preview is not None else None
 
 
 def identity_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,8 @@ class ToolCallRecord:
 
     name: str
     args: dict[str, Any]
-    status: Literal["ok", "error", "refused", "invalid"]
+    status: Literal["ok", "error", "refused", "invalid", "rejected"]
+    """rejected: the tool's precondition (or preview) refused the call before it ran."""
     output: str = ""
     write: bool = False
     """The tool is a write (not declared read-only)."""

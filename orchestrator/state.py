@@ -141,14 +141,17 @@ class EngineContext:
         return line
 
     def subtask_kind(self, subtask: Subtask) -> SubtaskKind:
-        """The subtask's kind as planned. An agent with no tool that writes can only
-        answer, whatever the plan says; when a plan (a playbook step) left the kind out, it
-        is ``act`` if the agent has a tool that writes."""
-        spec = self.agents.get(subtask.agent)
+        """The subtask's kind as planned; when a plan (a playbook step) left it out, ``act``
+        if its agent has a tool that writes, else ``answer``."""
+        if subtask.kind is not None:
+            return subtask.kind
+        return "act" if self.can_change(subtask.agent) else "answer"
+
+    def can_change(self, agent: str) -> bool:
+        """Whether the agent has a tool that writes (only such an agent can do an act)."""
+        spec = self.agents.get(agent)
         tools = self.agent_tools(spec).values() if spec is not None else []
-        if not any(not is_read_only(t) for t in tools):
-            return "answer"
-        return subtask.kind or "act"
+        return any(not is_read_only(t) for t in tools)
 
     def planner_collections(self) -> list[str]:
         """Collections the planner draws context from: those any agent may read."""

@@ -17,12 +17,16 @@ from orchestrator.errors import RequestError
 from orchestrator.models import FakeChatModel, tool_call
 from tests.conftest import INCIDENT_REQUEST
 
+READ_ONLY_AGENTS = {"monitoring", "diagnostics"}
+
 
 def plan_reply(*subtasks: tuple[Any, ...], answer: str | None = None) -> Any:
-    """A scripted Plan: (id, goal, agent, depends_on[, kind]); the kind is 'act' unless given."""
+    """A scripted Plan: (id, goal, agent, depends_on[, kind]); unless given, the kind is
+    'answer' for the agents that only read and 'act' for the others."""
     return tool_call("Plan", {"rationale": "scripted", "answer": answer, "subtasks": [
         {"id": s[0], "goal": s[1], "agent": s[2], "depends_on": s[3],
-         "kind": s[4] if len(s) > 4 else "act"} for s in subtasks]})
+         "kind": s[4] if len(s) > 4 else
+         ("answer" if s[2] in READ_ONLY_AGENTS else "act")} for s in subtasks]})
 
 
 def orchestrator(domain_db: Path, model: Any = "fake", **kwargs: Any) -> Orchestrator:

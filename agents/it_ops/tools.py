@@ -145,23 +145,7 @@ def reroute_traffic(service: str, backup_pool: str | None = None) -> str:
     """Reroute a service's traffic to a healthy backup pool (failover)."""
     with connect() as conn:
         svc = _service(conn, service)
-        if backup_pool is None:
-            pool = conn.execute(
-                "SELECT * FROM pools WHERE serves = ? AND kind = 'backup' AND healthy = 1 "
-                "ORDER BY capacity - load DESC LIMIT 1", (svc["family"],)
-            ).fetchone()
-            if pool is None:
-                raise ValueError(f"no healthy backup pool serves {svc['family']} services")
-        else:
-            pool = conn.execute("SELECT * FROM pools WHERE name = ?", (backup_pool,)).fetchone()
-            if pool is None:
-                raise ValueError(f"unknown pool {backup_pool!r}")
-            if pool["serves"] != svc["family"]:
-                raise ValueError(f"pool {backup_pool} serves {pool['serves']}, not {service}")
-            if pool["kind"] != "backup":
-                raise ValueError(f"pool {backup_pool} is a primary pool, not a backup pool")
-            if not pool["healthy"]:
-                raise ValueError(f"pool {backup_pool} is unhealthy; choose another backup pool")
+        pool = _backup_pool(conn, svc, backup_pool)
         old = conn.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()
         if old is not None and old["pool"] == pool["name"]:
             return f"{service} already routes to {pool['name']}; nothing changed."
@@ -232,25 +216,35 @@ def list_incidents(service: str | None = None) -> str:
     )
 
 
-def _reroute_target(conn: sqlite3.Connection, service: str, backup_pool: str | None) -> str:
-    """The pool a reroute would move ``service`` to now (ValueError when none fits)."""
-    svc = _service(conn, service)
-    if backup_pool is not None:
-        return backup_pool
-    pool = conn.execute(
-        "SELECT name FROM pools WHERE serves = ? AND kind = 'backup' AND healthy = 1 "
-        "ORDER BY capacity - load DESC LIMIT 1", (svc["family"],)).fetchone()
+def _backup_pool(conn: sqlite3.Connection, svc: sqlite3.Row, backup_pool: str | None
+                 ) -> sqlite3.Row:
+    """The pool a reroute of ``svc`` goes to now: the named one if it may take the traffic,
+    else the healthy backup of its family with the most spare capacity (ValueError)."""
+    if backup_pool is None:
+        pool: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM pools WHERE serves = ? AND kind = 'backup' AND healthy = 1 "
+            "ORDER BY capacity - load DESC LIMIT 1", (svc["family"],)).fetchone()
+        if pool is None:
+            raise ValueError(f"no healthy backup pool serves {svc['family']} services")
+        return pool
+    pool = conn.execute("SELECT * FROM pools WHERE name = ?", (backup_pool,)).fetchone()
     if pool is None:
-        raise ValueError(f"no healthy backup pool serves {svc['family']} services")
-    return str(pool["name"])
+        raise ValueError(f"unknown pool {backup_pool!r}")
+    if pool["serves"] != svc["family"]:
+        raise ValueError(f"pool {backup_pool} serves {pool['serves']}, not {svc['name']}")
+    if pool["kind"] != "backup":
+        raise ValueError(f"pool {backup_pool} is a primary pool, not a backup pool")
+    if not pool["healthy"]:
+        raise ValueError(f"pool {backup_pool} is unhealthy; choose another backup pool")
+    return pool
 
 
 def _reroute_preview(args: Mapping[str, Any]) -> str:
     with connect() as conn:
         service = str(args["service"])
         route = conn.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()
-        target = _reroute_target(conn, service, args.get("backup_pool"))
-    return f"{service} traffic: {route['pool'] if route else 'none'} -> {target}"
+        target = _backup_pool(conn, _service(conn, service), args.get("backup_pool"))
+    return f"{service} traffic: {route['pool'] if route else 'none'} -> {target['name']}"
 
 
 def _healthy_service_move(args: Mapping[str, Any]) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from orchestrator.models.text_match import find_pattern, overlap_score
+from orchestrator.models.text_match import find_pattern, overlap_score, tokens
 from prompts import extract_tag
 
 _FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",
@@ -36,6 +36,7 @@ _LEADING_FILLER = re.compile(r"^(?:(?:but|and|so|please|then|just|also|ok|okay)\
                              re.IGNORECASE)
 _NEGATED = re.compile(r"^(?:don'?t|do not|never|no need to|without|not|nobody should|"
                       r"avoid|refrain from)\b", re.IGNORECASE)
+_IDENTIFIER_FIRST = re.compile(r"^[a-z]+-\d+\b", re.IGNORECASE)
 Catalog = list[tuple[str, str, str, str, str]]
 """(name, description, skills, read tools, change tools) per agent."""
 
@@ -82,7 +83,17 @@ def plan_request(
             continue  # a bare "then", or the same work asked twice
         seen.add(text.lower())
         answer = hypothetical or question
+        if routed and _IDENTIFIER_FIRST.match(text):
+            # "page api-1 and api-2 about errors": a fragment that starts with what it acts
+            # on continues the clause before it.
+            prev_text, prev_agent, prev_after, prev_kind = routed[-1]
+            routed[-1] = (f"{prev_text} and {text}", prev_agent, prev_after, prev_kind)
+            continue
         agent = _best_agent(text, catalog, min_score, needs_reads=answer)
+        if agent is not None and not answer and _kind_for(text, _entry(catalog, agent)) == \
+                "answer" and _asks_for_change(text, catalog):
+            # The clause names a change another agent can make: give it to that agent.
+            agent = _best_agent(text, catalog, min_score, needs_changes=True) or agent
         if agent is None:
             if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
                 prev_text, prev_agent, prev_after, prev_kind = routed[-1]
@@ -137,12 +148,13 @@ def _entry(catalog: Catalog, agent: str) -> tuple[str, str, str, str, str]:
 
 
 def _kind_for(clause: str, entry: tuple[str, str, str, str, str]) -> str:
-    """act when the agent's best-fitting tool for the clause changes things, else answer."""
+    """act when the agent's best-fitting tool for the clause changes things (or the clause
+    leads with such a tool's verb), else answer."""
     reads = [t.strip() for t in entry[3].split(",") if t.strip()]
     changes = [t.strip() for t in entry[4].split(",") if t.strip()]
     if not changes:
         return "answer"
-    if not reads:
+    if not reads or _leading_verb(clause) in {_leading_verb(t) for t in changes}:
         return "act"
     best_change = max(overlap_score(clause, [(t, 1)]) for t in changes)
     best_read = max(overlap_score(clause, [(t, 1)]) for t in reads)
@@ -186,12 +198,29 @@ def _split_clauses(request: str, catalog: Catalog) -> list[str]:
     return [p.strip(" .!?\n\t") for p in parts if p and p.strip(" .!?\n\t")]
 
 
+def _asks_for_change(clause: str, catalog: Catalog) -> bool:
+    """Whether the clause fits a tool that changes things better than any tool that reads,
+    or its leading verb is the verb of such a tool ("log an incident" -> log_incident)."""
+    changes = [t.strip() for e in catalog for t in e[4].split(",") if t.strip()]
+    reads = [t.strip() for e in catalog for t in e[3].split(",") if t.strip()]
+    best_change = max((overlap_score(clause, [(t, 1)]) for t in changes), default=0)
+    best_read = max((overlap_score(clause, [(t, 1)]) for t in reads), default=0)
+    return best_change > best_read or _leading_verb(clause) in {
+        _leading_verb(t) for t in changes}
+
+
+def _leading_verb(text: str) -> str:
+    found = tokens(_LEADING_FILLER.sub("", text.replace("_", " ")))
+    return found[0] if found else ""
+
+
 def _best_agent(clause: str, catalog: Catalog, min_score: int = 1, *,
-                needs_reads: bool = False) -> str | None:
-    """The best-fitting agent; for a question, one that has a tool that reads, if any fits."""
+                needs_reads: bool = False, needs_changes: bool = False) -> str | None:
+    """The best-fitting agent; for a question, one that has a tool that reads, if any fits;
+    with ``needs_changes``, only agents with a tool that changes things."""
     best, best_score = None, min_score - 1
     for name, description, skills, reads, changes in catalog:
-        if needs_reads and changes and not reads:
+        if (needs_reads and changes and not reads) or (needs_changes and not changes):
             continue
         score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
         if score > best_score:

@@ -78,6 +78,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
     def check(plan: Plan) -> Plan:
         check_agents(plan, ctx.agents)
         check_kinds(plan)
+        check_can_act(ctx, plan)
         if len(plan.subtasks) > ctx.settings.max_subtasks:
             raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
@@ -163,6 +164,12 @@ async def replan_failed(
 
     def check(new: Plan) -> Plan:
         check_agents(new, allowed)
+        check_can_act(ctx, new)
+        if failed.kind == "act" and new.subtasks and not any(
+                (s.kind or failed.kind) == "act" for s in new.subtasks):
+            raise PlanError(f"subtask {failed.id!r} was asked to make a change; the "
+                            "replacement must make it too (an 'act' subtask for an agent "
+                            "that can change things), or return no subtasks")
         # A replacement does what the failed subtask was for (its kind, unless the model
         # says it only needs to read) and never turns a question into an action.
         restored = new.model_copy(update={"subtasks": [
@@ -178,6 +185,16 @@ async def replan_failed(
     await _plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
                              state["run_id"], usage, budget, check, external)
     return restored_plans[0]
+
+
+def check_can_act(ctx: EngineContext, plan: Plan) -> None:
+    """Raise :class:`PlanError` for an act subtask given to an agent that cannot change
+    anything (it would report the change as done without making it)."""
+    wrong = [f"subtask {s.id!r} is 'act' but {s.agent} has no tool that changes anything"
+             for s in plan.subtasks if s.kind == "act" and not ctx.can_change(s.agent)]
+    if wrong:
+        raise PlanError("; ".join(wrong) + ": give it to an agent whose tools change "
+                        "things, or make it 'answer'")
 
 
 def merge_replacement(plan: Plan, failed_id: str, new: Plan,

@@ -86,8 +86,8 @@ async def run_with_recovery(
         result.agents_tried.append(choice.agent)
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
         if result.status in ("done", "unknown") or result.awaiting or result.failure_kind in (
-                "budget", "outcome_unknown", "engine_error"):
-            return result
+                "budget", "outcome_unknown", "engine_error", "rejected", "denied"):
+            return result  # another agent cannot change what the systems refused
     if result.status in ("pending", "running"):  # no capable agent was left to try
         result.status, result.failure_kind = "failed", "no_result"
         result.error = result.error or f"no capable agent for {subtask.goal!r}"

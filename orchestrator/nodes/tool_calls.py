@@ -3,7 +3,8 @@
 1. least privilege: only the agent's own tools;
 2. the subtask's kind: an answer subtask may call read-only tools only;
 3. the arguments are validated against the tool's schema (before anyone is asked);
-4. the tool's precondition may refuse the call outright;
+4. the tool's precondition may refuse the call outright (so may its preview, when it
+   shows the call would be rejected);
 5. a write that already happened (same run, subtask and action) returns its earlier result;
 6. a call that needs an approval pauses unless this exact call and its previewed effect
    were approved, and an approval is spent by the call it allowed;
@@ -17,7 +18,7 @@ import json
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import ToolMessage
 from langchain_core.messages.tool import ToolCall
@@ -93,13 +94,16 @@ class ToolCaller:
             return self._invalid(tool, args, call_id, exc)
         why_not = refusal_reason(tool, args)
         if why_not is not None:
-            return self._refuse(name, args, call_id, why_not, write=write)
+            return self._refuse(name, args, call_id, why_not, write=write, status="rejected")
         key = write_key(self.run_id, self.result.id, tool, args) if write else None
         if key is not None:
             earlier = self._earlier(key)
             if earlier is not None:
                 return self._replayed(tool, args, call_id, key, earlier)
-        spent = self._check_approval(tool, args)
+        try:
+            spent = self._check_approval(tool, args)
+        except (ValueError, LookupError) as exc:  # the preview shows it would be rejected
+            return self._refuse(name, args, call_id, str(exc), write=write, status="rejected")
         return await self._run(tool, args, call_id, key, spent)
 
     # --- the steps ---------------------------------------------------------------------
@@ -179,11 +183,12 @@ class ToolCaller:
     # --- outcomes that do not run the tool -----------------------------------------------
 
     def _refuse(self, name: str, args: dict[str, Any], call_id: str, reason: str, *,
-                write: bool = False) -> ToolMessage:
-        self.result.tool_calls.append(ToolCallRecord(name, args, "refused", reason,
-                                                     write=write))
+                write: bool = False, status: Literal["refused", "rejected"] = "refused"
+                ) -> ToolMessage:
+        self.result.tool_calls.append(ToolCallRecord(name, args, status, reason, write=write))
         emit("tool_refused", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-             data={"tool": name, "args": _jsonable(args), "reason": reason})
+             data={"tool": name, "args": _jsonable(args), "reason": reason,
+                   "precondition": status == "rejected"})
         return ToolMessage(f"Refused: {reason}.", tool_call_id=call_id, status="error")
 
     def _invalid(self, tool: BaseTool, args: dict[str, Any], call_id: str,

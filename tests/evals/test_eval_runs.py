@@ -76,13 +76,14 @@ def test_gate_fails_on_a_planted_routing_regression(tmp_path: Path) -> None:
     same = cli("eval", str(SMOKE), "--out", str(tmp_path / "same"), "--baseline", str(baseline))
     assert same.returncode == 0 and "gate passed" in same.stdout
 
-    # The regression: a new agent card whose skills steal the traffic clauses from `traffic`.
+    # The regression: a new agent card whose skills steal the traffic clauses from `traffic`
+    # (it can change things, so the planner may give it the failover, which it does wrong).
     cards = tmp_path / "cards"
     cards.mkdir()
     (cards / "router.yaml").write_text(
         "name: reroute_traffic_backup\ndescription: Reroutes traffic to backup pools.\n"
         "skills: [reroute traffic, reroute, traffic backup]\n"
-        "tools: [agents.it_ops.tools:show_route]\n")
+        "tools: [agents.it_ops.tools:log_incident]\n")
     worse = cli("eval", str(SMOKE), "--out", str(tmp_path / "worse"), "--baseline",
                 str(baseline), env={"ORCHESTRATOR_AGENTS_DIR": str(cards)})
     assert worse.returncode == 1, worse.stdout
