@@ -55,6 +55,11 @@ def build_graph(
     """
     ctx = engine_context(model, agents, settings=settings, agent_models=agent_models,
                          knowledge=knowledge, playbooks=playbooks, routing=routing)
+    return graph_from_context(ctx)
+
+
+def graph_from_context(ctx: EngineContext) -> StateGraph:
+    """The orchestrator graph over an engine context the caller keeps (to end runs)."""
     graph = StateGraph(OrchestratorState)
     graph.add_node("plan", planner_node(ctx))
     graph.add_node("execute", executor_node(ctx))

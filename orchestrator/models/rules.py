@@ -396,19 +396,25 @@ def synthesize_answer(human: str) -> str:
     done: list[str] = []
     failed: list[str] = []
     recovered: list[str] = []
+    unknown: list[str] = []
     for attrs, body in extract_tag(human, "result"):
         label = attrs.get("agent", "agent")
         if attrs.get("status") == "done":
             done.append(f"- {label}: {body}")
         elif attrs.get("status") == "replaced":
             recovered.append(f"- {label} failed ({body})")
+        elif attrs.get("status") == "unknown":
+            unknown.append(f"- {label}: {body}")
         else:
             failed.append(f"- {label} ({attrs.get('status', 'failed')}): {body}")
-    lines = [f"Completed {len(done)} of {len(done) + len(failed)} subtasks."]
+    lines = [f"Completed {len(done)} of {len(done) + len(failed) + len(unknown)} subtasks."]
     lines.extend(done)
     if recovered:
         lines.append("Recovered:")
         lines.extend(recovered)
+    if unknown:
+        lines.append("Outcome unknown (check before trying again):")
+        lines.extend(unknown)
     if failed:
         lines.append("Not done:")
         lines.extend(failed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,14 +18,23 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import ValidationError
 
 from orchestrator.budget import RunBudget
-from orchestrator.errors import BudgetExceededError, ModelError, PlanError, RequestError
+from orchestrator.errors import (
+    BudgetExceededError,
+    ModelError,
+    PlanError,
+    RequestError,
+    is_model_failure,
+)
 from orchestrator.events import emit
+from orchestrator.nodes.specialist import estimate_tokens
 from orchestrator.plan import Plan, Subtask, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import render_prompt, tagged
 from retrieval.tool import format_hits
+
+logger = logging.getLogger(__name__)
 
 
 def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
@@ -97,7 +107,7 @@ async def _plan_with_repairs(
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         if budget is not None:
             try:
-                budget.begin_call()
+                budget.begin_call(estimate_tokens(messages))
             except BudgetExceededError as exc:
                 raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
@@ -112,6 +122,9 @@ async def _plan_with_repairs(
             raise PlanError(f"the run's time ran out while the supervisor planned "
                             f"({budget.hit})") from None
         except Exception as exc:
+            if not is_model_failure(exc):
+                logger.exception("engine error while the supervisor planned")
+                raise
             raise ModelError(f"the supervisor model call failed: {type(exc).__name__}: {exc}"
                              ) from exc
         finally:
@@ -292,7 +305,8 @@ def planner_node(ctx: EngineContext) -> NodeFn:
                                  "wall_used_s": None, "inputs": {}}
         try:
             made, mode, inputs = await choose_plan(ctx, state, usage, budget)
-        except (PlanError, RequestError) as exc:
+        except (PlanError, RequestError, ModelError) as exc:
+            # A supervisor model that failed is a failed run with the reason, not a crash.
             return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
                     "mode": "none", "budget_hit": budget.hit,
                     "answer": f"Sorry, I could not plan this request: {exc}"}

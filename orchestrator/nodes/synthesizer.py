@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from orchestrator.errors import is_model_failure
 from orchestrator.events import emit
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import load_prompt, tagged
+
+logger = logging.getLogger(__name__)
 
 
 def synthesizer_node(ctx: EngineContext) -> NodeFn:
@@ -42,7 +46,9 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
                     f"while writing the summary: TimeoutError: {exc})",
                     "supervisor_usage": usage.to_dict()}
         except Exception as exc:
-            # The work is done; a failed summary must not lose it.
+            # The work is done; a failed summary must not lose it. A bug is logged as one.
+            if not is_model_failure(exc):
+                logger.exception("engine error while the supervisor wrote the answer")
             usage.llm_calls += 1
             answer = fallback_answer(results) + (
                 f"\n(The supervisor model failed while writing the summary: "
@@ -58,9 +64,12 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
 def fallback_answer(results: list[SubtaskResult]) -> str:
     """A plain summary of the results, written without a model: done first, then not done."""
     done = [f"- {r.agent}: {r.output}" for r in results if r.status == "done"]
+    unknown = [f"- {r.agent}: {r.goal}: {r.error}" for r in results if r.status == "unknown"]
     other = [f"- {r.agent} ({r.status}): {r.goal}: {r.error}" for r in results
-             if r.status != "done"]
+             if r.status not in ("done", "unknown")]
     lines = [f"Done ({len(done)} of {len(results)} subtasks):", *(done or ["- nothing"])]
+    if unknown:
+        lines += ["Outcome unknown (check before trying again):", *unknown]
     if other:
         lines += ["Not done:", *other]
     return "\n".join(lines)

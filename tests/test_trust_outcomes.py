@@ -1,0 +1,264 @@
+"""Honest outcomes and questions that never write (issue: trustworthy outcomes, parts 1, 2, 8).
+
+Each test reproduces what a tester saw, with the shipped fake model (scripted where a specific
+misbehaviour is needed), and checks the domain database, the run store and the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.tools import StructuredTool
+
+from agents.it_ops import it_ops_agents
+from agents.it_ops import tools as it_tools
+from agents.spec import AgentSpec
+from orchestrator import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.models import FakeChatModel, tool_call
+from orchestrator.runs import RunStore
+from tests.test_engine import plan_reply
+
+
+def orch(domain_db: Path, tmp_path: Path, model: Any = "fake", **settings: Any) -> Orchestrator:
+    return Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                        settings=Settings(home=tmp_path / "home", **settings),
+                        runs=RunStore(tmp_path / "runs.sqlite"))
+
+
+def route(db: sqlite3.Connection, service: str) -> str:
+    return str(db.execute("SELECT pool FROM routes WHERE service = ?", (service,)).fetchone()[0])
+
+
+def counts(db: sqlite3.Connection) -> tuple[int, int, int]:
+    """(alerts, incidents, routes changed)."""
+    return (db.execute("SELECT count(*) FROM alerts").fetchone()[0],
+            db.execute("SELECT count(*) FROM incidents").fetchone()[0],
+            db.execute("SELECT count(*) FROM routes WHERE reason != 'initial'").fetchone()[0])
+
+
+# --- 1. honest outcomes ------------------------------------------------------------------
+
+
+def test_a_write_that_failed_after_a_successful_read_is_not_ok(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Seen: the subtask counted as done because a lookup succeeded, though the write failed
+    # and the agent's last reply was the tool's "Invalid arguments ... Fix them" message.
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Reroute web-3 traffic to web-backup-a", "traffic", [])),
+        tool_call("show_route", {"service": "web-3"}),
+        tool_call("reroute_traffic", {"service": "web-3", "backup_pool": "Backup A!"}),
+        "Invalid arguments for reroute_traffic: backup_pool: String should match pattern. "
+        "Fix them and call again.",
+    ])
+    o = orch(domain_db, tmp_path, model, max_retries=0, max_replans=0, max_reassigns=0)
+    result = o.run("reroute web-3 traffic to web-backup-a")
+
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and subtask.failure_kind == "invalid_arguments"
+    assert result.status == "failed" and not result.ok
+    assert route(db, "web-3") == "web-primary"  # the database agrees: nothing moved
+    stats = {s.agent: s for s in o.runs.agent_stats()}  # type: ignore[union-attr]
+    assert stats["traffic"].successes == 0 and stats["traffic"].failures
+    assert o.routing.success_rate("traffic") < o.routing.success_rate("monitoring")
+
+
+def test_an_act_subtask_whose_agent_changed_nothing_is_not_done(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Reroute web-3 traffic to a backup pool", "traffic", [])),
+        tool_call("show_route", {"service": "web-3"}),
+        "web-3 traffic has been rerouted.",  # it says so, the tools say otherwise
+    ])
+    result = orch(domain_db, tmp_path, model).run("reroute web-3 traffic")
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and subtask.failure_kind == "no_action"
+    assert result.status == "failed"
+    assert route(db, "web-3") == "web-primary"
+
+
+@pytest.mark.parametrize("reply", [
+    "CANNOT: the pager is not reachable",
+    "Error: alert_oncall failed with 503",
+])
+def test_an_error_reply_after_a_successful_read_is_a_failure(
+        domain_db: Path, tmp_path: Path, reply: str) -> None:
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Check the health of web-2", "monitoring", [])),
+        tool_call("check_service_health", {"service": "web-2"}),
+        reply,
+    ])
+    result = orch(domain_db, tmp_path, model).run("check web-2")
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and result.status == "failed"
+
+
+def test_a_wall_time_cut_after_writes_reports_the_writes_as_done(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Seen: a wall-time cut reported "Done (0 of 4)" while the alert and the incident were in
+    # the database. Here the notifications agent pages, then waits on a hanging call.
+    async def wait_for_ack(service: str) -> str:
+        await asyncio.sleep(30)
+        return "acknowledged"
+
+    waiting = StructuredTool.from_function(coroutine=wait_for_ack, name="wait_for_ack",
+                                           description="Wait for the page to be acknowledged.")
+    original = next(s for s in it_ops_agents() if s.name == "notifications")
+    agents = [s for s in it_ops_agents() if s.name != "notifications"]
+    agents.append(AgentSpec(name="notifications", description=original.description,
+                            skills=original.skills, tools=[it_tools.alert_oncall, waiting]))
+    pager = FakeChatModel(script=[
+        tool_call("alert_oncall", {"service": "web-3", "message": "web-3 is down"}),
+        tool_call("wait_for_ack", {"service": "web-3"}),
+    ])
+    o = Orchestrator("fake", agents=agents, domain_db=domain_db,
+                     agent_models={"notifications": pager},
+                     settings=Settings(home=tmp_path / "home", max_wall_s=1.0, max_retries=0))
+    result = o.run("web-3 is down: log the incident and page the on-call team")
+
+    assert counts(db)[:2] == (1, 1)  # both writes happened
+    by_agent = {r.agent: r for r in result.results.values()}
+    assert by_agent["incident_log"].status == "done"
+    assert by_agent["notifications"].status == "done"
+    assert "wall time" in by_agent["notifications"].output
+    assert result.status == "ok" and "Done (0" not in result.answer
+    assert "wall time" in (result.budget_hit or "")
+
+
+# --- 2. questions never write ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", [
+    "do we have enough capacity in the backup pools to take web-1's traffic?",
+    "hypothetically, if web-2 went down, what would we do? don't page anyone",
+    "is web-3 still down? don't reroute anything yet",
+])
+def test_a_question_or_a_hypothetical_changes_nothing(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path, question: str) -> None:
+    result = orch(domain_db, tmp_path).run(question)
+    assert counts(db) == (0, 0, 0)
+    assert all(s.kind == "answer" for s in (result.plan.subtasks if result.plan else []))
+    called = [e.data["tool"] for e in result.events if e.type == "tool_called"]
+    assert not set(called) & {"reroute_traffic", "alert_oncall", "log_incident"}
+
+
+def test_a_follow_up_question_in_a_chat_logs_no_incident(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    o = orch(domain_db, tmp_path)
+    first = o.run("check the health of web-2")
+    follow = o.run("what about its logs? anything bad in there?", thread_id=first.thread_id)
+    assert counts(db) == (0, 0, 0)
+    assert follow.plan is not None and [s.kind for s in follow.plan.subtasks] == ["answer"]
+
+
+def test_an_answer_subtask_cannot_call_a_write_whatever_its_model_does(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # The planner says: a question. The traffic agent's model tries to move traffic anyway.
+    rogue = FakeChatModel(script=[
+        tool_call("reroute_traffic", {"service": "web-1"}),
+        tool_call("show_route", {"service": "web-1"}),
+        "web-1 routes to web-primary.",
+    ])
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Can web-1 fail over to a backup pool?", "traffic", [], "answer")),
+    ])
+    o = Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                     agent_models={"traffic": rogue}, settings=Settings(home=tmp_path / "h"))
+    result = o.run("can web-1 fail over to a backup pool?")
+
+    assert route(db, "web-1") == "web-primary"
+    refused = [e for e in result.events if e.type == "tool_refused"]
+    assert [e.data["tool"] for e in refused] == ["reroute_traffic"]
+    assert "only answers a question" in refused[0].data["reason"]
+    # the model was only ever offered the tools that read
+    assert {n for c in rogue.calls for n in c.tool_names} == {"show_route", "retrieve"}
+    assert result.results["t1"].status == "done"
+
+
+def test_a_model_plan_without_kinds_goes_back_for_repair(domain_db: Path,
+                                                         tmp_path: Path) -> None:
+    model = FakeChatModel(script=[
+        tool_call("Plan", {"subtasks": [{"id": "t1", "goal": "Check web-2",
+                                         "agent": "monitoring"}]}),
+        plan_reply(("t1", "Check web-2", "monitoring", [], "answer")),
+        tool_call("check_service_health", {"service": "web-2"}),
+        "web-2 is up.",
+    ])
+    result = orch(domain_db, tmp_path, model).run("check web-2")
+    invalid = [e for e in result.events if e.type == "plan_invalid"]
+    assert invalid and "need a kind" in invalid[0].data["error"]
+    assert result.ok
+
+
+def test_an_act_subtask_for_an_agent_that_cannot_change_anything_is_repaired(
+        domain_db: Path, tmp_path: Path) -> None:
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Restart web-2", "monitoring", [], "act")),
+        plan_reply(("t1", "Check web-2", "monitoring", [], "answer")),
+        tool_call("check_service_health", {"service": "web-2"}),
+        "web-2 is up.",
+    ])
+    result = orch(domain_db, tmp_path, model).run("check web-2")
+    invalid = [e for e in result.events if e.type == "plan_invalid"]
+    assert invalid and "has no tool that changes anything" in invalid[0].data["error"]
+
+
+# --- 8. engine errors are errors -------------------------------------------------------
+
+
+def _raises(exc: BaseException, calls: list[int] | None = None) -> Any:
+    def reply(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        if calls is not None:
+            calls.append(1)
+        raise exc
+    return reply
+
+
+def test_a_planner_model_failure_is_a_failed_result_not_an_exception(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    model = FakeChatModel(script=[_raises(ConnectionError("connection reset by peer"))])
+    o = orch(domain_db, tmp_path, model)
+    result = o.run("check web-2")
+    assert result.status == "failed"
+    assert "connection reset by peer" in (result.error or "")
+    stored = o.runs.run(result.run_id)  # type: ignore[union-attr]
+    assert stored["status"] == "failed"
+
+
+def test_an_engine_bug_in_an_agent_is_logged_and_not_retried(
+        domain_db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+    buggy = FakeChatModel(script=[_raises(KeyError("missing_field"), calls)] * 3)
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Check the health of web-2", "monitoring", []))])
+    o = Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                     agent_models={"monitoring": buggy},
+                     settings=Settings(home=tmp_path / "h", max_retries=2))
+    with caplog.at_level(logging.ERROR):
+        result = o.run("check web-2")
+    (subtask,) = result.results.values()
+    assert subtask.failure_kind == "engine_error" and subtask.attempts == 1
+    assert len(calls) == 1  # not retried as if the model had failed
+    assert any(r.exc_info and "engine error" in r.getMessage() for r in caplog.records)
+
+
+def test_a_provider_error_is_retried_as_a_model_error(domain_db: Path,
+                                                      tmp_path: Path) -> None:
+    flaky = FakeChatModel(script=[
+        _raises(TimeoutError("read timed out")),
+        tool_call("check_service_health", {"service": "web-2"}),
+        "web-2 is up.",
+    ])
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Check the health of web-2", "monitoring", []))])
+    o = Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                     agent_models={"monitoring": flaky},
+                     settings=Settings(home=tmp_path / "h", max_retries=1))
+    result = o.run("check web-2")
+    assert result.ok and "retried" in [e.type for e in result.events]
