@@ -56,7 +56,7 @@ def test_a_decision_that_is_not_a_boolean_is_a_clear_error_and_approves_nothing(
     o = make(commerce_agents(), domain_db, tmp_path)
     paused = o.run("refund order o-1010")  # $299: over the $100 limit
     assert paused.status == "paused"
-    with pytest.raises(RequestError, match="true or false|no pending approval|unknown field"):
+    with pytest.raises(RequestError, match=r"true or false|no pending approval|unknown field"):
         o.resume(paused.thread_id, decision)
     assert refunds(db) == []
     # still paused: a valid decision can still be given, and who gave it is kept
