@@ -29,7 +29,7 @@ from agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError
 from orchestrator.nodes.outcome import CANNOT_MARKER, judge, judge_cut_short
-from orchestrator.nodes.tool_calls import ApprovalNeeded, ToolCaller, ToolFailed
+from orchestrator.nodes.tool_calls import ApprovalNeeded, ToolCaller, ToolFailed, capped
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from prompts import render_prompt, tagged
 
@@ -131,7 +131,8 @@ async def run_specialist(
             reply = await _ask(spec, bound, messages, result, budget, model_name)
             messages.append(reply)
             if not reply.tool_calls:
-                judge(result, reply.text.strip(), last_step)
+                judge(result, capped(reply.text.strip(), limits.max_tool_output_chars),
+                      last_step)
                 break
             _check_loop(spec.name, reply.tool_calls, seen_calls, limits.max_identical_calls)
             before = _progress(result)

@@ -157,7 +157,7 @@ class ToolCaller:
             kind: FailureKind = "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
             raise ToolFailed(kind, f"{tool.name} failed: {exc}") from exc
         text = output if isinstance(output, str) else json.dumps(output, default=str)
-        text = _capped(text, self.max_output_chars)
+        text = capped(text, self.max_output_chars)
         if marker is not None and marker.save_output is not None:
             marker.save_output(text)
         record.output = text
@@ -233,7 +233,8 @@ def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _capped(text: str, limit: int) -> str:
+def capped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how much was left out."""
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n[... output truncated: {len(text) - limit} more characters]"
