@@ -1,11 +1,20 @@
-"""The ``Orchestrator`` facade: run requests, stream events, keep conversations."""
+"""The ``Orchestrator`` facade: run requests, stream events, keep conversations.
+
+Crash safety lives here too: a run is recorded when it starts and its events as they
+arrive; the run and its thread are held by leases its process renews; an interrupted run is
+continued from its LangGraph checkpoint (:meth:`Orchestrator.resume_run`); a caller's
+request id makes sending a request again safe; a finished run's older checkpoints are
+pruned, so a thread's storage grows with its turns, not their square.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -14,11 +23,10 @@ from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
-    contextmanager,
     nullcontext,
 )
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
@@ -35,16 +43,19 @@ from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import build_graph
+from orchestrator.nodes.approval import check_decision, resume_payload
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, default_playbooks
-from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage
+from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run_status
 from orchestrator.routing import AgentStatsBook
-from orchestrator.runs import RunStore
+from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, Owner, RunStore
 from orchestrator.telemetry import default_tracer_provider, export_run
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
 
 _DONE = object()
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
+log = logging.getLogger(__name__)
 
 
 class Orchestrator:
@@ -100,7 +111,7 @@ class Orchestrator:
                                             domains=self.settings.domains)
         self.agents = list(agents)
         if runs is None and self.settings.record_runs:
-            runs = RunStore(self.settings.runs_path)
+            runs = RunStore(self.settings.runs_path, max_text=self.settings.max_stored_chars)
         self.runs = runs
         if tracer_provider is None and self.settings.otel:
             tracer_provider = default_tracer_provider()
@@ -127,124 +138,204 @@ class Orchestrator:
     # --- running --------------------------------------------------------------------------
 
     async def arun(
-        self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None
+        self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None,
+        request_id: str | None = None,
     ) -> RunResult:
         """Run one request (a turn of ``thread_id``'s conversation) and return its result.
 
         A run that reaches a step needing approval returns with status ``paused`` and its
         ``pending_approvals``; :meth:`aresume` continues it.
+
+        ``request_id`` is the caller's idempotency key: sent again, the same id returns the
+        earlier run's result when it finished (or paused), continues it when it was
+        interrupted, and is a RequestError while it runs elsewhere, so a request sent again
+        after a crash never repeats its side effects.
         """
         text = self.check_request(request)
-        return await self._start(text, None, thread_id, on_event)
+        return await self._start(text, None, thread_id, on_event, request_id)
+
+    def run(self, request: str, *, thread_id: str | None = None,
+            on_event: EventSink | None = None, request_id: str | None = None) -> RunResult:
+        """Synchronous :meth:`arun` (not for use inside a running event loop)."""
+        return asyncio.run(self.arun(request, thread_id=thread_id, on_event=on_event,
+                                     request_id=request_id))
 
     async def afire_event(
         self, name: str, data: Mapping[str, Any] | None = None, *, thread_id: str | None = None,
-        on_event: EventSink | None = None,
+        on_event: EventSink | None = None, request_id: str | None = None,
     ) -> RunResult:
         """Fire a named event (e.g. ``service_down``): its playbook runs, or the supervisor
-        plans it in adaptive mode."""
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,59}", name or ""):
-            raise RequestError(f"event name {name!r} must be snake_case (e.g. service_down)")
-        payload = dict(data or {})
-        text = f"Event {name}: {json.dumps(payload, sort_keys=True)}"
-        return await self._start(text, {"name": name, "data": payload}, thread_id, on_event)
+        plans it in adaptive mode. ``request_id`` as in :meth:`arun`."""
+        text, payload = self.check_event(name, data)
+        return await self._start(text, {"name": name, "data": payload}, thread_id, on_event,
+                                 request_id)
 
     def fire_event(self, name: str, data: Mapping[str, Any] | None = None, *,
-                   thread_id: str | None = None, on_event: EventSink | None = None
-                   ) -> RunResult:
+                   thread_id: str | None = None, on_event: EventSink | None = None,
+                   request_id: str | None = None) -> RunResult:
         """Synchronous :meth:`afire_event`."""
-        return asyncio.run(self.afire_event(name, data, thread_id=thread_id, on_event=on_event))
+        return asyncio.run(self.afire_event(name, data, thread_id=thread_id, on_event=on_event,
+                                            request_id=request_id))
 
     async def aresume(
         self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
-        on_event: EventSink | None = None,
+        approver: str | None = None, on_event: EventSink | None = None,
     ) -> RunResult:
         """Continue a paused run with an approval decision.
 
         ``decision``: True/False for every pending step, or ``{subtask_id: True | False |
-        {"approved": bool, "reason": str}}``. Denied steps are not run and the answer says so.
+        {"approved": bool, "reason": str}}``; anything else (``"false"``, ``1``) is a
+        RequestError before the run is touched. ``approver`` is stored with the decision.
+        Denied steps are not run and the answer says so.
         """
         async with self._graph() as graph:
             snapshot = await graph.aget_state(_config(thread_id))
         pending = _waiting_approvals(snapshot)
-        if not pending:
-            raise RequestError(f"thread {thread_id!r} has no paused run to resume")
-        if not isinstance(decision, bool):
-            known = {p["key"] for p in pending} | {p["subtask_id"] for p in pending}
-            unknown = [str(k) for k in decision if k not in known and k not in
-                       ("approved", "reason")]
-            if unknown:
-                waiting = ", ".join(sorted({p["subtask_id"] for p in pending}))
-                raise RequestError(f"no pending approval named {', '.join(unknown)}; "
-                                   f"waiting: {waiting}")
         values = snapshot.values
-        if self.runs is not None and not await asyncio.to_thread(self.runs.claim_paused,
-                                                                 values["run_id"]):
+        if not pending:
+            raise RequestError(self._nothing_paused(thread_id, values.get("run_id")))
+        check_decision(decision, pending)
+        run_id = values["run_id"]
+        owner = Owner.here()
+        if self.runs is not None and not await asyncio.to_thread(
+                self.runs.claim_paused, run_id, owner, self.settings.lease_s):
             raise RequestError(f"the paused run of thread {thread_id!r} is already being "
                                "resumed by someone else")
-        resume: Any = ({"approved": decision, "reason": reason} if isinstance(decision, bool)
-                       else dict(decision))
-        return await self._drive(Command(resume=resume), thread_id, values["run_id"],
-                                 values.get("request", ""), on_event, values.get("event"))
+        payload = resume_payload(decision, reason=reason, approver=approver)
+        async with self._thread_claim(thread_id, run_id, owner, give_back="paused"):
+            return await self._drive(Command(resume=payload), thread_id, run_id,
+                                     values.get("request", ""), on_event, values.get("event"),
+                                     owner)
 
     def resume(self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
-               on_event: EventSink | None = None) -> RunResult:
+               approver: str | None = None, on_event: EventSink | None = None) -> RunResult:
         """Synchronous :meth:`aresume`."""
-        return asyncio.run(self.aresume(thread_id, decision, reason=reason, on_event=on_event))
+        return asyncio.run(self.aresume(thread_id, decision, reason=reason, approver=approver,
+                                        on_event=on_event))
+
+    async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None
+                          ) -> RunResult:
+        """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.
+
+        Finished subtasks are not redone (their results are in the checkpoint), and writes
+        that happened return their earlier results. A run that was waiting for a decision
+        when it stopped goes back to ``paused``. ``run_id`` may be a unique prefix.
+        """
+        store = self._store("resuming a run")
+        record = await asyncio.to_thread(store.run, run_id)
+        full, thread = record["run_id"], record["thread_id"]
+        if record["status"] != "interrupted":
+            raise RequestError(_not_interrupted(record))
+        owner = Owner.here()
+        if not await asyncio.to_thread(store.claim_interrupted, full, owner,
+                                       self.settings.lease_s):
+            raise RequestError(f"run {full[:12]} is being resumed by someone else")
+        async with self._thread_claim(thread, full, owner, give_back="interrupted"):
+            async with self._graph() as graph:
+                snapshot = await graph.aget_state(_config(thread))
+            graph_input: Any = None
+            if _checkpoint_run(snapshot) != full:
+                later = await asyncio.to_thread(store.later_run, thread, record["started_at"])
+                if later is not None:
+                    store.set_status(full, "interrupted", owner)
+                    raise RequestError(f"run {full[:12]} cannot be resumed: its thread "
+                                       f"{thread!r} went on with run {later[:12]}")
+                # Stopped before its first checkpoint: start it again under the same id.
+                graph_input = _inputs(record["request"], full, record["event"])
+            elif pending := _waiting_approvals(snapshot):
+                # Stopped before a decision was applied: it waits for one again.
+                store.set_status(full, "paused", owner)
+                return _run_result(snapshot.values, thread, full, record["request"], 0.0, [],
+                                   pending)
+            elif not snapshot.next:  # it had finished; only its record had not
+                result = _run_result(snapshot.values, thread, full, record["request"], 0.0,
+                                     [], [])
+                store.finish_run(result, status=result.status, owner=owner,
+                                 mode=snapshot.values.get("mode", ""))
+                return result
+            return await self._drive(graph_input, thread, full, record["request"], on_event,
+                                     record["event"], owner)
+
+    def resume_run(self, run_id: str, *, on_event: EventSink | None = None) -> RunResult:
+        """Synchronous :meth:`aresume_run`."""
+        return asyncio.run(self.aresume_run(run_id, on_event=on_event))
 
     async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
-                     on_event: EventSink | None) -> RunResult:
-        if thread_id is not None:
-            async with self._graph() as graph:
-                snapshot = await graph.aget_state(_config(thread_id))
-            if _waiting_approvals(snapshot):
-                raise RequestError(
-                    f"thread {thread_id!r} has a run waiting for approval: resume it "
-                    "(approve or deny) before sending a new request")
+                     on_event: EventSink | None, request_id: str | None) -> RunResult:
+        if request_id is not None:
+            earlier = await self._repeated(request_id, text, thread_id, on_event)
+            if earlier is not None:
+                return earlier
         thread = thread_id or uuid.uuid4().hex
         run_id = uuid.uuid4().hex
-        inputs: dict[str, Any] = {
-            "messages": [HumanMessage(text)], "request": text, "run_id": run_id, "event": event,
-        }
-        return await self._drive(inputs, thread, run_id, text, on_event, event)
+        owner = Owner.here()
+        async with self._thread_claim(thread, run_id, owner):
+            if thread_id is not None:
+                async with self._graph() as graph:
+                    snapshot = await graph.aget_state(_config(thread_id))
+                if _waiting_approvals(snapshot):
+                    raise RequestError(
+                        f"thread {thread_id!r} has a run waiting for approval: resume it "
+                        "(approve or deny) before sending a new request")
+            if self.runs is not None:
+                await asyncio.to_thread(self.runs.start_run, run_id, thread, text, owner=owner,
+                                        lease_s=self.settings.lease_s, event=event,
+                                        request_id=request_id)
+            return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
+                                     on_event, event, owner)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
-                     on_event: EventSink | None, event: dict[str, Any] | None) -> RunResult:
+                     on_event: EventSink | None, event: dict[str, Any] | None,
+                     owner: Owner) -> RunResult:
+        """Stream the graph; each event is stored as it arrives. The caller holds the thread.
+
+        Checkpoints are written before each step goes on (durability "sync"), so a process
+        killed at any point resumes from the last finished step.
+        """
         events: list[Event] = []
-        config = _config(thread)
+        config = _config(thread, run_id)
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
         values: dict[str, Any] = {}
         paused: list[dict[str, Any]] = []
-        with self._claim_thread(thread):
-            try:
-                async with self._graph() as graph, _in_scope(db_scope):
-                    async for mode, chunk in graph.astream(graph_input, config,
-                                                           stream_mode=["custom", "values"]):
-                        if mode == "values" and isinstance(chunk, dict):
-                            values = chunk  # this run's own state, never another run's
-                        elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
-                            item = Event.from_dict(chunk)
-                            events.append(item)
-                            if on_event is not None:
-                                on_event(item)
-                    if not events or events[-1].type != "answer":
-                        snapshot = await graph.aget_state(config)
-                        paused = _waiting_approvals(snapshot)
-            finally:
-                result = _run_result(values, thread, run_id, text,
-                                     time.perf_counter() - started, events, paused)
-                if self.runs is not None and events:
-                    await asyncio.to_thread(self.runs.save, result, events,
-                                            mode=values.get("mode", ""), event=event)
-                if self.tracer_provider is not None:
-                    export_run(events, self.tracer_provider)
+        outcome = "interrupted"  # until the graph has run to its end or pause
+        keeper = (asyncio.ensure_future(self._keep_claims(run_id, thread, owner))
+                  if self.runs is not None else None)
+        try:
+            async with self._graph() as graph, _in_scope(db_scope):
+                async for mode, chunk in graph.astream(graph_input, config,
+                                                       stream_mode=["custom", "values"],
+                                                       durability="sync"):
+                    if mode == "values" and isinstance(chunk, dict):
+                        values = chunk  # this run's own state, never another run's
+                    elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
+                        item = Event.from_dict(chunk)
+                        events.append(item)
+                        if self.runs is not None:
+                            await asyncio.to_thread(self.runs.append_events, run_id, [item])
+                        if on_event is not None:
+                            on_event(item)
+                if not events or events[-1].type != "answer":
+                    snapshot = await graph.aget_state(config)
+                    paused = _waiting_approvals(snapshot)
+                outcome = ""
+                if not paused:
+                    await _prune_checkpoints(graph, thread)
+        except Exception as exc:  # a bug: on record as a failure, with its traceback raised
+            outcome = "failed"
+            values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
+            raise
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+            result = _run_result(values, thread, run_id, text,
+                                 time.perf_counter() - started, events, paused)
+            if self.runs is not None:  # synchronous: it must land even while cancelled
+                self.runs.finish_run(result, status=outcome or result.status, owner=owner,
+                                     mode=values.get("mode", ""), event=event)
+            if self.tracer_provider is not None:
+                export_run(events, self.tracer_provider)
         return result
-
-    def run(self, request: str, *, thread_id: str | None = None,
-            on_event: EventSink | None = None) -> RunResult:
-        """Synchronous :meth:`arun` (not for use inside a running event loop)."""
-        return asyncio.run(self.arun(request, thread_id=thread_id, on_event=on_event))
 
     async def astream(self, request: str, *, thread_id: str | None = None
                       ) -> AsyncIterator[Event]:
@@ -291,20 +382,127 @@ class Orchestrator:
         return [(role.get(m.type, m.type), m.text) for m in snapshot.values.get("messages", [])]
 
     # --- internals ------------------------------------------------------------------------
+    # --- internals ------------------------------------------------------------------------
 
-    @contextmanager
-    def _claim_thread(self, thread_id: str) -> Iterator[None]:
+    @asynccontextmanager
+    async def _thread_claim(self, thread_id: str, run_id: str, owner: Owner, *,
+                            give_back: str | None = None) -> AsyncIterator[None]:
+        """Hold ``thread_id`` for one run: in this process, and across processes through the
+        run store. When the thread is busy, a run claim taken before is given back (its
+        status set to ``give_back``) and RequestError says who holds the thread."""
         # Two turns of one conversation at once would interleave its history.
         with self._busy_lock:
-            if thread_id in self._busy_threads:
+            busy = thread_id in self._busy_threads
+            if not busy:
+                self._busy_threads.add(thread_id)
+        try:
+            if busy:
                 raise RequestError(f"thread {thread_id!r} is already running a request; "
                                    "wait for it to finish or use another thread")
-            self._busy_threads.add(thread_id)
+            if self.runs is not None:
+                await asyncio.to_thread(self.runs.acquire_thread, thread_id, run_id, owner,
+                                        self.settings.lease_s)
+        except RequestError:
+            if give_back is not None and self.runs is not None:
+                self.runs.set_status(run_id, give_back, owner)
+            if not busy:
+                with self._busy_lock:
+                    self._busy_threads.discard(thread_id)
+            raise
         try:
             yield
         finally:
+            if self.runs is not None:
+                self.runs.release_thread(thread_id, owner)
             with self._busy_lock:
                 self._busy_threads.discard(thread_id)
+
+    async def _keep_claims(self, run_id: str, thread_id: str, owner: Owner) -> None:
+        """Renew the run's and the thread's leases while the run works."""
+        assert self.runs is not None
+        lease = self.settings.lease_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                kept = await asyncio.to_thread(self.runs.renew, run_id, thread_id, owner, lease)
+            except sqlite3.Error as exc:  # a busy store: try again at the next beat
+                log.warning("could not renew the lease of run %s: %s", run_id, exc)
+                continue
+            if not kept:
+                log.warning("run %s was taken over by another process (its lease of %ss "
+                            "ran out)", run_id, lease)
+                return
+
+    async def _repeated(self, request_id: str, text: str, thread_id: str | None,
+                        on_event: EventSink | None) -> RunResult | None:
+        """What sending ``request_id`` again gives: None for a new id, else the earlier
+        run's result, or that run continued when it was interrupted."""
+        store = self._store("a request id")
+        if not _REQUEST_ID.fullmatch(request_id):
+            raise RequestError(f"request id {request_id[:40]!r} must be 1-200 letters, digits "
+                               "or . _ : / - (e.g. a UUID)")
+        record = await asyncio.to_thread(store.find_request, request_id)
+        if record is None:
+            return None
+        earlier, status = record["run_id"], record["status"]
+        if record["request"] != store.capped(text) or thread_id not in (None,
+                                                                         record["thread_id"]):
+            raise RequestError(f"request id {request_id!r} was used for another request (run "
+                               f"{earlier[:12]}); give each new request a new id")
+        if status == "interrupted":
+            return await self.aresume_run(earlier, on_event=on_event)
+        if status in ("running", "resuming"):
+            where = "" if record["host"] == HOST else f" on {record['host']}"
+            raise RequestError(f"request {request_id!r} is still running as run {earlier[:12]} "
+                               f"(pid {record['pid']}{where}); send it again when it has "
+                               "finished to get its result")
+        return await self._stored_result(record)
+
+    async def _stored_result(self, record: dict[str, Any]) -> RunResult:
+        """A finished or paused run's result, from the run store (and a paused run's
+        checkpoint, for what it waits for)."""
+        assert self.runs is not None
+        run_id, thread = record["run_id"], record["thread_id"]
+        events = await asyncio.to_thread(self.runs.events, run_id)
+        pending: list[dict[str, Any]] = []
+        if record["status"] == "paused":
+            async with self._graph() as graph:
+                snapshot = await graph.aget_state(_config(thread))
+            if snapshot.values.get("run_id") == run_id:
+                pending = _waiting_approvals(snapshot)
+        try:
+            plan = Plan.model_validate(record["plan"]) if record["plan"] else None
+            results = {k: SubtaskResult.from_dict(v)
+                       for k, v in (record["results"] or {}).items()}
+        except (TypeError, ValueError):  # cut short by the store's size cap
+            plan, results = None, {}
+        status = record["status"] if record["status"] in FINISHED_RUN_STATUSES | {
+            "paused"} else "failed"
+        return RunResult(
+            run_id=run_id, thread_id=thread, request=record["request"],
+            answer=record["answer"] or "", status=cast(RunStatus, status), plan=plan,
+            results=results, usage=Usage(record["llm_calls"] or 0, record["input_tokens"] or 0,
+                                         record["output_tokens"] or 0),
+            elapsed_s=record["elapsed_s"] or 0.0, error=record["error"], events=events,
+            pending_approvals=pending, mode=record["mode"] or "",
+            budget_hit=record["budget_hit"])
+
+    def _store(self, needs: str) -> RunStore:
+        if self.runs is None:
+            raise RequestError(f"{needs} needs the run store (ORCHESTRATOR_RECORD_RUNS is off)")
+        return self.runs
+
+    def _nothing_paused(self, thread_id: str, run_id: str | None) -> str:
+        message = f"thread {thread_id!r} has no paused run to resume"
+        if run_id and self.runs is not None:
+            try:
+                status = self.runs.run(run_id)["status"]
+            except RequestError:  # a run this store never saw
+                return message
+            if status == "interrupted":
+                message += (f": its run {run_id[:12]} was interrupted; continue it with "
+                            f"`orchestrator resume {run_id[:12]}`")
+        return message
 
     def check_request(self, request: str) -> str:
         """The request stripped; RequestError if it is empty or over the size limit."""
@@ -318,6 +516,24 @@ class Orchestrator:
                 "(raise ORCHESTRATOR_MAX_REQUEST_CHARS or shorten it)"
             )
         return text
+
+    def check_event(self, name: str, data: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        """The text the planner sees for an event, and its data; RequestError for a bad
+        name, data that is not a JSON object, or data over ``max_event_bytes``."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,59}", name or ""):
+            raise RequestError(f"event name {name!r} must be snake_case (e.g. service_down)")
+        if data is not None and not isinstance(data, Mapping):
+            raise RequestError(f"event data must be a JSON object, not {type(data).__name__}")
+        payload = dict(data or {})
+        try:
+            body = json.dumps(payload, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"event data must be plain JSON: {exc}") from None
+        size, limit = len(body.encode()), self.settings.max_event_bytes
+        if size > limit:
+            raise RequestError(f"the event data is {size} bytes; the limit is {limit} "
+                               "(raise ORCHESTRATOR_MAX_EVENT_BYTES or send less)")
+        return f"Event {name}: {body}", payload
 
     def _graph(self) -> AbstractAsyncContextManager[CompiledStateGraph]:
         if self._compiled is not None:
@@ -347,8 +563,71 @@ def _waiting_approvals(snapshot: StateSnapshot) -> list[dict[str, Any]]:
             for a in (i.value or {}).get("approvals", [])]
 
 
-def _config(thread_id: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+def _config(thread_id: str, run_id: str | None = None) -> RunnableConfig:
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+    if run_id is not None:  # kept in each checkpoint's metadata: whose checkpoint it is
+        config["metadata"] = {"orchestrator_run_id": run_id}
+    return config
+
+
+def _checkpoint_run(snapshot: StateSnapshot) -> str | None:
+    """The run a thread's latest checkpoint belongs to (stores from before the metadata:
+    the run in its state)."""
+    found = (snapshot.metadata or {}).get("orchestrator_run_id")
+    return str(found) if found else snapshot.values.get("run_id")
+
+
+def _inputs(text: str, run_id: str, event: dict[str, Any] | None) -> dict[str, Any]:
+    return {"messages": [HumanMessage(text)], "request": text, "run_id": run_id,
+            "event": event}
+
+
+def _not_interrupted(record: dict[str, Any]) -> str:
+    run, status = record["run_id"][:12], record["status"]
+    if status == "paused":
+        return (f"run {run} is waiting for approval, not interrupted: orchestrator approve "
+                f"{record['thread_id']} [--deny]")
+    if status in ("running", "resuming"):
+        where = "" if record["host"] == HOST else f" on {record['host']}"
+        return (f"run {run} is still running (pid {record['pid']}{where}); it can be resumed "
+                "once that process is gone")
+    return f"run {run} has finished ({status}); there is nothing to resume"
+
+
+async def _prune_checkpoints(graph: CompiledStateGraph, thread_id: str) -> None:
+    """Keep only the latest checkpoint of a finished run's thread: a resume never needs the
+    older ones, and each holds the whole conversation (storage would grow with the square
+    of the turns). LangGraph's own ``aprune`` when the saver has it, else the SQLite saver's
+    tables directly. Threads with a ``DeltaChannel`` are left alone: pruning can break them."""
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        return
+    try:
+        from langgraph.channels.delta import DeltaChannel
+    except ImportError:  # an older LangGraph: no delta channels
+        pass
+    else:
+        if any(isinstance(c, DeltaChannel) for c in graph.channels.values()):
+            return
+    try:
+        await saver.aprune([thread_id], strategy="keep_latest")
+        return
+    except NotImplementedError:
+        pass
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    if not isinstance(saver, AsyncSqliteSaver):
+        return  # in-memory threads and other savers without pruning keep their history
+    async with saver.lock:
+        await saver.conn.execute(
+            "DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id < (SELECT "
+            "MAX(checkpoint_id) FROM checkpoints c WHERE c.thread_id = ?1 AND "
+            "c.checkpoint_ns = writes.checkpoint_ns)", (thread_id,))
+        await saver.conn.execute(
+            "DELETE FROM checkpoints WHERE thread_id = ?1 AND checkpoint_id < (SELECT "
+            "MAX(checkpoint_id) FROM checkpoints c WHERE c.thread_id = ?1 AND "
+            "c.checkpoint_ns = checkpoints.checkpoint_ns)", (thread_id,))
+        await saver.conn.commit()
 
 
 def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
@@ -361,15 +640,8 @@ def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: st
         usage = usage + result.usage
     plan = Plan.model_validate(values["plan"]) if values.get("plan") else None
     error = values.get("error")
-    counted = [r for r in results.values() if r.failure_kind != "condition"]
-    settled = sum(r.settled(results) for r in counted)
-    status: RunStatus = "ok"
-    if paused:
-        status = "paused"
-    elif error or (counted and settled == 0) or (not values.get("answer") and not results):
-        status = "failed"
-    elif settled < len(counted):
-        status = "partial"
+    status: RunStatus = run_status(results, paused=bool(paused), error=error,
+                                   answered=bool(values.get("answer")))
     return RunResult(
         run_id=run_id, thread_id=thread_id, request=request, answer=values.get("answer", ""),
         status=status, plan=plan, results=results, usage=usage,

@@ -3,13 +3,25 @@
 ``orchestrator runs``, ``orchestrator trace`` and ``orchestrator agents --stats`` read it;
 adaptive routing is seeded from it, so what the orchestrator learns about agents outlives
 the process.
+
+The record is written as things happen: a run's row is created when it starts (status
+``running``) and each event is appended when it arrives, so a process killed mid-run leaves
+its plan and every tool call that ran on record. Claims are leases: the process that runs a
+run (or resumes, or approves it) owns it until ``lease_until`` and renews the lease while it
+works; a run whose owner is gone (its lease expired, or its process died on this host) reads
+as ``interrupted`` and may be taken over. One row per busy thread does the same for
+threads, so one thread runs one request at a time across processes.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +37,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, thread_id TEXT, request TEXT, event TEXT, mode TEXT,
     status TEXT, started_at REAL, elapsed_s REAL, llm_calls INTEGER, input_tokens INTEGER,
-    output_tokens INTEGER, answer TEXT, error TEXT, plan TEXT);
+    output_tokens INTEGER, answer TEXT, error TEXT, plan TEXT, owner TEXT, pid INTEGER,
+    host TEXT, lease_until REAL, request_id TEXT, results TEXT, budget_hit TEXT);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT, seq INTEGER, type TEXT, time REAL, subtask_id TEXT, agent TEXT,
@@ -34,8 +47,65 @@ CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT, subtask_id TEXT, agent TEXT, ok INTEGER, kind TEXT, elapsed_s REAL,
     tokens INTEGER, time REAL);
 CREATE INDEX IF NOT EXISTS attempts_agent ON attempts (agent, time);
+CREATE TABLE IF NOT EXISTS thread_leases (
+    thread_id TEXT PRIMARY KEY, run_id TEXT, owner TEXT, pid INTEGER, host TEXT,
+    started_at REAL, lease_until REAL);
 """
+_RUN_COLUMNS = {"owner": "TEXT", "pid": "INTEGER", "host": "TEXT", "lease_until": "REAL",
+                "request_id": "TEXT", "results": "TEXT", "budget_hit": "TEXT"}
+"""Columns added to ``runs`` after its first release (stores made before get them)."""
 
+_USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
+"""Events whose usage adds up to a run's so far (the others repeat part of it); the total,
+with the answer's call, is written when the run ends."""
+ACTIVE_STATUSES = frozenset({"running", "resuming"})
+"""A run some process is working on, as long as its owner's lease holds."""
+FINISHED_RUN_STATUSES = frozenset({"ok", "partial", "failed", "unknown"})
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds a claim: one token per run, resume or approval, with its process."""
+
+    token: str
+    pid: int
+    host: str
+
+    @classmethod
+    def here(cls) -> Owner:
+        return cls(uuid.uuid4().hex, os.getpid(), HOST)
+
+
+def owner_gone(pid: int | None, host: str | None, lease_until: float | None,
+               now: float | None = None) -> bool:
+    """Whether a claim no longer holds: its lease expired, or its process on this host is
+    gone (a kill -9 is seen at once, not only when the lease runs out)."""
+    if lease_until is None or lease_until < (now if now is not None else time.time()):
+        return True
+    return host == HOST and pid is not None and not _process_alive(pid)
+
+
+def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
+    try:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: gone
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 @dataclass
 class AgentStats:
@@ -78,10 +148,16 @@ class RunSummary:
 
 
 class RunStore:
-    """SQLite store of runs, events and agent attempts; safe to share across threads."""
+    """SQLite store of runs, events and agent attempts; safe to share across threads.
 
-    def __init__(self, path: str | Path) -> None:
+    Args:
+        path: The SQLite file (created with its folder).
+        max_text: Longest text one stored field keeps; longer is cut with a marker.
+    """
+
+    def __init__(self, path: str | Path, *, max_text: int = 20_000) -> None:
         self.path = Path(path)
+        self.max_text = max_text
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +167,14 @@ class RunStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
+                have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in _RUN_COLUMNS.items():
+                    if name not in have:
+                        _add_column(self._conn, name, kind)
+                self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_request ON runs "
+                                   "(request_id) WHERE request_id IS NOT NULL")
+                self._conn.execute("CREATE INDEX IF NOT EXISTS runs_thread ON runs "
+                                   "(thread_id, started_at)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot use the run store {self.path}: {exc} (move it aside, "
                               "or set ORCHESTRATOR_RECORD_RUNS=0)") from None
@@ -103,56 +187,197 @@ class RunStore:
     def close(self) -> None:
         self._conn.close()
 
-    # --- writing ----------------------------------------------------------------------
+    def capped(self, text: str | None) -> str | None:
+        """``text`` as this store keeps it: cut to ``max_text`` with a marker."""
+        return _cap_text(text, self.max_text)
 
-    def save(self, result: RunResult, events: Sequence[Event], *, mode: str = "",
-             event: dict[str, Any] | None = None) -> None:
-        """Store a run (or the next part of a resumed one): its record, events and attempts."""
+    # --- writing as a run goes ----------------------------------------------------------
+
+    def start_run(self, run_id: str, thread_id: str, request: str, *, owner: Owner,
+                  lease_s: float, event: dict[str, Any] | None = None,
+                  request_id: str | None = None) -> None:
+        """Record a run as it starts: status ``running``, owned by ``owner``.
+
+        Raises RequestError when ``request_id`` already names another run.
+        """
+        now = time.time()
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    "INSERT INTO runs (run_id, thread_id, request, event, mode, status, "
+                    "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, pid, "
+                    "host, lease_until, request_id) "
+                    "VALUES (?,?,?,?,'','running',?,0,0,0,0,?,?,?,?,?)",
+                    (run_id, thread_id, self.capped(request), self._json(event) if event else
+                     None, now, owner.token, owner.pid, owner.host, now + lease_s, request_id))
+        except sqlite3.IntegrityError:
+            raise RequestError(f"request id {request_id!r} is already in use by another "
+                               "run; send it again to get that run's result") from None
+
+    def append_events(self, run_id: str, events: Sequence[Event]) -> None:
+        """Append events as they arrive (the plan and the attempts are kept from them: each
+        attempt is counted once, when its ``attempt_finished`` event is stored)."""
+        if not events:
+            return
         with self._connect() as conn:
-            row = conn.execute("SELECT started_at, elapsed_s FROM runs WHERE run_id = ?",
-                               (result.run_id,)).fetchone()
-            started = row[0] if row else (events[0].time if events else 0.0)
-            elapsed = (row[1] if row else 0.0) + result.elapsed_s
-            conn.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (result.run_id, result.thread_id, result.request,
-                 json.dumps(event) if event else None, mode, result.status, started, elapsed,
-                 result.usage.llm_calls, result.usage.input_tokens, result.usage.output_tokens,
-                 result.answer, result.error,
-                 json.dumps(result.plan.model_dump()) if result.plan else None))
             first = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?",
-                                 (result.run_id,)).fetchone()[0]
+                                 (run_id,)).fetchone()[0]
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [
-                (e.run_id, first + i, e.type, e.time, e.subtask_id, e.agent,
-                 json.dumps(e.data, default=str), json.dumps(e.usage) if e.usage else None)
+                (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
+                 json.dumps(e.usage) if e.usage else None)
                 for i, e in enumerate(events)])
             conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
-                (e.run_id, e.subtask_id, e.agent, int(e.data.get("status") == "done"),
+                (run_id, e.subtask_id, e.agent, int(e.data.get("status") == "done"),
                  e.data.get("kind"), float(e.data.get("elapsed_s") or 0.0),
                  sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
                  e.time)
                 for e in events if e.type == "attempt_finished"
                 and e.data.get("kind") != "budget"
                 and e.data.get("status") != "awaiting_approval"])
+            for e in events:
+                plan = e.data.get("plan") if e.type in ("plan_made", "replanned") else None
+                if plan:
+                    conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
+                                 "WHERE run_id = ?",
+                                 (self._json(plan), e.data.get("mode"), run_id))
+                if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
+                    conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
+                                 "input_tokens + ?, output_tokens = output_tokens + ? "
+                                 "WHERE run_id = ?",
+                                 (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
+                                  e.usage.get("output_tokens", 0), run_id))
 
-    def claim_paused(self, run_id: str) -> bool:
-        """Mark a paused run as resuming; False when it is not paused (already resumed, or
-        being resumed by another process): one decision wins."""
+    def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
+                   event: dict[str, Any] | None = None) -> None:
+        """Write a run's outcome (or this part's, for a resumed run) and end ``owner``'s claim.
+
+        ``status`` is what the record says (``interrupted`` when the process was stopped).
+        Nothing is written when another process has taken the run over meanwhile.
+        """
+        results = {k: v.to_dict() for k, v in result.results.items()}
         with self._connect() as conn:
-            cursor = conn.execute("UPDATE runs SET status = 'resuming' WHERE run_id = ? AND "
-                                  "status = 'paused'", (run_id,))
-            known = conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return cursor.rowcount == 1 or known is None  # a run this store never saw: no claim
+            conn.execute(
+                "UPDATE runs SET status = ?, mode = COALESCE(NULLIF(?, ''), mode), "
+                "event = COALESCE(?, event), elapsed_s = COALESCE(elapsed_s, 0) + ?, "
+                "llm_calls = ?, input_tokens = ?, output_tokens = ?, answer = ?, error = ?, "
+                "plan = COALESCE(?, plan), results = ?, budget_hit = ?, owner = NULL, "
+                "lease_until = NULL WHERE run_id = ? AND owner IS ?",
+                (status, mode, self._json(event) if event else None, result.elapsed_s,
+                 result.usage.llm_calls, result.usage.input_tokens, result.usage.output_tokens,
+                 self.capped(result.answer), self.capped(result.error),
+                 self._json(result.plan.model_dump()) if result.plan else None,
+                 self._json(results), result.budget_hit, result.run_id, owner.token))
+
+    # --- claims (leases) ------------------------------------------------------------------
+
+    def claim_paused(self, run_id: str, owner: Owner | None = None, lease_s: float = 30.0
+                     ) -> bool:
+        """Claim a paused run to apply a decision (status ``resuming``); False when another
+        process holds it. A claim whose owner is gone (it crashed while resuming) is taken
+        over; one decision wins."""
+        owner = owner or Owner.here()
+        row = self._claim_row(run_id)
+        if row is None:
+            return True  # a run this store never saw: no claim
+        status = row[0]
+        if status != "paused" and not (status in ACTIVE_STATUSES | {"interrupted"}
+                                       and owner_gone(row[2], row[3], row[4])):
+            return False
+        return self._swap(run_id, row, "resuming", owner, lease_s)
+
+    def claim_interrupted(self, run_id: str, owner: Owner, lease_s: float) -> bool:
+        """Take over an interrupted run to resume it (status ``resuming``); False when it is
+        not interrupted or another process got it first."""
+        row = self._claim_row(run_id)
+        if row is None:
+            return False
+        status = row[0]
+        if not (status == "interrupted" or (status in ACTIVE_STATUSES
+                                            and owner_gone(row[2], row[3], row[4]))):
+            return False
+        return self._swap(run_id, row, "resuming", owner, lease_s)
+
+    def set_status(self, run_id: str, status: str, owner: Owner) -> None:
+        """Set the status of a run ``owner`` holds and end the claim (e.g. back to paused)."""
+        with self._connect() as conn:
+            conn.execute("UPDATE runs SET status = ?, owner = NULL, lease_until = NULL "
+                         "WHERE run_id = ? AND owner IS ?", (status, run_id, owner.token))
+
+    def renew(self, run_id: str, thread_id: str, owner: Owner, lease_s: float) -> bool:
+        """Extend ``owner``'s claims on the run and its thread; False if the run was lost."""
+        until = time.time() + lease_s
+        with self._connect() as conn:
+            kept = conn.execute("UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
+                                (until, run_id, owner.token)).rowcount
+            conn.execute("UPDATE thread_leases SET lease_until = ? WHERE thread_id = ? AND "
+                         "owner = ?", (until, thread_id, owner.token))
+        return kept == 1
+
+    def acquire_thread(self, thread_id: str, run_id: str, owner: Owner, lease_s: float) -> None:
+        """Claim ``thread_id`` for one run; RequestError naming the holder while another
+        process's run holds it (a claim whose owner is gone is taken over)."""
+        now = time.time()
+        with self._connect() as conn:
+            row = conn.execute("SELECT run_id, owner, pid, host, started_at, lease_until FROM "
+                               "thread_leases WHERE thread_id = ?", (thread_id,)).fetchone()
+            if row is not None and row[1] != owner.token and not owner_gone(row[2], row[3],
+                                                                           row[5], now):
+                when = time.strftime("%H:%M:%S", time.localtime(row[4]))
+                where = "" if row[3] == HOST else f" on {row[3]}"
+                raise RequestError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
+                                   f"(started {when} by pid {row[2]}{where}); wait for it to "
+                                   "finish or use another thread")
+            values = (run_id, owner.token, owner.pid, owner.host, now, now + lease_s)
+            if row is None:
+                taken = conn.execute("INSERT OR IGNORE INTO thread_leases VALUES (?,?,?,?,?,?,?)",
+                                     (thread_id, *values)).rowcount
+            else:  # compare-and-swap: a process that got there first keeps it
+                taken = conn.execute(
+                    "UPDATE thread_leases SET run_id = ?, owner = ?, pid = ?, host = ?, "
+                    "started_at = ?, lease_until = ? WHERE thread_id = ? AND owner IS ? AND "
+                    "lease_until IS ?", (*values, thread_id, row[1], row[5])).rowcount
+        if taken != 1:
+            self.acquire_thread(thread_id, run_id, owner, lease_s)  # raises with the winner
+
+    def release_thread(self, thread_id: str, owner: Owner) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM thread_leases WHERE thread_id = ? AND owner = ?",
+                         (thread_id, owner.token))
+
+    def _claim_row(self, run_id: str) -> tuple[Any, ...] | None:
+        with self._connect() as conn:
+            row: tuple[Any, ...] | None = conn.execute(
+                "SELECT status, owner, pid, host, lease_until FROM runs WHERE run_id = ?",
+                (run_id,)).fetchone()
+        return row
+
+    def _swap(self, run_id: str, row: tuple[Any, ...], status: str, owner: Owner,
+              lease_s: float) -> bool:
+        # Compare-and-swap on what was read: of two processes claiming at once, one wins.
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, owner = ?, pid = ?, host = ?, lease_until = ? "
+                "WHERE run_id = ? AND status = ? AND owner IS ? AND lease_until IS ?",
+                (status, owner.token, owner.pid, owner.host, time.time() + lease_s, run_id,
+                 row[0], row[1], row[4]))
+        return cursor.rowcount == 1
+
+    def _json(self, value: Any) -> str:
+        return _cap_json(value, self.max_text)
 
     # --- reading ----------------------------------------------------------------------
 
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
+        """Recent runs, newest first; a run whose owner is gone reads ``interrupted``."""
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT run_id, thread_id, request, mode, status, started_at, elapsed_s, "
-                "llm_calls, input_tokens + output_tokens FROM runs "
+                "llm_calls, input_tokens + output_tokens, pid, host, lease_until FROM runs "
                 "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-        return [RunSummary(*row) for row in rows]
+        now = time.time()
+        return [RunSummary(row[0], row[1], row[2], row[3],
+                           effective_status(row[4], row[9], row[10], row[11], now),
+                           row[5], row[6], row[7], row[8]) for row in rows]
 
     def resolve(self, run_id: str) -> str:
         """The full id of a run from its id or a unique prefix; RequestError otherwise."""
@@ -176,9 +401,25 @@ class RunStore:
             cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", (full,))
             names = [d[0] for d in cursor.description]
             record = dict(zip(names, cursor.fetchone(), strict=True))
-        for key in ("plan", "event"):
+        for key in ("plan", "event", "results"):
             record[key] = json.loads(record[key]) if record[key] else None
+        record["status"] = effective_status(record["status"], record["pid"], record["host"],
+                                            record["lease_until"])
         return record
+
+    def find_request(self, request_id: str) -> dict[str, Any] | None:
+        """The record of the run a caller's request id names, or None."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT run_id FROM runs WHERE request_id = ?",
+                               (request_id,)).fetchone()
+        return self.run(row[0]) if row else None
+
+    def later_run(self, thread_id: str, after: float) -> str | None:
+        """The id of a run started on ``thread_id`` after ``after``, if any."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT run_id FROM runs WHERE thread_id = ? AND started_at > ? "
+                               "ORDER BY started_at LIMIT 1", (thread_id, after)).fetchone()
+        return str(row[0]) if row else None
 
     def events(self, run_id: str) -> list[Event]:
         full = self.resolve(run_id)
@@ -223,6 +464,47 @@ class RunStore:
         for agent, ok, elapsed in rows:
             out.setdefault(agent, []).append(Outcome(bool(ok), float(elapsed)))
         return out
+
+
+def effective_status(status: str, pid: int | None, host: str | None,
+                     lease_until: float | None, now: float | None = None) -> str:
+    """A stored status as it stands: a running or resuming run whose owner is gone has been
+    interrupted (a crash, kill -9, a stop), whatever its row last said."""
+    if status in ACTIVE_STATUSES and owner_gone(pid, host, lease_until, now):
+        return "interrupted"
+    return status
+
+
+_MARK = "...[truncated {} chars]"
+
+
+def _cap_text(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + _MARK.format(len(text) - limit)
+
+
+def _cap_json(value: Any, limit: int) -> str:
+    """``value`` as JSON of at most about ``limit`` characters: long strings inside are cut
+    with a marker (the shape stays readable); if that is not enough, a preview is kept."""
+    text = json.dumps(value, default=str)
+    if len(text) <= limit:
+        return text
+    each = max(limit // 8, 100)
+
+    def shorten(item: Any) -> Any:
+        if isinstance(item, str):
+            return _cap_text(item, each)
+        if isinstance(item, dict):
+            return {str(k): shorten(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [shorten(v) for v in item]
+        return item
+
+    text = json.dumps(shorten(value), default=str)
+    if len(text) <= limit:
+        return text
+    return json.dumps({"truncated": True, "chars": len(text), "preview": text[:limit]})
 
 
 def _p95(ordered: list[float]) -> float:
