@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import signal
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,7 +24,7 @@ from orchestrator.models import DEFAULT_MODEL_SPEC
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
-    from orchestrator.events import EventSink
+    from orchestrator.events import Event, EventSink
     from orchestrator.results import RunResult
 
 app = typer.Typer(
@@ -47,6 +51,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.
 CoordinationOption = Annotated[str | None, typer.Option(
     "--coordination", "-c", help="rules (playbooks only), adaptive (the supervisor plans) "
     "or hybrid (a playbook first, else the supervisor). Default: ORCHESTRATOR_COORDINATION.")]
+RequestIdOption = Annotated[str | None, typer.Option(
+    "--request-id", help="Your idempotency key: sending the same id again returns that run's "
+    "result (or continues it if it was interrupted) instead of doing the work twice.")]
 
 
 class UserError(Exception):
@@ -94,43 +101,98 @@ def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
         ingest_demo_knowledge(store)
 
 
-def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool) -> bool:
+def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool,
+             request_id: str | None = None) -> bool:
     orch.check_request(text)  # before the live view starts, so an error is one clean line
-    return _show(lambda on_event: orch.run(text, thread_id=thread, on_event=on_event),
-                 orch, as_json)
+    return _show(lambda on_event: orch.run(text, thread_id=thread, on_event=on_event,
+                                           request_id=request_id), orch, as_json)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        return "unknown"
+
+
+class _RunTracker:
+    """Passes events on and remembers the run under way, to say how to resume it."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.sink: EventSink | None = None
+
+    def __call__(self, event: Event) -> None:
+        self.run_id = self.run_id or event.run_id
+        if self.sink is not None:
+            self.sink(event)
+
+
+@contextmanager
+def _stopped_like_ctrl_c(tracker: _RunTracker) -> Iterator[None]:
+    """SIGTERM (docker stop, Kubernetes) stops a run as Ctrl-C does: the run is cancelled,
+    its record says ``interrupted``, one line says how to resume it; exit 130 (143 for
+    SIGTERM)."""
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):  # asyncio's while a run is on: it cancels the run cleanly
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if tracker.run_id:
+            err_console.print(f"interrupted: run {tracker.run_id[:12]} stopped and is recorded "
+                              f"as interrupted; continue it with: orchestrator resume "
+                              f"{tracker.run_id[:12]}", highlight=False, soft_wrap=True)
+        else:
+            err_console.print("interrupted before the run started: nothing to resume",
+                              highlight=False)
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
           as_json: bool) -> bool:
     """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer."""
-    from orchestrator.cli.view import RunView, print_answer
+    from orchestrator.cli.view import RunView, approval_details, print_answer, safe_text
 
-    if as_json:
-        result = start(None)
-        console.print_json(json.dumps(result.to_dict(), default=str))
-        return result.status == "ok"
-    view = RunView()
-    with Live(view, console=console, refresh_per_second=8, transient=False):
-        result = start(view.on_event)
-    while result.status == "paused" and sys.stdin.isatty():
-        console.print()
-        print_answer(console, result)
-        decisions = {}
-        for step in result.pending_approvals:
-            what = (f"{step['tool']}({json.dumps(step.get('args', {}))}): {step['why']}"
-                    if step.get("tool") else step["goal"])
-            approved = typer.confirm(f"Approve {step['subtask_id']} ({step['agent']}): {what}?",
-                                     default=False)
-            reason = typer.prompt("Reason", default="approved" if approved else "denied")
-            decisions[step["key"]] = {"approved": approved, "reason": reason}
-        thread = result.thread_id
+    tracker = _RunTracker()
+    with _stopped_like_ctrl_c(tracker):
+        if as_json:
+            result = start(tracker)
+            console.print_json(json.dumps(result.to_dict(), default=str))
+            return result.status == "ok"
+        view = RunView()
+        tracker.sink = view.on_event
         with Live(view, console=console, refresh_per_second=8, transient=False):
-            result = orch.resume(thread, decisions, on_event=view.on_event)
+            result = start(tracker)
+        while result.status == "paused" and sys.stdin.isatty():
+            console.print()
+            print_answer(console, result)
+            decisions = {}
+            for step in result.pending_approvals:
+                console.print(approval_details(step))
+                approved = typer.confirm(
+                    f"Approve {safe_text(step['subtask_id'], one_line=True)} "
+                    f"({safe_text(step['agent'], one_line=True)})?", default=False)
+                reason = typer.prompt("Reason", default="approved" if approved else "denied")
+                decisions[step["key"]] = {"approved": approved, "reason": reason}
+            thread = result.thread_id
+            with Live(view, console=console, refresh_per_second=8, transient=False):
+                result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker)
     console.print()
     print_answer(console, result)
     if result.status == "paused":
         console.print(f"Approve or deny with: orchestrator approve {result.thread_id} "
-                      "[--deny] [--reason TEXT]")
+                      "[--deny] [--reason TEXT] [--as NAME]", highlight=False)
     return result.status == "ok"
 
 
@@ -142,11 +204,12 @@ def run(
     as_json: JsonOption = False,
     agents_dir: AgentsDirOption = None,
     coordination: CoordinationOption = None,
+    request_id: RequestIdOption = None,
 ) -> None:
     """Plan and run one request, show the plan and progress live, then the answer."""
     settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings, quiet=as_json)
-    if not _run_one(orch, text, thread, as_json):
+    if not _run_one(orch, text, thread, as_json, request_id):
         raise typer.Exit(1)  # the plan failed, or some subtasks did not finish
 
 
@@ -159,6 +222,7 @@ def event(
     as_json: JsonOption = False,
     agents_dir: AgentsDirOption = None,
     coordination: CoordinationOption = None,
+    request_id: RequestIdOption = None,
 ) -> None:
     """Fire an event: the playbook it triggers runs (or the supervisor plans it)."""
     try:
@@ -170,8 +234,9 @@ def event(
         raise UserError("""--data must be a JSON object, e.g. '{"service": "web-3"}'""")
     settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings, quiet=as_json)
-    ok = _show(lambda on_event: orch.fire_event(name, payload, on_event=on_event), orch,
-               as_json)
+    orch.check_event(name, payload)  # before the live view: a bad event is one clean line
+    ok = _show(lambda on_event: orch.fire_event(name, payload, on_event=on_event,
+                                                request_id=request_id), orch, as_json)
     if not ok:
         raise typer.Exit(1)
 
@@ -183,6 +248,9 @@ def approve(
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
     step: Annotated[list[str] | None, typer.Option(
         "--step", help="Only this pending step (repeat); the others are denied.")] = None,
+    approver: Annotated[str | None, typer.Option(
+        "--as", help="Who decides, stored with the decision (default: your OS user).")
+                        ] = None,
     as_json: JsonOption = False,
     model: ModelOption = None,
     agents_dir: AgentsDirOption = None,
@@ -194,9 +262,26 @@ def approve(
     decision: bool | dict[str, object] = not deny
     if step:
         decision = {s: {"approved": not deny, "reason": reason} for s in step}
-    ok = _show(lambda on_event: orch.resume(thread, decision, reason=reason,
+    who = approver or _os_user()
+    ok = _show(lambda on_event: orch.resume(thread, decision, reason=reason, approver=who,
                                             on_event=on_event), orch, as_json)
     if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("resume")
+def resume_command(
+    run_id: Annotated[str, typer.Argument(help="The interrupted run's id (or a prefix).")],
+    as_json: JsonOption = False,
+    model: ModelOption = None,
+    agents_dir: AgentsDirOption = None,
+) -> None:
+    """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint: finished
+    subtasks are not redone and writes that happened are not repeated (use the same
+    --model and --agents-dir as the run)."""
+    settings = _settings(model, agents_dir)
+    orch = _orchestrator(settings, quiet=True)
+    if not _show(lambda on_event: orch.resume_run(run_id, on_event=on_event), orch, as_json):
         raise typer.Exit(1)
 
 
@@ -205,7 +290,8 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """Recent runs, newest first, with their ids (for `orchestrator trace`)."""
+    """Recent runs, newest first, with their ids (for `orchestrator trace`); a run whose
+    process stopped mid-run shows as interrupted (`orchestrator resume RUN_ID`)."""
     from orchestrator.cli.trace import runs_table
     from orchestrator.runs import RunStore
 

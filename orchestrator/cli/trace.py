@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestrator.cli.view import safe_text
 from orchestrator.events import Event
 from orchestrator.runs import AgentStats, RunSummary
 
@@ -103,8 +105,8 @@ def trace_view(record: dict[str, Any], events: list[Event]) -> RenderableType:
         (f"{record.get('mode') or '-'}", "cyan"),
         f"  {record['elapsed_s']:.2f}s  {record['llm_calls']} LLM calls  "
         f"{record['input_tokens'] + record['output_tokens']} tokens\n",
-        (f"request: {record['request']}", "dim"),
-        (f"\nerror: {record['error']}" if record.get("error") else "", "red"))
+        (f"request: {safe_text(record['request'])}", "dim"),
+        (f"\nerror: {safe_text(record['error'])}" if record.get("error") else "", "red"))
     return Group(header, _plan_tree(items), _timeline(items, start, end),
                  _recovery_notes(events))
 
@@ -119,8 +121,9 @@ def _plan_tree(items: list[SubtaskSpan]) -> Tree:
 
     def label(span: SubtaskSpan) -> str:
         extra = [d for d in span.depends_on[1:]]
-        also = f" [dim](also needs {', '.join(extra)})[/dim]" if extra else ""
-        return f"{span.id} [cyan]{span.agent}[/cyan] {_styled(span.status)}: {span.goal}{also}"
+        also = f" [dim](also needs {_shown(', '.join(extra))})[/dim]" if extra else ""
+        return (f"{_shown(span.id)} [cyan]{_shown(span.agent)}[/cyan] {_styled(span.status)}: "
+                f"{_shown(span.goal)}{also}")
 
     def grow(node: Tree, parent: str) -> None:
         for span in children.get(parent, []):
@@ -147,7 +150,8 @@ def _timeline(items: list[SubtaskSpan], start: float, end: float) -> Table:
                            max(_cell(stop, start, total), _cell(span.started_at, start, total)
                                + 1)):
                 bar[min(i, BAR_WIDTH - 1)] = "#"
-        table.add_row(span.agent, f"{span.id} {_styled(span.status)}",
+        table.add_row(Text(safe_text(span.agent, one_line=True)),
+                      f"{_shown(span.id)} {_styled(span.status)}",
                       Text("".join(bar), style="green" if span.status == "done" else "red"),
                       f"{span.waited_s:.2f}s", f"{span.elapsed_s:.2f}s", str(span.attempts),
                       str(span.llm_calls), str(span.tokens))
@@ -173,7 +177,7 @@ def _recovery_notes(events: list[Event]) -> RenderableType:
         elif event.type in ("approval_requested", "approval_decided"):
             lines.append(f"{event.subtask_id}: {event.type.replace('_', ' ')}"
                          + (f" {event.data}" if event.type == "approval_decided" else ""))
-    return Text("\n".join(lines), style="yellow") if lines else Text("")
+    return Text(safe_text("\n".join(lines)), style="yellow") if lines else Text("")
 
 
 def _cell(moment: float, start: float, total: float) -> int:
@@ -181,8 +185,14 @@ def _cell(moment: float, start: float, total: float) -> int:
 
 
 def _styled(status: str) -> str:
-    color = {"done": "green", "failed": "red", "running": "yellow"}.get(status, "magenta")
-    return f"[{color}]{status}[/{color}]"
+    color = {"done": "green", "ok": "green", "failed": "red", "running": "yellow",
+             "interrupted": "red", "paused": "cyan"}.get(status, "magenta")
+    return f"[{color}]{_shown(status)}[/{color}]"
+
+
+def _shown(text: object) -> str:
+    """Stored text made safe for rich markup: one line, no control characters, escaped."""
+    return escape(safe_text(text, one_line=True))
 
 
 def runs_table(runs: list[RunSummary]) -> Table:
@@ -191,9 +201,9 @@ def runs_table(runs: list[RunSummary]) -> Table:
         table.add_column(column, overflow="fold")
     for run in runs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
-        table.add_row(run.run_id[:12], when, _styled(run.status), run.mode or "-",
-                      f"{run.elapsed_s:.2f}s", str(run.llm_calls), str(run.tokens),
-                      run.request[:70])
+        table.add_row(run.run_id[:12], when, _styled(run.status), _shown(run.mode or "-"),
+                      f"{run.elapsed_s or 0:.2f}s", str(run.llm_calls or 0),
+                      str(run.tokens or 0), Text(safe_text(run.request[:70], one_line=True)))
     return table
 
 

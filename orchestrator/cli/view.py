@@ -1,12 +1,23 @@
-"""Rich renderings: the live subtask table, the plan, agent tables, the answer."""
+"""Rich renderings: the live subtask table, the plan, agent tables, the answer.
+
+Text that comes from a request, event data, a tool or a model is shown through
+:func:`safe_text` (control characters and terminal escapes stripped) and as plain ``Text``
+or escaped markup, so it can neither rewrite the terminal nor inject rich markup.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import time
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +28,52 @@ from orchestrator.results import RunResult
 
 _STATUS_STYLE = {"pending": "dim", "running": "yellow", "done": "green", "failed": "red",
                  "skipped": "magenta", "cancelled": "magenta", "waiting": "cyan"}
+
+
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"          # CSI: colours, cursor moves, clearing the screen
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"     # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"                 # any other escape
+    r"|\x9b[0-?]*[ -/]*[@-~]")           # 8-bit CSI
+_HIDDEN = frozenset([*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x206A),
+                     0xFEFF])
+"""Zero-width and bidirectional controls: they can hide or reorder what a person reads."""
+
+
+def safe_text(value: object, *, one_line: bool = False) -> str:
+    """``value`` as text safe to show on a terminal: escape sequences and control
+    characters (``\\x1b``, ``\\r``, backspace, bidi overrides, ...) removed; newlines and tabs
+    kept unless ``one_line``."""
+    text = _ESCAPES.sub("", value if isinstance(value, str) else str(value))
+    kept = "\t" if one_line else "\n\t"
+    out = "".join(ch for ch in text if ch in kept or (
+        unicodedata.category(ch) != "Cc" and ord(ch) not in _HIDDEN))
+    return out.replace("\n", " ") if one_line else out
+
+
+def approval_details(step: Mapping[str, Any]) -> Panel:
+    """What a person is asked to approve, complete and sanitised: the step, the tool, its
+    full arguments, why it needs an approval, and the effect the tool previews."""
+    rows: list[tuple[str, Any]] = [("step", f"{step.get('subtask_id')} ({step.get('agent')})"),
+                                   ("goal", step.get("goal"))]
+    if step.get("tool"):
+        rows += [("tool", step["tool"]), ("arguments", _visible_json(step.get("args") or {}))]
+    rows += [("why", step.get("why")), ("effect", step.get("preview"))]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        if value not in (None, ""):
+            table.add_row(label, Text(safe_text(value)))
+    return Panel(table, title="approval needed", border_style="cyan", expand=False)
+
+
+def _visible_json(value: Any) -> str:
+    # Arguments are shown exactly: invisible characters appear as \\uXXXX, not stripped.
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return "".join(f"\\u{ord(ch):04x}" if ord(ch) in _HIDDEN or (
+        unicodedata.category(ch) == "Cc" and ch != "\n") else ch for ch in text)
 
 
 @dataclass
@@ -90,17 +147,20 @@ class RunView:
             elapsed = row.elapsed if row.elapsed is not None else (
                 now - row.started if row.started else None)
             table.add_row(
-                sid, row.agent, row.goal[:60], ",".join(row.depends_on) or "-",
+                Text(safe_text(sid, one_line=True)), Text(safe_text(row.agent, one_line=True)),
+                Text(safe_text(row.goal[:60], one_line=True)),
+                Text(safe_text(",".join(row.depends_on) or "-", one_line=True)),
                 Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-                f"{elapsed:.2f}s" if elapsed is not None else "", row.detail,
+                f"{elapsed:.2f}s" if elapsed is not None else "",
+                Text(safe_text(row.detail, one_line=True)),
             )
         parts: list[RenderableType] = []
         if self.rows:
             parts.append(table)
         if self.rationale:
-            parts.append(Text(self.rationale, style="dim"))
+            parts.append(Text(safe_text(self.rationale), style="dim"))
         if self.note:
-            parts.append(Text(self.note, style="italic dim"))
+            parts.append(Text(safe_text(self.note), style="italic dim"))
         return Group(*parts)
 
 
@@ -111,22 +171,23 @@ def print_answer(console: Console, result: RunResult) -> None:
              f"tokens, {result.elapsed_s:.2f}s, thread {result.thread_id}, run "
              f"{result.run_id[:12]}[/dim]")
     if result.status == "paused":
-        steps = "\n".join(f"- {p['subtask_id']} ({p['agent']}): "
-                          + (f"{p['tool']} - {p['why']}" if p.get("tool") else p["goal"])
-                          for p in result.pending_approvals)
+        steps = "\n".join(escape(safe_text(
+            f"- {p['subtask_id']} ({p['agent']}): "
+            + (f"{p['tool']} - {p['why']}" if p.get("tool") else p["goal"]), one_line=True))
+            for p in result.pending_approvals)
         console.print(Panel(f"Waiting for approval:\n{steps}", title="paused",
                             border_style="cyan"))
         console.print(usage)
         return
     style = "green" if result.ok else "red"
-    console.print(Panel(Markdown(result.answer or "(no answer)"), title="answer",
+    console.print(Panel(Markdown(safe_text(result.answer or "(no answer)")), title="answer",
                         border_style=style))
     console.print(usage)
 
 
 def agents_table(agents: list[AgentSpec]) -> Table:
-    """Agents grouped by domain; tools that need an approval or are audited are marked."""
-    from agents.policy import is_audited
+    """Agents grouped by domain; each tool marked with what it does (reads or writes) and
+    whether it needs an approval or is audited."""
 
     table = Table(title="Agents")
     for column in ("domain", "name", "description", "skills", "tools", "source"):
@@ -135,10 +196,19 @@ def agents_table(agents: list[AgentSpec]) -> Table:
     for spec in sorted(agents, key=lambda a: a.domain):
         if previous is not None and spec.domain != previous:
             table.add_section()
-        tools = [name + (" (approval)" if "orchestrator_requires_approval" in (t.metadata or {})
-                         else "") + (" (audited)" if is_audited(t) else "")
-                 for name, t in spec.tool_map.items()]
+        tools = [f"{name} ({', '.join(_tool_marks(t))})" for name, t in spec.tool_map.items()]
         table.add_row(spec.domain if spec.domain != previous else "", spec.name,
                       spec.description, ", ".join(spec.skills), ", ".join(tools), spec.source)
         previous = spec.domain
     return table
+
+
+def _tool_marks(tool: Any) -> list[str]:
+    from agents.policy import is_audited, is_read_only, needs_approval
+
+    marks = ["reads" if is_read_only(tool) else "writes"]
+    if needs_approval(tool):
+        marks.append("approval")
+    if is_audited(tool):
+        marks.append("audited")
+    return marks
