@@ -262,3 +262,29 @@ def test_a_provider_error_is_retried_as_a_model_error(domain_db: Path,
                      settings=Settings(home=tmp_path / "h", max_retries=1))
     result = o.run("check web-2")
     assert result.ok and "retried" in [e.type for e in result.events]
+
+
+def test_a_write_made_by_another_agent_after_reassignment_is_done(
+        domain_db: Path, tmp_path: Path) -> None:
+    # The first agent's failed write is superseded by the second agent's, made with its
+    # own tool: the subtask is done (found by the adaptive benchmark).
+    def page(service: str, message: str) -> str:
+        """Page the on-call engineer of a service with a message."""
+        raise ConnectionError("pager gateway returned 503")
+
+    def page_backup(service: str, message: str) -> str:
+        """Page the on-call engineer of a service through the second gateway."""
+        return f"paged the on-call for {service} (backup gateway)"
+
+    skills = ["page", "on-call", "alert"]
+    agents = [AgentSpec(name="pager", description="Pages the on-call engineer of a service.",
+                        skills=skills, tools=[StructuredTool.from_function(page)]),
+              AgentSpec(name="backup_pager", description="Second gateway for on-call pages.",
+                        skills=skills, tools=[StructuredTool.from_function(page_backup)])]
+    o = Orchestrator("fake", agents=agents, domain_db=domain_db,
+                     settings=Settings(home=tmp_path / "h", max_retries=0, max_reassigns=1,
+                                       max_replans=0, adaptive_routing=False))
+    result = o.run("page the on-call engineer for web-3: disk full")
+    (subtask,) = result.results.values()
+    assert subtask.agents_tried == ["pager", "backup_pager"]
+    assert subtask.status == "done" and result.ok

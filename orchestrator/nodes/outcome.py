@@ -70,25 +70,27 @@ def _failure(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]
             return _kind_of(left[-1]), f"a write did not happen ({left[-1].name}: " \
                                        f"{left[-1].output})"
         if not result.writes_done:
-            tried = [c for c in result.tool_calls if c.write]
+            tried = [c for c in result.tool_calls[result.attempt_first_call:] if c.write]
             if tried:
                 return _kind_of(tried[-1]), f"no write succeeded ({tried[-1].name}: " \
                                             f"{tried[-1].output})"
             return "no_action", "the subtask asks for a change and the agent made none"
         return None
-    reads = [c for c in result.tool_calls if not c.write]
-    if result.tool_calls and not any(c.status == "ok" for c in reads):
-        last = result.tool_calls[-1]
+    calls = result.tool_calls[result.attempt_first_call:]
+    reads = [c for c in calls if not c.write]
+    if calls and not any(c.status == "ok" for c in reads):
+        last = calls[-1]
         return _kind_of(last), f"no read succeeded ({last.name}: {last.output})"
     return None
 
 
 def _writes_left_failed(result: SubtaskResult) -> list[ToolCallRecord]:
-    """Writes that failed and were not made afterwards with success (same tool and target)."""
+    """Writes of the current attempt that failed and were not made afterwards with success
+    (same tool and target); an earlier attempt's failures are superseded by this one."""
     made = {(c.name, c.key) for c in result.writes_done}
     made_tools = {c.name for c in result.writes_done}
     left = []
-    for call in result.tool_calls:
+    for call in result.tool_calls[result.attempt_first_call:]:
         if not call.write or call.status == "ok":
             continue
         if (call.name, call.key) in made or (call.key is None and call.name in made_tools):

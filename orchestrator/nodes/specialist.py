@@ -127,6 +127,7 @@ async def run_specialist(
         else:
             messages = _start_messages(spec, result, inputs)
             result.attempts += 1
+            result.attempt_first_call = len(result.tool_calls)
         for _ in range(limits.max_steps):
             reply = await _ask(spec, bound, messages, result, budget, model_name)
             messages.append(reply)
