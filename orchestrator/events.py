@@ -19,6 +19,7 @@ EventType = Literal[
     "plan_made",
     "plan_invalid",
     "subtask_started",
+    "tool_started",
     "tool_called",
     "tool_refused",
     "subtask_finished",

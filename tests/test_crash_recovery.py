@@ -74,6 +74,11 @@ def test_kill_9_mid_run_leaves_the_record_and_resume_finishes_each_write_once(
     called = stored(orchestrator_home, "SELECT subtask_id, data FROM events WHERE run_id = ? "
                     "AND type = 'tool_called'", run_id)
     assert [(s, json.loads(d)["tool"]) for s, d in called] == [("alert", "alert_oncall")]
+    # the write cut off mid-call is on record too: it was announced before it ran
+    started = stored(orchestrator_home, "SELECT subtask_id, data FROM events WHERE run_id = ? "
+                     "AND type = 'tool_started'", run_id)
+    assert [(s, json.loads(d)["tool"]) for s, d in started] == [
+        ("alert", "alert_oncall"), ("hold", "page_and_hold")]
     (plan,) = stored(orchestrator_home, "SELECT plan FROM runs WHERE run_id = ?", run_id)[0]
     assert [s["id"] for s in json.loads(plan)["subtasks"]] == ["alert", "hold"]
     assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}  # both writes ran

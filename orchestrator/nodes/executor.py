@@ -40,9 +40,14 @@ NO_REPLAN: frozenset[FailureKind | None] = frozenset({"budget", "denied", "depen
 def executor_node(ctx: EngineContext) -> NodeFn:
     """Build the executor node for ``ctx``."""
 
+    ran: set[tuple[str, str]] = set()
+    """(run, subtask) pairs this process ran; a result not among them came from the
+    checkpoint (a resumed run): its events say so."""
+
     async def run_subtask_now(subtask: dict[str, Any], inputs: list[dict[str, str]],
                               run_id: str, grants: list[str] | None = None,
                               paused: dict[str, Any] | None = None) -> dict[str, Any]:
+        ran.add((run_id, subtask["id"]))
         deps = [DependencyOutput(**d) for d in inputs]
         done = await run_with_recovery(
             ctx, Subtask.model_validate(subtask), deps, run_id, ctx.budget(run_id),
@@ -58,6 +63,10 @@ def executor_node(ctx: EngineContext) -> NodeFn:
         result: dict[str, Any] = await checkpointed(subtask, inputs, run_id, grants, paused)
         if result.get("id") != subtask["id"]:
             result = await run_subtask_now(subtask, inputs, run_id, grants, paused)
+        if (run_id, subtask["id"]) in ran:
+            ran.discard((run_id, subtask["id"]))
+        else:
+            result = {**result, "replayed": True}
         return result
 
     async def execute(state: OrchestratorState) -> dict[str, Any]:
@@ -215,8 +224,11 @@ class Scheduler:
     # --- outcomes ---------------------------------------------------------------------
 
     def _collect(self, future: asyncio.Future[Any], started: SubtaskResult) -> SubtaskResult:
+        replayed = False
         try:
-            result = SubtaskResult.from_dict(future.result())
+            raw = future.result()
+            replayed = bool(raw.get("replayed"))
+            result = SubtaskResult.from_dict(raw)
         except Exception as exc:  # a bug: fail this subtask only, keep the traceback
             logger.exception("engine error running subtask %s", started.id)
             result = started
@@ -232,7 +244,8 @@ class Scheduler:
                  "subtask_kind": result.kind,
                  "writes": [c.name for c in result.writes_done],
                  "attempts": result.attempts, "agents_tried": result.agents_tried,
-                 "elapsed_s": round(result.elapsed_s or 0.0, 4)})
+                 "elapsed_s": round(result.elapsed_s or 0.0, 4),
+                 **({"replayed": True} if replayed else {})})
         if result.failure_kind == "budget":
             self._report_budget()
         return result

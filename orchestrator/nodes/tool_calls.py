@@ -141,6 +141,9 @@ class ToolCaller:
         if approval is not None:
             self.result.used_approvals.append(approval)
         marker = WriteCall(key, tool.name, _jsonable(args)) if key is not None else None
+        if key is not None:  # on record before it runs: a crash mid-call leaves a trace
+            emit("tool_started", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+                 data={"tool": tool.name, "args": _jsonable(args), "key": key})
         try:
             output = await self._invoke(tool, args, marker)
         except AlreadyApplied as exc:  # another process or an earlier attempt did it
