@@ -42,7 +42,7 @@ from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
-from orchestrator.graph import build_graph
+from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.nodes.approval import check_decision, resume_payload
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, default_playbooks
@@ -121,10 +121,11 @@ class Orchestrator:
             self.routing.seed(runs.recent_outcomes(self.settings.routing_window))
         self.playbooks = (list(playbooks) if playbooks is not None
                           else default_playbooks(self.settings, [a.name for a in self.agents]))
-        self.graph = build_graph(model if model is not None else self.settings.model,
-                                 self.agents, settings=self.settings, agent_models=agent_models,
-                                 knowledge=knowledge, playbooks=self.playbooks,
-                                 routing=self.routing)
+        self._engine = engine_context(
+            model if model is not None else self.settings.model, self.agents,
+            settings=self.settings, agent_models=agent_models, knowledge=knowledge,
+            playbooks=self.playbooks, routing=self.routing)
+        self.graph = graph_from_context(self._engine)
         self.domain_db = Path(domain_db) if domain_db is not None else None
         self._checkpoint_path: Path | None = None
         self._compiled: CompiledStateGraph | None = None
@@ -326,6 +327,7 @@ class Orchestrator:
             values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
             raise
         finally:
+            self._engine.end_run(run_id)  # its budget: a resume rebuilds it from the state
             if keeper is not None:
                 keeper.cancel()
             result = _run_result(values, thread, run_id, text,

@@ -101,7 +101,13 @@ class EngineContext:
         return self._budgets[run_id]
 
     def end_run(self, run_id: str) -> None:
+        """Release the run's per-run resources (its budget), whatever path it ended by."""
         self._budgets.pop(run_id, None)
+
+    @property
+    def open_runs(self) -> list[str]:
+        """Runs that hold per-run resources now."""
+        return list(self._budgets)
 
     _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
 

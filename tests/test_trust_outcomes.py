@@ -288,3 +288,19 @@ def test_a_write_made_by_another_agent_after_reassignment_is_done(
     (subtask,) = result.results.values()
     assert subtask.agents_tried == ["pager", "backup_pager"]
     assert subtask.status == "done" and result.ok
+
+
+def test_a_run_releases_its_budget_on_every_path(domain_db: Path, tmp_path: Path) -> None:
+    # Seen: a run's budget entry was released only on the happy path.
+    bug = FakeChatModel(script=[_raises(KeyError("a bug in a model wrapper"))])
+    o = orch(domain_db, tmp_path, bug)
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        o.run("check web-2")
+    assert o._engine.open_runs == []
+    failing = orch(domain_db, tmp_path, FakeChatModel(script=[_raises(ConnectionError("x"))]))
+    assert failing.run("check web-2").status == "failed"
+    assert failing._engine.open_runs == []
+    paused = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                          settings=Settings(home=tmp_path / "h2"))
+    assert paused.run("move web-2 traffic to web-backup-b").status == "paused"
+    assert paused._engine.open_runs == []
