@@ -69,6 +69,7 @@ def _summary_table(s: dict[str, Any]) -> str:
             ["pass@1", f"{s['pass_at_1']:.1%}"],
             [f"pass^{s['repeat']}", f"{s['pass_hat_k']:.1%}"],
             ["unexpected failures", len(s["unexpected_failures"])],
+            ["said ok, database disagrees", len(s.get("false_ok", []))],
             ["known failures", len(s["known_failures"])],
             ["LLM calls (mean / total)", f"{s['llm_calls']['mean']} / {s['llm_calls']['total']}"],
             ["tokens (mean / total)", f"{s['tokens']['mean']} / {s['tokens']['total']}"],

@@ -57,7 +57,15 @@ def summarize(records: Sequence[CaseRecord], *, model: str, repeat: int) -> dict
         "latency_s": {"p50": _percentile(elapsed, 50), "p95": _percentile(elapsed, 95),
                       "max": round(max(elapsed, default=0.0), 4)},
         "errors": sum(1 for r in records if r.error),
+        "false_ok": false_ok(records),
     }
+
+
+def false_ok(records: Sequence[CaseRecord]) -> list[str]:
+    """Cases where a run said ``ok`` while the database checks failed: the asked change
+    did not happen (or something else did) and the orchestrator did not notice."""
+    return sorted({r.case_id for r in records if r.status == "ok" and any(
+        s.name == "state" and not s.passed for s in r.scores)})
 
 
 def routing_matrix(records: Sequence[CaseRecord]) -> dict[str, Any]:

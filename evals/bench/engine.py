@@ -148,7 +148,8 @@ async def fig_overhead() -> list[Figure]:
 def _specialist_call(calls: list[FakeCall], tool: str, goal: str) -> FakeCall:
     for call in calls:
         fresh = not any(isinstance(m, ToolMessage) for m in call.messages)
-        if tool in call.tool_names and fresh and any(goal in m.text for m in call.messages):
+        if tool in call.tool_names and fresh and any(goal.lower() in m.text.lower()
+                                                     for m in call.messages):
             return call
     raise BenchError(f"no first call of the specialist with tool {tool} for goal {goal!r}")
 

@@ -112,6 +112,9 @@ def _print_summary(summary: dict, comparison: Comparison | None) -> None:
     if summary["unexpected_failures"]:
         console.print("[red]failing:[/red] " + ", ".join(summary["unexpected_failures"]),
                       highlight=False)
+    if summary.get("false_ok"):
+        console.print("[red]said ok, database disagrees:[/red] " + ", ".join(summary["false_ok"]),
+                      highlight=False)
     if summary["known_failures"]:
         console.print("[yellow]known failures:[/yellow] " + ", ".join(summary["known_failures"]),
                       highlight=False)
