@@ -16,12 +16,9 @@ threads, so one thread runs one request at a time across processes.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,8 +27,10 @@ from typing import Any
 
 from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import Event
+from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
+from orchestrator.truncation import cap_json, cap_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,32 +57,7 @@ _RUN_COLUMNS = {"owner": "TEXT", "pid": "INTEGER", "host": "TEXT", "lease_until"
 _USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
 """Events whose usage adds up to a run's so far (the others repeat part of it); the total,
 with the answer's call, is written when the run ends."""
-ACTIVE_STATUSES = frozenset({"running", "resuming"})
-"""A run some process is working on, as long as its owner's lease holds."""
 FINISHED_RUN_STATUSES = frozenset({"ok", "partial", "failed", "unknown"})
-HOST = socket.gethostname()
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who holds a claim: one token per run, resume or approval, with its process."""
-
-    token: str
-    pid: int
-    host: str
-
-    @classmethod
-    def here(cls) -> Owner:
-        return cls(uuid.uuid4().hex, os.getpid(), HOST)
-
-
-def owner_gone(pid: int | None, host: str | None, lease_until: float | None,
-               now: float | None = None) -> bool:
-    """Whether a claim no longer holds: its lease expired, or its process on this host is
-    gone (a kill -9 is seen at once, not only when the lease runs out)."""
-    if lease_until is None or lease_until < (now if now is not None else time.time()):
-        return True
-    return host == HOST and pid is not None and not _process_alive(pid)
 
 
 def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
@@ -93,19 +67,6 @@ def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
         if "duplicate column" not in str(exc):
             raise
 
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    try:  # a killed child its parent has not reaped yet is a zombie: gone
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 @dataclass
 class AgentStats:
@@ -189,7 +150,7 @@ class RunStore:
 
     def capped(self, text: str | None) -> str | None:
         """``text`` as this store keeps it: cut to ``max_text`` with a marker."""
-        return _cap_text(text, self.max_text)
+        return cap_text(text, self.max_text)
 
     # --- writing as a run goes ----------------------------------------------------------
 
@@ -363,7 +324,7 @@ class RunStore:
         return cursor.rowcount == 1
 
     def _json(self, value: Any) -> str:
-        return _cap_json(value, self.max_text)
+        return cap_json(value, self.max_text)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -464,47 +425,6 @@ class RunStore:
         for agent, ok, elapsed in rows:
             out.setdefault(agent, []).append(Outcome(bool(ok), float(elapsed)))
         return out
-
-
-def effective_status(status: str, pid: int | None, host: str | None,
-                     lease_until: float | None, now: float | None = None) -> str:
-    """A stored status as it stands: a running or resuming run whose owner is gone has been
-    interrupted (a crash, kill -9, a stop), whatever its row last said."""
-    if status in ACTIVE_STATUSES and owner_gone(pid, host, lease_until, now):
-        return "interrupted"
-    return status
-
-
-_MARK = "...[truncated {} chars]"
-
-
-def _cap_text(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[:limit] + _MARK.format(len(text) - limit)
-
-
-def _cap_json(value: Any, limit: int) -> str:
-    """``value`` as JSON of at most about ``limit`` characters: long strings inside are cut
-    with a marker (the shape stays readable); if that is not enough, a preview is kept."""
-    text = json.dumps(value, default=str)
-    if len(text) <= limit:
-        return text
-    each = max(limit // 8, 100)
-
-    def shorten(item: Any) -> Any:
-        if isinstance(item, str):
-            return _cap_text(item, each)
-        if isinstance(item, dict):
-            return {str(k): shorten(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [shorten(v) for v in item]
-        return item
-
-    text = json.dumps(shorten(value), default=str)
-    if len(text) <= limit:
-        return text
-    return json.dumps({"truncated": True, "chars": len(text), "preview": text[:limit]})
 
 
 def _p95(ordered: list[float]) -> float:

@@ -40,6 +40,7 @@ from orchestrator.errors import ToolRefusedError
 from orchestrator.events import emit
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+from orchestrator.truncation import cap_text
 
 REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException)
 """Exceptions by which a tool rejects its input (unknown id, bad value): not transient."""
@@ -238,9 +239,7 @@ def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
 
 def capped(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, with a marker saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... output truncated: {len(text) - limit} more characters]"
+    return cap_text(text, limit) or ""
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
