@@ -1,4 +1,9 @@
-"""Ingest files into a collection: load, chunk, embed, store; unchanged files are skipped."""
+"""Ingest files into a collection: load, chunk, embed, store; unchanged files are skipped.
+
+A source is a file's path relative to the ingest root: the folder given, or with several
+paths the deepest folder holding them all (a single file is its name). Equal file names in
+different folders therefore stay apart, and citations read ``teamA/README.md#2``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +80,9 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest files and folders; a bad file is reported and the rest goes on.
 
-    Sources are stored relative to the folder given (or as the file name), so citations
-    read ``runbook.md#2`` rather than a machine's absolute path.
+    Sources are stored relative to the ingest root (see the module docstring), so citations
+    read ``runbook.md#2`` rather than a machine's absolute path. A file is skipped only if
+    its version is stored whole: one an interrupted ingest left half-written goes in again.
     """
     started = time.perf_counter()
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -87,10 +94,8 @@ def ingest_paths(
     for done, (file, display) in enumerate(files, start=1):
         report.files += 1
         try:
-            docs = [dataclasses.replace(d, source=_display_source(d, file, display))
-                    for d in load_file(file)]
             batch = []
-            for doc in docs:
+            for doc in _load(file, display):
                 doc_hash = document_hash(doc)
                 report.documents += 1
                 if known.get(doc.source) == doc_hash:
@@ -124,20 +129,48 @@ def _flush(store: KnowledgeStore, collection: str,
         return 0
 
 
+def pending_sources(store: KnowledgeStore, paths: Sequence[str | Path], collection: str
+                    ) -> list[str]:
+    """The sources under ``paths`` that :func:`ingest_paths` would write: new, changed, or
+    not stored whole. Files that cannot be loaded are left out."""
+    known = store.source_hashes(collection)
+    pending: list[str] = []
+    for file, display in _expand(paths, IngestReport(collection=collection)):
+        try:
+            docs = _load(file, display)
+        except IngestError:
+            continue
+        pending.extend(d.source for d in docs if known.get(d.source) != document_hash(d))
+    return pending
+
+
+def _load(file: Path, display: str) -> list[SourceDocument]:
+    """The file's documents, their sources named after ``display``."""
+    return [dataclasses.replace(d, source=_display_source(d, display)) for d in load_file(file)]
+
+
 def _expand(paths: Sequence[str | Path], report: IngestReport) -> list[tuple[Path, str]]:
+    """The files to ingest, each with its source name: its path relative to the ingest root."""
+    roots = [Path(raw).expanduser() for raw in paths]
+    base = _ingest_root(roots)
     files: list[tuple[Path, str]] = []
-    for raw in paths:
-        root = Path(raw).expanduser()
+    for root in roots:
         for file, problem in iter_files([root]):
             if problem is not None:
                 report.failed.append((str(file), problem))
                 continue
-            display = file.relative_to(root).as_posix() if root.is_dir() else file.name
-            files.append((file, display))
+            files.append((file, Path(os.path.abspath(file)).relative_to(base).as_posix()))
     return files
 
 
-def _display_source(doc: SourceDocument, file: Path, display: str) -> str:
+def _ingest_root(roots: Sequence[Path]) -> Path:
+    """The one folder given, else the deepest folder holding every given path that exists
+    (a path that does not exist is only reported, so it must not move the others' names)."""
+    folders = [os.path.abspath(r if r.is_dir() else r.parent) for r in roots if r.exists()]
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+
+
+def _display_source(doc: SourceDocument, display: str) -> str:
     # JSONL documents are "file#id"; everything else is the file itself.
     suffix = doc.source.split("#", 1)[1] if "#" in doc.source else ""
     return f"{display}#{suffix}" if suffix else display
