@@ -493,6 +493,21 @@ def kb_search_command(
               as_json, fusion)
 
 
+@kb_app.command("delete")
+def kb_delete_command(
+    collection: Annotated[str, typer.Argument(help="The collection to delete from.")],
+    source: Annotated[str | None, typer.Option(
+        "--source", help="Delete only this source (a JSONL file: all its documents).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a collection, or one source's chunks in it."""
+    from orchestrator.cli.kb import kb_delete
+
+    if not kb_delete(_settings(None, None), collection, source, yes, as_json):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: user errors become one line and a non-zero exit, bugs keep tracebacks."""
     try:

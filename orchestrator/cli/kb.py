@@ -1,4 +1,4 @@
-"""``orchestrator ingest`` and ``orchestrator kb list|search``."""
+"""``orchestrator ingest`` and ``orchestrator kb list|search|delete``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
 from retrieval.store import KnowledgeStore
 
 console = Console()
+err_console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -94,3 +95,26 @@ def kb_search(settings: Settings, query: str, collections: list[str], k: int, mo
                       f"{escape(hit.heading)}[/dim]", highlight=False)
         console.print(hit.text.strip()[:600], highlight=False, markup=False)
         console.print()
+
+
+def kb_delete(settings: Settings, collection: str, source: str | None, yes: bool,
+              as_json: bool) -> bool:
+    """Delete a collection or one source, asking first unless ``yes``; False if declined.
+
+    The question goes to stderr, so ``--json`` output stays one JSON object.
+    """
+    store = _store(settings)
+    plan = store.deletion(collection, source)
+    what = (f"collection {collection!r}" if source is None
+            else f"{source!r} from {collection!r}")
+    size = f"{plan.chunks} chunks from {len(plan.sources)} sources"
+    if not yes and not typer.confirm(f"Delete {what} ({size})?", err=True):
+        err_console.print("Nothing deleted.")
+        return False
+    gone = store.delete(collection, source)
+    if as_json:
+        console.print_json(json.dumps(gone.to_dict()))
+    else:
+        console.print(f"Deleted {what}: {gone.chunks} chunks from {len(gone.sources)} sources.",
+                      highlight=False, markup=False)
+    return True
