@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.domain_db import reset_domain_db
-from retrieval.ingest import IngestReport, ingest_paths
+from retrieval.ingest import IngestReport, ingest_paths, pending_sources
+from retrieval.locking import file_lock
 from retrieval.store import KnowledgeStore
 
 #: Collection name -> the package folder holding its files.
@@ -35,14 +37,38 @@ def ingest_demo_knowledge(store: KnowledgeStore, *, fresh: bool = False) -> list
     return reports
 
 
-def missing_demo_knowledge(store: KnowledgeStore) -> list[str]:
-    present = set(store.collection_names())
-    return [name for name in DEMO_KNOWLEDGE if name not in present]
+def outdated_demo_knowledge(store: KnowledgeStore) -> list[str]:
+    """The demo collections missing, or lacking a shipped file whole and up to date."""
+    return [name for name in DEMO_KNOWLEDGE
+            if pending_sources(store, [knowledge_folder(name)], name)]
+
+
+def ensure_demo_knowledge(store: KnowledgeStore, lock: Path, *,
+                          on_build: Callable[[], None] | None = None) -> list[IngestReport]:
+    """Build what the demo knowledge base lacks, once, however many processes ask at once.
+
+    The processes take turns on the file ``lock`` and check only once they have it, so the
+    first builds and the others find the work done. ``on_build`` is called before building;
+    returns the reports of the collections built.
+    """
+    # Checking before the lock would be no quicker and is not safe: an embedded chromadb
+    # that read a collection while another process was filling it cannot search it later
+    # ("Error creating hnsw segment reader: Nothing found on disk").
+    with file_lock(lock):
+        outdated = outdated_demo_knowledge(store)
+        if outdated and on_build is not None:
+            on_build()
+        return [ingest_paths(store, [knowledge_folder(name)], name) for name in outdated]
+
+
+def demo_knowledge_lock(settings: Settings) -> Path:
+    return settings.home / "demo-knowledge.lock"
 
 
 def reset_demo(settings: Settings) -> tuple[Path, list[IngestReport]]:
     """Recreate the domain database from seed and re-ingest the demo knowledge base."""
     path = reset_domain_db(settings.domain_db_path)
-    reports = ingest_demo_knowledge(KnowledgeStore.from_settings(settings), fresh=True) \
-        if settings.knowledge else []
-    return path, reports
+    if not settings.knowledge:
+        return path, []
+    with file_lock(demo_knowledge_lock(settings)):
+        return path, ingest_demo_knowledge(KnowledgeStore.from_settings(settings), fresh=True)

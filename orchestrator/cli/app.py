@@ -90,15 +90,17 @@ def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
 
 
 def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
-    # Like the demo database, the demo knowledge base is created on first use.
-    from orchestrator.demo import ingest_demo_knowledge, missing_demo_knowledge
+    # Like the demo database, the demo knowledge base is created on first use; processes
+    # starting together take turns, and a build that was stopped is completed.
+    from orchestrator.demo import demo_knowledge_lock, ensure_demo_knowledge
     from retrieval.store import KnowledgeStore
 
-    store = KnowledgeStore.from_settings(settings)
-    if missing_demo_knowledge(store):
+    def announce() -> None:
         if not quiet:
             err_console.print("[dim]First run: building the demo knowledge base...[/dim]")
-        ingest_demo_knowledge(store)
+
+    ensure_demo_knowledge(KnowledgeStore.from_settings(settings), demo_knowledge_lock(settings),
+                          on_build=announce)
 
 
 def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool,

@@ -1,0 +1,31 @@
+"""One of the processes that the concurrency test starts together.
+
+Imports everything, prints ``ready``, waits for a line on stdin (the starting gun), then
+does what the CLI does first, building the demo knowledge base if needed, and searches it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from orchestrator.cli.app import _ensure_demo_knowledge
+from orchestrator.config import load_settings
+from orchestrator.demo import DEMO_KNOWLEDGE
+from retrieval.search import Retriever
+from retrieval.store import KnowledgeStore
+
+
+def main() -> None:
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    _ensure_demo_knowledge(settings, quiet=False)
+    retriever = Retriever(KnowledgeStore.from_settings(settings))
+    for collection in DEMO_KNOWLEDGE:
+        assert retriever.search("policy", [collection], k=1, mode="dense"), collection
+    print("searched", flush=True)
+
+
+if __name__ == "__main__":
+    main()
