@@ -38,6 +38,7 @@ from langgraph.types import Command, StateSnapshot
 
 from agents.registry import AgentRegistry
 from agents.spec import AgentSpec
+from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import RequestError
@@ -321,7 +322,7 @@ class Orchestrator:
                     paused = _waiting_approvals(snapshot)
                 outcome = ""
                 if not paused:
-                    await _prune_checkpoints(graph, thread)
+                    await prune_checkpoints(graph, thread)
         except Exception as exc:  # a bug: on record as a failure, with its traceback raised
             outcome = "failed"
             values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
@@ -594,42 +595,6 @@ def _not_interrupted(record: dict[str, Any]) -> str:
         return (f"run {run} is still running (pid {record['pid']}{where}); it can be resumed "
                 "once that process is gone")
     return f"run {run} has finished ({status}); there is nothing to resume"
-
-
-async def _prune_checkpoints(graph: CompiledStateGraph, thread_id: str) -> None:
-    """Keep only the latest checkpoint of a finished run's thread: a resume never needs the
-    older ones, and each holds the whole conversation (storage would grow with the square
-    of the turns). LangGraph's own ``aprune`` when the saver has it, else the SQLite saver's
-    tables directly. Threads with a ``DeltaChannel`` are left alone: pruning can break them."""
-    saver = graph.checkpointer
-    if not isinstance(saver, BaseCheckpointSaver):
-        return
-    try:
-        from langgraph.channels.delta import DeltaChannel
-    except ImportError:  # an older LangGraph: no delta channels
-        pass
-    else:
-        if any(isinstance(c, DeltaChannel) for c in graph.channels.values()):
-            return
-    try:
-        await saver.aprune([thread_id], strategy="keep_latest")
-        return
-    except NotImplementedError:
-        pass
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    if not isinstance(saver, AsyncSqliteSaver):
-        return  # in-memory threads and other savers without pruning keep their history
-    async with saver.lock:
-        await saver.conn.execute(
-            "DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id < (SELECT "
-            "MAX(checkpoint_id) FROM checkpoints c WHERE c.thread_id = ?1 AND "
-            "c.checkpoint_ns = writes.checkpoint_ns)", (thread_id,))
-        await saver.conn.execute(
-            "DELETE FROM checkpoints WHERE thread_id = ?1 AND checkpoint_id < (SELECT "
-            "MAX(checkpoint_id) FROM checkpoints c WHERE c.thread_id = ?1 AND "
-            "c.checkpoint_ns = checkpoints.checkpoint_ns)", (thread_id,))
-        await saver.conn.commit()
 
 
 def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
