@@ -20,7 +20,9 @@ the effect the tool previews from the current state. See ``orchestrator.nodes.sp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -70,6 +72,9 @@ class ToolPolicy:
     preview: Preview | None = None
     refuse: Precondition | None = None
     audited: bool = False
+    identity: tuple[str, ...] | None = None
+    """The arguments that say what a write acts on (its idempotency key); None: all but
+    free text (see :func:`identity_args`)."""
 
     @property
     def effective_kind(self) -> ToolKind:
@@ -77,23 +82,37 @@ class ToolPolicy:
 
 
 _META_KEY = "orchestrator_policy"
-_BY_FUNCTION: dict[int, tuple[Any, ToolPolicy]] = {}
-"""Policies by the function behind a tool (kept alive with it), so re-wrapping keeps them."""
+_FUNCTION_ATTR = "__orchestrator_policy__"
+"""The policy kept on the function behind a tool: re-wrapping the function as another tool,
+or decorating it with ``functools.wraps`` (which copies the attribute), keeps it."""
 
 
 def _functions(tool: Any) -> list[Any]:
     found = [getattr(tool, "func", None), getattr(tool, "coroutine", None)]
     if not isinstance(tool, BaseTool) and callable(tool):
         found.append(tool)
-    return [f for f in found if f is not None]
+    out = []
+    for fn in found:
+        if fn is None:
+            continue
+        out.append(fn)
+        inner = inspect.unwrap(fn)
+        if inner is not fn:
+            out.append(inner)
+    return out
+
+
+def _function_policy(fn: Any) -> ToolPolicy | None:
+    found = getattr(fn, _FUNCTION_ATTR, None)
+    return found if isinstance(found, ToolPolicy) else None
 
 
 def policy_of(tool: ToolLike) -> ToolPolicy:
     """The policy declared for ``tool`` (on the tool, or on the function behind it)."""
     meta = getattr(tool, "metadata", None) or {}
     own = meta.get(_META_KEY)
-    behind = next((entry[1] for fn in _functions(tool)
-                   if (entry := _BY_FUNCTION.get(id(fn))) is not None and entry[0] is fn), None)
+    behind = next((found for fn in _functions(tool)
+                   if (found := _function_policy(fn)) is not None), None)
     if not isinstance(own, ToolPolicy):
         return behind or ToolPolicy()
     if behind is None:
@@ -102,7 +121,8 @@ def policy_of(tool: ToolLike) -> ToolPolicy:
     # declarations come first, and it can add rules but not drop them.
     return ToolPolicy(kind=own.kind or behind.kind, approval=own.approval or behind.approval,
                       preview=own.preview or behind.preview, refuse=own.refuse or behind.refuse,
-                      audited=own.audited or behind.audited)
+                      audited=own.audited or behind.audited,
+                      identity=own.identity or behind.identity)
 
 
 def _declare(tool: ToolLike, **changes: Any) -> BaseTool:
@@ -111,9 +131,10 @@ def _declare(tool: ToolLike, **changes: Any) -> BaseTool:
     policy = replace(policy_of(tool), **changes)
     base.metadata = {**(base.metadata or {}), _META_KEY: policy}
     for fn in [*_functions(base), *([tool] if not isinstance(tool, BaseTool) else [])]:
-        entry = _BY_FUNCTION.get(id(fn))
-        behind = entry[1] if entry is not None and entry[0] is fn else ToolPolicy()
-        _BY_FUNCTION[id(fn)] = (fn, replace(behind, **changes))
+        behind = _function_policy(fn) or ToolPolicy()
+        # A builtin or a bound method takes no attribute: the tool itself keeps the policy.
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(fn, _FUNCTION_ATTR, replace(behind, **changes))
     return base
 
 
@@ -123,9 +144,15 @@ def read_only(tool: ToolLike) -> BaseTool:
 
 
 def writes(tool: ToolLike, *, destructive: bool = True, idempotent: bool = False,
-           open_world: bool = False) -> BaseTool:
-    """Declare that ``tool`` changes something (a write): only act subtasks may call it."""
-    return _declare(tool, kind=ToolKind(False, destructive, idempotent, open_world))
+           open_world: bool = False, identity: tuple[str, ...] | None = None) -> BaseTool:
+    """Declare that ``tool`` changes something (a write): only act subtasks may call it.
+
+    ``identity``: the arguments that say what one action acts on, for its idempotency key
+    (by default every argument but free text: two calls that differ only in a message are
+    the same action, done once).
+    """
+    return _declare(tool, kind=ToolKind(False, destructive, idempotent, open_world),
+                    identity=identity)
 
 
 def requires_approval(tool: ToolLike, *, when: ApprovalRule | None = None, reason: str = "",
@@ -199,6 +226,9 @@ def identity_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
     Free text (a string field with no pattern, enum or format: a message, a summary, a
     reason) describes the action; two calls that differ only there are the same action.
     """
+    declared = policy_of(tool).identity
+    if declared is not None:
+        return {name: args.get(name) for name in declared}
     schema = _args_schema(tool)
     props = schema.get("properties", {})
     out: dict[str, Any] = {}
@@ -229,9 +259,21 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
 
 
+def action_name(tool: BaseTool) -> str:
+    """What a write does, whatever the tool is called: the function behind it (a tool that
+    wraps the same function under another name does the same action), else its name."""
+    for fn in _functions(tool)[::-1]:  # the innermost function first
+        module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+        if module and name and "<lambda>" not in name:
+            # Functions made in a loop share a qualified name: the tool's name tells apart.
+            return f"{module}.{name}" + (f":{tool.name}" if "<locals>" in name else "")
+    return tool.name
+
+
 def write_key(run_id: str, subtask_id: str, tool: BaseTool, args: Mapping[str, Any]) -> str:
-    """The idempotency key of a write: this run, this subtask, this action on this target."""
-    payload = canonical([run_id, subtask_id, tool.name, identity_args(tool, args)])
+    """The idempotency key of a write: this run, this subtask (or the one it replaces),
+    this action on this target."""
+    payload = canonical([run_id, subtask_id, action_name(tool), identity_args(tool, args)])
     return "w-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

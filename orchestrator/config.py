@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         return self.home / "runs.sqlite"
 
     @property
+    def writes_path(self) -> Path:
+        """The write journal: each write call noted before it runs (crash safety)."""
+        return self.home / "writes.sqlite"
+
+    @property
     def checkpoints_path(self) -> Path:
         return self.home / "checkpoints.sqlite"
 

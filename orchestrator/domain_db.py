@@ -76,6 +76,8 @@ def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
                 earlier = _ledger_row(conn, call.key)
                 if earlier is not None:
                     raise AlreadyApplied(call.key, earlier["output"])
+                if call.on_ledger is not None:  # whether it happens is now on record here
+                    call.on_ledger()
             before = conn.total_changes
             yield conn
             if call is not None and call.save_output is None and conn.total_changes > before:

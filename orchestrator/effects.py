@@ -40,6 +40,8 @@ class WriteCall:
     """A ledger has looked the key up for this call (once per call)."""
     save_output: Callable[[str], None] | None = field(default=None, repr=False)
     """Set by the ledger that recorded the effect: stores the call's output with the key."""
+    on_ledger: Callable[[], None] | None = field(default=None, repr=False)
+    """Called by a ledger when it takes charge of the key (before the effect commits)."""
 
 
 _current: ContextVar[WriteCall | None] = ContextVar("orchestrator_write_call", default=None)

@@ -81,6 +81,8 @@ class Subtask(BaseModel):
     # Set by playbooks, never by the model (hidden from the schema the model sees).
     when: SkipJsonSchema[Condition | None] = None
     requires_approval: SkipJsonSchema[bool] = False
+    # Set by a replan: the subtask this one replaces (its writes count as this one's).
+    origin: SkipJsonSchema[str | None] = None
 
 
 class Plan(BaseModel):

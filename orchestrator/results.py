@@ -111,6 +111,9 @@ class SubtaskResult:
     transcript: list[dict[str, Any]] | None = None
     """The attempt's conversation up to its last successful write: a retry goes on from it."""
     transcript_agent: str | None = None
+    origin: str | None = None
+    """The subtask a replan put this one in place of: writes are keyed by it, so a
+    replacement does not redo what the failed subtask did."""
     attempt_first_call: int = 0
     """Index in ``tool_calls`` of the current attempt's first call: a failed write of an
     earlier attempt (another agent, another tool) does not fail a later one that did it."""

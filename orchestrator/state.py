@@ -20,6 +20,7 @@ from orchestrator.plan import Subtask
 from orchestrator.pricing import PriceTable
 from orchestrator.results import SubtaskKind, Usage
 from orchestrator.routing import AgentStatsBook
+from orchestrator.write_journal import WriteJournal
 from retrieval.search import Retriever
 from retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 
@@ -78,6 +79,8 @@ class EngineContext:
     """Price-table keys: '' for the supervisor, else agent name -> model spec or name."""
     playbooks: list[Any] = field(default_factory=list)
     """The playbooks rules and hybrid coordination match requests and events against."""
+    journal: WriteJournal | None = None
+    """Where write calls are noted before they run (a crash mid-call is then known)."""
 
     _budgets: dict[str, RunBudget] = field(default_factory=dict, repr=False)
 

@@ -6,6 +6,7 @@ from the current state), once; the rule belongs to the tool wherever it is reach
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from agents.finance import finance_agents
 from agents.healthcare import healthcare_agents
 from agents.healthcare import tools as clinic
 from agents.it_ops import it_ops_agents
-from agents.policy import approval_reason, is_audited, needs_approval
+from agents.policy import (
+    approval_reason,
+    is_audited,
+    is_read_only,
+    needs_approval,
+    policy_of,
+    refusal_reason,
+)
 from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
@@ -183,6 +191,19 @@ def test_a_tool_rewrapped_from_its_function_keeps_its_rule() -> None:
     assert approval_reason(copy, {"order_id": "o-1010"}) is not None
     bare = StructuredTool.from_function(clinic.read_full_patient_record.func)
     assert is_audited(bare) and needs_approval(bare)
+
+    # Found by review: a decorator made with functools.wraps hid the rule.
+    def logged(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+        return inner
+
+    wrapped = StructuredTool.from_function(logged(shop.refund_order.func), name="refund_order",
+                                           args_schema=shop.RefundArgs)
+    assert needs_approval(wrapped) and not is_read_only(wrapped)
+    assert refusal_reason(wrapped, {"order_id": "o-1010"}) is None  # the precondition is there
+    assert policy_of(wrapped).refuse is not None
 
 
 def test_a_supervisor_plan_that_moves_a_healthy_service_needs_an_approval(

@@ -18,6 +18,7 @@ from langchain_core.tools import StructuredTool
 
 from agents.it_ops import it_ops_agents
 from agents.it_ops import tools as it_tools
+from agents.policy import read_only
 from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
@@ -107,8 +108,9 @@ def test_a_wall_time_cut_after_writes_reports_the_writes_as_done(
         await asyncio.sleep(30)
         return "acknowledged"
 
-    waiting = StructuredTool.from_function(coroutine=wait_for_ack, name="wait_for_ack",
-                                           description="Wait for the page to be acknowledged.")
+    waiting = read_only(StructuredTool.from_function(
+        coroutine=wait_for_ack, name="wait_for_ack",
+        description="Wait for the page to be acknowledged."))
     original = next(s for s in it_ops_agents() if s.name == "notifications")
     agents = [s for s in it_ops_agents() if s.name != "notifications"]
     agents.append(AgentSpec(name="notifications", description=original.description,

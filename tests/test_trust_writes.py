@@ -223,3 +223,134 @@ def test_parallel_agents_cannot_overshoot_the_token_budget(domain_db: Path,
     cut = [r for r in result.results.values() if r.failure_kind == "budget"]
     assert cut and all(r.usage.llm_calls == 0 for r in cut)  # refused before the call
     assert json.dumps(result.to_dict())  # the result stays serialisable
+
+
+def test_a_write_in_flight_at_a_crash_is_unknown_on_resume_not_made_again(
+        tmp_path: Path) -> None:
+    # Found by review: kill -9 during a write with an external effect (no ledger records it);
+    # resume simply ran it again. The write journal noted it before it ran.
+    import os
+    import signal
+    import time
+
+    from orchestrator.domain_db import reset_domain_db
+
+    reset_domain_db(tmp_path / "domain.sqlite")
+    program = [sys.executable, "-m", "tests.fixtures.external_pager", str(tmp_path)]
+    child = subprocess.Popen([*program, "run"], cwd=ROOT, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "reached"
+    for _ in range(1200):  # wait on the marker the child writes after the send
+        if marker.exists() or child.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert marker.exists(), "the child never reached the send"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=60)
+    resumed = subprocess.run([*program, "resume"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.split() == ["unknown", "unknown"]
+    assert (tmp_path / "sent.log").read_text().split() == ["web-3"]  # sent once, not twice
+
+
+def test_a_replan_does_not_repeat_a_write_the_failed_subtask_made(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Found by review: the replacement subtask had a new id, so a new write key.
+    backup = AgentSpec(name="pager2", description="Backup pager for services.",
+                       skills=["page on-call"], tools=[it_tools.alert_oncall])
+    supervisor = FakeChatModel(script=[
+        plan_reply(("t1", "Page the on-call for web-3", "notifications", [])),
+        plan_reply(("p1", "Page the on-call for web-3", "pager2", []))])
+    first = FakeChatModel(script=[page("web-3 down", "a1"),
+                                  "CANNOT: the pager did not confirm delivery"])
+    second = FakeChatModel(script=[page("web-3 down", "b1"), "Paged."])
+    o = Orchestrator(supervisor, agents=[*it_ops_agents(), backup], domain_db=domain_db,
+                     agent_models={"notifications": first, "pager2": second},
+                     settings=Settings(home=tmp_path / "h", max_retries=0, max_reassigns=0))
+    result = o.run("page the on-call for web-3")
+    assert len(alerts(db)) == 1
+    replacement = next(r for r in result.results.values() if r.origin == "t1")
+    assert replacement.tool_calls[0].replayed
+
+
+def test_another_tool_over_the_same_function_does_not_repeat_the_write(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Found by review: reassigned to an agent whose tool wraps the same function under
+    # another name, the page went out again (the key named the tool, not the action).
+    def gateway_down(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        raise ConnectionError("model gateway returned 502")
+
+    renamed = StructuredTool.from_function(it_tools.alert_oncall.func, name="page_oncall",
+                                           description="Page the on-call engineer.",
+                                           args_schema=it_tools.AlertArgs)
+    backup = AgentSpec(name="pager2", description="Backup pager.", skills=["page"],
+                       tools=[renamed])
+    supervisor = FakeChatModel(script=[tool_call("Plan", {"subtasks": [{
+        "id": "t1", "goal": "Page the on-call for web-3", "agent": "notifications",
+        "alternatives": ["pager2"], "kind": "act"}]})])
+    first = FakeChatModel(script=[page("web-3 down", "a1"), gateway_down])
+    second = FakeChatModel(script=[tool_call("page_oncall", {"service": "web-3",
+                                                             "message": "web-3 down"}), "Paged."])
+    o = Orchestrator(supervisor, agents=[*it_ops_agents(), backup], domain_db=domain_db,
+                     agent_models={"notifications": first, "pager2": second},
+                     settings=Settings(home=tmp_path / "h", max_retries=0, max_replans=0))
+    result = o.run("page the on-call for web-3")
+    assert len(alerts(db)) == 1 and result.ok
+
+
+def test_the_same_outside_write_twice_in_one_step_runs_once(domain_db: Path,
+                                                            tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def send_page(service: str, message: str) -> str:
+        """Send a page through the external pager gateway."""
+        sent.append(service)
+        return "sent"
+
+    pager = AgentSpec(name="pager", description="Sends pages.", skills=["page"],
+                      tools=[StructuredTool.from_function(send_page)])
+    twice = AIMessage(content="", tool_calls=[
+        {"name": "send_page", "args": {"service": "web-3", "message": m}, "id": f"c{i}",
+         "type": "tool_call"} for i, m in enumerate(["down", "down!"])])
+    supervisor = FakeChatModel(script=[tool_call("Plan", {"subtasks": [{
+        "id": "t1", "goal": "Page web-3", "agent": "pager", "kind": "act"}]})])
+    o = Orchestrator(supervisor, agents=[pager], domain_db=domain_db,
+                     agent_models={"pager": FakeChatModel(script=[twice, "Paged."])},
+                     settings=Settings(home=tmp_path / "h"))
+    result = o.run("page web-3")
+    assert sent == ["web-3"] and result.ok
+
+
+def test_a_tool_that_raises_system_exit_fails_its_subtask_not_the_run(
+        domain_db: Path, tmp_path: Path) -> None:
+    def quits(service: str) -> str:
+        """Restart a service."""
+        raise SystemExit("bye")
+
+    doer = AgentSpec(name="doer", description="Restarts services.", skills=["restart"],
+                     tools=[StructuredTool.from_function(quits)])
+    supervisor = FakeChatModel(script=[tool_call("Plan", {"subtasks": [{
+        "id": "t1", "goal": "Restart web-3", "agent": "doer", "kind": "act"}]})])
+    o = Orchestrator(supervisor, agents=[doer], domain_db=domain_db,
+                     agent_models={"doer": FakeChatModel(script=[
+                         tool_call("quits", {"service": "web-3"})])},
+                     settings=Settings(home=tmp_path / "h", max_retries=0, max_replans=0))
+    result = o.run("restart web-3")
+    (subtask,) = result.results.values()
+    assert result.status == "failed" and subtask.failure_kind == "tool_error"
+    assert "SystemExit" in (subtask.error or "")
+
+
+def test_oversized_tool_arguments_are_refused(domain_db: Path, tmp_path: Path) -> None:
+    huge = "x" * 200_000
+    supervisor = FakeChatModel(script=[plan_reply(
+        ("t1", "Log an incident for web-3", "incident_log", []))])
+    logger = FakeChatModel(script=[tool_call("log_incident", {"service": "web-3",
+                                                              "summary": huge}), "Done."])
+    o = Orchestrator(supervisor, agents=it_ops_agents(), domain_db=domain_db,
+                     agent_models={"incident_log": logger},
+                     settings=Settings(home=tmp_path / "h", max_retries=0, max_replans=0))
+    result = o.run("log an incident for web-3")
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and subtask.tool_calls[0].status == "refused"
+    assert "characters; at most" in subtask.tool_calls[0].output

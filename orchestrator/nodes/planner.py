@@ -219,6 +219,8 @@ def merge_replacement(plan: Plan, failed_id: str, new: Plan,
     if not new.subtasks:
         return plan
     taken = {s.id for s in plan.subtasks}
+    failed = next((s for s in plan.subtasks if s.id == failed_id), None)
+    origin = (failed.origin if failed is not None else None) or failed_id
     prefix = next(f"r{n}_" for n in range(1, 1000) if not any(
         i.startswith(f"r{n}_") for i in taken))
     renamed = {s.id: f"{prefix}{s.id}"[:40] for s in new.subtasks}
@@ -233,7 +235,8 @@ def merge_replacement(plan: Plan, failed_id: str, new: Plan,
             else:
                 raise PlanError(f"replacement subtask {subtask.id!r} depends on {dep!r}, "
                                 "which is neither a new subtask nor a done one")
-        added.append(subtask.model_copy(update={"id": renamed[subtask.id], "depends_on": deps}))
+        added.append(subtask.model_copy(update={"id": renamed[subtask.id], "depends_on": deps,
+                                                "origin": origin}))
     needed = {d for s in added for d in s.depends_on}
     sinks = [s.id for s in added if s.id not in needed]
     rewired = [s.model_copy(update={"depends_on": list(dict.fromkeys(

@@ -62,7 +62,7 @@ async def run_with_recovery(
     on with the same agent; ``grants``: approved tool calls."""
     policy = RecoveryPolicy.from_settings(ctx.settings)
     result = SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent,
-                           kind=ctx.subtask_kind(subtask))
+                           kind=ctx.subtask_kind(subtask), origin=subtask.origin)
     if paused is not None:
         result = paused
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
@@ -165,7 +165,7 @@ async def _attempts_on_agent(
                 spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
                 inputs,
                 run_id=run_id, limits=limits, budget=budget,
-                model_name=ctx.model_name(spec.name), grants=grants,
+                model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
             ), timeout=limit)
         except TimeoutError:
             _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)

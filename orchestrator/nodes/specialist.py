@@ -29,8 +29,15 @@ from agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError
 from orchestrator.nodes.outcome import CANNOT_MARKER, judge, judge_cut_short
-from orchestrator.nodes.tool_calls import ApprovalNeeded, ToolCaller, ToolFailed, capped
+from orchestrator.nodes.tool_calls import (
+    ApprovalNeeded,
+    OutcomeUnknown,
+    ToolCaller,
+    ToolFailed,
+    capped,
+)
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+from orchestrator.write_journal import WriteJournal
 from prompts import render_prompt, tagged
 
 __all__ = ["CANNOT_MARKER", "DependencyOutput", "LoopLimits", "run_specialist",
@@ -98,6 +105,7 @@ async def run_specialist(
     budget: RunBudget | None = None,
     model_name: str = "",
     grants: frozenset[str] = frozenset(),
+    journal: WriteJournal | None = None,
 ) -> SubtaskResult:
     """Run one attempt at a subtask with ``bound`` (the agent's model with its tools bound).
 
@@ -110,7 +118,7 @@ async def run_specialist(
     """
     limits = limits or LoopLimits()
     caller = ToolCaller(spec, tools, result, run_id, grants, limits.max_tool_output_chars,
-                        limits.tool_threads)
+                        limits.tool_threads, journal)
     paused = (result.awaiting or {}).get("resume")
     result.started_at = result.started_at or time.time()
     result.status, result.error, result.failure_kind = "running", None, None
@@ -157,6 +165,9 @@ async def run_specialist(
                                  f"{limits.max_steps} model calls")
     except ApprovalNeeded as exc:
         result.status, result.awaiting = "pending", exc.request
+    except OutcomeUnknown as exc:
+        result.status, result.error, result.failure_kind = "unknown", str(exc), \
+            "outcome_unknown"
     except (_AttemptFailed, ToolFailed) as exc:
         if not judge_cut_short(result, f"stopped: {exc}"):
             result.status, result.error, result.failure_kind = "failed", str(exc), exc.kind

@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.messages import ToolMessage
@@ -41,6 +42,7 @@ from orchestrator.events import emit
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.truncation import cap_text
+from orchestrator.write_journal import WriteJournal
 
 REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException)
 """Exceptions by which a tool rejects its input (unknown id, bad value): not transient."""
@@ -54,6 +56,11 @@ class ApprovalNeeded(Exception):
         self.request = request
         self.done: list[ToolMessage] = []
         self.pending: list[dict[str, Any]] = []
+
+
+class OutcomeUnknown(Exception):
+    """A write of this subtask was in flight when a process died, and nothing records
+    whether it took effect: it is not made again, and the subtask's outcome is unknown."""
 
 
 class ToolFailed(Exception):
@@ -75,6 +82,9 @@ class ToolCaller:
     grants: frozenset[str] = frozenset()
     max_output_chars: int = 20_000
     tool_threads: int = 16
+    journal: WriteJournal | None = None
+    _in_flight: dict[str, asyncio.Future[str]] = field(default_factory=dict, repr=False)
+    """Writes of this step under way, by key: the same action twice at once runs once."""
 
     async def call(self, call: ToolCall) -> ToolMessage:
         name, args = call["name"], dict(call.get("args") or {})
@@ -89,6 +99,11 @@ class ToolCaller:
         if write and self.result.kind == "answer":
             return self._refuse(name, args, call_id, f"{name} changes things and this subtask "
                                 "only answers a question: use a read-only tool", write=True)
+        size = len(json.dumps(args, default=str))
+        if size > self.max_output_chars:  # a 30 MB argument would bloat every checkpoint
+            return self._refuse(name, {"size": size}, call_id, f"the arguments are {size} "
+                                f"characters; at most {self.max_output_chars} are accepted",
+                                write=write)
         try:
             args = _validated(tool, args)
         except ValidationError as exc:
@@ -96,9 +111,13 @@ class ToolCaller:
         why_not = refusal_reason(tool, args)
         if why_not is not None:
             return self._refuse(name, args, call_id, why_not, write=write, status="rejected")
-        key = write_key(self.run_id, self.result.id, tool, args) if write else None
+        key = (write_key(self.run_id, self.result.origin or self.result.id, tool, args)
+               if write else None)
         if key is not None:
-            earlier = self._earlier(key)
+            if key in self._in_flight:  # the same action, asked twice in one step
+                return self._replayed(tool, args, call_id, key,
+                                      await asyncio.shield(self._in_flight[key]))
+            earlier = self._earlier(key, tool.name)
             if earlier is not None:
                 return self._replayed(tool, args, call_id, key, earlier)
         try:
@@ -125,13 +144,21 @@ class ToolCaller:
             "key": key if not used else f"{key}#{used}", "tool": tool.name,
             "args": _jsonable(args), "why": why, "preview": preview, "again": used > 0})
 
-    def _earlier(self, key: str) -> str | None:
+    def _earlier(self, key: str, tool: str) -> str | None:
+        """The result of this write if it already happened; raises :class:`OutcomeUnknown`
+        when it was in flight in a process that died and nothing says how it ended."""
         for record in self.result.tool_calls:
             if record.key == key and record.status == "ok":
                 return record.output
         found, output = earlier_result(key)
         if found:
             return output or "(done earlier; its result was not recorded)"
+        entry = self.journal.lookup(key) if self.journal is not None else None
+        if entry is not None and entry.state == "done":
+            return entry.output or "(done earlier)"
+        if entry is not None and entry.state == "started":
+            raise OutcomeUnknown(f"{tool} was under way when the process running it stopped; "
+                                 "whether it took effect is unknown, so it is not made again")
         return None
 
     async def _run(self, tool: BaseTool, args: dict[str, Any], call_id: str, key: str | None,
@@ -141,12 +168,9 @@ class ToolCaller:
         record = ToolCallRecord(tool.name, args, "ok", write=key is not None, key=key)
         if approval is not None:
             self.result.used_approvals.append(approval)
-        marker = WriteCall(key, tool.name, _jsonable(args)) if key is not None else None
-        if key is not None:  # on record before it runs: a crash mid-call leaves a trace
-            emit("tool_started", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-                 data={"tool": tool.name, "args": _jsonable(args), "key": key})
+        marker = self._begin_write(tool, args, key) if key is not None else None
         try:
-            output = await self._invoke(tool, args, marker)
+            output = await self._settled_invoke(tool, args, marker)
         except AlreadyApplied as exc:  # another process or an earlier attempt did it
             return self._replayed(tool, args, call_id, exc.key,
                                   exc.output or "(done earlier; its result was not recorded)")
@@ -160,21 +184,53 @@ class ToolCaller:
             self._emit(tool.name, args, "error", started, error=str(exc), key=key, **audit)
             kind: FailureKind = "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
             raise ToolFailed(kind, f"{tool.name} failed: {exc}") from exc
+        record.output = output
+        self.result.tool_calls.append(record)
+        self._emit(tool.name, args, "ok", started, key=key, **audit)
+        return ToolMessage(output, tool_call_id=call_id, name=tool.name)
+
+    def _begin_write(self, tool: BaseTool, args: dict[str, Any], key: str) -> WriteCall:
+        """Note the write before it runs (journal, event), so a crash mid-call is known."""
+        journal = self.journal
+        marker = WriteCall(key, tool.name, _jsonable(args), on_ledger=(
+            (lambda: journal.mark_ledger(key)) if journal is not None else None))
+        if journal is not None:
+            journal.begin(key, tool.name, marker.args)
+        self._in_flight[key] = asyncio.get_running_loop().create_future()
+        emit("tool_started", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+             data={"tool": tool.name, "args": marker.args, "key": key})
+        return marker
+
+    async def _settled_invoke(self, tool: BaseTool, args: dict[str, Any],
+                              marker: WriteCall | None) -> str:
+        """The tool's output as capped text; a write's end is noted however it ends."""
+        try:
+            output = await self._invoke(tool, args, marker)
+        except AlreadyApplied as exc:
+            self._settle(marker, exc.output or "")
+            raise
+        except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+            # Raised by the tool's code, not by us: a tool failure, never the run's end.
+            failure = RuntimeError(f"the tool raised {type(exc).__name__}: {exc}")
+            self._settle(marker, None, failure)
+            raise failure from exc
+        except BaseException as exc:
+            self._settle(marker, None, exc)
+            raise
         text = output if isinstance(output, str) else json.dumps(output, default=str)
         text = capped(text, self.max_output_chars)
         if marker is not None and marker.save_output is not None:
             marker.save_output(text)
-        record.output = text
-        self.result.tool_calls.append(record)
-        self._emit(tool.name, args, "ok", started, key=key, **audit)
-        return ToolMessage(text, tool_call_id=call_id, name=tool.name)
+        self._settle(marker, text)
+        return text
 
     async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
                       ) -> Any:
-        """Run the tool; while a synchronous one runs (in a thread a timeout cannot stop),
-        ``result.unsettled_tool`` names it, so a timeout knows its outcome is unknown."""
+        """Run the tool; while a write (or a synchronous tool, in a thread a timeout cannot
+        stop) runs, ``result.unsettled_tool`` names it, so a timeout that cuts it off knows
+        its outcome is unknown."""
         sync = getattr(tool, "coroutine", None) is None
-        self.result.unsettled_tool = tool.name if sync else None
+        self.result.unsettled_tool = tool.name if sync or marker is not None else None
         with write_call(marker) if marker is not None else nullcontext():
             if sync:
                 output = await run_in_tool_thread(lambda: tool.invoke(args),
@@ -183,6 +239,25 @@ class ToolCaller:
                 output = await tool.ainvoke(args)
         self.result.unsettled_tool = None
         return output
+
+    def _settle(self, marker: WriteCall | None, output: str | None,
+                error: BaseException | None = None) -> None:
+        """A write ended: note it in the journal and hand its result to a twin call."""
+        if marker is None:
+            return
+        settled = self._in_flight.pop(marker.key, None)
+        if self.journal is not None and not isinstance(error, asyncio.CancelledError):
+            # Cancelled (a timeout): still in flight as far as anyone can tell.
+            if error is None:
+                self.journal.finish(marker.key, output or "")
+            else:
+                self.journal.fail(marker.key, f"{type(error).__name__}: {error}")
+        if settled is not None and not settled.done():
+            if error is None:
+                settled.set_result(output or "")
+            else:
+                settled.set_exception(ToolFailed("tool_error", f"the same call failed: {error}"))
+                settled.exception()  # retrieved: no warning when no twin call waits on it
 
     # --- outcomes that do not run the tool -----------------------------------------------
 

@@ -54,8 +54,11 @@ async def run_in_tool_thread(fn: Callable[[], T], *, limit: int = 16) -> T:
     def work() -> None:
         try:
             value = context.run(fn)
-        except BaseException as exc:  # handed to the awaiting task
+        except Exception as exc:  # handed to the awaiting task
             _call_soon(loop, settle, exc, True)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: the tool's, not ours
+            failure = RuntimeError(f"the tool raised {type(exc).__name__}: {exc}")
+            _call_soon(loop, settle, failure, True)
         else:
             _call_soon(loop, settle, value, False)
         finally:
