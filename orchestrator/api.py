@@ -51,6 +51,7 @@ from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run
 from orchestrator.routing import AgentStatsBook
 from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, Owner, RunStore
 from orchestrator.telemetry import default_tracer_provider, export_run
+from orchestrator.write_journal import WriteJournal
 from retrieval.search import Retriever
 from retrieval.store import KnowledgeStore
 
@@ -126,6 +127,7 @@ class Orchestrator:
             model if model is not None else self.settings.model, self.agents,
             settings=self.settings, agent_models=agent_models, knowledge=knowledge,
             playbooks=self.playbooks, routing=self.routing)
+        self._engine.journal = WriteJournal(self.settings.writes_path)
         self.graph = graph_from_context(self._engine)
         self.domain_db = Path(domain_db) if domain_db is not None else None
         self._checkpoint_path: Path | None = None
