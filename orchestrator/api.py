@@ -217,6 +217,18 @@ class Orchestrator:
         return asyncio.run(self.aresume(thread_id, decision, reason=reason, approver=approver,
                                         on_event=on_event))
 
+    async def apending_approvals(self, thread_id: str) -> list[dict[str, Any]]:
+        """What the paused run of ``thread_id`` waits for ([] when it is not paused): each
+        approval's key, subtask_id, agent, goal, and for a tool call its tool, args, why and
+        preview. A decision keyed by these keys covers exactly them."""
+        async with self._graph() as graph:
+            snapshot = await graph.aget_state(_config(thread_id))
+        return _waiting_approvals(snapshot)
+
+    def pending_approvals(self, thread_id: str) -> list[dict[str, Any]]:
+        """Synchronous :meth:`apending_approvals`."""
+        return asyncio.run(self.apending_approvals(thread_id))
+
     async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None
                           ) -> RunResult:
         """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.

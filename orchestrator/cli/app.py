@@ -178,7 +178,7 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
             result = start(tracker)
         while result.status == "paused" and sys.stdin.isatty():
             console.print()
-            print_answer(console, result)
+            print_answer(console, result, details=False)  # each is shown at its prompt
             decisions = {}
             for step in result.pending_approvals:
                 console.print(approval_details(step))
@@ -194,7 +194,7 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
     print_answer(console, result)
     if result.status == "paused":
         console.print(f"Approve or deny with: orchestrator approve {result.thread_id} "
-                      "[--deny] [--reason TEXT] [--as NAME]", highlight=False)
+                      "[--key KEY] [--deny] [--reason TEXT] [--as NAME]", highlight=False)
     return result.status == "ok"
 
 
@@ -243,13 +243,35 @@ def event(
         raise typer.Exit(1)
 
 
+_NOT_NAMED = "not named by --key or --step"
+
+
+def _decisions(pending: list[dict[str, object]], approved: bool, reason: str,
+               steps: list[str], keys: list[str]) -> dict[str, dict[str, object]]:
+    """One decision per pending approval, by key: the named ones (all when none is named)
+    get ``approved``, the others are denied. UserError for a key or step not pending."""
+    waiting = ", ".join(str(p["key"]) for p in pending) or "nothing"
+    unknown = [k for k in keys if k not in {p["key"] for p in pending}] + [
+        s for s in steps if s not in {p["subtask_id"] for p in pending}]
+    if unknown:
+        raise UserError(f"no pending approval named {', '.join(unknown)}; waiting: {waiting}")
+    named = [p["key"] for p in pending if not (keys or steps) or p["key"] in keys
+             or p["subtask_id"] in steps]
+    return {str(p["key"]): {"approved": approved, "reason": reason} if p["key"] in named
+            else {"approved": False, "reason": _NOT_NAMED} for p in pending}
+
+
 @app.command()
 def approve(
     thread: Annotated[str, typer.Argument(help="The thread of the paused run.")],
     deny: Annotated[bool, typer.Option("--deny", help="Deny instead of approve.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="Decide only the pending approval with this key (repeat); the other "
+        "pending ones are denied.")] = None,
     step: Annotated[list[str] | None, typer.Option(
-        "--step", help="Only this pending step (repeat); the others are denied.")] = None,
+        "--step", help="Decide only this step's pending approvals (repeat); the other "
+        "pending ones are denied.")] = None,
     approver: Annotated[str | None, typer.Option(
         "--as", help="Who decides, stored with the decision (default: your OS user).")
                         ] = None,
@@ -257,13 +279,26 @@ def approve(
     model: ModelOption = None,
     agents_dir: AgentsDirOption = None,
 ) -> None:
-    """Approve or deny the steps a paused run is waiting for, and let it go on (with the
-    same --model and --agents-dir as the run that paused)."""
+    """Approve or deny what a paused run is waiting for, and let it go on (with the same
+    --model and --agents-dir as the run that paused). Each pending approval (key, tool,
+    arguments, effect, why) is shown with its decision before it is applied; the decision
+    covers only those: if the run pauses again, it waits for a new one."""
+    from orchestrator.cli.view import approval_details, safe_text
+
     settings = _settings(model, agents_dir)
     orch = _orchestrator(settings, quiet=True)
-    decision: bool | dict[str, object] = not deny
-    if step:
-        decision = {s: {"approved": not deny, "reason": reason} for s in step}
+    pending = orch.pending_approvals(thread)
+    decision = _decisions(pending, not deny, reason, step or [], key or [])
+    shown = err_console if as_json else console  # --json keeps stdout one JSON object
+    if pending:
+        shown.print(f"Deciding for thread {safe_text(thread, one_line=True)}:",
+                    highlight=False, markup=False)
+    for item in pending:
+        verdict = decision[str(item["key"])]
+        label = "approve" if verdict["approved"] else "deny"
+        if verdict["reason"]:
+            label += f" ({verdict['reason']})"
+        shown.print(approval_details(item, decision=label))
     who = approver or _os_user()
     ok = _show(lambda on_event: orch.resume(thread, decision, reason=reason, approver=who,
                                             on_event=on_event), orch, as_json)

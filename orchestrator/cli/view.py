@@ -52,21 +52,25 @@ def safe_text(value: object, *, one_line: bool = False) -> str:
     return out.replace("\n", " ") if one_line else out
 
 
-def approval_details(step: Mapping[str, Any]) -> Panel:
-    """What a person is asked to approve, complete and sanitised: the step, the tool, its
-    full arguments, why it needs an approval, and the effect the tool previews."""
-    rows: list[tuple[str, Any]] = [("step", f"{step.get('subtask_id')} ({step.get('agent')})"),
+def approval_details(step: Mapping[str, Any], *, decision: str | None = None) -> Panel:
+    """What a person is asked to approve, complete and sanitised: its key, the step, the
+    tool, its full arguments, why it needs an approval, and the effect the tool previews;
+    with ``decision``, what is about to be decided on it."""
+    rows: list[tuple[str, Any]] = [("key", step.get("key")),
+                                   ("step", f"{step.get('subtask_id')} ({step.get('agent')})"),
                                    ("goal", step.get("goal"))]
     if step.get("tool"):
         rows += [("tool", step["tool"]), ("arguments", _visible_json(step.get("args") or {}))]
-    rows += [("why", step.get("why")), ("effect", step.get("preview"))]
+    rows += [("why", step.get("why")), ("effect", step.get("preview")),
+             ("decision", decision)]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for label, value in rows:
         if value not in (None, ""):
             table.add_row(label, Text(safe_text(value)))
-    return Panel(table, title="approval needed", border_style="cyan", expand=False)
+    return Panel(table, title="deciding" if decision else "approval needed",
+                 border_style="cyan", expand=False)
 
 
 def _visible_json(value: Any) -> str:
@@ -164,8 +168,9 @@ class RunView:
         return Group(*parts)
 
 
-def print_answer(console: Console, result: RunResult) -> None:
-    """The answer and a one-line usage summary."""
+def print_answer(console: Console, result: RunResult, *, details: bool = True) -> None:
+    """The answer and a one-line usage summary; for a paused run, what it waits for (with
+    ``details``, each approval complete: key, tool, arguments, effect, why)."""
     u = result.usage
     usage = (f"[dim]{u.llm_calls} LLM calls, {u.input_tokens} in / {u.output_tokens} out "
              f"tokens, {result.elapsed_s:.2f}s, thread {result.thread_id}, run "
@@ -175,8 +180,10 @@ def print_answer(console: Console, result: RunResult) -> None:
             f"- {p['subtask_id']} ({p['agent']}): "
             + (f"{p['tool']} - {p['why']}" if p.get("tool") else p["goal"]), one_line=True))
             for p in result.pending_approvals)
-        console.print(Panel(f"Waiting for approval:\n{steps}", title="paused",
-                            border_style="cyan"))
+        shown: list[RenderableType] = [f"Waiting for approval:\n{steps}"]
+        if details:
+            shown += [approval_details(p) for p in result.pending_approvals]
+        console.print(Panel(Group(*shown), title="paused", border_style="cyan"))
         console.print(usage)
         return
     style = "green" if result.ok else "red"
