@@ -156,6 +156,12 @@ class EngineContext:
             return subtask.kind
         return "act" if self.can_change(subtask.agent) else "answer"
 
+    def can_read(self, agent: str) -> bool:
+        """Whether the agent can answer: it has a tool that reads, or no tools at all."""
+        spec = self.agents.get(agent)
+        tools = list(self.agent_tools(spec).values()) if spec is not None else []
+        return not tools or any(is_read_only(t) for t in tools)
+
     def can_change(self, agent: str) -> bool:
         """Whether the agent has a tool that writes (only such an agent can do an act)."""
         spec = self.agents.get(agent)

@@ -140,6 +140,15 @@ def test_a_wall_time_cut_after_writes_reports_the_writes_as_done(
     "do we have enough capacity in the backup pools to take web-1's traffic?",
     "hypothetically, if web-2 went down, what would we do? don't page anyone",
     "is web-3 still down? don't reroute anything yet",
+    # found by review: negations inside the clause, requests to explain, drills
+    "Do NOT, under any circumstances, page the on-call for web-3",
+    "I don't want you to page the on-call for web-3",
+    "We should not reroute web-3 traffic",
+    "hold off on paging the on-call for web-3",
+    "Tell me whether to reroute web-3 traffic to a backup",
+    "Explain how to reroute web-3 traffic to a backup",
+    "For a drill (pretend only), log an incident for web-3",
+    "page the on-call for web-3? no wait, don't",
 ])
 def test_a_question_or_a_hypothetical_changes_nothing(
         domain_db: Path, db: sqlite3.Connection, tmp_path: Path, question: str) -> None:
@@ -306,3 +315,26 @@ def test_a_run_releases_its_budget_on_every_path(domain_db: Path, tmp_path: Path
                           settings=Settings(home=tmp_path / "h2"))
     assert paused.run("move web-2 traffic to web-backup-b").status == "paused"
     assert paused._engine.open_runs == []
+
+
+def test_a_polite_request_is_an_action_not_a_question(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    result = orch(domain_db, tmp_path).run("Can you reroute web-3 traffic to a backup?")
+    assert result.ok and counts(db) == (0, 0, 1)
+
+
+@pytest.mark.parametrize(("request_text", "paged"), [
+    ("check the health of web-2, then page its on-call only if it is down", 0),
+    ("check the health of web-3, then page its on-call if it is down", 1),
+    ("page the on-call for web-2 unless it is up", 0),
+])
+def test_a_conditional_action_happens_only_when_its_condition_holds(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path, request_text: str,
+        paged: int) -> None:
+    result = orch(domain_db, tmp_path).run(request_text)
+    assert counts(db)[0] == paged
+    assert result.ok  # a condition that does not hold is not a failure
+    skipped = [r for r in result.results.values() if r.failure_kind == "condition"]
+    assert len(skipped) == 1 - paged
+    if skipped:
+        assert "Not needed" in result.answer and "Not done" not in result.answer

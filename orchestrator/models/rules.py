@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -31,11 +31,24 @@ _SENTENCE_END = re.compile(r"(?<=[?!.;])\s+")
 _QUESTION_WORDS = frozenset("""what which who whom whose when where why how is are was were do does
 did can could should would will has have any anything""".split())  # noqa: SIM905
 _HYPOTHETICAL = re.compile(r"\b(?:hypothetical(?:ly)?|what if|what would|suppose|supposing|"
-                           r"imagine|in theory|would it be|if we were to)\b", re.IGNORECASE)
-_LEADING_FILLER = re.compile(r"^(?:(?:but|and|so|please|then|just|also|ok|okay)\b[\s,]*)+",
-                             re.IGNORECASE)
-_NEGATED = re.compile(r"^(?:don'?t|do not|never|no need to|without|not|nobody should|"
-                      r"avoid|refrain from)\b", re.IGNORECASE)
+                           r"imagine|in theory|would it be|if we were to|pretend|let'?s say|"
+                           r"dry[ -]run|simulat(?:e|ion)|as an? (?:drill|exercise)|"
+                           r"for an? (?:drill|exercise))\b", re.IGNORECASE)
+_CONDITION_WORDS = r"(?:only if|if|unless|in case|whenever|provided that|as soon as)"
+_CONDITION_FIRST = re.compile(rf"^{_CONDITION_WORDS}\s", re.IGNORECASE)
+_CONDITION_INSIDE = re.compile(rf"\s{_CONDITION_WORDS}\s", re.IGNORECASE)
+_STATE_WORDS = {"dies": "down", "die": "down", "fails": "down", "fail": "down",
+                "crashes": "down", "crash": "down", "offline": "down", "online": "up"}
+_LEADING_FILLER = re.compile(r"^(?:(?:but|and|so|please|then|just|also|ok|okay|maybe)\b"
+                             r"[\s,]*)+", re.IGNORECASE)
+_POLITE_ASK = re.compile(r"^(?:can|could|would|will)\s+you\s+(?:please\s+)?",
+                         re.IGNORECASE)
+""""can you reroute ...?" asks for the action, not whether it is possible."""
+_ASKS_TO_EXPLAIN = re.compile(r"^(?:tell me|explain|describe|advise|show me how|how (?:do|would|"
+                              r"should|can|could) (?:i|we|you)|i wonder|i'?m wondering|"
+                              r"do you think)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"^no\b|\b(?:don'?t|do not|does not|doesn'?t|not|never|no need to|"
+                       r"without|nobody should|avoid|refrain from|hold off)\b", re.IGNORECASE)
 _IDENTIFIER_FIRST = re.compile(r"^[a-z]+-\d+\b", re.IGNORECASE)
 Catalog = list[tuple[str, str, str, str, str]]
 """(name, description, skills, read tools, change tools) per agent."""
@@ -71,14 +84,45 @@ def plan_request(
     A clause that says not to do something plans nothing.
     """
     hypothetical = bool(_HYPOTHETICAL.search(request))
-    context: list[str] = []
+    context: list[str] = []  # what the request says besides the work: folded into goals
     routed: list[tuple[str, str, bool, str]] = []  # (clause, agent, after_previous, kind)
     seen: set[str] = set()
-    for clause, question in _clauses_with_mood(request, catalog):
+    condition = ""  # a condition clause ("if web-3 goes down") waiting for its action
+    negated_sentence = -1  # "Do NOT, under any circumstances, page ...": the rest is negated
+    for sentence, clause, question in _clauses_with_mood(request, catalog):
         after = bool(_THEN.match(clause))
         text = _THEN.sub("", clause).strip(" ,;")
-        if _NEGATED.match(_LEADING_FILLER.sub("", text)):
-            continue  # "don't page anyone": nothing to plan, and not context either
+        if sentence == negated_sentence:
+            context.extend(_identifiers(text))
+            continue
+        if _bare_negation(text, catalog):
+            negated_sentence = sentence
+            continue
+        if _CONDITION_FIRST.match(text):
+            condition = text
+            continue
+        inline = _CONDITION_INSIDE.search(text)
+        if inline is not None or condition:
+            # A conditional action: it runs after a check of its condition and is done only
+            # if the check shows the condition holds (the agent sees both).
+            action = text[:inline.start()].strip(" ,;") if inline else text
+            cond = text[inline.start():].strip(" ,;") if inline else condition
+            condition = ""
+            checked = _condition_check(cond, action, catalog, routed)
+            if checked is None:
+                continue  # nothing can check it: no action on an unchecked condition
+            if checked is not False:
+                routed.append(checked)
+            agent = _best_agent(action, catalog, min_score, needs_changes=True) or \
+                _best_agent(action, catalog, min_score)
+            if agent is not None and not question and not hypothetical:
+                routed.append((f"{action} {cond}", agent, True,
+                               _kind_for(action, _entry(catalog, agent))))
+            continue
+        if _negated(text, catalog):
+            # "don't page anyone": nothing to plan; what it names may still be context
+            context.extend(_identifiers(text))
+            continue
         if not text or text.lower() in seen:
             continue  # a bare "then", or the same work asked twice
         seen.add(text.lower())
@@ -128,19 +172,73 @@ def plan_request(
     }
 
 
-def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[str, bool]]:
-    """The request's clauses, each with whether its sentence (or itself) is a question."""
-    out: list[tuple[str, bool]] = []
-    for sentence in _SENTENCE_END.split(request.strip()):
-        asks = sentence.rstrip().endswith("?") or _starts_with_question(sentence)
-        for clause in _split_clauses(sentence, catalog):
-            out.append((clause, asks or _starts_with_question(clause)))
+def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[int, str, bool]]:
+    """The request's clauses: the sentence each is in, and whether its sentence (or the
+    clause itself) asks a question."""
+    out: list[tuple[int, str, bool]] = []
+    for index, sentence in enumerate(_SENTENCE_END.split(request.strip())):
+        polite = bool(_POLITE_ASK.match(_LEADING_FILLER.sub("", sentence.strip())))
+        body = _POLITE_ASK.sub("", _LEADING_FILLER.sub("", sentence.strip()))
+        asks = _asks(body) or (sentence.rstrip().endswith("?") and not polite)
+        for clause in _split_clauses(body, catalog):
+            out.append((index, clause, asks or _asks(clause)))
     return out
 
 
-def _starts_with_question(text: str) -> bool:
-    words = _LEADING_FILLER.sub("", text.strip()).split(maxsplit=1)
-    return bool(words) and words[0].lower().strip(",") in _QUESTION_WORDS
+def _bare_negation(clause: str, catalog: Catalog) -> bool:
+    """A clause that is only a negation ("Do NOT", "never"): it negates what follows."""
+    text = _LEADING_FILLER.sub("", clause.strip())
+    match = _NEGATION.match(text) or re.match(r"^(?:do|please)\s+not\b", text, re.I)
+    return match is not None and not _identifiers(text) and len(text.split()) <= 3
+
+
+def _condition_check(condition: str, action: str, catalog: Catalog,
+                     routed: list[tuple[str, str, bool, str]]
+                     ) -> tuple[str, str, bool, str] | Literal[False] | None:
+    """The subtask that checks a condition: False when the previous one already does (it
+    names what the condition is about), a new answer subtask, or None when no agent can."""
+    about = _identifiers(condition) or _identifiers(action)
+    if routed and (not about or any(i in routed[-1][0].lower() for i in about)):
+        return False
+    if not about:
+        return None
+    agent = _best_agent(f"check the status of {' '.join(about)}", catalog,
+                        needs_reads=True)
+    if agent is None:
+        return None
+    return (f"check the status of {' and '.join(about)}", agent, False, "answer")
+
+
+def _asks(text: str) -> bool:
+    """A question or a request to explain (not an instruction to act)."""
+    text = _LEADING_FILLER.sub("", text.strip())
+    if _POLITE_ASK.match(text):
+        return _asks(_POLITE_ASK.sub("", text))
+    words = text.lower().split(maxsplit=2)
+    first = words[0].strip(",") if words else ""
+    if first in ("do", "does", "did") and len(words) > 1 and words[1].strip(",") == "not":
+        return False  # "do not page anyone": an instruction, not a question
+    return first in _QUESTION_WORDS or bool(_ASKS_TO_EXPLAIN.match(text))
+
+
+def _negated(clause: str, catalog: Catalog) -> bool:
+    """Whether the clause says not to do its action: a negation before its verb ("we should
+    not reroute", "hold off on paging"), not after it ("check why web-3 is not up")."""
+    text = _LEADING_FILLER.sub("", clause.strip())
+    negation = _NEGATION.search(text)
+    if negation is None:
+        return False
+    verbs = {_leading_verb(t) for e in catalog for field in (e[3], e[4])
+             for t in field.split(",") if t.strip()}
+    if any(w in verbs for w in tokens(text[:negation.start()])):
+        return False  # the action comes first; the negation is about something else
+    if any(w in verbs for w in tokens(text[negation.end():])):
+        return True  # "we should not reroute ..."
+    return len(text[:negation.start()].split()) <= 3  # no known verb: only near the start
+
+
+def _identifiers(text: str) -> list[str]:
+    return [m for m in re.findall(r"\b[a-z]+-\d+\b", text.lower())]
 
 
 def _entry(catalog: Catalog, agent: str) -> tuple[str, str, str, str, str]:
@@ -225,8 +323,6 @@ def _best_agent(clause: str, catalog: Catalog, min_score: int = 1, *,
         score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
         if score > best_score:
             best, best_score = name, score
-    if best is None and needs_reads:
-        return _best_agent(clause, catalog, min_score)
     return best
 
 
@@ -249,6 +345,12 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
                      salt: str = "") -> AIMessage:
     goal = _first_tag(human, "goal") or human
     inputs = " ".join(body for _, body in extract_tag(human, "input"))
+    inline = _CONDITION_INSIDE.search(goal)
+    if inline is not None:
+        verdict = _condition_holds(goal[inline.start():].strip(), inputs)
+        if verdict is not None:
+            return AIMessage(content=verdict)
+        goal = goal[:inline.start()].strip(" ,;")
     retrieve = next((t for t in tools if t["function"]["name"] == RETRIEVE_TOOL), None)
     actions = [t for t in tools if t["function"]["name"] != RETRIEVE_TOOL]
     if retrieve is not None and not knowledge:
@@ -261,6 +363,20 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
              for args in fill_arguments(tool, goal, inputs, _focus(knowledge, goal),
                                         passages=knowledge)]
     return _tool_calls_message(calls, salt=human + salt)
+
+
+def _condition_holds(condition: str, inputs: str) -> str | None:
+    """None when the condition holds (act); else the reply that says why not."""
+    if not inputs:
+        return f"CANNOT: nothing here shows whether {condition}"
+    words = [w for w in re.findall(r"[a-z]+", condition.lower())]
+    state = _STATE_WORDS.get(words[-1], words[-1]) if words else ""
+    seen = bool(re.search(rf"\b(?:is|are|was|went|goes)\s+(?:\w+\s+)?{state}\b",
+                          inputs.lower()))
+    negative = condition.lower().startswith("unless")
+    if seen != negative:
+        return None
+    return f"NOT NEEDED: the condition does not hold ({condition}; inputs: {inputs[:200]})"
 
 
 def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dict[str, Any]]
@@ -397,10 +513,13 @@ def synthesize_answer(human: str) -> str:
     failed: list[str] = []
     recovered: list[str] = []
     unknown: list[str] = []
+    not_needed: list[str] = []
     for attrs, body in extract_tag(human, "result"):
         label = attrs.get("agent", "agent")
         if attrs.get("status") == "done":
             done.append(f"- {label}: {body}")
+        elif attrs.get("status") == "not needed":
+            not_needed.append(f"- {label}: {body}")
         elif attrs.get("status") == "replaced":
             recovered.append(f"- {label} failed ({body})")
         elif attrs.get("status") == "unknown":
@@ -415,6 +534,9 @@ def synthesize_answer(human: str) -> str:
     if unknown:
         lines.append("Outcome unknown (check before trying again):")
         lines.extend(unknown)
+    if not_needed:
+        lines.append("Not needed (its condition did not hold):")
+        lines.extend(not_needed)
     if failed:
         lines.append("Not done:")
         lines.extend(failed)

@@ -237,7 +237,9 @@ class Scheduler:
         result.started_at = started.started_at or result.started_at
         if result.awaiting is not None:  # paused at a tool call that needs an approval
             return result
-        event: EventType = "subtask_finished" if result.status == "done" else "subtask_failed"
+        event: EventType = ("subtask_finished" if result.status == "done" else
+                            "subtask_skipped" if result.failure_kind == "condition" else
+                            "subtask_failed")
         emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
              time=result.finished_at or time.time(), usage=result.usage.to_dict(), data={
                  "status": result.status, "error": result.error, "kind": result.failure_kind,

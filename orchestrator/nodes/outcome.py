@@ -15,6 +15,9 @@ from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 
 CANNOT_MARKER = "CANNOT:"
 """A report starting with this says the agent could not do its goal (see the prompt)."""
+NOT_NEEDED_MARKER = "NOT NEEDED:"
+"""A report starting with this says the goal's condition does not hold, so nothing was done
+(see the prompt); with no write made, the subtask is skipped like a playbook condition."""
 
 _ERROR_REPLY = re.compile(
     r"^\s*(?:error\b|failed\b|invalid arguments\b|refused\b)|fix them and call again",
@@ -25,6 +28,10 @@ def judge(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]) -
     """Set ``result``'s status, output, error and failure kind for an agent that ended
     its loop with ``report``; ``last_step`` holds the calls of its final tool step."""
     result.output = report or "(no report)"
+    if report.upper().startswith(NOT_NEEDED_MARKER) and not result.writes_done:
+        result.status, result.failure_kind = "skipped", "condition"
+        result.error = report[len(NOT_NEEDED_MARKER):].strip() or "its condition does not hold"
+        return
     failure = _failure(result, report, last_step)
     if failure is None:
         result.status, result.error, result.failure_kind = "done", None, None

@@ -202,12 +202,18 @@ async def replan_failed(
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:
     """Raise :class:`PlanError` for an act subtask given to an agent that cannot change
-    anything (it would report the change as done without making it)."""
+    anything (it would report the change as done without making it), or an answer subtask
+    given to an agent whose tools all write (it would answer from nothing)."""
     wrong = [f"subtask {s.id!r} is 'act' but {s.agent} has no tool that changes anything"
              for s in plan.subtasks if s.kind == "act" and not ctx.can_change(s.agent)]
     if wrong:
         raise PlanError("; ".join(wrong) + ": give it to an agent whose tools change "
                         "things, or make it 'answer'")
+    blind = [f"subtask {s.id!r} is 'answer' but {s.agent} has no tool that reads"
+             for s in plan.subtasks if s.kind == "answer" and not ctx.can_read(s.agent)]
+    if blind:
+        raise PlanError("; ".join(blind) + ": give it to an agent that can look it up, or "
+                        "make it 'act' if the user asked for a change")
 
 
 def merge_replacement(plan: Plan, failed_id: str, new: Plan,

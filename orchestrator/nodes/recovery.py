@@ -66,8 +66,8 @@ async def run_with_recovery(
     if paused is not None:
         result = paused
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
-        if result.status in ("done", "unknown") or result.awaiting or result.failure_kind in (
-                "budget", "engine_error"):
+        if result.status in ("done", "unknown", "skipped") or result.awaiting or \
+                result.failure_kind in ("budget", "engine_error"):
             return result
     candidates = capable_agents(subtask.agent, subtask.goal, subtask.alternatives, ctx.agents)
     while len(result.agents_tried) <= policy.max_reassigns:
@@ -85,8 +85,9 @@ async def run_with_recovery(
         result.agent = choice.agent
         result.agents_tried.append(choice.agent)
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
-        if result.status in ("done", "unknown") or result.awaiting or result.failure_kind in (
-                "budget", "outcome_unknown", "engine_error", "rejected", "denied"):
+        if result.status in ("done", "unknown", "skipped") or result.awaiting or \
+                result.failure_kind in ("budget", "outcome_unknown", "engine_error",
+                                        "rejected", "denied"):
             return result  # another agent cannot change what the systems refused
     if result.status in ("pending", "running"):  # no capable agent was left to try
         result.status, result.failure_kind = "failed", "no_result"
@@ -178,7 +179,7 @@ async def _attempts_on_agent(
             result.finished_at = time.time()
         elapsed = time.monotonic() - started
         spent = result.usage - before
-        ok = result.status == "done"
+        ok = result.status == "done" or result.failure_kind == "condition"
         if result.failure_kind != "budget" and not result.awaiting:
             ctx.routing.record(spec.name, ok, elapsed)
             budget.note_attempt(ok)

@@ -66,7 +66,7 @@ def fallback_answer(results: list[SubtaskResult]) -> str:
     done = [f"- {r.agent}: {r.output}" for r in results if r.status == "done"]
     unknown = [f"- {r.agent}: {r.goal}: {r.error}" for r in results if r.status == "unknown"]
     other = [f"- {r.agent} ({r.status}): {r.goal}: {r.error}" for r in results
-             if r.status not in ("done", "unknown")]
+             if r.status not in ("done", "unknown") and r.failure_kind != "condition"]
     lines = [f"Done ({len(done)} of {len(results)} subtasks):", *(done or ["- nothing"])]
     if unknown:
         lines += ["Outcome unknown (check before trying again):", *unknown]
@@ -111,7 +111,8 @@ def _result_block(result: SubtaskResult, results: dict[str, SubtaskResult]) -> s
         return tagged("result", body, id=result.id, agent=result.agent, status="replaced",
                       goal=_attr(result.goal))
     body = result.output if result.status == "done" else (result.error or result.status)
-    return tagged("result", body, id=result.id, agent=result.agent, status=result.status,
+    status = "not needed" if result.failure_kind == "condition" else result.status
+    return tagged("result", body, id=result.id, agent=result.agent, status=status,
                   goal=_attr(result.goal))
 
 
