@@ -107,13 +107,29 @@ def _function_policy(fn: Any) -> ToolPolicy | None:
     return found if isinstance(found, ToolPolicy) else None
 
 
+def mcp_kind(metadata: Mapping[str, Any]) -> ToolKind | None:
+    """The kind MCP tool annotations give (``readOnlyHint`` ... as langchain-mcp-adapters
+    puts them in a tool's metadata); None when there are none."""
+    hints = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+    if not any(h in metadata for h in hints):
+        return None
+    read = bool(metadata.get("readOnlyHint", False))
+    return ToolKind(read_only=read, destructive=not read and
+                    bool(metadata.get("destructiveHint", True)),
+                    idempotent=bool(metadata.get("idempotentHint", read)),
+                    open_world=bool(metadata.get("openWorldHint", True)))
+
+
 def policy_of(tool: ToolLike) -> ToolPolicy:
-    """The policy declared for ``tool`` (on the tool, or on the function behind it)."""
+    """The policy declared for ``tool`` (on the tool, or on the function behind it; the
+    kind may also come from MCP tool annotations in its metadata)."""
     meta = getattr(tool, "metadata", None) or {}
     own = meta.get(_META_KEY)
     behind = next((found for fn in _functions(tool)
                    if (found := _function_policy(fn)) is not None), None)
     if not isinstance(own, ToolPolicy):
+        own = ToolPolicy(kind=mcp_kind(meta)) if mcp_kind(meta) is not None else None
+    if own is None:
         return behind or ToolPolicy()
     if behind is None:
         return own

@@ -37,9 +37,13 @@ def _unbound(query: str, collection: str | None = None, k: int = 4) -> str:
     raise CollectionAccessError("the retrieve tool is not connected to a knowledge base")
 
 
+#: What retrieve does, in MCP's tool annotations: it only reads.
+READ_ONLY_ANNOTATIONS = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+
 #: The placeholder agents list; bound per agent by :func:`bind_retrieve_tool`.
 retrieve: BaseTool = StructuredTool.from_function(
-    _unbound, name=RETRIEVE_TOOL_NAME, description=_DESCRIPTION, args_schema=RetrieveArgs)
+    _unbound, name=RETRIEVE_TOOL_NAME, description=_DESCRIPTION, args_schema=RetrieveArgs,
+    metadata=dict(READ_ONLY_ANNOTATIONS))
 
 
 def bind_retrieve_tool(retriever: Retriever | None, agent: str, allowed: Sequence[str]
@@ -65,7 +69,8 @@ def bind_retrieve_tool(retriever: Retriever | None, agent: str, allowed: Sequenc
         return format_hits(retriever.search(query, [t for t in targets if t in present], k=k))
 
     return StructuredTool.from_function(run, name=RETRIEVE_TOOL_NAME, description=_DESCRIPTION,
-                                        args_schema=RetrieveArgs)
+                                        args_schema=RetrieveArgs,
+                                        metadata=dict(READ_ONLY_ANNOTATIONS))
 
 
 def is_retrieve_tool(tool: BaseTool) -> bool:

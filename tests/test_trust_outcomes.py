@@ -338,3 +338,22 @@ def test_a_conditional_action_happens_only_when_its_condition_holds(
     assert len(skipped) == 1 - paged
     if skipped:
         assert "Not needed" in result.answer and "Not done" not in result.answer
+
+
+def test_mcp_tool_annotations_in_metadata_say_what_a_tool_does() -> None:
+    # langchain-mcp-adapters puts an MCP tool's annotations in the tool's metadata.
+    from agents.policy import is_read_only, tool_kind
+    from retrieval.tool import retrieve
+
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        return key
+
+    reader = StructuredTool.from_function(lookup, metadata={"readOnlyHint": True})
+    remover = StructuredTool.from_function(lookup, name="remove",
+                                           metadata={"readOnlyHint": False,
+                                                     "destructiveHint": True})
+    plain = StructuredTool.from_function(lookup, name="plain")
+    assert is_read_only(reader) and is_read_only(retrieve)
+    assert not is_read_only(remover) and tool_kind(remover).destructive
+    assert not is_read_only(plain)  # nothing declared: a write
