@@ -10,6 +10,7 @@ pruned, so a thread's storage grows with its turns, not their square.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -18,13 +19,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
     nullcontext,
 )
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +46,7 @@ from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import engine_context, graph_from_context
+from orchestrator.leases import LostLease, keep_lease
 from orchestrator.nodes.approval import check_decision, resume_payload
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, default_playbooks
@@ -58,6 +61,10 @@ from retrieval.store import KnowledgeStore
 _DONE = object()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
 log = logging.getLogger(__name__)
+
+
+class _RunLost(Exception):
+    """This process no longer holds the run it is running (the message says why)."""
 
 
 class Orchestrator:
@@ -306,7 +313,10 @@ class Orchestrator:
         """Stream the graph; each event is stored as it arrives. The caller holds the thread.
 
         Checkpoints are written before each step goes on (durability "sync"), so a process
-        killed at any point resumes from the last finished step.
+        killed at any point resumes from the last finished step. When this process loses its
+        claim on the run (another process took it over once the lease ran out, or the lease
+        could not be renewed in time), the run stops at once and the result says so; the
+        record, which is then the new owner's, is not written over.
         """
         events: list[Event] = []
         config = _config(thread, run_id)
@@ -315,28 +325,41 @@ class Orchestrator:
         values: dict[str, Any] = {}
         paused: list[dict[str, Any]] = []
         outcome = "interrupted"  # until the graph has run to its end or pause
-        keeper = (asyncio.ensure_future(self._keep_claims(run_id, thread, owner))
-                  if self.runs is not None else None)
+        lost: list[str] = []  # why this process lost the run, once it has
+        keeper = (asyncio.ensure_future(self._keep_claims(
+            run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
+            else None)
         try:
-            async with self._graph() as graph, _in_scope(db_scope):
-                async for mode, chunk in graph.astream(graph_input, config,
-                                                       stream_mode=["custom", "values"],
-                                                       durability="sync"):
+            async with self._graph() as graph, _in_scope(db_scope), contextlib.aclosing(
+                    cast(AsyncGenerator[Any, None], graph.astream(
+                        graph_input, config, stream_mode=["custom", "values"],
+                        durability="sync"))) as stream:  # closed at once when the run stops
+                async for mode, chunk in stream:
                     if mode == "values" and isinstance(chunk, dict):
                         values = chunk  # this run's own state, never another run's
                     elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
                         item = Event.from_dict(chunk)
                         events.append(item)
-                        if self.runs is not None:
-                            await asyncio.to_thread(self.runs.append_events, run_id, [item])
+                        if self.runs is not None and not await asyncio.to_thread(
+                                self.runs.append_events, run_id, [item], owner):
+                            raise _RunLost(self._lost_reason(run_id, thread, owner,
+                                                             LostLease(taken=True)))
                         if on_event is not None:
                             on_event(item)
                 if not events or events[-1].type != "answer":
                     snapshot = await graph.aget_state(config)
                     paused = _waiting_approvals(snapshot)
                 outcome = ""
-                if not paused:
+                # Only the run's owner prunes: the thread may be another process's now.
+                if not paused and (self.runs is None or await asyncio.to_thread(
+                        self.runs.holds, run_id, owner)):
                     await prune_checkpoints(graph, thread)
+        except _RunLost as exc:
+            lost.append(str(exc))
+        except asyncio.CancelledError:
+            if not lost:  # Ctrl-C, SIGTERM or the caller: not a lost claim
+                raise
+            cast(asyncio.Task[Any], asyncio.current_task()).uncancel()  # stopped by the keeper
         except Exception as exc:  # a bug: on record as a failure, with its traceback raised
             outcome = "failed"
             values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
@@ -348,11 +371,32 @@ class Orchestrator:
             result = _run_result(values, thread, run_id, text,
                                  time.perf_counter() - started, events, paused)
             if self.runs is not None:  # synchronous: it must land even while cancelled
-                self.runs.finish_run(result, status=outcome or result.status, owner=owner,
-                                     mode=values.get("mode", ""), event=event)
+                result = self._finish(result, outcome or result.status, owner, lost,
+                                      values.get("mode", ""), event)
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
+
+    def _finish(self, result: RunResult, status: str, owner: Owner, lost: list[str],
+                mode: str, event: dict[str, Any] | None) -> RunResult:
+        """Write the run's record unless another process owns it now; the result of a run
+        this process lost says so (status ``interrupted``, the reason in ``error``)."""
+        assert self.runs is not None
+        try:
+            written = self.runs.finish_run(result, status="interrupted" if lost else status,
+                                           owner=owner, mode=mode, event=event)
+        except sqlite3.Error:
+            if not lost:
+                raise
+            log.warning("run %s: could not record that it stopped", result.run_id)
+            written = False
+        if not written and not lost:  # taken over as it finished: its record is not ours
+            lost.append(self._lost_reason(result.run_id, result.thread_id, owner,
+                                          LostLease(taken=True)))
+        if not lost:
+            return result
+        log.warning("%s", lost[0])
+        return replace(result, status="interrupted", answer="", error=lost[0])
 
     async def astream(self, request: str, *, thread_id: str | None = None
                       ) -> AsyncIterator[Event]:
@@ -434,21 +478,39 @@ class Orchestrator:
             with self._busy_lock:
                 self._busy_threads.discard(thread_id)
 
-    async def _keep_claims(self, run_id: str, thread_id: str, owner: Owner) -> None:
-        """Renew the run's and the thread's leases while the run works."""
-        assert self.runs is not None
-        lease = self.settings.lease_s
-        while True:
-            await asyncio.sleep(lease / 3)
-            try:
-                kept = await asyncio.to_thread(self.runs.renew, run_id, thread_id, owner, lease)
-            except sqlite3.Error as exc:  # a busy store: try again at the next beat
-                log.warning("could not renew the lease of run %s: %s", run_id, exc)
-                continue
-            if not kept:
-                log.warning("run %s was taken over by another process (its lease of %ss "
-                            "ran out)", run_id, lease)
-                return
+    async def _keep_claims(self, run_id: str, thread_id: str, owner: Owner,
+                           lost: list[str], work: asyncio.Task[Any] | None) -> None:
+        """Renew the run's and the thread's leases while the run works; once they are lost,
+        say why in ``lost`` and stop the run (``work``, the task running it) at once."""
+        runs, lease = self.runs, self.settings.lease_s
+        assert runs is not None
+        loss = await keep_lease(lambda: runs.renew(run_id, thread_id, owner, lease), lease)
+        lost.append(self._lost_reason(run_id, thread_id, owner, loss))
+        if work is not None:
+            work.cancel()
+
+    def _lost_reason(self, run_id: str, thread_id: str, owner: Owner, loss: LostLease) -> str:
+        """What the result of a run this process lost says."""
+        run, lease = run_id[:12], f"{self.settings.lease_s:g}s"
+        if not loss.taken:
+            return (f"run {run} stopped: this process could not renew its lease of {lease} "
+                    f"before it ran out ({loss.error}), so another process could take the "
+                    f"run over; continue it with `orchestrator resume {run}`")
+        record: dict[str, Any] = {}
+        with contextlib.suppress(RequestError, sqlite3.Error):
+            assert self.runs is not None
+            record = self.runs.run(run_id)
+        if record.get("owner") == owner.token:  # the run is still ours, its thread is not
+            return (f"run {run} stopped: its thread {thread_id!r} was taken over by another "
+                    f"process after this process's lease of {lease} ran out; continue it "
+                    f"with `orchestrator resume {run}`")
+        by = ""
+        if record.get("pid") is not None:
+            where = "" if record["host"] == HOST else f" on {record['host']}"
+            by = f" (pid {record['pid']}{where})"
+        return (f"run {run} was taken over by another process{by} after this process's "
+                f"lease of {lease} ran out; this process stopped it at once and left the run "
+                f"and its record to that process (`orchestrator trace {run}`)")
 
     async def _repeated(self, request_id: str, text: str, thread_id: str | None,
                         on_event: EventSink | None) -> RunResult | None:

@@ -2,20 +2,26 @@
 
 The process that runs a run (or resumes, or approves it) owns it until its lease runs out
 and renews the lease while it works; a claim whose owner is gone (the lease expired, or its
-process on this host died) no longer holds and may be taken over.
+process on this host died) no longer holds and may be taken over. An owner that finds its
+claim lost (taken over, or not renewed in time) stops: :func:`keep_lease` says when.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ACTIVE_STATUSES = frozenset({"running", "resuming"})
 """A run some process is working on, as long as its owner's lease holds."""
 HOST = socket.gethostname()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,3 +67,42 @@ def effective_status(status: str, pid: int | None, host: str | None,
     if status in ACTIVE_STATUSES and owner_gone(pid, host, lease_until, now):
         return "interrupted"
     return status
+
+
+@dataclass(frozen=True)
+class LostLease:
+    """Why an owner lost its claim: another owner took it over, or it could not be renewed
+    before it ran out (``error``: what kept the renewal from working)."""
+
+    taken: bool
+    error: str = ""
+
+
+async def keep_lease(renew: Callable[[], bool], lease_s: float) -> LostLease:
+    """Renew a claim every third of ``lease_s`` while the work goes on; return once it is
+    lost, so the work can stop at once.
+
+    ``renew`` extends the claim and returns False when another owner holds it (atomically
+    with their claims). A renewal that fails (a busy store) is tried again at the next beat,
+    unless the lease has run out by then: the claim is then lost.
+    """
+    held_until = time.time() + lease_s
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        attempt = time.time()
+        if attempt >= held_until:
+            # Overdue (the process was stopped or starved): another process may own the work
+            # now. Checked on the event loop itself, so the work takes no step in doubt.
+            try:
+                kept = renew()
+            except (OSError, sqlite3.Error) as exc:
+                return LostLease(taken=False, error=str(exc) or type(exc).__name__)
+        else:
+            try:
+                kept = await asyncio.to_thread(renew)
+            except (OSError, sqlite3.Error) as exc:  # try again at the next beat
+                log.warning("could not renew a lease (%s); trying again", exc)
+                continue
+        if not kept:
+            return LostLease(taken=True)
+        held_until = attempt + lease_s

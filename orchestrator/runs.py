@@ -175,12 +175,19 @@ class RunStore:
             raise RequestError(f"request id {request_id!r} is already in use by another "
                                "run; send it again to get that run's result") from None
 
-    def append_events(self, run_id: str, events: Sequence[Event]) -> None:
+    def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
+                      ) -> bool:
         """Append events as they arrive (the plan and the attempts are kept from them: each
-        attempt is counted once, when its ``attempt_finished`` event is stored)."""
+        attempt is counted once, when its ``attempt_finished`` event is stored).
+
+        With ``owner``, only while it holds the run: False (nothing stored) once another
+        process has taken it over, so a stale owner adds nothing to the new owner's record.
+        """
         if not events:
-            return
+            return True
         with self._connect() as conn:
+            if owner is not None and not self._held(conn, run_id, owner):
+                return False
             first = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?",
                                  (run_id,)).fetchone()[0]
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [
@@ -207,17 +214,19 @@ class RunStore:
                                  "WHERE run_id = ?",
                                  (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
                                   e.usage.get("output_tokens", 0), run_id))
+        return True
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
-                   event: dict[str, Any] | None = None) -> None:
+                   event: dict[str, Any] | None = None) -> bool:
         """Write a run's outcome (or this part's, for a resumed run) and end ``owner``'s claim.
 
         ``status`` is what the record says (``interrupted`` when the process was stopped).
-        Nothing is written when another process has taken the run over meanwhile.
+        Nothing is written, and False returned, when another process has taken the run over
+        meanwhile (its record stands; checked in the same statement as the write).
         """
         results = {k: v.to_dict() for k, v in result.results.items()}
         with self._connect() as conn:
-            conn.execute(
+            written = conn.execute(
                 "UPDATE runs SET status = ?, mode = COALESCE(NULLIF(?, ''), mode), "
                 "event = COALESCE(?, event), elapsed_s = COALESCE(elapsed_s, 0) + ?, "
                 "llm_calls = ?, input_tokens = ?, output_tokens = ?, answer = ?, error = ?, "
@@ -227,7 +236,8 @@ class RunStore:
                  result.usage.llm_calls, result.usage.input_tokens, result.usage.output_tokens,
                  self.capped(result.answer), self.capped(result.error),
                  self._json(result.plan.model_dump()) if result.plan else None,
-                 self._json(results), result.budget_hit, result.run_id, owner.token))
+                 self._json(results), result.budget_hit, result.run_id, owner.token)).rowcount
+            return written == 1 or not self._known(conn, result.run_id)
 
     # --- claims (leases) ------------------------------------------------------------------
 
@@ -265,14 +275,32 @@ class RunStore:
                          "WHERE run_id = ? AND owner IS ?", (status, run_id, owner.token))
 
     def renew(self, run_id: str, thread_id: str, owner: Owner, lease_s: float) -> bool:
-        """Extend ``owner``'s claims on the run and its thread; False if the run was lost."""
+        """Extend ``owner``'s claims on the run and its thread; False when either is no
+        longer its (another process took it over once the lease ran out): the run must stop.
+        Atomic with the claims of others: a renewal after the lease ran out holds only if
+        nobody claimed meanwhile."""
         until = time.time() + lease_s
         with self._connect() as conn:
             kept = conn.execute("UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
-                                (until, run_id, owner.token)).rowcount
-            conn.execute("UPDATE thread_leases SET lease_until = ? WHERE thread_id = ? AND "
-                         "owner = ?", (until, thread_id, owner.token))
-        return kept == 1
+                                (until, run_id, owner.token)).rowcount == 1
+            thread = conn.execute("UPDATE thread_leases SET lease_until = ? WHERE thread_id = ? "
+                                  "AND owner = ?", (until, thread_id, owner.token)).rowcount
+            return thread == 1 and (kept or not self._known(conn, run_id))
+
+    def holds(self, run_id: str, owner: Owner) -> bool:
+        """Whether ``owner`` still holds the run (a run this store never saw: True)."""
+        with self._connect() as conn:
+            return self._held(conn, run_id, owner)
+
+    @staticmethod
+    def _held(conn: sqlite3.Connection, run_id: str, owner: Owner) -> bool:
+        row = conn.execute("SELECT owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is None or row[0] == owner.token
+
+    @staticmethod
+    def _known(conn: sqlite3.Connection, run_id: str) -> bool:
+        """Whether the run is on record (a run this store never saw holds no claim)."""
+        return conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
 
     def acquire_thread(self, thread_id: str, run_id: str, owner: Owner, lease_s: float) -> None:
         """Claim ``thread_id`` for one run; RequestError naming the holder while another

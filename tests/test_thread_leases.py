@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from agents.it_ops import it_ops_agents
+from agents.policy import read_only
 from orchestrator import Orchestrator
+from orchestrator.cli.view import print_answer
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError
 from orchestrator.events import Event
@@ -129,3 +135,239 @@ def test_a_run_whose_owner_died_reads_interrupted(tmp_path: Path) -> None:
     store.start_run("alive", "t3", "x", owner=Owner.here(), lease_s=60)
     statuses = {r.run_id: r.status for r in store.list_runs()}
     assert statuses == {"gone": "interrupted", "late": "interrupted", "alive": "running"}
+
+
+# --- a process that lost its lease stops (real processes) ---------------------------------
+# The pager below is outside the business database, so the write ledger cannot make its
+# pages happen once: each page a process sends is a line in a file the test reads. The drill
+# first watches (a read, repeated safely by whoever resumes the run) and holds there.
+
+LEASE_DRILL = """\
+name: lease_drill
+description: Watch the drill channel and hold, then page outside.
+trigger:
+  event: lease_drill
+inputs: [service]
+steps:
+  - id: hold
+    agent: holder
+    goal: "Check the drill channel and hold for the {service} lease drill"
+    kind: answer
+  - id: page
+    agent: pager
+    goal: "Page the on-call: the {service} lease drill is over"
+    depends_on: [hold]
+    kind: act
+"""
+
+
+def _send_outside(what: str) -> None:
+    with open(os.environ["ORCH_TEST_OUTSIDE"], "a") as pager:
+        pager.write(f"{what} {os.getpid()}\n")
+
+
+def watch_and_hold(message: str) -> str:
+    """Check the drill channel, then hold until released."""
+    _send_outside("watch")
+    gate = os.environ.get("ORCH_TEST_GATE")
+    if gate:
+        # Opened before ``reached``: the test can release it even while this process is
+        # stopped (a reader is there), and it waits until the test writes.
+        fifo = os.open(Path(gate, "release"), os.O_RDONLY | os.O_NONBLOCK)
+        Path(gate, "reached").write_text(str(os.getpid()))
+        select.select([fifo], [], [])
+        os.close(fifo)
+    return "The drill channel is quiet."
+
+
+read_only(watch_and_hold)
+
+
+def page_outside(message: str) -> str:
+    """Page the on-call through the outside pager."""
+    _send_outside("page")
+    return "Paged the on-call."
+
+
+def outside_env(tmp_path: Path, gate: Path | None = None) -> dict[str, str]:
+    cards, playbooks = tmp_path / "cards", tmp_path / "playbooks"
+    if not cards.exists():
+        cards.mkdir()
+        playbooks.mkdir()
+        for name, tool in (("holder", "watch_and_hold"), ("pager", "page_outside")):
+            (cards / f"{name}.yaml").write_text(
+                f"name: {name}\ndescription: Pages through the outside pager.\n"
+                f"skills: [{name}]\nprompt: Page once.\n"
+                f"tools:\n  - tests.test_thread_leases:{tool}\ndomain: it_ops\n")
+        (playbooks / "lease_drill.yaml").write_text(LEASE_DRILL)
+    return crash_env(gate, ORCHESTRATOR_AGENTS_DIR=str(cards),
+                     ORCHESTRATOR_PLAYBOOKS_DIR=str(playbooks), ORCHESTRATOR_LEASE_S="1",
+                     ORCH_TEST_OUTSIDE=str(tmp_path / "pages.log"))
+
+
+def pages(tmp_path: Path) -> list[tuple[str, int]]:
+    lines = (tmp_path / "pages.log").read_text().split("\n")
+    return [(what, int(pid)) for what, pid in (line.split() for line in lines if line)]
+
+
+def wait_for_status(store: RunStore, run_id: str, status: str) -> None:
+    deadline = time.monotonic() + 60
+    while store.run(run_id)["status"] != status:
+        assert time.monotonic() < deadline, store.run(run_id)
+        time.sleep(0.05)  # polling the record until the stopped owner's lease runs out
+
+
+def release(gate: Path) -> None:
+    with open(gate / "release", "w") as fifo:  # a reader is there: this does not block
+        fifo.write("go")
+
+
+def test_an_owner_stopped_past_its_lease_stops_when_it_wakes_and_leaves_the_run_alone(
+        orchestrator_home: Path, tmp_path: Path) -> None:
+    # Seen: the owner frozen (SIGSTOP) past its lease, another process resumed the run, the
+    # owner woke and went on too: two processes drove one run, both said `finished: ok`.
+    gate, later_gate = make_gate(tmp_path / "gate"), make_gate(tmp_path / "later-gate")
+    owner = start_cli("event", "lease_drill", "--data", '{"service": "web-3"}', "--json",
+                      env=outside_env(tmp_path, gate))
+    started: list[subprocess.Popen[str]] = [owner]
+    try:
+        wait_for_marker(gate / "reached", owner)
+        owner.send_signal(signal.SIGSTOP)
+        store = RunStore(orchestrator_home / "runs.sqlite")
+        (run,) = store.list_runs()
+        wait_for_status(store, run.run_id, "interrupted")
+        # Another process takes the run over and holds it where the owner held it.
+        taker = start_cli("resume", run.run_id, "--json", env=outside_env(tmp_path, later_gate))
+        started.append(taker)
+        wait_for_marker(later_gate / "reached", taker)
+        release(gate)  # its hold returns as the owner wakes
+        owner.send_signal(signal.SIGCONT)
+        out, err = owner.communicate(timeout=60)
+        release(later_gate)
+        taken_out, taken_err = taker.communicate(timeout=60)
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.send_signal(signal.SIGCONT)
+                proc.wait()
+
+    assert owner.returncode == 1, err + out
+    stopped = json.loads(out)
+    assert stopped["status"] == "interrupted", stopped
+    assert "was taken over by another process" in stopped["error"], stopped["error"]
+    assert taker.returncode == 0, taken_err + taken_out
+    taken = json.loads(taken_out)
+    assert taken["status"] == "ok"
+    # The woken owner did nothing more: the page went out once, from the new owner.
+    sent = pages(tmp_path)
+    assert [what for what, pid in sent if pid == owner.pid] == ["watch"]
+    assert [what for what, pid in sent if pid == taker.pid] == ["watch", "page"]
+    # The record is the new owner's: not overwritten, no events added by the old owner.
+    record = store.run(run.run_id)
+    assert (record["status"], record["pid"], record["answer"]) == (
+        "ok", taker.pid, taken["answer"])
+    events = store.events(run.run_id)
+    assert [e.type for e in events].count("answer") == 1
+    assert [(e.subtask_id, e.data.get("replayed", False)) for e in events
+            if e.type == "tool_called"] == [("hold", False), ("page", False)]
+
+
+# --- a lost claim, in one process ----------------------------------------------------------
+
+
+def steal(runs_db: Path, run_id: str) -> None:
+    """What another process's claim does to the run's row once the lease has run out."""
+    with sqlite3.connect(runs_db) as conn:
+        conn.execute("UPDATE runs SET status = 'resuming', owner = 'intruder', pid = 4242, "
+                     "host = 'other-host', lease_until = ? WHERE run_id = ?",
+                     (time.time() + 600, run_id))
+
+
+def test_a_run_taken_over_as_it_finishes_does_not_write_its_outcome(domain_db: Path,
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path)
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store,
+                        checkpointer=tmp_path / "c.sqlite")
+
+    def on_event(event: Event) -> None:
+        if event.type == "answer":  # the run is done; its record is not written yet
+            steal(path, event.run_id)
+
+    result = orch.run("page the on-call engineer for web-3: disk full", on_event=on_event)
+    assert result.status == "interrupted" and result.answer == ""
+    assert result.error is not None and "taken over by another process (pid 4242 on " \
+        "other-host)" in result.error
+    record = store.run(result.run_id)
+    assert (record["status"], record["owner"], record["answer"]) == (
+        "resuming", "intruder", None)
+    console = Console(record=True, width=300)
+    print_answer(console, result)  # what the CLI shows
+    assert "was taken over by another process (pid 4242 on other-host)" in console.export_text()
+
+
+def test_a_run_taken_over_while_it_works_stops_at_once(domain_db: Path, tmp_path: Path
+                                                        ) -> None:
+    path = tmp_path / "runs.sqlite"
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=RunStore(path), settings=Settings(lease_s=0.3, max_retries=0))
+
+    def on_event(event: Event) -> None:
+        if event.type == "tool_called" and event.data["tool"] == "find_root_cause":
+            steal(path, event.run_id)
+
+    result = orch.fire_event("service_down", {"service": "web-3"}, on_event=on_event)
+    assert result.status == "interrupted"
+    assert result.error is not None and "was taken over by another process" in result.error
+    assert outside_writes(domain_db) == (0, 0)  # alert and log come after the diagnosis
+    assert RunStore(path).run(result.run_id)["owner"] == "intruder"
+
+
+def test_a_thread_taken_over_while_the_run_works_stops_it_at_the_next_renewal(
+        domain_db: Path, tmp_path: Path) -> None:
+    # Only the renewal sees this one: the run's own row is still this process's.
+    path = tmp_path / "runs.sqlite"
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=RunStore(path), settings=Settings(lease_s=0.3, max_retries=0))
+
+    def on_event(event: Event) -> None:
+        if event.type == "tool_called" and event.data["tool"] == "find_root_cause":
+            with sqlite3.connect(path) as conn:
+                conn.execute("UPDATE thread_leases SET owner = 'intruder', run_id = 'other', "
+                             "lease_until = ?", (time.time() + 600,))
+
+    result = orch.fire_event("service_down", {"service": "web-3"}, thread_id="ops",
+                             on_event=on_event)
+    assert result.status == "interrupted"
+    assert result.error is not None and "its thread 'ops' was taken over by another " \
+        "process" in result.error and "orchestrator resume" in result.error
+    assert outside_writes(domain_db) == (0, 0)
+    record = RunStore(path).run(result.run_id)
+    assert (record["status"], record["owner"]) == ("interrupted", None)
+
+
+def outside_writes(domain_db: Path) -> tuple[int, int]:
+    """Alerts and incidents on web-3."""
+    db = sqlite3.connect(domain_db)
+    return (db.execute("SELECT count(*) FROM alerts WHERE service = 'web-3'").fetchone()[0],
+            db.execute("SELECT count(*) FROM incidents WHERE service = 'web-3'").fetchone()[0])
+
+
+def test_a_lease_that_cannot_be_renewed_before_it_runs_out_stops_the_run(
+        domain_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store, settings=Settings(lease_s=0.3, max_retries=0))
+
+    def locked(*args: Any) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "renew", locked)
+    result = orch.fire_event("service_down", {"service": "web-3"})
+    assert result.status == "interrupted"
+    assert result.error is not None and "could not renew its lease" in result.error
+    assert "database is locked" in result.error and "orchestrator resume" in result.error
+    assert outside_writes(domain_db) == (0, 0)
+    record = store.run(result.run_id)
+    assert (record["status"], record["owner"]) == ("interrupted", None)

@@ -187,8 +187,12 @@ def print_answer(console: Console, result: RunResult, *, details: bool = True) -
         console.print(usage)
         return
     style = "green" if result.ok else "red"
-    console.print(Panel(Markdown(safe_text(result.answer or "(no answer)")), title="answer",
-                        border_style=style))
+    if not result.answer and result.error:  # e.g. the run was taken over by another process
+        console.print(Panel(Text(safe_text(result.error)), title=f"no answer: {result.status}",
+                            border_style=style))
+    else:
+        console.print(Panel(Markdown(safe_text(result.answer or "(no answer)")),
+                            title="answer", border_style=style))
     console.print(usage)
 
 
