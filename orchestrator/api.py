@@ -340,8 +340,10 @@ class Orchestrator:
                     elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
                         item = Event.from_dict(chunk)
                         events.append(item)
-                        if self.runs is not None and not await asyncio.to_thread(
-                                self.runs.append_events, run_id, [item], owner):
+                        # On the loop itself: one small WAL insert costs less than a
+                        # thread hop per event, and the record keeps the events' order.
+                        if self.runs is not None and not self.runs.append_events(
+                                run_id, [item], owner):
                             raise _RunLost(self._lost_reason(run_id, thread, owner,
                                                              LostLease(taken=True)))
                         if on_event is not None:

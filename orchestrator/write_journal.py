@@ -44,6 +44,9 @@ class WriteJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # Durable across a killed process (what the journal is for) without a disk sync
+            # per write call; a power cut may lose the last notes.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

@@ -24,6 +24,7 @@ from orchestrator.models import DEFAULT_MODEL_SPEC
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
+    from orchestrator.cli.view import RunView
     from orchestrator.events import Event, EventSink
     from orchestrator.results import RunResult
 
@@ -161,6 +162,18 @@ def _stopped_like_ctrl_c(tracker: _RunTracker) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _live(view: RunView) -> Iterator[None]:
+    """The live view of a run; an error erases it, so the error is the one line shown."""
+    live = Live(view, console=console, refresh_per_second=8, transient=False)
+    with live:
+        try:
+            yield
+        except BaseException:
+            live.transient = True
+            raise
+
+
 def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
           as_json: bool) -> bool:
     """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer."""
@@ -174,7 +187,7 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
             return result.status == "ok"
         view = RunView()
         tracker.sink = view.on_event
-        with Live(view, console=console, refresh_per_second=8, transient=False):
+        with _live(view):
             result = start(tracker)
         while result.status == "paused" and sys.stdin.isatty():
             console.print()
@@ -188,7 +201,7 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
                 reason = typer.prompt("Reason", default="approved" if approved else "denied")
                 decisions[step["key"]] = {"approved": approved, "reason": reason}
             thread = result.thread_id
-            with Live(view, console=console, refresh_per_second=8, transient=False):
+            with _live(view):
                 result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker)
     console.print()
     print_answer(console, result)

@@ -89,14 +89,17 @@ def plan_request(
     seen: set[str] = set()
     condition = ""  # a condition clause ("if web-3 goes down") waiting for its action
     negated_sentence = -1  # "Do NOT, under any circumstances, page ...": the rest is negated
+    dropped = False  # a clause was left out because it says not to act
     for sentence, clause, question in _clauses_with_mood(request, catalog):
         after = bool(_THEN.match(clause))
         text = _THEN.sub("", clause).strip(" ,;")
         if sentence == negated_sentence:
             context.extend(_identifiers(text))
+            dropped = True
             continue
         if _bare_negation(text, catalog):
             negated_sentence = sentence
+            dropped = True
             continue
         if _CONDITION_FIRST.match(text):
             condition = text
@@ -122,6 +125,7 @@ def plan_request(
         if _negated(text, catalog):
             # "don't page anyone": nothing to plan; what it names may still be context
             context.extend(_identifiers(text))
+            dropped = True
             continue
         if not text or text.lower() in seen:
             continue  # a bare "then", or the same work asked twice
@@ -147,6 +151,10 @@ def plan_request(
         else:
             kind = "answer" if answer else _kind_for(text, _entry(catalog, agent))
             routed.append((text, agent, after, kind))
+    if not routed and dropped:
+        return {"rationale": "The request says what not to do; nothing else is asked.",
+                "subtasks": [], "answer": "Nothing to do: the request asks not to act "
+                "(nothing was changed)."}
     if not routed:
         known = ", ".join(entry[0] for entry in catalog)
         return {
@@ -448,9 +456,13 @@ def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge:
             value = _enum_value(schema["enum"], text, prop.get("default"))
         elif schema.get("type") == "string" and "pattern" in schema:
             from_goal = find_pattern(schema["pattern"], goal)
-            found = from_goal or find_pattern(schema["pattern"], inputs)
+            found = from_goal
             if not found and name not in required:
+                # An optional target (which pool) comes from procedure, not from what an
+                # earlier step saw (the current pool): inputs only fill what is required.
                 found = find_pattern(schema["pattern"], knowledge)
+            elif not found:
+                found = find_pattern(schema["pattern"], inputs)
             if len(from_goal) > 1 and name in required and fan_out is None:
                 fan_out = (name, from_goal[:5])
             value = found[0] if found else None
