@@ -357,3 +357,10 @@ def test_mcp_tool_annotations_in_metadata_say_what_a_tool_does() -> None:
     assert is_read_only(reader) and is_read_only(retrieve)
     assert not is_read_only(remover) and tool_kind(remover).destructive
     assert not is_read_only(plain)  # nothing declared: a write
+
+
+def test_a_request_that_only_says_what_not_to_do_does_nothing_and_says_so(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    result = orch(domain_db, tmp_path).run("do not page the on-call team for web-3")
+    assert counts(db) == (0, 0, 0)
+    assert result.answer.startswith("Nothing to do")
