@@ -281,8 +281,10 @@ def action_name(tool: BaseTool) -> str:
     for fn in _functions(tool)[::-1]:  # the innermost function first
         module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
         if module and name and "<lambda>" not in name:
-            # Functions made in a loop share a qualified name: the tool's name tells apart.
-            return f"{module}.{name}" + (f":{tool.name}" if "<locals>" in name else "")
+            # Functions made in a loop, and methods of different instances, share a
+            # qualified name: the tool's name tells them apart.
+            shared = "<locals>" in name or getattr(fn, "__self__", None) is not None
+            return f"{module}.{name}" + (f":{tool.name}" if shared else "")
     return tool.name
 
 

@@ -364,3 +364,104 @@ def test_a_request_that_only_says_what_not_to_do_does_nothing_and_says_so(
     result = orch(domain_db, tmp_path).run("do not page the on-call team for web-3")
     assert counts(db) == (0, 0, 0)
     assert result.answer.startswith("Nothing to do")
+
+
+@pytest.mark.parametrize("request_text", [
+    "Do not book a cardiology visit for p-1.",
+    "Hypothetically, book a cardiology visit for p-1.",
+    "Should we book a cardiology visit for p-1?",
+    "sku-3 is sold out, but don't pause anything.",
+])
+def test_a_playbook_pattern_does_not_fire_on_a_negation_question_or_hypothetical(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path, request_text: str) -> None:
+    # Found by review: playbook patterns matched "do not book ..." and ran the playbook.
+    from agents.registry import builtin_agents
+
+    before = db.execute("SELECT (SELECT count(*) FROM appointments), "
+                        "(SELECT count(*) FROM promotions WHERE status = 'active')").fetchone()
+    o = Orchestrator("fake", agents=builtin_agents(), domain_db=domain_db,
+                     settings=Settings(home=tmp_path / "h", knowledge=False))
+    result = o.run(request_text)
+    assert not result.mode.startswith("playbook:")
+    after = db.execute("SELECT (SELECT count(*) FROM appointments), "
+                       "(SELECT count(*) FROM promotions WHERE status = 'active')").fetchone()
+    assert tuple(after) == tuple(before)
+
+
+def test_not_needed_is_accepted_only_for_a_goal_with_a_condition(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Found by review: any act subtask could be declined with "NOT NEEDED:" and count as ok.
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Reroute web-3 traffic to a backup pool", "traffic", [])),
+        "NOT NEEDED: nothing to do",
+    ])
+    result = orch(domain_db, tmp_path, model, max_retries=0, max_replans=0,
+                  max_reassigns=0).run("reroute web-3 traffic")
+    (subtask,) = result.results.values()
+    assert subtask.status == "failed" and result.status == "failed"
+
+
+def test_a_condition_after_a_comma_belongs_to_the_action_before_it(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    result = orch(domain_db, tmp_path).run(
+        "Page the on-call team about web-1, but only if it is down.")
+    assert counts(db)[0] == 0  # web-1 is up
+    assert [r.failure_kind for r in result.results.values()].count("condition") == 1
+
+
+def test_a_tool_that_reports_its_own_error_has_not_done_its_write(
+        domain_db: Path, tmp_path: Path) -> None:
+    # Found by review: a tool with handle_tool_error=True returned its failure as text; the
+    # write was recorded done and every retry was told "already done".
+    from langchain_core.tools import ToolException
+
+    sent: list[str] = []
+
+    def send_wire(account: str) -> str:
+        """Send a wire transfer."""
+        if not sent:
+            sent.append("fail")
+            raise ToolException("gateway timeout, nothing sent; try again")
+        sent.append(account)
+        return f"wired {account}"
+
+    wire = StructuredTool.from_function(send_wire, handle_tool_error=True)
+    agent = AgentSpec(name="payments", description="Sends wires.", skills=["wire"],
+                      tools=[wire])
+    supervisor = FakeChatModel(script=[tool_call("Plan", {"subtasks": [{
+        "id": "t1", "goal": "Wire acct-1", "agent": "payments", "kind": "act"}]})])
+    payer = FakeChatModel(script=[tool_call("send_wire", {"account": "acct-1"}),
+                                  tool_call("send_wire", {"account": "acct-1"}), "Wired."])
+    o = Orchestrator(supervisor, agents=[agent], domain_db=domain_db,
+                     agent_models={"payments": payer},
+                     settings=Settings(home=tmp_path / "h", max_retries=1, max_replans=0))
+    result = o.run("wire acct-1")
+    assert sent == ["fail", "acct-1"] and result.ok
+
+
+def test_tools_over_methods_of_two_clients_are_two_actions(domain_db: Path,
+                                                           tmp_path: Path) -> None:
+    # Found by review: bound methods of two instances shared one write key.
+    class Pager:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, service: str, message: str) -> str:
+            """Page a team."""
+            self.sent.append(message)
+            return "paged"
+
+    dba, network = Pager(), Pager()
+    tools = [StructuredTool.from_function(dba.send, name="page_dba"),
+             StructuredTool.from_function(network.send, name="page_network")]
+    agent = AgentSpec(name="pagers", description="Pages teams.", skills=["page"], tools=tools)
+    both = AIMessage(content="", tool_calls=[
+        {"name": n, "args": {"service": "db-1", "message": m}, "id": n, "type": "tool_call"}
+        for n, m in (("page_dba", "db-1 slow"), ("page_network", "packet loss"))])
+    supervisor = FakeChatModel(script=[tool_call("Plan", {"subtasks": [{
+        "id": "t1", "goal": "Page both teams about db-1", "agent": "pagers", "kind": "act"}]})])
+    o = Orchestrator(supervisor, agents=[agent], domain_db=domain_db,
+                     agent_models={"pagers": FakeChatModel(script=[both, "Paged both."])},
+                     settings=Settings(home=tmp_path / "h"))
+    assert o.run("page both teams about db-1").ok
+    assert dba.sent == ["db-1 slow"] and network.sent == ["packet loss"]

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from orchestrator.models.text_match import find_pattern, overlap_score, tokens
+from orchestrator.request_mood import (
+    CONDITION_FIRST,
+    CONDITION_INSIDE,
+    HYPOTHETICAL,
+    LEADING_FILLER,
+    NEGATION,
+    POLITE_ASK,
+    SENTENCE_END,
+    STATE_WORDS,
+    asks,
+)
 from prompts import extract_tag
 
 _FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",
@@ -27,28 +38,6 @@ _CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
 _THEN = re.compile(r"^(?:and\s+)?(?:then|after that|afterwards|finally|next)\b[\s,]*", re.I)
 _CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*?)"
                            r"(?:\s*\|\s*reads:\s*(.*?))?(?:\s*\|\s*changes:\s*(.*))?$")
-_SENTENCE_END = re.compile(r"(?<=[?!.;])\s+")
-_QUESTION_WORDS = frozenset("""what which who whom whose when where why how is are was were do does
-did can could should would will has have any anything""".split())  # noqa: SIM905
-_HYPOTHETICAL = re.compile(r"\b(?:hypothetical(?:ly)?|what if|what would|suppose|supposing|"
-                           r"imagine|in theory|would it be|if we were to|pretend|let'?s say|"
-                           r"dry[ -]run|simulat(?:e|ion)|as an? (?:drill|exercise)|"
-                           r"for an? (?:drill|exercise))\b", re.IGNORECASE)
-_CONDITION_WORDS = r"(?:only if|if|unless|in case|whenever|provided that|as soon as)"
-_CONDITION_FIRST = re.compile(rf"^{_CONDITION_WORDS}\s", re.IGNORECASE)
-_CONDITION_INSIDE = re.compile(rf"\s{_CONDITION_WORDS}\s", re.IGNORECASE)
-_STATE_WORDS = {"dies": "down", "die": "down", "fails": "down", "fail": "down",
-                "crashes": "down", "crash": "down", "offline": "down", "online": "up"}
-_LEADING_FILLER = re.compile(r"^(?:(?:but|and|so|please|then|just|also|ok|okay|maybe)\b"
-                             r"[\s,]*)+", re.IGNORECASE)
-_POLITE_ASK = re.compile(r"^(?:can|could|would|will)\s+you\s+(?:please\s+)?",
-                         re.IGNORECASE)
-""""can you reroute ...?" asks for the action, not whether it is possible."""
-_ASKS_TO_EXPLAIN = re.compile(r"^(?:tell me|explain|describe|advise|show me how|how (?:do|would|"
-                              r"should|can|could) (?:i|we|you)|i wonder|i'?m wondering|"
-                              r"do you think)\b", re.IGNORECASE)
-_NEGATION = re.compile(r"^no\b|\b(?:don'?t|do not|does not|doesn'?t|not|never|no need to|"
-                       r"without|nobody should|avoid|refrain from|hold off)\b", re.IGNORECASE)
 _IDENTIFIER_FIRST = re.compile(r"^[a-z]+-\d+\b", re.IGNORECASE)
 Catalog = list[tuple[str, str, str, str, str]]
 """(name, description, skills, read tools, change tools) per agent."""
@@ -83,13 +72,14 @@ def plan_request(
     agent's best-fitting tool for the clause only reads; ``act`` when it changes something.
     A clause that says not to do something plans nothing.
     """
-    hypothetical = bool(_HYPOTHETICAL.search(request))
+    hypothetical = bool(HYPOTHETICAL.search(request))
     context: list[str] = []  # what the request says besides the work: folded into goals
     routed: list[tuple[str, str, bool, str]] = []  # (clause, agent, after_previous, kind)
     seen: set[str] = set()
     condition = ""  # a condition clause ("if web-3 goes down") waiting for its action
     negated_sentence = -1  # "Do NOT, under any circumstances, page ...": the rest is negated
     dropped = False  # a clause was left out because it says not to act
+    last_sentence = -1  # the sentence of the last routed clause
     for sentence, clause, question in _clauses_with_mood(request, catalog):
         after = bool(_THEN.match(clause))
         text = _THEN.sub("", clause).strip(" ,;")
@@ -101,26 +91,26 @@ def plan_request(
             negated_sentence = sentence
             dropped = True
             continue
-        if _CONDITION_FIRST.match(text):
-            condition = text
+        bare = LEADING_FILLER.sub("", text)
+        if CONDITION_FIRST.match(bare):
+            if routed and routed[-1][3] == "act" and last_sentence == sentence:
+                # "page the on-call about web-1, but only if it is down": the condition
+                # belongs to the action before it.
+                action, _, _, _ = routed.pop()
+                _plan_conditional(action, bare, catalog, routed, min_score)
+            else:
+                condition = bare
             continue
-        inline = _CONDITION_INSIDE.search(text)
+        inline = CONDITION_INSIDE.search(text)
         if inline is not None or condition:
             # A conditional action: it runs after a check of its condition and is done only
             # if the check shows the condition holds (the agent sees both).
             action = text[:inline.start()].strip(" ,;") if inline else text
             cond = text[inline.start():].strip(" ,;") if inline else condition
             condition = ""
-            checked = _condition_check(cond, action, catalog, routed)
-            if checked is None:
-                continue  # nothing can check it: no action on an unchecked condition
-            if checked is not False:
-                routed.append(checked)
-            agent = _best_agent(action, catalog, min_score, needs_changes=True) or \
-                _best_agent(action, catalog, min_score)
-            if agent is not None and not question and not hypothetical:
-                routed.append((f"{action} {cond}", agent, True,
-                               _kind_for(action, _entry(catalog, agent))))
+            if not question and not hypothetical:
+                _plan_conditional(action, cond, catalog, routed, min_score)
+                last_sentence = sentence
             continue
         if _negated(text, catalog):
             # "don't page anyone": nothing to plan; what it names may still be context
@@ -151,6 +141,7 @@ def plan_request(
         else:
             kind = "answer" if answer else _kind_for(text, _entry(catalog, agent))
             routed.append((text, agent, after, kind))
+            last_sentence = sentence
     if not routed and dropped:
         return {"rationale": "The request says what not to do; nothing else is asked.",
                 "subtasks": [], "answer": "Nothing to do: the request asks not to act "
@@ -184,56 +175,60 @@ def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[int, str, b
     """The request's clauses: the sentence each is in, and whether its sentence (or the
     clause itself) asks a question."""
     out: list[tuple[int, str, bool]] = []
-    for index, sentence in enumerate(_SENTENCE_END.split(request.strip())):
-        polite = bool(_POLITE_ASK.match(_LEADING_FILLER.sub("", sentence.strip())))
-        body = _POLITE_ASK.sub("", _LEADING_FILLER.sub("", sentence.strip()))
-        asks = _asks(body) or (sentence.rstrip().endswith("?") and not polite)
+    for index, sentence in enumerate(SENTENCE_END.split(request.strip())):
+        polite = bool(POLITE_ASK.match(LEADING_FILLER.sub("", sentence.strip())))
+        body = POLITE_ASK.sub("", LEADING_FILLER.sub("", sentence.strip()))
+        question = asks(body) or (sentence.rstrip().endswith("?") and not polite)
         for clause in _split_clauses(body, catalog):
-            out.append((index, clause, asks or _asks(clause)))
+            out.append((index, clause, question or asks(clause)))
     return out
 
 
 def _bare_negation(clause: str, catalog: Catalog) -> bool:
     """A clause that is only a negation ("Do NOT", "never"): it negates what follows."""
-    text = _LEADING_FILLER.sub("", clause.strip())
-    match = _NEGATION.match(text) or re.match(r"^(?:do|please)\s+not\b", text, re.I)
+    text = LEADING_FILLER.sub("", clause.strip())
+    match = NEGATION.match(text) or re.match(r"^(?:do|please)\s+not\b", text, re.I)
     return match is not None and not _identifiers(text) and len(text.split()) <= 3
 
 
+def _plan_conditional(action: str, condition: str, catalog: Catalog,
+                      routed: list[tuple[str, str, bool, str]], min_score: int) -> None:
+    """Plan an action that is done only if its condition holds: after the subtask that
+    checks the condition (added when the one before does not), with the condition in its
+    goal for the agent to read against that check."""
+    agent = _best_agent(action, catalog, min_score, needs_changes=True) or \
+        _best_agent(action, catalog, min_score)
+    if agent is None:
+        return
+    checked = _condition_check(condition, action, catalog, routed, agent)
+    if checked is not None:
+        routed.append(checked)
+    routed.append((f"{action} {condition}", agent, checked is not None or bool(routed),
+                   _kind_for(action, _entry(catalog, agent))))
+
+
 def _condition_check(condition: str, action: str, catalog: Catalog,
-                     routed: list[tuple[str, str, bool, str]]
-                     ) -> tuple[str, str, bool, str] | Literal[False] | None:
-    """The subtask that checks a condition: False when the previous one already does (it
-    names what the condition is about), a new answer subtask, or None when no agent can."""
+                     routed: list[tuple[str, str, bool, str]], acting: str
+                     ) -> tuple[str, str, bool, str] | None:
+    """A new answer subtask that checks a condition, or None when the subtask before
+    already does (it names what the condition is about) or nothing names what to check.
+    The acting agent checks it when it can read (it knows its own domain)."""
     about = _identifiers(condition) or _identifiers(action)
     if routed and (not about or any(i in routed[-1][0].lower() for i in about)):
-        return False
+        return None
     if not about:
         return None
-    agent = _best_agent(f"check the status of {' '.join(about)}", catalog,
-                        needs_reads=True)
-    if agent is None:
-        return None
-    return (f"check the status of {' and '.join(about)}", agent, False, "answer")
-
-
-def _asks(text: str) -> bool:
-    """A question or a request to explain (not an instruction to act)."""
-    text = _LEADING_FILLER.sub("", text.strip())
-    if _POLITE_ASK.match(text):
-        return _asks(_POLITE_ASK.sub("", text))
-    words = text.lower().split(maxsplit=2)
-    first = words[0].strip(",") if words else ""
-    if first in ("do", "does", "did") and len(words) > 1 and words[1].strip(",") == "not":
-        return False  # "do not page anyone": an instruction, not a question
-    return first in _QUESTION_WORDS or bool(_ASKS_TO_EXPLAIN.match(text))
+    goal = f"check the status of {' and '.join(about)}"
+    entry = _entry(catalog, acting)
+    agent = acting if entry[3].strip() else _best_agent(goal, catalog, needs_reads=True)
+    return (goal, agent, False, "answer") if agent is not None else None
 
 
 def _negated(clause: str, catalog: Catalog) -> bool:
     """Whether the clause says not to do its action: a negation before its verb ("we should
     not reroute", "hold off on paging"), not after it ("check why web-3 is not up")."""
-    text = _LEADING_FILLER.sub("", clause.strip())
-    negation = _NEGATION.search(text)
+    text = LEADING_FILLER.sub("", clause.strip())
+    negation = NEGATION.search(text)
     if negation is None:
         return False
     verbs = {_leading_verb(t) for e in catalog for field in (e[3], e[4])
@@ -316,7 +311,7 @@ def _asks_for_change(clause: str, catalog: Catalog) -> bool:
 
 
 def _leading_verb(text: str) -> str:
-    found = tokens(_LEADING_FILLER.sub("", text.replace("_", " ")))
+    found = tokens(LEADING_FILLER.sub("", text.replace("_", " ")))
     return found[0] if found else ""
 
 
@@ -353,7 +348,7 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
                      salt: str = "") -> AIMessage:
     goal = _first_tag(human, "goal") or human
     inputs = " ".join(body for _, body in extract_tag(human, "input"))
-    inline = _CONDITION_INSIDE.search(goal)
+    inline = CONDITION_INSIDE.search(goal)
     if inline is not None:
         verdict = _condition_holds(goal[inline.start():].strip(), inputs)
         if verdict is not None:
@@ -378,7 +373,7 @@ def _condition_holds(condition: str, inputs: str) -> str | None:
     if not inputs:
         return f"CANNOT: nothing here shows whether {condition}"
     words = [w for w in re.findall(r"[a-z]+", condition.lower())]
-    state = _STATE_WORDS.get(words[-1], words[-1]) if words else ""
+    state = STATE_WORDS.get(words[-1], words[-1]) if words else ""
     seen = bool(re.search(rf"\b(?:is|are|was|went|goes)\s+(?:\w+\s+)?{state}\b",
                           inputs.lower()))
     negative = condition.lower().startswith("unless")

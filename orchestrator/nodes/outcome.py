@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from orchestrator.request_mood import has_condition
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 
 CANNOT_MARKER = "CANNOT:"
@@ -28,7 +29,7 @@ def judge(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]) -
     """Set ``result``'s status, output, error and failure kind for an agent that ended
     its loop with ``report``; ``last_step`` holds the calls of its final tool step."""
     result.output = report or "(no report)"
-    if report.upper().startswith(NOT_NEEDED_MARKER) and not result.writes_done:
+    if report.upper().startswith(NOT_NEEDED_MARKER) and _may_skip(result):
         result.status, result.failure_kind = "skipped", "condition"
         result.error = report[len(NOT_NEEDED_MARKER):].strip() or "its condition does not hold"
         return
@@ -41,6 +42,13 @@ def judge(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]) -
     if writes:
         message += f" (writes that did happen: {writes})"
     result.status, result.failure_kind, result.error = "failed", kind, message
+
+
+def _may_skip(result: SubtaskResult) -> bool:
+    """'Not needed' only for a goal that has a condition, with nothing written and no write
+    tried and failed: an agent cannot decline an unconditional action and count as done."""
+    tried = [c for c in result.tool_calls[result.attempt_first_call:] if c.write]
+    return has_condition(result.goal) and not result.writes_done and not tried
 
 
 def judge_cut_short(result: SubtaskResult, why: str, *, answers: bool = False) -> bool:

@@ -29,6 +29,7 @@ from orchestrator.events import emit
 from orchestrator.nodes.specialist import estimate_tokens
 from orchestrator.plan import Plan, Subtask, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
+from orchestrator.request_mood import not_an_instruction
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from prompts import render_prompt, tagged
@@ -341,18 +342,23 @@ async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage
     """
     mode = ctx.settings.coordination
     event = state.get("event")
-    if mode != "adaptive":
+    # A pattern that matches "do not book ..." or "should we book ...?" must not run the
+    # playbook: only an instruction does (an event is one by definition).
+    why_not = None if event else not_an_instruction(state["request"])
+    if mode != "adaptive" and why_not is None:
         found = _matching_playbook(ctx, state)
         if found is not None:
             playbook, data = found
             inputs = {**playbook.defaults, **data}
             return (playbook.plan_for(data, state["request"]), f"playbook:{playbook.name}",
                     inputs)
-        if mode == "rules":
-            what = f"event {event['name']!r}" if event else "this request"
-            names = ", ".join(p.name for p in ctx.playbooks) or "none"
-            raise PlanError(f"no playbook handles {what} in rules mode (playbooks: {names}); "
-                            "use --coordination hybrid to let the supervisor plan it")
+    if mode == "rules":
+        what = f"event {event['name']!r}" if event else "this request"
+        if why_not is not None:
+            raise PlanError(f"no playbook runs for this request in rules mode: {why_not}")
+        names = ", ".join(p.name for p in ctx.playbooks) or "none"
+        raise PlanError(f"no playbook handles {what} in rules mode (playbooks: {names}); "
+                        "use --coordination hybrid to let the supervisor plan it")
     data = dict((event or {}).get("data") or {})
     return await make_plan(ctx, state, usage, budget), "supervisor", data
 

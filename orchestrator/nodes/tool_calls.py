@@ -217,11 +217,16 @@ class ToolCaller:
         except BaseException as exc:
             self._settle(marker, None, exc)
             raise
-        text = output if isinstance(output, str) else json.dumps(output, default=str)
+        try:
+            text = output if isinstance(output, str) else json.dumps(output, default=str)
+        except (TypeError, ValueError):  # not JSON (a circular structure): its repr
+            text = repr(output)
         text = capped(text, self.max_output_chars)
-        if marker is not None and marker.save_output is not None:
-            marker.save_output(text)
-        self._settle(marker, text)
+        try:
+            if marker is not None and marker.save_output is not None:
+                marker.save_output(text)
+        finally:
+            self._settle(marker, text)  # it ran: a twin or a later attempt sees its result
         return text
 
     async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
@@ -231,13 +236,21 @@ class ToolCaller:
         its outcome is unknown."""
         sync = getattr(tool, "coroutine", None) is None
         self.result.unsettled_tool = tool.name if sync or marker is not None else None
+        # Called as a tool call, so a tool that turns its own errors into a reply
+        # (handle_tool_error) is seen to have failed, not to have done its write.
+        call: ToolCall = {"name": tool.name, "args": args, "id": "orchestrator",
+                          "type": "tool_call"}
         with write_call(marker) if marker is not None else nullcontext():
             if sync:
-                output = await run_in_tool_thread(lambda: tool.invoke(args),
+                output = await run_in_tool_thread(lambda: tool.invoke(call),
                                                   limit=self.tool_threads)
             else:
-                output = await tool.ainvoke(args)
+                output = await tool.ainvoke(call)
         self.result.unsettled_tool = None
+        if isinstance(output, ToolMessage):
+            if output.status == "error":  # its own report of a failure: not done
+                raise RuntimeError(output.text or "the tool reported an error")
+            return output.content if isinstance(output.content, str) else output.text
         return output
 
     def _settle(self, marker: WriteCall | None, output: str | None,
