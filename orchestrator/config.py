@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_MODEL_SPEC = "fake"
+"""The model used when none is configured: the offline fake model (here, not in
+``orchestrator.models``, so the CLI can name it without importing the model layer)."""
+
 
 def default_home() -> Path:
     """The data folder when ``ORCHESTRATOR_HOME`` is not set (XDG data dir)."""

@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, load_settings
 from orchestrator.errors import OrchestratorError
-from orchestrator.models import DEFAULT_MODEL_SPEC
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 
+from orchestrator.config import DEFAULT_MODEL_SPEC
 from orchestrator.errors import ConfigError
 
-DEFAULT_MODEL_SPEC = "fake"
 _PROVIDERS = ("fake", "openai", "replay")
 
 
