@@ -121,7 +121,7 @@ def test_a_wall_time_cut_after_writes_reports_the_writes_as_done(
     ])
     o = Orchestrator("fake", agents=agents, domain_db=domain_db,
                      agent_models={"notifications": pager},
-                     settings=Settings(home=tmp_path / "home", max_wall_s=1.0, max_retries=0))
+                     settings=Settings(home=tmp_path / "home", max_wall_s=3.0, max_retries=0))
     result = o.run("web-3 is down: log the incident and page the on-call team")
 
     assert counts(db)[:2] == (1, 1)  # both writes happened
