@@ -30,6 +30,7 @@ from orchestrator.events import Event
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
+from orchestrator.sqlite_files import open_store
 from orchestrator.truncation import cap_json, cap_text
 
 _SCHEMA = """
@@ -121,11 +122,7 @@ class RunStore:
         self.max_text = max_text
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection for the store's life: opening one per run costs milliseconds.
-            self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = open_store(self.path)
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
                 have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.errors import ConfigError
+from orchestrator.sqlite_files import open_store
 
 JournalState = Literal["started", "ledger", "done", "failed"]
 
@@ -41,12 +42,7 @@ class WriteJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # Durable across a killed process (what the journal is for) without a disk sync
-            # per write call; a power cut may lose the last notes.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = open_store(self.path)  # survives a killed process, what it is for
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
