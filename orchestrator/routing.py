@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.spec import AgentSpec
-from orchestrator.models.text_match import tokens
+from orchestrator.text_match import tokens
 
 PREFERENCE_BONUS = 0.15
 """Score the planner's own choice gets: it loses the work only to a clearly better agent."""

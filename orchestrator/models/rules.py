@@ -16,7 +16,6 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from orchestrator.models.text_match import find_pattern, overlap_score, tokens
 from orchestrator.request_mood import (
     CONDITION_FIRST,
     CONDITION_INSIDE,
@@ -28,6 +27,7 @@ from orchestrator.request_mood import (
     STATE_WORDS,
     asks,
 )
+from orchestrator.text_match import find_pattern, overlap_score, tokens
 from prompts import extract_tag
 
 _FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",

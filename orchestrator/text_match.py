@@ -1,4 +1,5 @@
-"""Tiny, deterministic text matching used by the rules-mode fake model."""
+"""Tiny, deterministic text matching: the rules-mode fake model plans with it, and routing
+reads the skills a goal asks for with it (neither needs the other)."""
 
 from __future__ import annotations
 
