@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from evals.baseline import Comparison, GateThresholds, compare, load_summary
-from evals.cassette import RecordingChatModel
 from evals.report import write_outputs
 from evals.runner import CaseRecord, EvalConfig, run_cases
 from evals.schema import load_cases
@@ -22,6 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.demo import ingest_demo_knowledge
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model
+from orchestrator.models.cassette import RecordingChatModel
 from orchestrator.pricing import PriceTable
 from retrieval.store import KnowledgeStore
 

@@ -74,7 +74,7 @@ def get_model(spec: str | BaseChatModel | None = None) -> BaseChatModel:
     if parsed.provider == "replay":
         from pathlib import Path
 
-        from evals.cassette import ReplayChatModel  # evals is optional for the engine
+        from orchestrator.models.cassette import ReplayChatModel
 
         return ReplayChatModel(path=Path(parsed.name))
     return _openai_model(parsed.name)
