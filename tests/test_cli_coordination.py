@@ -92,35 +92,15 @@ def test_coordination_user_mistakes_are_one_line_errors() -> None:
 
 def test_the_cli_asks_for_the_approval_on_a_terminal(orchestrator_home: Path) -> None:
     import os
-    import pty
-    import select
-    import sys
-    import time
+
+    from tests.support.processes import run_on_terminal
 
     env = {**os.environ, "ORCHESTRATOR_KNOWLEDGE": "0", "COLUMNS": "120"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the CLI on a terminal
-        os.execvpe(sys.executable, [sys.executable, "-m", "orchestrator.cli", "run",
-                                    "release transaction tx-1010"], env)
-    out, answers = b"", [(b"[y/N]", b"y\n"), (b"Reason", b"client called\n")]
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-        if answers and answers[0][0] in out.split(b"Approve")[-1]:
-            os.write(fd, answers.pop(0)[1])
-    _, status = os.waitpid(pid, 0)
+    code, out = run_on_terminal(["run", "release transaction tx-1010"],
+                                [(b"[y/N]", b"y\n"), (b"Reason", b"client called\n")], env)
     text = out.decode(errors="replace")
     assert "Approve t1 (transaction_monitoring)" in text
-    assert os.waitstatus_to_exitcode(status) == 0, text[-800:]
+    assert code == 0, text[-800:]
     assert "Transaction tx-1010 released." in text
     db = sqlite3.connect(orchestrator_home / "domain.sqlite")
     assert db.execute("SELECT status FROM transactions WHERE id = 'tx-1010'").fetchone()[0] == \
