@@ -53,10 +53,6 @@ class ToolKind:
     open_world: bool = True
     """It reaches outside the orchestrator's own systems (openWorldHint)."""
 
-    def to_dict(self) -> dict[str, bool]:
-        return {"read_only": self.read_only, "destructive": self.destructive,
-                "idempotent": self.idempotent, "open_world": self.open_world}
-
 
 READ_ONLY = ToolKind(read_only=True, destructive=False, idempotent=True, open_world=False)
 UNDECLARED = ToolKind()
@@ -249,7 +245,7 @@ def identity_args(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
     props = schema.get("properties", {})
     out: dict[str, Any] = {}
     for name, value in args.items():
-        prop = _non_null(props.get(name, {}))
+        prop = non_null(props.get(name, {}))
         free_text = (prop.get("type") == "string" and not
                      any(k in prop for k in ("pattern", "enum", "format", "const")))
         if not free_text:
@@ -264,7 +260,8 @@ def _args_schema(tool: BaseTool) -> dict[str, Any]:
         return {}
 
 
-def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
+def non_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-schema property with its ``anyOf: [X, null]`` resolved to X."""
     for option in prop.get("anyOf", []):
         if option.get("type") != "null":
             return {**prop, **option}

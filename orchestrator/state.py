@@ -12,7 +12,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
-from agents.policy import is_read_only, read_only
+from agents.policy import is_read_only
 from agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
@@ -119,8 +119,8 @@ class EngineContext:
         if spec.name not in self._tools:
             tools = dict(spec.tool_map)
             if RETRIEVE_TOOL_NAME in tools:
-                tools[RETRIEVE_TOOL_NAME] = read_only(bind_retrieve_tool(
-                    self.retriever, spec.name, spec.collections))
+                tools[RETRIEVE_TOOL_NAME] = bind_retrieve_tool(
+                    self.retriever, spec.name, spec.collections)
             self._tools[spec.name] = tools
         return self._tools[spec.name]
 

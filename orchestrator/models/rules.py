@@ -16,6 +16,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from agents.policy import non_null
 from orchestrator.request_mood import (
     CONDITION_FIRST,
     CONDITION_INSIDE,
@@ -445,7 +446,7 @@ def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge:
     base: dict[str, Any] = {}
     fan_out: tuple[str, list[str]] | None = None
     for name, prop in params.get("properties", {}).items():
-        schema = _non_null(prop)
+        schema = non_null(prop)
         value: Any = None
         if "enum" in schema:
             value = _enum_value(schema["enum"], text, prop.get("default"))
@@ -475,13 +476,6 @@ def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge:
         return [base]
     name, values = fan_out
     return [{**base, name: value} for value in values]
-
-
-def _non_null(prop: dict[str, Any]) -> dict[str, Any]:
-    for option in prop.get("anyOf", []):
-        if option.get("type") != "null":
-            return {**prop, **option}
-    return prop
 
 
 def _enum_value(options: list[Any], text: str, default: Any) -> Any:

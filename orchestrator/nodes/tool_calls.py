@@ -31,6 +31,7 @@ from agents.policy import (
     approval_reason,
     is_audited,
     is_read_only,
+    needs_approval,
     preview_of,
     refusal_reason,
     write_key,
@@ -117,7 +118,7 @@ class ToolCaller:
             if key in self._in_flight:  # the same action, asked twice in one step
                 return self._replayed(tool, args, call_id, key,
                                       await asyncio.shield(self._in_flight[key]))
-            earlier = self._earlier(key, tool.name)
+            earlier = self._earlier(key, tool.name, ledgers=needs_approval(tool))
             if earlier is not None:
                 return self._replayed(tool, args, call_id, key, earlier)
         try:
@@ -144,13 +145,16 @@ class ToolCaller:
             "key": key if not used else f"{key}#{used}", "tool": tool.name,
             "args": _jsonable(args), "why": why, "preview": preview, "again": used > 0})
 
-    def _earlier(self, key: str, tool: str) -> str | None:
+    def _earlier(self, key: str, tool: str, *, ledgers: bool) -> str | None:
         """The result of this write if it already happened; raises :class:`OutcomeUnknown`
-        when it was in flight in a process that died and nothing says how it ended."""
+        when it was in flight in a process that died and nothing says how it ended.
+
+        ``ledgers``: also ask the stores' ledgers now (before a person is asked to approve
+        it); otherwise the store's own check, in the write's transaction, answers."""
         for record in self.result.tool_calls:
             if record.key == key and record.status == "ok":
                 return record.output
-        found, output = earlier_result(key)
+        found, output = earlier_result(key) if ledgers else (False, None)
         if found:
             return output or "(done earlier; its result was not recorded)"
         entry = self.journal.lookup(key) if self.journal is not None else None
