@@ -1,8 +1,13 @@
 """Agents: the spec, the registry (built-ins, plugins, cards) and the built-in domain packs."""
 
-from agents.cards import AgentCard, load_agent_card, load_agent_cards
-from agents.registry import ENTRY_POINT_GROUP, AgentRegistry, builtin_agents, plugin_agents
-from agents.spec import AgentSpec, as_tool
+from orchestrator.agents.cards import AgentCard, load_agent_card, load_agent_cards
+from orchestrator.agents.registry import (
+    ENTRY_POINT_GROUP,
+    AgentRegistry,
+    builtin_agents,
+    plugin_agents,
+)
+from orchestrator.agents.spec import AgentSpec, as_tool
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import import_module
 
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
+
 from orchestrator.errors import ConfigError
 
 
@@ -33,16 +34,16 @@ class DomainPack:
 
 DOMAIN_PACKS: dict[str, DomainPack] = {
     pack.name: pack for pack in (
-        DomainPack("it_ops", "IT operations: incidents, traffic, on-call", "agents.it_ops",
-                   "it_ops_agents"),
+        DomainPack("it_ops", "IT operations: incidents, traffic, on-call",
+                   "orchestrator.agents.it_ops", "it_ops_agents"),
         DomainPack("commerce", "E-commerce: stock, prices, promotions, support, forecasts",
-                   "agents.commerce", "commerce_agents"),
+                   "orchestrator.agents.commerce", "commerce_agents"),
         DomainPack("finance", "Financial services: holds, fraud, compliance, verification",
-                   "agents.finance", "finance_agents"),
+                   "orchestrator.agents.finance", "finance_agents"),
         DomainPack("healthcare", "Healthcare: visits, history, diagnostics, billing, records",
-                   "agents.healthcare", "healthcare_agents"),
+                   "orchestrator.agents.healthcare", "healthcare_agents"),
         DomainPack("marketing", "Marketing: campaign content, send times, analytics",
-                   "agents.marketing", "marketing_agents"),
+                   "orchestrator.agents.marketing", "marketing_agents"),
     )
 }
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.tools import BaseTool
-
-from agents.spec import ToolLike, as_tool
+from orchestrator.agents.spec import ToolLike, as_tool
 
 ApprovalRule = Callable[[Mapping[str, Any]], str | None]
 """Given the call's arguments: why it needs an approval, or None when it does not."""

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from agents.cards import load_agent_cards
-from agents.spec import AgentSpec
+from orchestrator.agents.cards import load_agent_cards
+from orchestrator.agents.spec import AgentSpec
+
 from orchestrator.errors import ConfigError
 
 ENTRY_POINT_GROUP = "orchestrator.agents"
@@ -15,7 +16,7 @@ ENTRY_POINT_GROUP = "orchestrator.agents"
 
 def builtin_agents(domains: str | Iterable[str] | None = None) -> list[AgentSpec]:
     """The specialists that ship with the package: all domain packs, or those named."""
-    from agents.domains import DOMAIN_PACKS, enabled_domains
+    from orchestrator.agents.domains import DOMAIN_PACKS, enabled_domains
 
     return [spec for name in enabled_domains(domains) for spec in DOMAIN_PACKS[name].agents()]
 

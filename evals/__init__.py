@@ -1,11 +1,11 @@
 """Offline evals: case datasets, scorers, the runner, reports, record/replay, benchmarks."""
 
-from evals.baseline import GateThresholds, compare
-from evals.run_record import CaseRun
-from evals.runner import CaseRecord, EvalConfig, run_cases
-from evals.schema import EvalCase, Expectations, load_cases
-from evals.scorers import Score, all_scorers, scorer
-from evals.summary import summarize
+from orchestrator.evals.baseline import GateThresholds, compare
+from orchestrator.evals.run_record import CaseRun
+from orchestrator.evals.runner import CaseRecord, EvalConfig, run_cases
+from orchestrator.evals.schema import EvalCase, Expectations, load_cases
+from orchestrator.evals.scorers import Score, all_scorers, scorer
+from orchestrator.evals.summary import summarize
 
 __all__ = [
     "CaseRecord",

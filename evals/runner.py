@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from orchestrator.agents.registry import AgentRegistry
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.evals.run_record import CaseRun
+from orchestrator.evals.schema import EvalCase
+from orchestrator.evals.scorers import Score, ScorerFn, all_scorers, score_run
+from orchestrator.retrieval.store import KnowledgeStore
 
-from agents.registry import AgentRegistry
-from agents.spec import AgentSpec
-from evals.run_record import CaseRun
-from evals.schema import EvalCase
-from evals.scorers import Score, ScorerFn, all_scorers, score_run
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import reset_domain_db, use_domain_db
 from orchestrator.errors import OrchestratorError
 from orchestrator.pricing import PriceTable
 from orchestrator.runs import RunStore
-from retrieval.store import KnowledgeStore
 
 ProgressFn = Callable[["CaseRecord"], None]
 

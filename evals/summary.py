@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from evals.runner import CaseRecord
+from orchestrator.evals.runner import CaseRecord
 
 NO_AGENT = "(none)"
 

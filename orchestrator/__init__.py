@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agents.spec import AgentSpec
+    from orchestrator.agents.spec import AgentSpec
     from orchestrator.api import Orchestrator
     from orchestrator.config import Settings
     from orchestrator.errors import (
@@ -46,7 +46,7 @@ _EXPORTS = {
     "RunResult": "orchestrator.results",
     "SubtaskResult": "orchestrator.results",
     "Usage": "orchestrator.results",
-    "AgentSpec": "agents.spec",
+    "AgentSpec": "orchestrator.agents.spec",
 }
 
 __all__ = [

@@ -38,8 +38,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
-from agents.registry import AgentRegistry
-from agents.spec import AgentSpec
+from orchestrator.agents.registry import AgentRegistry
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
@@ -51,12 +51,12 @@ from orchestrator.nodes.approval import check_decision, resume_payload
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, default_playbooks
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run_status
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.routing import AgentStatsBook
 from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, Owner, RunStore
 from orchestrator.telemetry import default_tracer_provider, export_run
 from orchestrator.write_journal import WriteJournal
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
 
 _DONE = object()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")

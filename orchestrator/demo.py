@@ -8,17 +8,17 @@ from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.domain_db import reset_domain_db
-from retrieval.ingest import IngestReport, ingest_paths, pending_sources
-from retrieval.locking import file_lock
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.ingest import IngestReport, ingest_paths, pending_sources
+from orchestrator.retrieval.locking import file_lock
+from orchestrator.retrieval.store import KnowledgeStore
 
 #: Collection name -> the package folder holding its files.
 DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
-    "it_ops": ("agents.it_ops", "knowledge"),
-    "commerce": ("agents.commerce", "knowledge"),
-    "finance": ("agents.finance", "knowledge"),
-    "healthcare": ("agents.healthcare", "knowledge"),
-    "marketing": ("agents.marketing", "knowledge"),
+    "it_ops": ("orchestrator.agents.it_ops", "knowledge"),
+    "commerce": ("orchestrator.agents.commerce", "knowledge"),
+    "finance": ("orchestrator.agents.finance", "knowledge"),
+    "healthcare": ("orchestrator.agents.healthcare", "knowledge"),
+    "marketing": ("orchestrator.agents.marketing", "knowledge"),
 }
 
 

@@ -27,8 +27,9 @@ from orchestrator.config import load_settings
 from orchestrator.effects import AlreadyApplied, current_write, register_ledger
 
 #: Domain packs whose ``seed.sql`` builds and fills their tables.
-DOMAIN_PACKS: tuple[str, ...] = ("agents.it_ops", "agents.commerce", "agents.finance",
-                                  "agents.healthcare", "agents.marketing")
+DOMAIN_PACKS: tuple[str, ...] = (
+    "orchestrator.agents.it_ops", "orchestrator.agents.commerce", "orchestrator.agents.finance",
+    "orchestrator.agents.healthcare", "orchestrator.agents.marketing")
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS write_ledger (

@@ -1,9 +1,9 @@
 """Writes happen once: the idempotency key of the write call under way, and the ledgers.
 
 The engine runs every write tool call inside :func:`write_call` with a key derived from the
-run, the subtask and the action (``agents.policy.write_key``). A store that tools write to
-(the demo business database, see ``orchestrator.domain_db``) records the key in the same
-transaction as the call's effect and, when it meets a key it has already recorded, raises
+run, the subtask and the action (``orchestrator.agents.policy.write_key``). A store that tools
+write to (the demo business database, see ``orchestrator.domain_db``) records the key in the
+same transaction as the call's effect and, when it meets a key it has already recorded, raises
 :class:`AlreadyApplied` instead of doing the write again. Retries, reassignments, resumes
 and re-runs after a crash therefore see the earlier result.
 

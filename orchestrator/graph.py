@@ -10,7 +10,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model
@@ -20,11 +20,11 @@ from orchestrator.nodes.planner import planner_node
 from orchestrator.nodes.synthesizer import respond_node, synthesizer_node
 from orchestrator.playbooks import Playbook
 from orchestrator.pricing import PriceTable
+from orchestrator.retrieval.fusion import Fusion
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.routing import AgentStatsBook
 from orchestrator.state import EngineContext, OrchestratorState
-from retrieval.fusion import Fusion
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
 
 
 def build_graph(

@@ -190,7 +190,7 @@ def load_playbooks(folder: str | Path) -> list[Playbook]:
 def builtin_playbooks(domains: Iterable[str] | None = None) -> list[Playbook]:
     """The playbooks shipped in ``agents/<domain>/playbooks/`` (all domains by default)."""
     found: list[Playbook] = []
-    root = resources.files("agents")
+    root = resources.files("orchestrator.agents")
     for domain in sorted(p.name for p in root.iterdir() if p.is_dir()):
         if domains is not None and domain not in set(domains):
             continue

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.text_match import tokens
 
 PREFERENCE_BONUS = 0.15

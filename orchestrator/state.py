@@ -12,17 +12,17 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
 
-from agents.policy import is_read_only
-from agents.spec import AgentSpec
+from orchestrator.agents.policy import is_read_only
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
 from orchestrator.plan import Subtask
 from orchestrator.pricing import PriceTable
 from orchestrator.results import SubtaskKind, Usage
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 from orchestrator.routing import AgentStatsBook
 from orchestrator.write_journal import WriteJournal
-from retrieval.search import Retriever
-from retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 
 
 class OrchestratorState(TypedDict, total=False):

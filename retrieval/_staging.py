@@ -4,7 +4,7 @@ Chunks go in *staged* (metadata ``staged: True``, which every read of the store 
 out). Once all of them are in, the sources' other chunks are deleted and the new ones
 published by dropping the flag. Each chunk also records its version's ``chunk_count``, so
 a reader can tell a whole version from part of one. The functions work on one chroma
-collection; :class:`~retrieval.store.KnowledgeStore` decides when to call them.
+collection; :class:`~orchestrator.retrieval.store.KnowledgeStore` decides when to call them.
 """
 
 from __future__ import annotations

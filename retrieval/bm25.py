@@ -11,8 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from retrieval.store import Metadata, index_text
+from orchestrator.retrieval.store import Metadata, index_text
 
 _TOKEN_PATTERN = r"(?u)\b\w[\w-]*\w\b|\b\w\b"
 

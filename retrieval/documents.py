@@ -1,6 +1,6 @@
 """Loading files into :class:`SourceDocument` objects, one loader per file type.
 
-Every failure is an :class:`~retrieval.errors.IngestError` whose message is a one-line
+Every failure is an :class:`~orchestrator.retrieval.errors.IngestError` whose message is a one-line
 reason, so an ingest can report the file and go on with the rest.
 """
 
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pypdf
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, Tag
+from orchestrator.retrieval.errors import IngestError
 from pypdf.errors import PyPdfError
-
-from retrieval.errors import IngestError
 
 #: A metadata value chromadb accepts: metadata stays flat.
 MetadataValue = str | int | float | bool

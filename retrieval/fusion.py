@@ -11,7 +11,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from retrieval.errors import RetrievalError
+from orchestrator.retrieval.errors import RetrievalError
 
 K = TypeVar("K", bound=Hashable)
 FusionMethod = Literal["score", "rrf"]

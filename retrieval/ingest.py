@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.chunking import chunk_document, chunk_metadata
-from retrieval.documents import SourceDocument, iter_files, load_file
-from retrieval.errors import IngestError
-from retrieval.store import ChunkRecord, KnowledgeStore
+from orchestrator.retrieval.chunking import chunk_document, chunk_metadata
+from orchestrator.retrieval.documents import SourceDocument, iter_files, load_file
+from orchestrator.retrieval.errors import IngestError
+from orchestrator.retrieval.store import ChunkRecord, KnowledgeStore
 
 BATCH_CHUNKS = 256
 ProgressFn = Callable[[int, int, str], None]

@@ -6,10 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from retrieval.bm25 import Bm25Cache
-from retrieval.errors import RetrievalError
-from retrieval.fusion import FUSION_METHODS, Fusion, FusionMethod, reciprocal_rank_fusion
-from retrieval.store import KnowledgeStore, Metadata, index_text
+from orchestrator.retrieval.bm25 import Bm25Cache
+from orchestrator.retrieval.errors import RetrievalError
+from orchestrator.retrieval.fusion import (
+    FUSION_METHODS,
+    Fusion,
+    FusionMethod,
+    reciprocal_rank_fusion,
+)
+from orchestrator.retrieval.store import KnowledgeStore, Metadata, index_text
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "bm25")

@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from langchain_core.tools import BaseTool, StructuredTool
+from orchestrator.retrieval.errors import CollectionAccessError
+from orchestrator.retrieval.search import Hit, Retriever
 from pydantic import BaseModel, Field
-
-from retrieval.errors import CollectionAccessError
-from retrieval.search import Hit, Retriever
 
 RETRIEVE_TOOL_NAME = "retrieve"
 _DESCRIPTION = ("Search the company knowledge base (runbooks, policies, catalogs, past "

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from orchestrator.agents.it_ops import it_ops_agents
 from rich.console import Console
 
-from agents.it_ops import it_ops_agents
 from orchestrator import Orchestrator
 from orchestrator.cli.view import approval_details, print_answer, safe_text
 from orchestrator.errors import RequestError

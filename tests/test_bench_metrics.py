@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from evals.bench.metrics import dcg, mrr_at_k, ndcg_at_k, percentile, recall_at_k, unique
+from orchestrator.evals.bench.metrics import (
+    dcg,
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    unique,
+)
 
 LOG2_3 = math.log2(3)  # the discount at rank 2
 
@@ -89,7 +95,7 @@ def test_percentile_interpolates_between_ranks() -> None:
 
 
 def test_memory_slope_is_mb_per_thousand_chunks() -> None:
-    from evals.bench.retrieval.memory import slope_mb_per_1k
+    from orchestrator.evals.bench.retrieval.memory import slope_mb_per_1k
 
     marks = [(float(i), 500.0 + 2.0 * i, 1000 * i) for i in range(5)]  # +2 MB per 1k chunks
     assert slope_mb_per_1k(marks) == pytest.approx(2.0)
@@ -98,7 +104,7 @@ def test_memory_slope_is_mb_per_thousand_chunks() -> None:
 
 
 def test_memory_verdict_counts_from_the_second_batch() -> None:
-    from evals.bench.retrieval.memory import verdict
+    from orchestrator.evals.bench.retrieval.memory import verdict
 
     # Model warm-up in the first batch (500 -> 700 MB), then flat with a spike at t=6.
     samples = [(0.0, 500.0), (1.0, 700.0), (2.0, 705.0), (4.0, 710.0), (6.0, 790.0),

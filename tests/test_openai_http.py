@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from orchestrator.agents.it_ops import it_ops_agents
 
-from agents.it_ops import it_ops_agents
 from orchestrator.api import Orchestrator
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model
@@ -211,9 +211,9 @@ def test_server_rejects_bad_requests(server: OpenAICompatServer) -> None:
 def test_openai_embedder_over_http_fills_and_searches_a_collection(
     server: OpenAICompatServer, tmp_path
 ) -> None:
-    from retrieval.ingest import ingest_paths
-    from retrieval.search import Retriever
-    from retrieval.store import KnowledgeStore
+    from orchestrator.retrieval.ingest import ingest_paths
+    from orchestrator.retrieval.search import Retriever
+    from orchestrator.retrieval.store import KnowledgeStore
 
     kb = tmp_path / "kb"
     kb.mkdir()

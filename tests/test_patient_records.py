@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.healthcare import healthcare_agents
+from orchestrator.agents.healthcare import healthcare_agents
+
 from orchestrator import Orchestrator
 from orchestrator.models import FakeChatModel, tool_call
 

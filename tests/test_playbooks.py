@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from orchestrator.agents.it_ops import it_ops_agents
 
-from agents.it_ops import it_ops_agents
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, RequestError
@@ -197,8 +197,8 @@ def test_waiting_for_an_approval_does_not_use_up_the_wall_time_budget(
 
 
 def approval_agents() -> list[Any]:
-    from agents.policy import audited, requires_approval
-    from agents.spec import AgentSpec
+    from orchestrator.agents.policy import audited, requires_approval
+    from orchestrator.agents.spec import AgentSpec
 
     specs = []
     for spec in it_ops_agents():

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.typecheck import run_mypy
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,5 +22,5 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    proc = run("mypy")
+    proc = run_mypy()
     assert proc.returncode == 0, proc.stdout + proc.stderr

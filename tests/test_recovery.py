@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.it_ops import tools as it_tools
+from orchestrator.agents.spec import AgentSpec
 
-from agents.it_ops import it_ops_agents
-from agents.it_ops import tools as it_tools
-from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel, tool_call
@@ -191,7 +191,7 @@ def test_a_hanging_read_times_out_and_is_retried(domain_db: Path) -> None:
         await asyncio.sleep(30)
         return "never"
 
-    from agents.policy import read_only
+    from orchestrator.agents.policy import read_only
 
     hang = read_only(StructuredTool.from_function(
         coroutine=slow_health, name="check_service_health", args_schema=it_tools.ServiceArgs,

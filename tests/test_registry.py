@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from orchestrator.agents import AgentRegistry, AgentSpec, load_agent_card, load_agent_cards
 
-from agents import AgentRegistry, AgentSpec, load_agent_card, load_agent_cards
 from orchestrator import Orchestrator
 from orchestrator.errors import ConfigError
 

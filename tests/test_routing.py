@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 from langchain_core.tools import StructuredTool
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.it_ops import tools as it_tools
+from orchestrator.agents.spec import AgentSpec
 
-from agents.it_ops import it_ops_agents
-from agents.it_ops import tools as it_tools
-from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.routing import AgentStatsBook, capable_agents

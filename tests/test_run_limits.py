@@ -9,8 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from orchestrator.agents.it_ops import it_ops_agents
 
-from agents.it_ops import it_ops_agents
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError

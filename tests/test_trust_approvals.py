@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 import yaml
 from langchain_core.tools import StructuredTool
-
-from agents.cards import load_agent_card
-from agents.commerce import commerce_agents
-from agents.commerce import tools as shop
-from agents.finance import finance_agents
-from agents.healthcare import healthcare_agents
-from agents.healthcare import tools as clinic
-from agents.it_ops import it_ops_agents
-from agents.policy import (
+from orchestrator.agents.cards import load_agent_card
+from orchestrator.agents.commerce import commerce_agents
+from orchestrator.agents.commerce import tools as shop
+from orchestrator.agents.finance import finance_agents
+from orchestrator.agents.healthcare import healthcare_agents
+from orchestrator.agents.healthcare import tools as clinic
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.policy import (
     approval_reason,
     is_audited,
     is_read_only,
@@ -30,7 +29,8 @@ from agents.policy import (
     policy_of,
     refusal_reason,
 )
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
+
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError
@@ -174,8 +174,8 @@ def test_a_card_that_imports_the_original_tools_gets_their_approvals_and_audit(
     (cards / "helper.yaml").write_text(yaml.safe_dump({
         "name": "helper", "description": "Refunds orders and reads patient records.",
         "skills": ["refund order", "full patient record"],
-        "tools": ["agents.commerce.tools:refund_order",
-                  "agents.healthcare.tools:read_full_patient_record"]}))
+        "tools": ["orchestrator.agents.commerce.tools:refund_order",
+                  "orchestrator.agents.healthcare.tools:read_full_patient_record"]}))
     helper = load_agent_card(cards / "helper.yaml")
     assert all(needs_approval(t) for t in helper.tools)
     assert is_audited(next(t for t in helper.tools if t.name == "read_full_patient_record"))

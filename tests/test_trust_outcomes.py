@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import StructuredTool
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.it_ops import tools as it_tools
+from orchestrator.agents.policy import read_only
+from orchestrator.agents.spec import AgentSpec
 
-from agents.it_ops import it_ops_agents
-from agents.it_ops import tools as it_tools
-from agents.policy import read_only
-from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel, tool_call
@@ -342,8 +342,8 @@ def test_a_conditional_action_happens_only_when_its_condition_holds(
 
 def test_mcp_tool_annotations_in_metadata_say_what_a_tool_does() -> None:
     # langchain-mcp-adapters puts an MCP tool's annotations in the tool's metadata.
-    from agents.policy import is_read_only, tool_kind
-    from retrieval.tool import retrieve
+    from orchestrator.agents.policy import is_read_only, tool_kind
+    from orchestrator.retrieval.tool import retrieve
 
     def lookup(key: str) -> str:
         """Look a key up."""
@@ -375,7 +375,7 @@ def test_a_request_that_only_says_what_not_to_do_does_nothing_and_says_so(
 def test_a_playbook_pattern_does_not_fire_on_a_negation_question_or_hypothetical(
         domain_db: Path, db: sqlite3.Connection, tmp_path: Path, request_text: str) -> None:
     # Found by review: playbook patterns matched "do not book ..." and ran the playbook.
-    from agents.registry import builtin_agents
+    from orchestrator.agents.registry import builtin_agents
 
     before = db.execute("SELECT (SELECT count(*) FROM appointments), "
                         "(SELECT count(*) FROM promotions WHERE status = 'active')").fetchone()

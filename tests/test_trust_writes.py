@@ -18,10 +18,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import StructuredTool
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.it_ops import tools as it_tools
+from orchestrator.agents.spec import AgentSpec
 
-from agents.it_ops import it_ops_agents
-from agents.it_ops import tools as it_tools
-from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain_db import use_domain_db
@@ -112,7 +112,7 @@ def test_two_threads_with_one_write_key_write_once(domain_db: Path,
 def test_two_processes_with_one_write_key_write_once(domain_db: Path,
                                                      db: sqlite3.Connection) -> None:
     script = textwrap.dedent(f"""
-        from agents.it_ops import tools as t
+        from orchestrator.agents.it_ops import tools as t
         from orchestrator.domain_db import use_domain_db
         from orchestrator.effects import AlreadyApplied, WriteCall, write_call
         with use_domain_db({str(domain_db)!r}):
@@ -137,9 +137,9 @@ def test_hung_synchronous_tools_never_block_runs_from_returning(tmp_path: Path) 
     script = textwrap.dedent(f"""
         import threading
         from langchain_core.tools import StructuredTool
-        from agents.it_ops import it_ops_agents
-        from agents.it_ops.tools import AlertArgs
-        from agents.spec import AgentSpec
+        from orchestrator.agents.it_ops import it_ops_agents
+        from orchestrator.agents.it_ops.tools import AlertArgs
+        from orchestrator.agents.spec import AgentSpec
         from orchestrator import Orchestrator
         from orchestrator.config import Settings
 
@@ -181,7 +181,7 @@ def test_a_huge_tool_output_is_cut_and_does_not_bloat_the_checkpoint(
         """Dump every log line of a service."""
         return "x" * (20 * 1024 * 1024)
 
-    from agents.policy import read_only
+    from orchestrator.agents.policy import read_only
 
     dump = read_only(StructuredTool.from_function(dump_logs))
     agents = [*it_ops_agents(), AgentSpec(name="log_dump", description="Dumps service logs.",

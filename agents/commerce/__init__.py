@@ -1,5 +1,5 @@
 """E-commerce domain pack: catalog, stock, pricing, promotions, support and logistics."""
 
-from agents.commerce.agents import commerce_agents
+from orchestrator.agents.commerce.agents import commerce_agents
 
 __all__ = ["commerce_agents"]

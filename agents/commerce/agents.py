@@ -3,9 +3,9 @@ logistics."""
 
 from __future__ import annotations
 
-from agents.commerce import tools as t
-from agents.spec import AgentSpec
-from retrieval.tool import retrieve
+from orchestrator.agents.commerce import tools as t
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.retrieval.tool import retrieve
 
 
 def commerce_agents() -> list[AgentSpec]:

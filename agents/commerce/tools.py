@@ -1,8 +1,8 @@
 """E-commerce tools: catalog, stock, prices, promotions, support and forecasts.
 
 They read and write the commerce tables of the domain database. Sensitive actions are
-marked in code (``agents.policy``): a price change over 10 % and a refund over $100 need
-an approval; a promotion is never started on a product that is out of stock.
+marked in code (``orchestrator.agents.policy``): a price change over 10 % and a refund
+over $100 need an approval; a promotion is never started on a product that is out of stock.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
+from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 SKU_PATTERN = r"^sku-[0-9]+$"

@@ -1,5 +1,5 @@
 """Financial services domain pack: transaction monitoring, fraud, compliance, verification."""
 
-from agents.finance.agents import finance_agents
+from orchestrator.agents.finance.agents import finance_agents
 
 __all__ = ["finance_agents"]

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
+from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 TX_PATTERN = r"^tx-[0-9]+$"

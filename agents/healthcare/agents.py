@@ -3,9 +3,9 @@ are audited; the full record needs an approval); the others work from what they 
 
 from __future__ import annotations
 
-from agents.healthcare import tools as t
-from agents.spec import AgentSpec
-from retrieval.tool import retrieve
+from orchestrator.agents.healthcare import tools as t
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.retrieval.tool import retrieve
 
 
 def healthcare_agents() -> list[AgentSpec]:

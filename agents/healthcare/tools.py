@@ -11,9 +11,9 @@ import sqlite3
 from typing import Literal
 
 from langchain_core.tools import tool
+from orchestrator.agents.policy import audited, read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from agents.policy import audited, read_only, requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 PATIENT_PATTERN = r"^p-[0-9]+$"

@@ -1,5 +1,5 @@
 """IT operations domain pack: incident response over an operations database."""
 
-from agents.it_ops.agents import it_ops_agents
+from orchestrator.agents.it_ops.agents import it_ops_agents
 
 __all__ = ["it_ops_agents"]

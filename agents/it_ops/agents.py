@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.it_ops import tools as t
-from agents.spec import AgentSpec
-from retrieval.tool import retrieve
+from orchestrator.agents.it_ops import tools as t
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.retrieval.tool import retrieve
 
 
 def it_ops_agents() -> list[AgentSpec]:

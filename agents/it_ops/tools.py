@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.tools import tool
+from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from agents.policy import read_only, requires_approval, writes
 from orchestrator.domain_db import connect
 
 SERVICE_PATTERN = r"^[a-z][a-z0-9]*-[0-9]+$"

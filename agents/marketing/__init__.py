@@ -1,5 +1,5 @@
 """Marketing domain pack: campaign content, scheduling, analytics."""
 
-from agents.marketing.agents import marketing_agents
+from orchestrator.agents.marketing.agents import marketing_agents
 
 __all__ = ["marketing_agents"]

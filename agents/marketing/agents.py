@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.marketing import tools as t
-from agents.spec import AgentSpec
-from retrieval.tool import retrieve
+from orchestrator.agents.marketing import tools as t
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.retrieval.tool import retrieve
 
 
 def marketing_agents() -> list[AgentSpec]:

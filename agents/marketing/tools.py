@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
+from orchestrator.agents.policy import requires_approval, writes
 from pydantic import BaseModel, Field
 
-from agents.policy import requires_approval, writes
 from orchestrator.domain_db import connect, fetch_row
 
 CAMPAIGN_PATTERN = r"^cmp-[0-9]+$"

@@ -14,7 +14,8 @@
    through the bare compiled graph (no streaming, no store), interleaved;
    (median monitored - median bare) / 4. Target: < 2 ms per subtask.
 
-Run ``python -m evals.bench.adaptive [--json] [--runs 200]``; exit 1 when a target is missed.
+Run ``python -m orchestrator.evals.bench.adaptive [--json] [--runs 200]``; exit 1 when a
+target is missed.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import StructuredTool
 from langgraph.checkpoint.memory import InMemorySaver
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.evals.bench.engine import bench_agents, request
+from orchestrator.evals.bench.figures import Figure
 
-from agents.spec import AgentSpec
-from evals.bench.engine import bench_agents, request
-from evals.bench.figures import Figure
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.graph import build_graph
@@ -204,7 +205,7 @@ def render(routing: list[RoutingFigures], found: list[Figure]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.adaptive",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.evals.bench.adaptive",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
     parser.add_argument("--runs", type=int, default=200, help="runs per routing setting")

@@ -11,8 +11,8 @@ SQLite checkpointer, and reports the size of ``checkpoints.sqlite`` (after a WAL
 checkpoint) at 100, 250 and 500 turns. Targets: size at 500 / size at 250 < 2.5 (linear
 growth gives about 2, quadratic about 4) and under 16 MiB at 500 turns.
 
-Run ``python -m evals.bench.checkpoints [--json] [--turns 500]``; exit 1 when a target is
-missed.
+Run ``python -m orchestrator.evals.bench.checkpoints [--json] [--turns 500]``; exit 1 when
+a target is missed.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agents.it_ops import it_ops_agents
-from evals.bench.engine import render
-from evals.bench.figures import Figure
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.evals.bench.engine import render
+from orchestrator.evals.bench.figures import Figure
+
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain_db import reset_domain_db
@@ -86,7 +87,7 @@ def figures(turns: int) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.checkpoints",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.evals.bench.checkpoints",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")

@@ -6,7 +6,8 @@
 4. a specialist's input tokens with 6 subtasks in the plan vs 1 (within 10 %);
 5. peak RSS of ``orchestrator run`` in a subprocess (< 300 MB).
 
-Run ``python -m evals.bench.engine [--json]``; the exit code is 1 when a target is missed.
+Run ``python -m orchestrator.evals.bench.engine [--json]``; the exit code is 1 when a target
+is missed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from dataclasses import asdict
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.evals.bench.figures import Figure
 
-from agents.spec import AgentSpec
-from evals.bench.figures import Figure
 from orchestrator.api import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.models.fake import FakeCall, FakeChatModel
@@ -232,7 +233,8 @@ def render(figures: list[Figure]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.engine", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.evals.bench.engine",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
     args = parser.parse_args(argv)

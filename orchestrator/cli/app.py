@@ -93,7 +93,7 @@ def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
     # Like the demo database, the demo knowledge base is created on first use; processes
     # starting together take turns, and a build that was stopped is completed.
     from orchestrator.demo import demo_knowledge_lock, ensure_demo_knowledge
-    from retrieval.store import KnowledgeStore
+    from orchestrator.retrieval.store import KnowledgeStore
 
     def announce() -> None:
         if not quiet:
@@ -423,7 +423,7 @@ def agents_command(
         "--stats", help="How each agent has done across stored runs.")] = False,
 ) -> None:
     """List the agents the planner can route to (or their statistics with --stats)."""
-    from agents.registry import AgentRegistry
+    from orchestrator.agents.registry import AgentRegistry
     from orchestrator.cli.view import agents_table
 
     settings = _settings(None, agents_dir)
@@ -471,8 +471,8 @@ def eval_cmd(
         help="Gate: allowed relative rise of cost and tokens.")] = 0.10,
 ) -> None:
     """Run eval cases offline and reproducibly; write results, summary and an HTML report."""
-    from evals.baseline import GateThresholds
     from orchestrator.cli.evals import EvalOptions, eval_command
+    from orchestrator.evals.baseline import GateThresholds
 
     settings = _settings(model, None)
     options = EvalOptions(

@@ -12,18 +12,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evals.baseline import Comparison, GateThresholds, compare, load_summary
-from evals.report import write_outputs
-from evals.runner import CaseRecord, EvalConfig, run_cases
-from evals.schema import load_cases
-from evals.summary import summarize
 from orchestrator.config import Settings
 from orchestrator.demo import ingest_demo_knowledge
 from orchestrator.errors import ConfigError
+from orchestrator.evals.baseline import Comparison, GateThresholds, compare, load_summary
+from orchestrator.evals.report import write_outputs
+from orchestrator.evals.runner import CaseRecord, EvalConfig, run_cases
+from orchestrator.evals.schema import load_cases
+from orchestrator.evals.summary import summarize
 from orchestrator.models import get_model
 from orchestrator.models.cassette import RecordingChatModel
 from orchestrator.pricing import PriceTable
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.store import KnowledgeStore
 
 console = Console()
 

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from orchestrator.config import Settings
 from orchestrator.graph import fusion_from
-from retrieval.ingest import IngestReport, ingest_paths
-from retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.ingest import IngestReport, ingest_paths
+from orchestrator.retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
+from orchestrator.retrieval.store import KnowledgeStore
 
 console = Console()
 err_console = Console(stderr=True)

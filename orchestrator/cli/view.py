@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.events import Event
 from orchestrator.results import RunResult
 
@@ -215,7 +215,7 @@ def agents_table(agents: list[AgentSpec]) -> Table:
 
 
 def _tool_marks(tool: Any) -> list[str]:
-    from agents.policy import is_audited, is_read_only, needs_approval
+    from orchestrator.agents.policy import is_audited, is_read_only, needs_approval
 
     marks = ["reads" if is_read_only(tool) else "writes"]
     if needs_approval(tool):

@@ -16,7 +16,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agents.policy import non_null
+from orchestrator.agents.policy import non_null
+from orchestrator.prompts import extract_tag
 from orchestrator.request_mood import (
     CONDITION_FIRST,
     CONDITION_INSIDE,
@@ -29,7 +30,6 @@ from orchestrator.request_mood import (
     asks,
 )
 from orchestrator.text_match import find_pattern, overlap_score, tokens
-from prompts import extract_tag
 
 _FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",
                       "now", "also", "and"})

@@ -29,11 +29,11 @@ from orchestrator.events import emit
 from orchestrator.nodes.specialist import estimate_tokens
 from orchestrator.plan import Plan, Subtask, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
+from orchestrator.prompts import render_prompt, tagged
 from orchestrator.request_mood import not_an_instruction
 from orchestrator.results import SubtaskResult, Usage
+from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
-from prompts import render_prompt, tagged
-from retrieval.tool import format_hits
 
 logger = logging.getLogger(__name__)
 

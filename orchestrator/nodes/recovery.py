@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from agents.policy import is_read_only
+from orchestrator.agents.policy import is_read_only
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
 from orchestrator.errors import BudgetExceededError, is_model_failure

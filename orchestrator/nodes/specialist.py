@@ -25,7 +25,7 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError
 from orchestrator.nodes.outcome import CANNOT_MARKER, judge, judge_cut_short
@@ -36,9 +36,9 @@ from orchestrator.nodes.tool_calls import (
     ToolFailed,
     capped,
 )
+from orchestrator.prompts import render_prompt, tagged
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.write_journal import WriteJournal
-from prompts import render_prompt, tagged
 
 __all__ = ["CANNOT_MARKER", "DependencyOutput", "LoopLimits", "run_specialist",
            "specialist_messages"]

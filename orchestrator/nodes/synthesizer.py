@@ -10,9 +10,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from orchestrator.errors import is_model_failure
 from orchestrator.events import emit
+from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
-from prompts import load_prompt, tagged
 
 logger = logging.getLogger(__name__)
 

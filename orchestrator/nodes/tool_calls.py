@@ -26,7 +26,7 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ValidationError
 
-from agents.policy import (
+from orchestrator.agents.policy import (
     approval_key,
     approval_reason,
     is_audited,
@@ -36,7 +36,7 @@ from agents.policy import (
     refusal_reason,
     write_key,
 )
-from agents.spec import AgentSpec
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.effects import AlreadyApplied, WriteCall, earlier_result, write_call
 from orchestrator.errors import ToolRefusedError
 from orchestrator.events import emit

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evals.schema import load_cases
+from orchestrator.evals.schema import load_cases
 
 SMOKE = Path(__file__).parents[1] / "fixtures" / "evals" / "smoke.yaml"
 
@@ -85,7 +85,7 @@ def test_gate_fails_on_a_planted_routing_regression(tmp_path: Path) -> None:
     (cards / "router.yaml").write_text(
         "name: reroute_traffic_backup\ndescription: Reroutes traffic to backup pools.\n"
         "skills: [reroute traffic, reroute, traffic backup]\n"
-        "tools: [agents.it_ops.tools:log_incident]\n")
+        "tools: [orchestrator.agents.it_ops.tools:log_incident]\n")
     worse = cli("eval", str(SMOKE), "--out", str(tmp_path / "worse"), "--baseline",
                 str(baseline), env={"ORCHESTRATOR_AGENTS_DIR": str(cards)})
     assert worse.returncode == 1, worse.stdout

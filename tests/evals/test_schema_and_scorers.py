@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from orchestrator.evals.run_record import CaseRun
+from orchestrator.evals.schema import DatasetError, EvalCase, load_cases
+from orchestrator.evals.scorers import all_scorers, score_run, scorer
 
-from evals.run_record import CaseRun
-from evals.schema import DatasetError, EvalCase, load_cases
-from evals.scorers import all_scorers, score_run, scorer
 from orchestrator.domain_db import reset_domain_db
 from orchestrator.results import RunResult, SubtaskResult, ToolCallRecord, Usage
 
@@ -112,7 +112,7 @@ def test_custom_scorer_registration_and_errors_in_scorers(tmp_path: Path) -> Non
         (bad,) = [s for s in scores if s.name == "always_fails_loudly"]
         assert not bad.passed and "RuntimeError: boom" in bad.detail
     finally:
-        from evals import scorers as module
+        from orchestrator.evals import scorers as module
 
         module._REGISTRY.pop("always_fails_loudly")
 
@@ -128,7 +128,7 @@ def test_scorers_from_the_entry_point_group(tmp_path: Path,
     (site / "polite_scorer-1.0.dist-info" / "entry_points.txt").write_text(
         "[orchestrator.scorers]\npolite = polite_scorer:polite\n")
     (site / "polite_scorer.py").write_text(
-        "from evals.scorers import Score\n\n"
+        "from orchestrator.evals.scorers import Score\n\n"
         "def polite(case, run):\n"
         "    return Score('polite', 'please' in run.answer.lower(), 1.0)\n")
     monkeypatch.syspath_prepend(str(site))

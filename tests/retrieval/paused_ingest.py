@@ -11,9 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from retrieval.embedders import HashEmbedder
-from retrieval.ingest import ingest_paths
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.embedders import HashEmbedder
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.store import KnowledgeStore
 
 
 class PausingEmbedder(HashEmbedder):

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from retrieval.errors import RetrievalError
-from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.errors import RetrievalError
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 
 
 def _free_port() -> int:

@@ -5,9 +5,8 @@ import itertools
 from pathlib import Path
 
 import pytest
-
-from retrieval.chunking import Chunk, chunk_document, chunk_metadata
-from retrieval.documents import SourceDocument, load_file
+from orchestrator.retrieval.chunking import Chunk, chunk_document, chunk_metadata
+from orchestrator.retrieval.documents import SourceDocument, load_file
 
 
 def document(text: str, fmt: str = "markdown", title: str = "Doc") -> SourceDocument:

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK_SIZE = 200

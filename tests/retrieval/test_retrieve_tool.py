@@ -6,17 +6,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.retrieval.errors import CollectionAccessError
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
+from orchestrator.retrieval.tool import bind_retrieve_tool, retrieve
 
-from agents.it_ops import it_ops_agents
-from agents.spec import AgentSpec
 from orchestrator import Orchestrator
 from orchestrator.demo import ingest_demo_knowledge
 from orchestrator.models import FakeChatModel, tool_call
-from retrieval.errors import CollectionAccessError
-from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
-from retrieval.tool import bind_retrieve_tool, retrieve
 from tests.conftest import INCIDENT_REQUEST
 
 
@@ -91,7 +91,7 @@ def test_the_runbook_decides_the_backup_pool(tmp_path: Path, domain_db: Path) ->
 
 def test_card_can_list_the_retrieve_tool(tmp_path: Path, store: KnowledgeStore,
                                          domain_db: Path) -> None:
-    from agents.cards import load_agent_card
+    from orchestrator.agents.cards import load_agent_card
 
     card = tmp_path / "office.yaml"
     card.write_text("name: office\ndescription: Answers questions about office hours.\n"

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 
 
 @pytest.fixture

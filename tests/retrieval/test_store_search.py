@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from retrieval.errors import EmbedderMismatchError, RetrievalError
-from retrieval.ingest import ingest_paths
-from retrieval.search import Retriever, SearchFilters
-from retrieval.store import KnowledgeStore
+from orchestrator.retrieval.errors import EmbedderMismatchError, RetrievalError
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Retriever, SearchFilters
+from orchestrator.retrieval.store import KnowledgeStore
 
 RUNBOOK = """# Web failover
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from retrieval.embedders import HashEmbedder
-from retrieval.store import ChunkRecord, KnowledgeStore
+from orchestrator.retrieval.embedders import HashEmbedder
+from orchestrator.retrieval.store import ChunkRecord, KnowledgeStore
 
 
 class CountingEmbedder(HashEmbedder):

@@ -328,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def embeddings_response(body: dict[str, Any]) -> dict[str, Any]:
     """``/v1/embeddings``: deterministic hashing vectors (64 dims) for each input string."""
-    from retrieval.embedders import HashEmbedder
+    from orchestrator.retrieval.embedders import HashEmbedder
 
     inputs = body.get("input")
     texts = [inputs] if isinstance(inputs, str) else list(inputs or [])

@@ -13,6 +13,6 @@
 4. RSS while ingesting 10k chunks in a fresh subprocess. Target: flat, measured from the
    second batch on (rise < 150 MB, second-half growth < 50 MB); see ``memory``.
 
-Run ``python -m evals.bench.retrieval [--json] [--skip-scale] [--sizes 1000,10000,100000]``;
-the exit code is 1 when a target is missed.
+Run ``python -m orchestrator.evals.bench.retrieval [--json] [--skip-scale]
+[--sizes 1000,10000,100000]``; the exit code is 1 when a target is missed.
 """

@@ -1,5 +1,5 @@
 import sys
 
-from evals.bench.retrieval.run import main
+from orchestrator.evals.bench.retrieval.run import main
 
 sys.exit(main())

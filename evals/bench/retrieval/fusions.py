@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evals.bench.retrieval.harness import Section
-from retrieval.search import Fusion
+from orchestrator.evals.bench.retrieval.harness import Section
+from orchestrator.retrieval.search import Fusion
 
 FUSIONS = (
     Fusion(),

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.bench.figures import Figure
-from retrieval.embedders import Embedder, get_embedder
-from retrieval.ingest import ingest_paths
-from retrieval.search import SearchMode
-from retrieval.store import KnowledgeStore
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.retrieval.embedders import Embedder, get_embedder
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import SearchMode
+from orchestrator.retrieval.store import KnowledgeStore
 
 REPO = Path(__file__).resolve().parents[3]
 SCIFACT_DIR = REPO.parent / "shared" / "data" / "scifact"

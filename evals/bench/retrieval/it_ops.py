@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evals.bench.figures import Figure
-from evals.bench.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from evals.bench.retrieval.fusions import DEFAULT, FUSIONS, describe
-from evals.bench.retrieval.harness import (
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from orchestrator.evals.bench.retrieval.fusions import DEFAULT, FUSIONS, describe
+from orchestrator.evals.bench.retrieval.harness import (
     IT_OPS_QUERIES,
     MODES,
     BenchEmbedder,
@@ -18,8 +18,8 @@ from evals.bench.retrieval.harness import (
     read_jsonl,
     temp_store,
 )
-from retrieval.ingest import ingest_paths
-from retrieval.search import Fusion, Retriever, SearchMode
+from orchestrator.retrieval.ingest import ingest_paths
+from orchestrator.retrieval.search import Fusion, Retriever, SearchMode
 
 HITS = 10
 METRICS = ("recall@5", "mrr@10", "ndcg@10")

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from evals.bench.figures import Figure
-from evals.bench.retrieval.harness import (
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.retrieval.harness import (
     REPO,
     SEED,
     BenchEmbedder,
@@ -32,9 +32,9 @@ from evals.bench.retrieval.harness import (
     minilm,
     timed_ingest,
 )
-from evals.bench.retrieval.scale import TextGenerator
-from retrieval.embedders import Embedder, get_embedder
-from retrieval.store import KnowledgeStore
+from orchestrator.evals.bench.retrieval.scale import TextGenerator
+from orchestrator.retrieval.embedders import Embedder, get_embedder
+from orchestrator.retrieval.store import KnowledgeStore
 
 CHUNKS = 10_000
 INTERVAL = 0.2
@@ -145,7 +145,7 @@ def verdict(samples: Samples, marks: Sequence[tuple[float, float, int]]) -> dict
 
 
 def run_child(embedder: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "evals.bench.retrieval", "--memory-child", embedder]
+    cmd = [sys.executable, "-m", "orchestrator.evals.bench.retrieval", "--memory-child", embedder]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"memory subprocess failed: {out.stderr.strip()[-800:]}")

@@ -6,8 +6,8 @@ import math
 import os
 from collections.abc import Sequence
 
-from evals.bench.figures import Figure
-from evals.bench.retrieval.harness import Section
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.retrieval.harness import Section
 
 
 def _number(value: float) -> str:

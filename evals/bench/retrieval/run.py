@@ -1,4 +1,4 @@
-"""``python -m evals.bench.retrieval``: every section, the report, and the exit code."""
+"""``python -m orchestrator.evals.bench.retrieval``: every section, the report, the exit code."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.bench.figures import Figure
-from evals.bench.retrieval import __doc__ as DESCRIPTION
-from evals.bench.retrieval.fusions import bench_fusions
-from evals.bench.retrieval.harness import SCIFACT_DIR, Section, log, minilm
-from evals.bench.retrieval.it_ops import bench_it_ops
-from evals.bench.retrieval.memory import bench_memory, memory_child
-from evals.bench.retrieval.report import render
-from evals.bench.retrieval.scale import DEFAULT_SIZES, bench_scale
-from evals.bench.retrieval.scifact import bench_scifact
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.retrieval import __doc__ as DESCRIPTION
+from orchestrator.evals.bench.retrieval.fusions import bench_fusions
+from orchestrator.evals.bench.retrieval.harness import SCIFACT_DIR, Section, log, minilm
+from orchestrator.evals.bench.retrieval.it_ops import bench_it_ops
+from orchestrator.evals.bench.retrieval.memory import bench_memory, memory_child
+from orchestrator.evals.bench.retrieval.report import render
+from orchestrator.evals.bench.retrieval.scale import DEFAULT_SIZES, bench_scale
+from orchestrator.evals.bench.retrieval.scifact import bench_scifact
 
 
 def _guard(name: str, measure: Callable[[], Section]) -> Section:
@@ -59,7 +59,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.bench.retrieval",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.evals.bench.retrieval",
                                      description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")

@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evals.bench.figures import Figure
-from evals.bench.metrics import percentile
-from evals.bench.retrieval.fusions import DEFAULT
-from evals.bench.retrieval.harness import (
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.metrics import percentile
+from orchestrator.evals.bench.retrieval.fusions import DEFAULT
+from orchestrator.evals.bench.retrieval.harness import (
     SEED,
     BenchEmbedder,
     Section,
@@ -24,7 +24,7 @@ from evals.bench.retrieval.harness import (
     temp_store,
     timed_ingest,
 )
-from retrieval.search import Fusion, Retriever, SearchMode
+from orchestrator.retrieval.search import Fusion, Retriever, SearchMode
 
 TARGET_MS = 50.0
 TARGET_SIZE = 10_000

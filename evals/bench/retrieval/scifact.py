@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.bench.figures import Figure
-from evals.bench.metrics import ndcg_at_k, recall_at_k, unique
-from evals.bench.retrieval.fusions import DEFAULT, FUSIONS, describe
-from evals.bench.retrieval.harness import (
+from orchestrator.evals.bench.figures import Figure
+from orchestrator.evals.bench.metrics import ndcg_at_k, recall_at_k, unique
+from orchestrator.evals.bench.retrieval.fusions import DEFAULT, FUSIONS, describe
+from orchestrator.evals.bench.retrieval.harness import (
     MODES,
     BenchEmbedder,
     Section,
@@ -20,7 +20,7 @@ from evals.bench.retrieval.harness import (
     temp_store,
     timed_ingest,
 )
-from retrieval.search import Retriever
+from orchestrator.retrieval.search import Retriever
 
 TARGET = 0.72
 HITS = 300  # chunk hits per query, deduplicated to documents
