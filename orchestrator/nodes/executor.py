@@ -22,8 +22,8 @@ from langgraph.func import task
 
 from orchestrator.budget import RunBudget
 from orchestrator.events import EventType, emit
-from orchestrator.nodes.planner import merge_replacement, replan_failed
 from orchestrator.nodes.recovery import run_with_recovery
+from orchestrator.nodes.replan import merge_replacement, replan_failed
 from orchestrator.nodes.specialist import DependencyOutput
 from orchestrator.plan import Plan, Subtask
 from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, Usage

@@ -8,7 +8,6 @@ malformed JSON included, can be sent back to the model.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,11 +26,11 @@ from orchestrator.errors import (
 )
 from orchestrator.events import emit
 from orchestrator.nodes.specialist import estimate_tokens
-from orchestrator.plan import Plan, Subtask, check_agents, check_kinds
+from orchestrator.plan import Plan, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.prompts import render_prompt, tagged
 from orchestrator.request_mood import not_an_instruction
-from orchestrator.results import SubtaskResult, Usage
+from orchestrator.results import Usage
 from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
@@ -95,14 +94,16 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
         return plan
 
-    return await _plan_with_repairs(ctx, messages, state["run_id"], usage, budget, check)
+    return await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
+                                   lambda raw: check(parse_plan(raw)))
 
 
-async def _plan_with_repairs(
+async def plan_with_repairs(
     ctx: EngineContext, messages: list[BaseMessage], run_id: str, usage: Usage,
-    budget: RunBudget | None, check: Callable[[Plan], Plan],
-    external: dict[str, list[str]] | None = None,
+    budget: RunBudget | None, accept: Callable[[AIMessage], Plan],
 ) -> Plan:
+    """Call the supervisor until ``accept`` takes its reply; a :class:`PlanError` from
+    ``accept`` goes back to the model, at most ``max_plan_repairs`` times."""
     planner = ctx.planner_runnable(Plan)
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
@@ -137,7 +138,7 @@ async def _plan_with_repairs(
         if budget is not None:
             budget.charge(ctx.model_name(), raw.usage_metadata)
         try:
-            return check(parse_plan(raw, external))
+            return accept(raw)
         except PlanError as exc:
             last_error = str(exc)
         emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
@@ -146,59 +147,6 @@ async def _plan_with_repairs(
         f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
         f"attempt(s): {last_error}"
     )
-
-
-async def replan_failed(
-    ctx: EngineContext, state: OrchestratorState, plan: Plan,
-    results: dict[str, SubtaskResult], failed: SubtaskResult, usage: Usage, budget: RunBudget,
-) -> Plan:
-    """Ask the supervisor for subtasks that replace the failed one, keeping what is done.
-
-    The agents that failed it are left out of the catalog. The returned plan holds only the
-    new subtasks (their own ids; dependencies on done subtasks kept); an empty plan means no
-    agent can do it. :func:`merge_replacement` puts them into the running plan.
-    """
-    catalog = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
-    if not catalog:
-        return Plan(subtasks=[], answer="no other agent")
-    system = render_prompt("replan", agents="\n".join(ctx.catalog_line(s) for s in catalog))
-    done = "\n".join(tagged("result", r.output, id=r.id, agent=r.agent)
-                     for r in results.values() if r.status == "done")
-    human = "\n".join([
-        tagged("request", state["request"]),
-        tagged("done", done or "(nothing yet)"),
-        tagged("failed", failed.error or "failed", id=failed.id,
-               agents=", ".join(failed.agents_tried)),
-        tagged("remaining", failed.goal),
-    ])
-    allowed = {spec.name for spec in catalog}
-    restored_plans: list[Plan] = []
-    # Finished subtasks a replacement may depend on: taken out of validation, put back here.
-    external: dict[str, list[str]] = {r.id: [] for r in results.values() if r.status == "done"}
-
-    def check(new: Plan) -> Plan:
-        check_agents(new, allowed)
-        check_can_act(ctx, new)
-        if failed.kind == "act" and new.subtasks and not any(
-                (s.kind or failed.kind) == "act" for s in new.subtasks):
-            raise PlanError(f"subtask {failed.id!r} was asked to make a change; the "
-                            "replacement must make it too (an 'act' subtask for an agent "
-                            "that can change things), or return no subtasks")
-        # A replacement does what the failed subtask was for (its kind, unless the model
-        # says it only needs to read) and never turns a question into an action.
-        restored = new.model_copy(update={"subtasks": [
-            s.model_copy(update={"depends_on": [*external.get(f"new:{s.id}", []),
-                                                *s.depends_on],
-                                 "kind": "answer" if failed.kind == "answer"
-                                 else s.kind or failed.kind})
-            for s in new.subtasks]})
-        merge_replacement(plan, failed.id, restored, results)  # fits? (else: repair)
-        restored_plans[:] = [restored]
-        return new
-
-    await _plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
-                             state["run_id"], usage, budget, check, external)
-    return restored_plans[0]
 
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:
@@ -217,77 +165,30 @@ def check_can_act(ctx: EngineContext, plan: Plan) -> None:
                         "make it 'act' if the user asked for a change")
 
 
-def merge_replacement(plan: Plan, failed_id: str, new: Plan,
-                      results: dict[str, SubtaskResult]) -> Plan:
-    """``plan`` plus ``new``'s subtasks (renamed apart), dependents of ``failed_id`` rewired.
-
-    Raises PlanError when a new subtask depends on something that is neither new nor done.
-    """
-    if not new.subtasks:
-        return plan
-    taken = {s.id for s in plan.subtasks}
-    failed = next((s for s in plan.subtasks if s.id == failed_id), None)
-    origin = (failed.origin if failed is not None else None) or failed_id
-    prefix = next(f"r{n}_" for n in range(1, 1000) if not any(
-        i.startswith(f"r{n}_") for i in taken))
-    renamed = {s.id: f"{prefix}{s.id}"[:40] for s in new.subtasks}
-    added: list[Subtask] = []
-    for subtask in new.subtasks:
-        deps = []
-        for dep in subtask.depends_on:
-            if dep in renamed:
-                deps.append(renamed[dep])
-            elif dep in results and results[dep].status == "done":
-                deps.append(dep)
-            else:
-                raise PlanError(f"replacement subtask {subtask.id!r} depends on {dep!r}, "
-                                "which is neither a new subtask nor a done one")
-        added.append(subtask.model_copy(update={"id": renamed[subtask.id], "depends_on": deps,
-                                                "origin": origin}))
-    needed = {d for s in added for d in s.depends_on}
-    sinks = [s.id for s in added if s.id not in needed]
-    rewired = [s.model_copy(update={"depends_on": list(dict.fromkeys(
-        d2 for d in s.depends_on for d2 in (sinks if d == failed_id else [d])))})
-        if failed_id in s.depends_on and results.get(s.id) is not None
-        and results[s.id].status == "pending" else s
-        for s in plan.subtasks]
-    try:
-        return Plan(rationale=plan.rationale, subtasks=[*rewired, *added], answer=plan.answer)
-    except ValueError as exc:
-        raise PlanError(f"the replacement does not fit the plan: {exc}") from None
-
-
-def parse_plan(raw: AIMessage, external: dict[str, list[str]] | None = None) -> Plan:
-    """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it.
-
-    ``external``: for a replan, the ids of finished subtasks a new one may depend on (the
-    keys, each with an empty list); such dependencies are taken out before validation and
-    put in the list of the subtask that names them, to be restored when merging.
-    """
+def plan_arguments(raw: AIMessage) -> dict[str, Any]:
+    """The arguments of the reply's first Plan tool call; PlanError when there is none."""
     call = next((c for c in raw.tool_calls if c["name"] == Plan.__name__), None)
     if call is None:
         bad = next((c for c in raw.invalid_tool_calls if c.get("name") == Plan.__name__), None)
         if bad is not None:
             raise PlanError(f"the Plan arguments are not valid JSON: {bad.get('error') or ''}")
         raise PlanError("no Plan tool call in the reply")
-    args = call["args"]
-    if external is not None:
-        args, done_ids = json.loads(json.dumps(args, default=str)), set(external)
-        for key in list(external):
-            if external[key]:
-                del external[key]  # a stash from an earlier, rejected reply
-        for sub in args.get("subtasks") or []:
-            if isinstance(sub, dict) and isinstance(sub.get("depends_on"), list):
-                outside = [d for d in sub["depends_on"] if d in done_ids]
-                sub["depends_on"] = [d for d in sub["depends_on"] if d not in done_ids]
-                if outside:
-                    external[f"new:{sub.get('id')}"] = outside
+    return dict(call["args"])
+
+
+def validate_plan(args: dict[str, Any]) -> Plan:
+    """A Plan from tool-call arguments; PlanError says what is wrong with them."""
     try:
         return Plan.model_validate(args)
     except ValidationError as exc:
         raise PlanError("; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()
         )) from None
+
+
+def parse_plan(raw: AIMessage) -> Plan:
+    """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it."""
+    return validate_plan(plan_arguments(raw))
 
 
 def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:
