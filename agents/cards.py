@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from orchestrator.agents.spec import AgentSpec, as_tool
-from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, retrieve
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator.agents.spec import AgentSpec, as_tool
 from orchestrator.errors import ConfigError
 from orchestrator.models.specs import parse_model_spec
+from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, retrieve
 
 
 class AgentCard(BaseModel):

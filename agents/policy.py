@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.tools import BaseTool
+
 from orchestrator.agents.spec import ToolLike, as_tool
 
 ApprovalRule = Callable[[Mapping[str, Any]], str | None]

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+
 from orchestrator.agents.registry import AgentRegistry
 from orchestrator.agents.spec import AgentSpec
-from orchestrator.evals.run_record import CaseRun
-from orchestrator.evals.schema import EvalCase
-from orchestrator.evals.scorers import Score, ScorerFn, all_scorers, score_run
-from orchestrator.retrieval.store import KnowledgeStore
-
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import reset_domain_db, use_domain_db
 from orchestrator.errors import OrchestratorError
+from orchestrator.evals.run_record import CaseRun
+from orchestrator.evals.schema import EvalCase
+from orchestrator.evals.scorers import Score, ScorerFn, all_scorers, score_run
 from orchestrator.pricing import PriceTable
+from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.runs import RunStore
 
 ProgressFn = Callable[["CaseRecord"], None]

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from orchestrator.errors import ConfigError
 from orchestrator.evals.run_record import CaseRun
 from orchestrator.evals.schema import EvalCase, StateCheck
-
-from orchestrator.errors import ConfigError
 
 ENTRY_POINT_GROUP = "orchestrator.scorers"
 

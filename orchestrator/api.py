@@ -40,6 +40,7 @@ from langgraph.types import Command, StateSnapshot
 
 from orchestrator.agents.registry import AgentRegistry
 from orchestrator.agents.spec import AgentSpec
+from orchestrator.approvals import ApprovalRequest, check_decision, resume_payload
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
@@ -47,9 +48,8 @@ from orchestrator.errors import RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.leases import LostLease, keep_lease
-from orchestrator.nodes.approval import check_decision, resume_payload
 from orchestrator.plan import Plan
-from orchestrator.playbooks import Playbook, default_playbooks
+from orchestrator.playbooks import Playbook, check_event_name, default_playbooks
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run_status
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
@@ -224,7 +224,7 @@ class Orchestrator:
         return asyncio.run(self.aresume(thread_id, decision, reason=reason, approver=approver,
                                         on_event=on_event))
 
-    async def apending_approvals(self, thread_id: str) -> list[dict[str, Any]]:
+    async def apending_approvals(self, thread_id: str) -> list[ApprovalRequest]:
         """What the paused run of ``thread_id`` waits for ([] when it is not paused): each
         approval's key, subtask_id, agent, goal, and for a tool call its tool, args, why and
         preview. A decision keyed by these keys covers exactly them."""
@@ -232,7 +232,7 @@ class Orchestrator:
             snapshot = await graph.aget_state(_config(thread_id))
         return _waiting_approvals(snapshot)
 
-    def pending_approvals(self, thread_id: str) -> list[dict[str, Any]]:
+    def pending_approvals(self, thread_id: str) -> list[ApprovalRequest]:
         """Synchronous :meth:`apending_approvals`."""
         return asyncio.run(self.apending_approvals(thread_id))
 
@@ -323,7 +323,7 @@ class Orchestrator:
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
         values: dict[str, Any] = {}
-        paused: list[dict[str, Any]] = []
+        paused: list[ApprovalRequest] = []
         outcome = "interrupted"  # until the graph has run to its end or pause
         lost: list[str] = []  # why this process lost the run, once it has
         keeper = (asyncio.ensure_future(self._keep_claims(
@@ -545,7 +545,7 @@ class Orchestrator:
         assert self.runs is not None
         run_id, thread = record["run_id"], record["thread_id"]
         events = await asyncio.to_thread(self.runs.events, run_id)
-        pending: list[dict[str, Any]] = []
+        pending: list[ApprovalRequest] = []
         if record["status"] == "paused":
             async with self._graph() as graph:
                 snapshot = await graph.aget_state(_config(thread))
@@ -603,6 +603,7 @@ class Orchestrator:
         name, data that is not a JSON object, or data over ``max_event_bytes``."""
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,59}", name or ""):
             raise RequestError(f"event name {name!r} must be snake_case (e.g. service_down)")
+        check_event_name(self.playbooks, name)  # a typo must not run something else
         if data is not None and not isinstance(data, Mapping):
             raise RequestError(f"event data must be a JSON object, not {type(data).__name__}")
         payload = dict(data or {})
@@ -638,9 +639,9 @@ async def _in_scope(scope: AbstractContextManager[Any]) -> AsyncIterator[None]:
         yield
 
 
-def _waiting_approvals(snapshot: StateSnapshot) -> list[dict[str, Any]]:
+def _waiting_approvals(snapshot: StateSnapshot) -> list[ApprovalRequest]:
     """The approvals a thread's interrupted run waits for ([] when it is not paused)."""
-    return [a for task in snapshot.tasks for i in task.interrupts
+    return [ApprovalRequest.from_dict(a) for task in snapshot.tasks for i in task.interrupts
             for a in (i.value or {}).get("approvals", [])]
 
 
@@ -676,7 +677,7 @@ def _not_interrupted(record: dict[str, Any]) -> str:
 
 
 def _run_result(values: dict[str, Any], thread_id: str, run_id: str, request: str,
-                elapsed: float, events: list[Event], paused: list[dict[str, Any]]
+                elapsed: float, events: list[Event], paused: list[ApprovalRequest]
                 ) -> RunResult:
     results = {key: SubtaskResult.from_dict(value)
                for key, value in (values.get("results") or {}).items()}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.events import Event
 from orchestrator.plan import Plan
+
+if TYPE_CHECKING:
+    from orchestrator.approvals import ApprovalRequest
 
 RunStatus = Literal["ok", "partial", "failed", "paused", "unknown", "interrupted"]
 """ok: every subtask done; partial: some failed or were skipped; failed: no plan or nothing
@@ -184,8 +187,8 @@ class RunResult:
     elapsed_s: float
     error: str | None = None
     events: list[Event] = field(default_factory=list)
-    pending_approvals: list[dict[str, Any]] = field(default_factory=list)
-    """When paused: the steps waiting for a decision (subtask_id, agent, goal)."""
+    pending_approvals: list[ApprovalRequest] = field(default_factory=list)
+    """When paused: what waits for a decision."""
     mode: str = ""
     """How the plan was made: 'supervisor' or 'playbook:<name>'."""
     budget_hit: str | None = None
@@ -208,7 +211,7 @@ class RunResult:
             "run_id": self.run_id,
             "mode": self.mode,
             "budget_hit": self.budget_hit,
-            "pending_approvals": self.pending_approvals,
+            "pending_approvals": [p.to_dict() for p in self.pending_approvals],
         }
         if include_events:
             out["events"] = [e.to_dict() for e in self.events]

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
 from rich.console import Console
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.approvals import ApprovalRequest
 from orchestrator.cli.view import approval_details, print_answer, safe_text
 from orchestrator.errors import RequestError
 from orchestrator.runs import RunStore
@@ -63,10 +64,10 @@ def test_the_cli_records_who_approved(orchestrator_home: Path) -> None:
 
 
 def test_what_is_shown_for_approval_is_complete_and_sanitised() -> None:
-    step = {"key": "t1:refund_order:ab", "subtask_id": "t1", "agent": "billing[/bold]",
-            "goal": f"Refund {HOSTILE}", "tool": "refund_order",
-            "args": {"order": "o-1", "note": HOSTILE}, "why": "[bold]over $100[/bold]",
-            "preview": "refund $299.00 to card ending 4242\x1b[8m (hidden)"}
+    step = ApprovalRequest(key="t1:refund_order:ab", subtask_id="t1", agent="billing[/bold]",
+                           goal=f"Refund {HOSTILE}", tool="refund_order",
+                           args={"order": "o-1", "note": HOSTILE}, why="[bold]over $100[/bold]",
+                           preview="refund $299.00 to card ending 4242\x1b[8m (hidden)")
     console = Console(record=True, width=160, force_terminal=True)
     console.print(approval_details(step))  # markup in the data must not crash the prompt
     raw = console.export_text(styles=True, clear=False)
@@ -232,8 +233,8 @@ def test_a_keyed_decision_on_calls_no_longer_pending_is_refused(domain_db: Path,
     orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store,
                         checkpointer=tmp_path / "c.sqlite")
     paused = orch.run("planned failover for web-2")
-    (shown_key,) = [p["key"] for p in orch.pending_approvals(paused.thread_id)]
-    assert shown_key == paused.pending_approvals[0]["key"]
+    (shown_key,) = [p.key for p in orch.pending_approvals(paused.thread_id)]
+    assert shown_key == paused.pending_approvals[0].key
     orch.resume(paused.thread_id, {shown_key: False})
     with pytest.raises(RequestError, match="no paused run"):
         orch.resume(paused.thread_id, {shown_key: True})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from orchestrator.evals.bench.metrics import (
     dcg,
     mrr_at_k,

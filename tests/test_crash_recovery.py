@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.errors import RequestError
 from orchestrator.runs import HOST, Owner, RunStore
 from tests.support.processes import (

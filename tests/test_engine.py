@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
-from orchestrator.agents.it_ops import it_ops_agents
-from orchestrator.agents.spec import AgentSpec
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.errors import RequestError
 from orchestrator.models import FakeChatModel, tool_call
 from tests.conftest import INCIDENT_REQUEST

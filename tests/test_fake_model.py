@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-from orchestrator.agents.it_ops.tools import alert_oncall, reroute_traffic, show_route
 from pydantic import BaseModel, Field
 
+from orchestrator.agents.it_ops.tools import alert_oncall, reroute_traffic, show_route
 from orchestrator.errors import ConfigError, ScriptExhaustedError
 from orchestrator.models import FakeChatModel, get_model, tool_call
 from orchestrator.plan import Plan

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
 
+from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.api import Orchestrator
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model

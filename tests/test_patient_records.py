@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agents.healthcare import healthcare_agents
-
 from orchestrator import Orchestrator
+from orchestrator.agents.healthcare import healthcare_agents
 from orchestrator.models import FakeChatModel, tool_call
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, RequestError
-from orchestrator.playbooks import builtin_playbooks, load_playbook, load_playbooks
+from orchestrator.playbooks import load_playbook, load_playbooks, pack_playbooks
 
 
 def orch(domain_db: Path, checkpointer: Any = None, **settings: Any) -> Orchestrator:
@@ -75,9 +75,15 @@ def test_adaptive_mode_lets_the_supervisor_plan_an_event(domain_db: Path) -> Non
     assert plan_event.usage is not None and plan_event.usage["llm_calls"] == 1
 
 
-def test_an_unknown_event_in_hybrid_mode_goes_to_the_supervisor(domain_db: Path) -> None:
-    result = orch(domain_db).fire_event("disk_alarm", {"service": "web-2"})
-    assert result.mode == "supervisor"
+@pytest.mark.parametrize("coordination", ["hybrid", "adaptive", "rules"])
+def test_an_unknown_event_is_an_error_listing_the_known_ones(
+        domain_db: Path, db: sqlite3.Connection, coordination: str) -> None:
+    # A typo ("servce_down") used to go to the supervisor, which planned something else.
+    with pytest.raises(RequestError, match=r"unknown event 'servce_down'.*known events: "
+                       r"maintenance_failover, service_down;"):
+        orch(domain_db, coordination=coordination).fire_event("servce_down",
+                                                              {"service": "web-3"})
+    assert route(db, "web-3") == "web-primary"
 
 
 def test_event_data_missing_an_input_is_a_clear_error(domain_db: Path) -> None:
@@ -94,11 +100,11 @@ def test_an_approval_step_pauses_and_resumes_after_approval(
     paused = orch(domain_db, checkpoints).run("planned failover for web-2")
 
     assert paused.status == "paused"
-    assert [p["subtask_id"] for p in paused.pending_approvals] == ["reroute"]
+    assert [p.subtask_id for p in paused.pending_approvals] == ["reroute"]
     # the person sees the exact call and its effect from the current state
     (pending,) = paused.pending_approvals
-    assert pending["tool"] == "reroute_traffic" and pending["args"] == {"service": "web-2"}
-    assert pending["preview"] == "web-2 traffic: web-primary -> web-backup-b"
+    assert pending.tool == "reroute_traffic" and pending.args == {"service": "web-2"}
+    assert pending.preview == "web-2 traffic: web-primary -> web-backup-b"
     assert paused.results["health"].status == "done"
     assert "approval_requested" in [e.type for e in paused.events]
     assert route(db, "web-2") == "web-primary"  # nothing moved before the approval
@@ -115,8 +121,8 @@ def test_an_approval_step_pauses_and_resumes_after_approval(
     assert done.results["log"].status == "done"
     decided = next(e for e in done.events if e.type == "approval_decided")
     assert decided.data["approved"] is True and decided.data["reason"] == "change CR-42"
-    assert decided.data["approver"] == "ana" and decided.data["key"] == pending["key"]
-    assert decided.data["preview"] == pending["preview"]
+    assert decided.data["approver"] == "ana" and decided.data["key"] == pending.key
+    assert decided.data["preview"] == pending.preview
     assert "subtask_started" not in [e.type for e in done.events
                                      if e.subtask_id == "health"]  # not redone
 
@@ -140,11 +146,12 @@ def test_a_denied_step_is_not_taken_and_the_answer_says_so(
 
 def test_built_in_playbooks_load_and_name_real_agents() -> None:
     names = {a.name for a in it_ops_agents()}
-    playbooks = builtin_playbooks()
+    playbooks = pack_playbooks()
     assert {p.name for p in playbooks} >= {"service_down", "planned_failover"}
     for playbook in playbooks:
-        if playbook.source.split("/agents/")[-1].startswith("it_ops"):
+        if playbook.pack == "it_ops":
             playbook.check_agents(names)
+    assert {p.pack for p in pack_playbooks("it_ops")} == {"it_ops"}
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -226,8 +233,8 @@ def test_a_tool_call_that_needs_approval_pauses_and_runs_once_approved(
     paused = fresh().run("check the health of web-2 and reroute web-3 traffic to a backup pool")
     assert paused.status == "paused"
     (pending,) = paused.pending_approvals
-    assert pending["tool"] == "reroute_traffic" and pending["args"]["service"] == "web-3"
-    assert pending["why"] == "moving web-3 needs the service owner"
+    assert pending.tool == "reroute_traffic" and pending.args["service"] == "web-3"
+    assert pending.why == "moving web-3 needs the service owner"
     assert route(db, "web-3") == "web-primary"  # the call did not run
     health = next(r for r in paused.results.values() if r.agent == "monitoring")
     assert health.status == "done"
@@ -235,7 +242,7 @@ def test_a_tool_call_that_needs_approval_pauses_and_runs_once_approved(
                    and e.data["tool"] == "check_service_health")
     assert checked.data["audit"] is True  # audited reads are flagged in the events
 
-    done = fresh().resume(paused.thread_id, {pending["subtask_id"]: True})
+    done = fresh().resume(paused.thread_id, {pending.subtask_id: True})
     assert done.status == "ok", done.answer
     assert route(db, "web-3") != "web-primary"
     assert [e.type for e in done.events].count("subtask_started") == 1  # only the reroute

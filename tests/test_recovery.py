@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
+
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.agents.it_ops import tools as it_tools
 from orchestrator.agents.spec import AgentSpec
-
-from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel, tool_call
 from orchestrator.results import RunResult

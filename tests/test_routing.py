@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 
 from langchain_core.tools import StructuredTool
+
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.agents.it_ops import tools as it_tools
 from orchestrator.agents.spec import AgentSpec
-
-from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.routing import AgentStatsBook, capable_agents
 from orchestrator.runs import RunStore

@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError
 from orchestrator.models import FakeChatModel

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.agents.it_ops import it_ops_agents
-from orchestrator.agents.policy import read_only
 from rich.console import Console
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.policy import read_only
 from orchestrator.cli.view import print_answer
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from langchain_core.tools import StructuredTool
+
+from orchestrator import Orchestrator
 from orchestrator.agents.cards import load_agent_card
 from orchestrator.agents.commerce import commerce_agents
 from orchestrator.agents.commerce import tools as shop
@@ -30,8 +32,6 @@ from orchestrator.agents.policy import (
     refusal_reason,
 )
 from orchestrator.agents.spec import AgentSpec
-
-from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError
 from orchestrator.models import FakeChatModel, tool_call
@@ -117,15 +117,15 @@ def test_a_changed_effect_asks_again_and_the_old_approval_does_not_apply(
     o = make(commerce_agents(), domain_db, tmp_path)
     paused = o.run("adjust the price of sku-6 to the market")
     (pending,) = paused.pending_approvals
-    assert pending["preview"] == "price of sku-6: $45.00 -> $32.00"
+    assert pending.preview == "price of sku-6: $45.00 -> $32.00"
     db.execute("UPDATE market_prices SET price = 22.0 WHERE sku = 'sku-6'")
     db.commit()
 
     again = make(commerce_agents(), domain_db, tmp_path).resume(paused.thread_id, True)
     assert again.status == "paused"
     (pending2,) = again.pending_approvals
-    assert pending2["preview"] == "price of sku-6: $45.00 -> $22.00"
-    assert pending2["key"] != pending["key"]
+    assert pending2.preview == "price of sku-6: $45.00 -> $22.00"
+    assert pending2.key != pending.key
     price = db.execute("SELECT price FROM products WHERE sku = 'sku-6'").fetchone()[0]
     assert price == 45.0  # the approval of "$32" did not move it to $22
 
@@ -151,7 +151,7 @@ def test_one_approval_lets_the_call_run_once(
     again = o.resume(paused.thread_id, True)
     # the second identical read is a new use: it needs its own approval
     assert again.status == "paused"
-    assert again.pending_approvals[0]["key"] != paused.pending_approvals[0]["key"]
+    assert again.pending_approvals[0].key != paused.pending_approvals[0].key
     reads = [e for e in again.events if e.type == "tool_called"
              and e.data["tool"] == "read_full_patient_record"]
     assert len(reads) == 1 and reads[0].data["audit"] is True
@@ -182,7 +182,7 @@ def test_a_card_that_imports_the_original_tools_gets_their_approvals_and_audit(
 
     result = make([helper], domain_db, tmp_path).run("refund order o-1010")
     assert result.status == "paused" and refunds(db) == []
-    assert result.pending_approvals[0]["preview"] == "refund $299.00 for o-1010"
+    assert result.pending_approvals[0].preview == "refund $299.00 for o-1010"
 
 
 def test_a_tool_rewrapped_from_its_function_keeps_its_rule() -> None:
@@ -214,8 +214,8 @@ def test_a_supervisor_plan_that_moves_a_healthy_service_needs_an_approval(
     result = o.run("move web-2 traffic to web-backup-b for maintenance")
     assert result.mode == "supervisor" and result.status == "paused"
     (pending,) = result.pending_approvals
-    assert pending["tool"] == "reroute_traffic"
-    assert pending["preview"] == "web-2 traffic: web-primary -> web-backup-b"
+    assert pending.tool == "reroute_traffic"
+    assert pending.preview == "web-2 traffic: web-primary -> web-backup-b"
     assert db.execute("SELECT pool FROM routes WHERE service = 'web-2'").fetchone()[0] == \
         "web-primary"
     # failing over a service that is down is incident response: no approval
@@ -236,7 +236,7 @@ def test_a_playbook_step_that_needs_approval_still_pauses_before_it_starts(
     o = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, settings=settings,
                      checkpointer=tmp_path / "checkpoints.sqlite")
     paused = o.fire_event("page_drill", {"service": "api-1"})
-    assert paused.status == "paused" and paused.pending_approvals[0]["key"] == "page"
+    assert paused.status == "paused" and paused.pending_approvals[0].key == "page"
     assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
     done = o.resume(paused.thread_id, True, approver="sre-lead")
     assert done.ok and db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import StructuredTool
+
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.agents.it_ops import tools as it_tools
 from orchestrator.agents.policy import read_only
 from orchestrator.agents.spec import AgentSpec
-
-from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel, tool_call
 from orchestrator.runs import RunStore

@@ -18,11 +18,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import StructuredTool
+
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.agents.it_ops import tools as it_tools
 from orchestrator.agents.spec import AgentSpec
-
-from orchestrator import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.effects import AlreadyApplied, WriteCall, write_call

@@ -36,12 +36,12 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import StructuredTool
 from langgraph.checkpoint.memory import InMemorySaver
-from orchestrator.agents.spec import AgentSpec
-from orchestrator.evals.bench.engine import bench_agents, request
-from orchestrator.evals.bench.figures import Figure
 
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
+from orchestrator.evals.bench.engine import bench_agents, request
+from orchestrator.evals.bench.figures import Figure
 from orchestrator.graph import build_graph
 from orchestrator.runs import RunStore
 

@@ -28,12 +28,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from orchestrator.agents.it_ops import it_ops_agents
-from orchestrator.evals.bench.engine import render
-from orchestrator.evals.bench.figures import Figure
-
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain_db import reset_domain_db
+from orchestrator.evals.bench.engine import render
+from orchestrator.evals.bench.figures import Figure
 from orchestrator.runs import RunStore
 
 THREAD = "bench-thread"

@@ -23,6 +23,7 @@ from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
+    from orchestrator.approvals import ApprovalRequest
     from orchestrator.cli.view import RunView
     from orchestrator.events import Event, EventSink
     from orchestrator.results import RunResult
@@ -195,10 +196,10 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
             for step in result.pending_approvals:
                 console.print(approval_details(step))
                 approved = typer.confirm(
-                    f"Approve {safe_text(step['subtask_id'], one_line=True)} "
-                    f"({safe_text(step['agent'], one_line=True)})?", default=False)
+                    f"Approve {safe_text(step.subtask_id, one_line=True)} "
+                    f"({safe_text(step.agent, one_line=True)})?", default=False)
                 reason = typer.prompt("Reason", default="approved" if approved else "denied")
-                decisions[step["key"]] = {"approved": approved, "reason": reason}
+                decisions[step.key] = {"approved": approved, "reason": reason}
             thread = result.thread_id
             with _live(view):
                 result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker)
@@ -258,18 +259,18 @@ def event(
 _NOT_NAMED = "not named by --key or --step"
 
 
-def _decisions(pending: list[dict[str, object]], approved: bool, reason: str,
+def _decisions(pending: list[ApprovalRequest], approved: bool, reason: str,
                steps: list[str], keys: list[str]) -> dict[str, dict[str, object]]:
     """One decision per pending approval, by key: the named ones (all when none is named)
     get ``approved``, the others are denied. UserError for a key or step not pending."""
-    waiting = ", ".join(str(p["key"]) for p in pending) or "nothing"
-    unknown = [k for k in keys if k not in {p["key"] for p in pending}] + [
-        s for s in steps if s not in {p["subtask_id"] for p in pending}]
+    waiting = ", ".join(p.key for p in pending) or "nothing"
+    unknown = [k for k in keys if k not in {p.key for p in pending}] + [
+        s for s in steps if s not in {p.subtask_id for p in pending}]
     if unknown:
         raise UserError(f"no pending approval named {', '.join(unknown)}; waiting: {waiting}")
-    named = [p["key"] for p in pending if not (keys or steps) or p["key"] in keys
-             or p["subtask_id"] in steps]
-    return {str(p["key"]): {"approved": approved, "reason": reason} if p["key"] in named
+    named = [p.key for p in pending if not (keys or steps) or p.key in keys
+             or p.subtask_id in steps]
+    return {p.key: {"approved": approved, "reason": reason} if p.key in named
             else {"approved": False, "reason": _NOT_NAMED} for p in pending}
 
 
@@ -306,7 +307,7 @@ def approve(
         shown.print(f"Deciding for thread {safe_text(thread, one_line=True)}:",
                     highlight=False, markup=False)
     for item in pending:
-        verdict = decision[str(item["key"])]
+        verdict = decision[item.key]
         label = "approve" if verdict["approved"] else "deny"
         if verdict["reason"]:
             label += f" ({verdict['reason']})"
@@ -450,9 +451,20 @@ def agents_command(
     console.print(agents_table(registry.specs))
 
 
+@app.command("playbooks")
+def playbooks_cmd(agents_dir: AgentsDirOption = None, as_json: JsonOption = False) -> None:
+    """List the playbooks that are on: their triggers (event, request pattern) and pack."""
+    from orchestrator.cli.playbooks import playbooks_command
+
+    playbooks_command(_settings(None, agents_dir), as_json)
+
+
 @app.command("eval")
 def eval_cmd(
-    datasets: Annotated[list[Path], typer.Argument(help="JSONL/YAML case files or folders.")],
+    datasets: Annotated[list[Path] | None, typer.Argument(
+        help="JSONL/YAML case files or folders.")] = None,
+    pack: Annotated[list[str] | None, typer.Option(
+        "--pack", help="Also run this domain pack's own eval cases (repeat).")] = None,
     model: ModelOption = None,
     repeat: Annotated[int, typer.Option("--repeat", "-k", min=1, help="Runs per case.")] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", min=1)] = 4,
@@ -475,6 +487,12 @@ def eval_cmd(
     from orchestrator.evals.baseline import GateThresholds
 
     settings = _settings(model, None)
+    if pack:
+        from orchestrator.agents.domains import pack_eval_cases
+
+        datasets = [*(datasets or []), *pack_eval_cases(pack)]
+    if not datasets:
+        raise UserError("name eval case files or folders, or a domain pack with --pack NAME")
     options = EvalOptions(
         datasets=datasets, model=settings.model or DEFAULT_MODEL_SPEC, repeat=repeat,
         concurrency=concurrency, tags=tag or [], out=out, baseline=baseline, record=record,

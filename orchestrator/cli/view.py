@@ -11,7 +11,6 @@ import json
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.agents.spec import AgentSpec
+from orchestrator.approvals import ApprovalRequest
 from orchestrator.events import Event
 from orchestrator.results import RunResult
 
@@ -52,17 +52,16 @@ def safe_text(value: object, *, one_line: bool = False) -> str:
     return out.replace("\n", " ") if one_line else out
 
 
-def approval_details(step: Mapping[str, Any], *, decision: str | None = None) -> Panel:
+def approval_details(step: ApprovalRequest, *, decision: str | None = None) -> Panel:
     """What a person is asked to approve, complete and sanitised: its key, the step, the
     tool, its full arguments, why it needs an approval, and the effect the tool previews;
     with ``decision``, what is about to be decided on it."""
-    rows: list[tuple[str, Any]] = [("key", step.get("key")),
-                                   ("step", f"{step.get('subtask_id')} ({step.get('agent')})"),
-                                   ("goal", step.get("goal"))]
-    if step.get("tool"):
-        rows += [("tool", step["tool"]), ("arguments", _visible_json(step.get("args") or {}))]
-    rows += [("why", step.get("why")), ("effect", step.get("preview")),
-             ("decision", decision)]
+    rows: list[tuple[str, Any]] = [("key", step.key),
+                                   ("step", f"{step.subtask_id} ({step.agent})"),
+                                   ("goal", step.goal)]
+    if step.tool:
+        rows += [("tool", step.tool), ("arguments", _visible_json(step.args or {}))]
+    rows += [("why", step.why), ("effect", step.preview), ("decision", decision)]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -177,8 +176,8 @@ def print_answer(console: Console, result: RunResult, *, details: bool = True) -
              f"{result.run_id[:12]}[/dim]")
     if result.status == "paused":
         steps = "\n".join(escape(safe_text(
-            f"- {p['subtask_id']} ({p['agent']}): "
-            + (f"{p['tool']} - {p['why']}" if p.get("tool") else p["goal"]), one_line=True))
+            f"- {p.subtask_id} ({p.agent}): "
+            + (f"{p.tool} - {p.why}" if p.tool else p.goal), one_line=True))
             for p in result.pending_approvals)
         shown: list[RenderableType] = [f"Waiting for approval:\n{steps}"]
         if details:

@@ -20,6 +20,14 @@ from typing import Any
 
 from langgraph.func import task
 
+from orchestrator.approvals import (
+    ApprovalDecision,
+    ApprovalRequest,
+    approval_key_of,
+    granted_keys,
+    pending_approvals,
+    satisfies_dependents,
+)
 from orchestrator.budget import RunBudget
 from orchestrator.events import EventType, emit
 from orchestrator.nodes.recovery import run_with_recovery
@@ -101,8 +109,9 @@ class Scheduler:
             if result.status == "running":  # interrupted mid-flight: run it again
                 result.status = "pending"
         self.replans = int(state.get("replans") or 0)
-        self.approvals = dict(state.get("approvals") or {})
-        self.awaiting: list[str] = []
+        self.approvals = {key: ApprovalDecision.from_dict(value)
+                          for key, value in (state.get("approvals") or {}).items()}
+        self.awaiting: list[ApprovalRequest] = []
         self.budget_reported = bool(state.get("budget_hit"))
         self._settled_some = False
         self._replanning: set[str] = set()
@@ -141,13 +150,10 @@ class Scheduler:
                     self.replans += 1
                     self._replanning.add(result.id)
                     replanning[asyncio.ensure_future(self._ask_replan(result))] = result
-        if self.awaiting:
-            self._ready(0)  # final list of what waits for a decision
-        for key in self.awaiting:
-            subtask_id = key.split(":", 1)[0]
-            result = self.results[subtask_id]
-            emit("approval_requested", self.run_id, subtask_id=subtask_id, agent=result.agent,
-                 data={"goal": result.goal, "key": key, **(result.awaiting or {})})
+        self.awaiting = pending_approvals(self.plan, self.results, self.approvals)
+        for request in self.awaiting:
+            emit("approval_requested", self.run_id, subtask_id=request.subtask_id,
+                 agent=request.agent, data=request.to_dict())
 
     def update(self) -> dict[str, Any]:
         """The state keys this node writes."""
@@ -164,7 +170,6 @@ class Scheduler:
 
     def _ready(self, slots: int) -> list[Subtask]:
         ready: list[Subtask] = []
-        self.awaiting = []
         for subtask in self.plan.subtasks:
             result = self.results[subtask.id]
             if result.status != "pending" or not all(
@@ -174,15 +179,13 @@ class Scheduler:
                 self._finish_unrun(result, "skipped", "condition",
                                    f"condition on {subtask.when.path} not met")
                 continue
-            key = result.awaiting["key"] if result.awaiting else (
-                subtask.id if subtask.requires_approval else None)
+            key = approval_key_of(subtask, result)
             if key is not None:
                 decision = self.approvals.get(key)
                 if decision is None:
-                    self.awaiting.append(key)
-                    continue
-                if not decision.get("approved"):
-                    reason = decision.get("reason") or "no reason given"
+                    continue  # waits for a person: see pending_approvals
+                if not decision.approved:
+                    reason = decision.reason or "no reason given"
                     what = f" for {result.awaiting['tool']}" if result.awaiting else ""
                     self._finish_unrun(result, "cancelled", "denied",
                                        f"not done: approval{what} denied ({reason})")
@@ -191,9 +194,7 @@ class Scheduler:
         return ready[:max(slots, 0)]
 
     def _satisfied(self, dependency: str) -> bool:
-        """Done, or skipped because its playbook condition did not hold (not a failure)."""
-        result = self.results[dependency]
-        return result.status == "done" or result.failure_kind == "condition"
+        return satisfies_dependents(self.results[dependency])
 
     def _dispatch(self, subtask: Subtask) -> asyncio.Future[Any]:
         inputs = [{"subtask_id": d, "agent": self.results[d].agent,
@@ -202,8 +203,7 @@ class Scheduler:
         result = self.results[subtask.id]
         # Approved: the same agent goes on from where it stopped.
         paused = result.to_dict() if result.awaiting is not None else None
-        grants = [k for k, d in self.approvals.items()
-                  if d.get("approved") and k.startswith(f"{subtask.id}:")]
+        grants = granted_keys(subtask.id, self.approvals)
         result.status, result.awaiting = "running", None
         result.started_at = result.started_at or time.time()
         emit("subtask_started", self.run_id, subtask_id=subtask.id,

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
+from orchestrator.domain_db import reset_domain_db
 from orchestrator.evals.run_record import CaseRun
 from orchestrator.evals.schema import DatasetError, EvalCase, load_cases
 from orchestrator.evals.scorers import all_scorers, score_run, scorer
-
-from orchestrator.domain_db import reset_domain_db
 from orchestrator.results import RunResult, SubtaskResult, ToolCallRecord, Usage
 
 SMOKE = Path(__file__).parents[1] / "fixtures" / "evals" / "smoke.yaml"

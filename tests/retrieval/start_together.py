@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.retrieval.search import Retriever
-from orchestrator.retrieval.store import KnowledgeStore
-
 from orchestrator.cli.app import _ensure_demo_knowledge
 from orchestrator.config import load_settings
 from orchestrator.demo import DEMO_KNOWLEDGE
+from orchestrator.retrieval.search import Retriever
+from orchestrator.retrieval.store import KnowledgeStore
 
 
 def main() -> None:

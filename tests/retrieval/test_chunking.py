@@ -5,6 +5,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+
 from orchestrator.retrieval.chunking import Chunk, chunk_document, chunk_metadata
 from orchestrator.retrieval.documents import SourceDocument, load_file
 

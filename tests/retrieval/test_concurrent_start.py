@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.retrieval.store import KnowledgeStore
-
 from orchestrator.config import load_settings
 from orchestrator.demo import DEMO_KNOWLEDGE, ensure_demo_knowledge, knowledge_folder
+from orchestrator.retrieval.store import KnowledgeStore
 
 PROCESSES = 8
 REPO = Path(__file__).resolve().parents[2]

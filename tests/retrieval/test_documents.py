@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pypdf
 import pytest
-from orchestrator.retrieval.documents import SUPPORTED_SUFFIXES, iter_files, load_file
-from orchestrator.retrieval.errors import IngestError, RetrievalError
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.retrieval.documents import SUPPORTED_SUFFIXES, iter_files, load_file
+from orchestrator.retrieval.errors import IngestError, RetrievalError
 
 
 def write_text_pdf(path: Path, pages: list[list[str]], title: str | None = None) -> Path:

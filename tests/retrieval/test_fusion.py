@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from orchestrator.retrieval.errors import RetrievalError
 from orchestrator.retrieval.fusion import Fusion, min_max, min_max_fusion, reciprocal_rank_fusion
 from orchestrator.retrieval.ingest import ingest_paths
@@ -103,7 +104,6 @@ def test_search_across_collections_in_every_mode(tmp_path: Path) -> None:
 
 def test_the_fusion_setting_reaches_the_engine_and_the_cli(tmp_path: Path) -> None:
     from orchestrator.agents.it_ops import it_ops_agents
-
     from orchestrator.config import Settings
     from orchestrator.graph import engine_context, fusion_from
 

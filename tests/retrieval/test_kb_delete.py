@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from orchestrator.retrieval.errors import RetrievalError
 from orchestrator.retrieval.ingest import ingest_paths
 from orchestrator.retrieval.search import Retriever

@@ -6,17 +6,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.agents.spec import AgentSpec
+from orchestrator.demo import ingest_demo_knowledge
+from orchestrator.models import FakeChatModel, tool_call
 from orchestrator.retrieval.errors import CollectionAccessError
 from orchestrator.retrieval.ingest import ingest_paths
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.retrieval.tool import bind_retrieve_tool, retrieve
-
-from orchestrator import Orchestrator
-from orchestrator.demo import ingest_demo_knowledge
-from orchestrator.models import FakeChatModel, tool_call
 from tests.conftest import INCIDENT_REQUEST
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from orchestrator.retrieval.errors import EmbedderMismatchError, RetrievalError
 from orchestrator.retrieval.ingest import ingest_paths
 from orchestrator.retrieval.search import Retriever, SearchFilters

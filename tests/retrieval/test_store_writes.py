@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from orchestrator.retrieval.embedders import HashEmbedder
 from orchestrator.retrieval.store import ChunkRecord, KnowledgeStore
 
