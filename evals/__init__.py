@@ -5,6 +5,7 @@ from orchestrator.evals.run_record import CaseRun
 from orchestrator.evals.runner import CaseRecord, EvalConfig, run_cases
 from orchestrator.evals.schema import EvalCase, Expectations, load_cases
 from orchestrator.evals.scorers import Score, all_scorers, scorer
+from orchestrator.evals.suite import SuiteResult, run_suite
 from orchestrator.evals.summary import summarize
 
 __all__ = [
@@ -15,10 +16,12 @@ __all__ = [
     "Expectations",
     "GateThresholds",
     "Score",
+    "SuiteResult",
     "all_scorers",
     "compare",
     "load_cases",
     "run_cases",
+    "run_suite",
     "scorer",
     "summarize",
 ]

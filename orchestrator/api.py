@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
@@ -44,10 +44,11 @@ from orchestrator.approvals import ApprovalRequest, check_decision, resume_paylo
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
-from orchestrator.errors import RequestError
+from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.leases import LostLease, keep_lease
+from orchestrator.records import RunRecords
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, check_event_name, default_playbooks
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run_status
@@ -241,6 +242,45 @@ class Orchestrator:
         """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.
 
         Finished subtasks are not redone (their results are in the checkpoint), and writes
+    # --- the service API: set-up and queries ----------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *,
+                      on_first_build: Callable[[], None] | None = None,
+                      **options: Any) -> Orchestrator:
+        """The orchestrator of a data folder, as the CLI and the server run it.
+
+        The settings' model (the offline fake model when none is set), checkpoints, run
+        store and business database in ``ORCHESTRATOR_HOME``, and, when the knowledge base
+        is on, the domain packs' knowledge ingested on first use (``on_first_build`` is
+        called before that one-time build). ``options`` go to the constructor.
+        """
+        from orchestrator.config import DEFAULT_MODEL_SPEC
+        from orchestrator.demo import demo_knowledge_lock, ensure_demo_knowledge
+
+        settings = settings or load_settings()
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot use the data folder {settings.home} "
+                              f"(ORCHESTRATOR_HOME): {exc.strerror or exc}") from None
+        if settings.knowledge and "knowledge" not in options:
+            store = KnowledgeStore.from_settings(settings)
+            ensure_demo_knowledge(store, demo_knowledge_lock(settings), on_build=on_first_build)
+            options["knowledge"] = store
+        options.setdefault("checkpointer", settings.checkpoints_path)
+        options.setdefault("domain_db", settings.domain_db_path)
+        return cls(options.pop("model", None) or settings.model or DEFAULT_MODEL_SPEC,
+                   settings=settings, **options)
+
+    @property
+    def records(self) -> RunRecords:
+        """Stored runs, traces, events and agent statistics (see :class:`RunRecords`)."""
+        if self.runs is None:
+            raise ConfigError("this orchestrator does not record runs (ORCHESTRATOR_RECORD_RUNS "
+                              "is off and no run store was given)")
+        return RunRecords(self.runs)
+
         that happened return their earlier results. A run that was waiting for a decision
         when it stopped goes back to ``paused``. ``run_id`` may be a unique prefix.
         """
@@ -444,7 +484,16 @@ class Orchestrator:
         role = {"human": "user", "ai": "assistant"}
         return [(role.get(m.type, m.type), m.text) for m in snapshot.values.get("messages", [])]
 
-    # --- internals ------------------------------------------------------------------------
+    async def ahas_thread(self, thread_id: str) -> bool:
+        """Whether ``thread_id`` names a conversation that exists (has a checkpoint)."""
+        async with self._graph() as graph:
+            snapshot = await graph.aget_state(_config(thread_id))
+        return snapshot.created_at is not None
+
+    def has_thread(self, thread_id: str) -> bool:
+        """Synchronous :meth:`ahas_thread`."""
+        return asyncio.run(self.ahas_thread(thread_id))
+
     # --- internals ------------------------------------------------------------------------
 
     @asynccontextmanager

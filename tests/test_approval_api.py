@@ -18,6 +18,7 @@ from orchestrator.approvals import ApprovalRequest
 from orchestrator.cli.view import approval_details, print_answer, safe_text
 from orchestrator.errors import RequestError
 from orchestrator.runs import RunStore
+from orchestrator.traces import Trace
 from tests.support.processes import crash_env, run_on_terminal
 
 HOSTILE = "web-2\x1b[2J\x1b]0;owned\x07 [/bold][red]HIDDEN\rTEXT\u202eevil\x08"
@@ -94,7 +95,7 @@ def test_hostile_text_prints_in_the_answer_runs_and_trace(domain_db: Path,
     console = Console(record=True, width=200, force_terminal=True)
     print_answer(console, paused)
     console.print(runs_table(store.list_runs()))
-    console.print(trace_view(store.run(paused.run_id), store.events(paused.run_id)))
+    console.print(trace_view(Trace.build(store.run(paused.run_id), store.events(paused.run_id))))
     shown = console.export_text(styles=True, clear=False)
     assert "\x1b[2J" not in shown and "\x1b]0;" not in shown
     assert "[/bold][red]HIDDEN" in console.export_text()

@@ -83,25 +83,18 @@ def _orchestrator(settings: Settings, quiet: bool = False) -> Orchestrator:
     if settings.model is None and not quiet:
         err_console.print(f"[dim]No model configured: using the offline '{DEFAULT_MODEL_SPEC}' "
                           "model (set ORCHESTRATOR_MODEL or --model).[/dim]", soft_wrap=True)
-    if settings.knowledge:
-        _ensure_demo_knowledge(settings, quiet)
-    return Orchestrator(settings.model or DEFAULT_MODEL_SPEC, settings=settings,
-                        checkpointer=settings.checkpoints_path,
-                        domain_db=settings.domain_db_path)
-
-
-def _ensure_demo_knowledge(settings: Settings, quiet: bool) -> None:
-    # Like the demo database, the demo knowledge base is created on first use; processes
-    # starting together take turns, and a build that was stopped is completed.
-    from orchestrator.demo import demo_knowledge_lock, ensure_demo_knowledge
-    from orchestrator.retrieval.store import KnowledgeStore
 
     def announce() -> None:
         if not quiet:
             err_console.print("[dim]First run: building the demo knowledge base...[/dim]")
 
-    ensure_demo_knowledge(KnowledgeStore.from_settings(settings), demo_knowledge_lock(settings),
-                          on_build=announce)
+    return Orchestrator.from_settings(settings, on_first_build=announce)
+
+
+def _say_if_new_thread(orch: Orchestrator, thread: str | None, quiet: bool) -> None:
+    if thread is not None and not quiet and not orch.has_thread(thread):
+        err_console.print(f"[dim]No conversation {thread!r} yet: this starts a new one under "
+                          "that id.[/dim]", soft_wrap=True, highlight=False)
 
 
 def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool,
@@ -224,6 +217,7 @@ def run(
     """Plan and run one request, show the plan and progress live, then the answer."""
     settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings, quiet=as_json)
+    _say_if_new_thread(orch, thread, as_json)
     if not _run_one(orch, text, thread, as_json, request_id):
         raise typer.Exit(1)  # the plan failed, or some subtasks did not finish
 
@@ -343,9 +337,9 @@ def runs(
     """Recent runs, newest first, with their ids (for `orchestrator trace`); a run whose
     process stopped mid-run shows as interrupted (`orchestrator resume RUN_ID`)."""
     from orchestrator.cli.trace import runs_table
-    from orchestrator.runs import RunStore
+    from orchestrator.records import RunRecords
 
-    found = RunStore(_settings(None, None).runs_path).list_runs(limit)
+    found = RunRecords.from_settings(_settings(None, None)).runs(limit)
     if as_json:
         console.print_json(json.dumps([r.__dict__ for r in found]))
     elif not found:
@@ -361,16 +355,14 @@ def trace(
 ) -> None:
     """A run's plan as a tree and its timeline per agent: what ran in parallel, what
     waited, where time and tokens went."""
-    from orchestrator.cli.trace import trace_json, trace_view
-    from orchestrator.runs import RunStore
+    from orchestrator.cli.trace import trace_view
+    from orchestrator.records import RunRecords
 
-    store = RunStore(_settings(None, None).runs_path)
-    record = store.run(run_id)
-    events = store.events(record["run_id"])
+    found = RunRecords.from_settings(_settings(None, None)).trace(run_id)
     if as_json:
-        console.print_json(json.dumps(trace_json(record, events), default=str))
+        console.print_json(json.dumps(found.to_dict(), default=str))
     else:
-        console.print(trace_view(record, events))
+        console.print(trace_view(found))
 
 
 @app.command()
@@ -385,6 +377,7 @@ def chat(
 
     settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings)
+    _say_if_new_thread(orch, thread, quiet=False)
     thread_id = thread or uuid.uuid4().hex
     console.print(f"[bold]orchestrator chat[/bold] - thread {thread_id}. /help for commands.")
     while True:
@@ -430,9 +423,9 @@ def agents_command(
     settings = _settings(None, agents_dir)
     if stats:
         from orchestrator.cli.trace import stats_table
-        from orchestrator.runs import RunStore
+        from orchestrator.records import RunRecords
 
-        found = RunStore(settings.runs_path).agent_stats()
+        found = RunRecords.from_settings(settings).agent_stats()
         if as_json:
             console.print_json(json.dumps([s.to_dict() for s in found]))
         elif not found:

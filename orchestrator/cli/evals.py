@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from langchain_core.language_models import BaseChatModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.config import Settings
-from orchestrator.demo import ingest_demo_knowledge
-from orchestrator.errors import ConfigError
-from orchestrator.evals.baseline import Comparison, GateThresholds, compare, load_summary
-from orchestrator.evals.report import write_outputs
-from orchestrator.evals.runner import CaseRecord, EvalConfig, run_cases
-from orchestrator.evals.schema import load_cases
-from orchestrator.evals.summary import summarize
-from orchestrator.models import get_model
-from orchestrator.models.cassette import RecordingChatModel
-from orchestrator.pricing import PriceTable
-from orchestrator.retrieval.store import KnowledgeStore
+from orchestrator.evals.baseline import Comparison, GateThresholds
+from orchestrator.evals.runner import CaseRecord
+from orchestrator.evals.suite import run_suite, select_cases
 
 console = Console()
 
@@ -43,46 +32,13 @@ class EvalOptions:
 
 
 def eval_command(settings: Settings, options: EvalOptions) -> bool:
-    """Run the suite; False when the baseline gate fails."""
-    cases = load_cases(options.datasets)
-    if options.tags:
-        cases = [c for c in cases if set(options.tags) & set(c.tags)]
-        if not cases:
-            raise ConfigError(f"no case has the tag(s) {', '.join(options.tags)}")
-    baseline = load_summary(options.baseline) if options.baseline else None
-    prices = PriceTable.load(options.prices) if options.prices else PriceTable()
-    out = options.out or settings.home / "evals" / time.strftime("%Y%m%d-%H%M%S")
-    model: str | BaseChatModel = options.model
-    if options.record:
-        options.record.unlink(missing_ok=True)
-        model = RecordingChatModel(inner=get_model(options.model), path=options.record)
-    knowledge = None
-    if settings.knowledge:
-        knowledge = KnowledgeStore(out / "work" / "chroma", embedder=settings.embedder)
-        ingest_demo_knowledge(knowledge)
-    config = EvalConfig(model=model, repeat=options.repeat, concurrency=options.concurrency,
-                        settings=settings, knowledge=knowledge, prices=prices,
-                        workdir=out / "work")
-    started = time.perf_counter()
-    records = _run_with_progress(cases, config, options.repeat)
-    summary = summarize(records, model=options.model, repeat=options.repeat)
-    summary["wall_time_s"] = round(time.perf_counter() - started, 2)
-    comparison = compare(baseline, summary, options.thresholds) if baseline else None
-    paths = write_outputs(out, records, summary, comparison.to_dict() if comparison else None)
-    _print_summary(summary, comparison)
-    console.print(f"[dim]report: {paths['report']}  summary: {paths['summary']}[/dim]",
-                  highlight=False)
-    if options.record:
-        console.print(f"[dim]cassette: {options.record} (replay with --model "
-                      f"replay:{options.record})[/dim]", highlight=False)
-    return comparison is None or comparison.ok
-
-
-def _run_with_progress(cases: list, config: EvalConfig, repeat: int) -> list[CaseRecord]:
+    """Run the suite (:func:`orchestrator.evals.run_suite`) with a progress bar and print the
+    summary; False when the baseline gate fails."""
+    total = len(select_cases(options.datasets, options.tags)) * options.repeat
     columns = (TextColumn("[bold]eval[/bold]"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[failed]} failing"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("eval", total=len(cases) * repeat, failed=0)
+        task = progress.add_task("eval", total=total, failed=0)
         failed = 0
 
         def on_record(record: CaseRecord) -> None:
@@ -90,7 +46,18 @@ def _run_with_progress(cases: list, config: EvalConfig, repeat: int) -> list[Cas
             failed += not record.passed
             progress.update(task, advance=1, failed=failed)
 
-        return asyncio.run(run_cases(cases, config, on_record))
+        result = run_suite(options.datasets, model=options.model, repeat=options.repeat,
+                           concurrency=options.concurrency, tags=options.tags,
+                           out=options.out, baseline=options.baseline,
+                           thresholds=options.thresholds, record=options.record,
+                           prices=options.prices, settings=settings, on_record=on_record)
+    _print_summary(result.summary, result.comparison)
+    console.print(f"[dim]report: {result.paths['report']}  summary: "
+                  f"{result.paths['summary']}[/dim]", highlight=False)
+    if options.record:
+        console.print(f"[dim]cassette: {options.record} (replay with --model "
+                      f"replay:{options.record})[/dim]", highlight=False)
+    return result.ok
 
 
 def _print_summary(summary: dict, comparison: Comparison | None) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -15,89 +13,14 @@ from rich.tree import Tree
 from orchestrator.cli.view import safe_text
 from orchestrator.events import Event
 from orchestrator.runs import AgentStats, RunSummary
+from orchestrator.traces import SubtaskSpan, Trace
 
 BAR_WIDTH = 30
-_END_EVENTS = ("subtask_finished", "subtask_failed", "subtask_skipped")
 
 
-@dataclass
-class SubtaskSpan:
-    """One subtask's place in time: when it could start, started, ended; what it cost."""
-
-    id: str
-    agent: str
-    goal: str
-    depends_on: list[str]
-    status: str = "pending"
-    ready_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempts: int = 0
-    agents_tried: list[str] = field(default_factory=list)
-    tokens: int = 0
-    llm_calls: int = 0
-    error: str | None = None
-
-    @property
-    def waited_s(self) -> float:
-        if self.started_at is None or self.ready_at is None:
-            return 0.0
-        return max(self.started_at - self.ready_at, 0.0)
-
-    @property
-    def elapsed_s(self) -> float:
-        if self.started_at is None or self.finished_at is None:
-            return 0.0
-        return self.finished_at - self.started_at
-
-
-def spans(plan: dict[str, Any] | None, events: list[Event]) -> list[SubtaskSpan]:
-    """Subtask spans from a run's events (replanned subtasks included)."""
-    found: dict[str, SubtaskSpan] = {}
-    planned_at = next((e.time for e in events if e.type == "plan_made"), None)
-
-    def add(sub: dict[str, Any]) -> None:
-        found.setdefault(sub["id"], SubtaskSpan(sub["id"], sub["agent"], sub["goal"],
-                                                list(sub.get("depends_on", []))))
-
-    for sub in (plan or {}).get("subtasks", []):
-        add(sub)
-    for event in events:
-        if event.type == "replanned":
-            for sub in event.data.get("added", []):
-                add(sub)
-        span = found.get(event.subtask_id or "")
-        if span is None:
-            continue
-        if event.type == "subtask_started":
-            span.started_at, span.status = event.time, "running"
-        elif event.type in _END_EVENTS:
-            span.finished_at, span.status = event.time, event.data.get("status", "skipped")
-            span.error = event.data.get("error") or event.data.get("reason")
-            span.attempts = int(event.data.get("attempts", span.attempts))
-            span.agents_tried = list(event.data.get("agents_tried", span.agents_tried))
-            if span.agents_tried:
-                span.agent = span.agents_tried[-1]
-            usage = event.usage or {}
-            span.llm_calls = int(usage.get("llm_calls", 0))
-            span.tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-    for span in found.values():
-        ends = [found[d].finished_at for d in span.depends_on if d in found]
-        span.ready_at = max((e for e in ends if e is not None), default=planned_at)
-    return list(found.values())
-
-
-def trace_json(record: dict[str, Any], events: list[Event]) -> dict[str, Any]:
-    items = spans(record.get("plan"), events)
-    return {"run": record,
-            "subtasks": [{**asdict(s), "waited_s": round(s.waited_s, 4),
-                          "elapsed_s": round(s.elapsed_s, 4)} for s in items],
-            "events": [e.to_dict() for e in events]}
-
-
-def trace_view(record: dict[str, Any], events: list[Event]) -> RenderableType:
+def trace_view(trace: Trace) -> RenderableType:
     """The plan as a tree, then a timeline per agent, then where time and tokens went."""
-    items = spans(record.get("plan"), events)
+    record, events, items = trace.run, trace.events, trace.subtasks
     start = events[0].time if events else 0.0
     end = max([e.time for e in events] or [start])
     header = Text.assemble(

@@ -1,0 +1,60 @@
+"""The read side of the service API: stored runs, their traces and events, agent statistics.
+
+The CLI's ``runs``, ``trace`` and ``agents --stats`` and the HTTP server read through this,
+never through a store directly. It needs no model and no agents, so it opens fast.
+
+Example:
+    ```python
+    records = RunRecords.from_settings()
+    for run in records.runs(limit=5):
+        print(run.run_id, run.status, records.trace(run.run_id).subtasks)
+    ```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.events import Event
+from orchestrator.runs import AgentStats, BaseRunStore, RunSummary
+from orchestrator.traces import Trace
+
+
+class RunRecords:
+    """Queries over a run store (see :func:`orchestrator.storage.open_run_store`)."""
+
+    def __init__(self, store: BaseRunStore) -> None:
+        self.store = store
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> RunRecords:
+        """The records of the data folder (``runs.sqlite`` in ``ORCHESTRATOR_HOME``)."""
+        from orchestrator.storage import open_run_store
+
+        settings = settings or load_settings()
+        return cls(open_run_store(settings.runs_path, max_text=settings.max_stored_chars))
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        """Recent runs, newest first."""
+        return self.store.list_runs(limit)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run's record, by id or a unique prefix of one (RequestError otherwise)."""
+        return self.store.run(run_id)
+
+    def events(self, run_id: str) -> list[Event]:
+        """A run's events in order (id or unique prefix)."""
+        return self.store.events(self.run(run_id)["run_id"])
+
+    def trace(self, run_id: str) -> Trace:
+        """A run's record, a span per subtask and its events (id or unique prefix)."""
+        record = self.run(run_id)
+        return Trace.build(record, self.store.events(record["run_id"]))
+
+    def agent_stats(self) -> list[AgentStats]:
+        """How each agent has done across the stored runs."""
+        return self.store.agent_stats()
+
+    def close(self) -> None:
+        self.store.close()
