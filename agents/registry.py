@@ -1,4 +1,4 @@
-"""The agent registry: built-ins, ``orchestrator.agents`` entry points, and YAML cards."""
+"""The agent registry: domain packs, ``orchestrator.agents`` entry points, and YAML cards."""
 
 from __future__ import annotations
 
@@ -7,26 +7,44 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from orchestrator.agents.cards import load_agent_cards
+from orchestrator.agents.domains import DomainPack, enabled_packs, pack_entry_points
 from orchestrator.agents.spec import AgentSpec
-
 from orchestrator.errors import ConfigError
 
 ENTRY_POINT_GROUP = "orchestrator.agents"
 
 
+def pack_agents(packs: Iterable[DomainPack]) -> list[AgentSpec]:
+    """The agents of ``packs``; a third-party pack's agents are marked with where they
+    came from and belong to its domain unless they say otherwise."""
+    found: list[AgentSpec] = []
+    for pack in packs:
+        for spec in pack.agent_specs():
+            if not pack.builtin:
+                if spec.source == "python":
+                    spec.source = f"domain pack {pack.name!r} ({pack.package})"
+                if spec.domain == "general":
+                    spec.domain = pack.name
+            found.append(spec)
+    return found
+
+
 def builtin_agents(domains: str | Iterable[str] | None = None) -> list[AgentSpec]:
-    """The specialists that ship with the package: all domain packs, or those named."""
-    from orchestrator.agents.domains import DOMAIN_PACKS, enabled_domains
-
-    return [spec for name in enabled_domains(domains) for spec in DOMAIN_PACKS[name].agents()]
+    """The specialists of the built-in packs that are on: all, or those named."""
+    return pack_agents(p for p in enabled_packs(domains) if p.builtin)
 
 
-def plugin_agents(group: str = ENTRY_POINT_GROUP) -> list[AgentSpec]:
-    """Agents from installed packages' entry points.
+def plugin_agents(group: str = ENTRY_POINT_GROUP, *,
+                  domains: str | Iterable[str] | None = None) -> list[AgentSpec]:
+    """Agents from installed packages: the third-party packs that are on, then the
+    ``group`` entry points.
 
     An entry point may name an AgentSpec, a list of them, or a function returning either.
+    One whose ``domain`` names an installed pack is on only while that pack is on.
     """
-    found: list[AgentSpec] = []
+    packs = enabled_packs(domains)
+    found = pack_agents(p for p in packs if not p.builtin)
+    off = set(pack_entry_points()) - {p.name for p in packs}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         where = f"entry point {ep.name!r} ({ep.value})"
         try:
@@ -43,7 +61,8 @@ def plugin_agents(group: str = ENTRY_POINT_GROUP) -> list[AgentSpec]:
                 raise ConfigError(f"{where} gave {type(item).__name__}, not an AgentSpec")
             if item.source == "python":
                 item.source = where
-            found.append(item)
+            if item.domain not in off:
+                found.append(item)
     return found
 
 
@@ -64,11 +83,12 @@ class AgentRegistry:
         plugins: bool = True,
         domains: str | Iterable[str] | None = None,
     ) -> AgentRegistry:
-        """Built-ins of the enabled ``domains`` (all by default), then plugins, then cards
-        from ``agents_dir``."""
+        """Agents of the built-in packs that are on (``domains``: all by default), then
+        plugins (third-party packs that are on, ``orchestrator.agents`` entry points), then
+        cards from ``agents_dir``."""
         registry = cls(builtin_agents(domains) if builtins else ())
         if plugins:
-            for spec in plugin_agents():
+            for spec in plugin_agents(domains=domains):
                 registry.add(spec)
         if agents_dir is not None:
             for spec in load_agent_cards(agents_dir):

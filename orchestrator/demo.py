@@ -1,46 +1,52 @@
-"""The demo: business systems database plus the knowledge base the domain packs ship."""
+"""The demo: business systems database plus the knowledge base the domain packs ship.
+
+Each installed domain pack's knowledge folder is ingested into a collection named after the
+pack; the packs are found through their entry points (``orchestrator.agents.domains``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
+from orchestrator.agents.domains import installed_packs
 from orchestrator.config import Settings
 from orchestrator.domain_db import reset_domain_db
+from orchestrator.errors import ConfigError
 from orchestrator.retrieval.ingest import IngestReport, ingest_paths, pending_sources
 from orchestrator.retrieval.locking import file_lock
 from orchestrator.retrieval.store import KnowledgeStore
 
-#: Collection name -> the package folder holding its files.
-DEMO_KNOWLEDGE: dict[str, tuple[str, str]] = {
-    "it_ops": ("orchestrator.agents.it_ops", "knowledge"),
-    "commerce": ("orchestrator.agents.commerce", "knowledge"),
-    "finance": ("orchestrator.agents.finance", "knowledge"),
-    "healthcare": ("orchestrator.agents.healthcare", "knowledge"),
-    "marketing": ("orchestrator.agents.marketing", "knowledge"),
-}
+
+def demo_collections() -> dict[str, Path]:
+    """Collection name -> knowledge folder, for every installed pack that ships one."""
+    return {pack.name: folder for pack in installed_packs()
+            if (folder := pack.knowledge_folder()) is not None}
 
 
 def knowledge_folder(collection: str) -> Path:
-    package, folder = DEMO_KNOWLEDGE[collection]
-    return Path(str(resources.files(package).joinpath(folder)))
+    """The folder whose files make up the demo collection ``collection``."""
+    collections = demo_collections()
+    if collection not in collections:
+        raise ConfigError(f"no domain pack ships knowledge for collection {collection!r} "
+                          f"(known: {', '.join(collections) or 'none'})")
+    return collections[collection]
 
 
 def ingest_demo_knowledge(store: KnowledgeStore, *, fresh: bool = False) -> list[IngestReport]:
     """Ingest the shipped knowledge bases (replacing them when ``fresh``)."""
     reports = []
-    for collection in DEMO_KNOWLEDGE:
+    for collection, folder in demo_collections().items():
         if fresh and store.has_collection(collection):
             store.delete_collection(collection)
-        reports.append(ingest_paths(store, [knowledge_folder(collection)], collection))
+        reports.append(ingest_paths(store, [folder], collection))
     return reports
 
 
 def outdated_demo_knowledge(store: KnowledgeStore) -> list[str]:
     """The demo collections missing, or lacking a shipped file whole and up to date."""
-    return [name for name in DEMO_KNOWLEDGE
-            if pending_sources(store, [knowledge_folder(name)], name)]
+    return [name for name, folder in demo_collections().items()
+            if pending_sources(store, [folder], name)]
 
 
 def ensure_demo_knowledge(store: KnowledgeStore, lock: Path, *,
@@ -55,10 +61,12 @@ def ensure_demo_knowledge(store: KnowledgeStore, lock: Path, *,
     # that read a collection while another process was filling it cannot search it later
     # ("Error creating hnsw segment reader: Nothing found on disk").
     with file_lock(lock):
-        outdated = outdated_demo_knowledge(store)
+        collections = demo_collections()
+        outdated = [name for name, folder in collections.items()
+                    if pending_sources(store, [folder], name)]
         if outdated and on_build is not None:
             on_build()
-        return [ingest_paths(store, [knowledge_folder(name)], name) for name in outdated]
+        return [ingest_paths(store, [collections[name]], name) for name in outdated]
 
 
 def demo_knowledge_lock(settings: Settings) -> Path:

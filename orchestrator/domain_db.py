@@ -1,7 +1,12 @@
-"""The demo business systems: one SQLite database that domain tools read and write.
+"""The demo business systems: one database that the domain packs' tools read and write.
 
-Which file a tool uses is a context variable, so parallel runs (and eval cases)
-can each use their own copy without passing paths through every tool.
+Which database a tool uses is a context variable, so parallel runs (and eval cases)
+can each use their own copy without passing paths through every tool. Every connection is
+opened by :func:`open_domain_db`, from a path or URL: SQLite (a path or ``sqlite:///path``)
+today; another backend is one module that adds its URL scheme to ``BACKENDS``.
+
+Its tables come from the installed domain packs (each pack's ``seed.sql``); the engine
+finds the packs through their entry points and names none of them.
 
 It is also a write ledger (``orchestrator.effects``): a transaction opened while the engine
 runs a write call records the call's idempotency key in ``write_ledger`` together with its
@@ -17,19 +22,18 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from importlib import resources
 from pathlib import Path
 
 from orchestrator.config import load_settings
 from orchestrator.effects import AlreadyApplied, current_write, register_ledger
+from orchestrator.errors import ConfigError
 
-#: Domain packs whose ``seed.sql`` builds and fills their tables.
-DOMAIN_PACKS: tuple[str, ...] = (
-    "orchestrator.agents.it_ops", "orchestrator.agents.commerce", "orchestrator.agents.finance",
-    "orchestrator.agents.healthcare", "orchestrator.agents.marketing")
+#: What tools get from :func:`connect`: a DB-API connection whose rows read by column name.
+Connection = sqlite3.Connection
+Row = sqlite3.Row
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS write_ledger (
@@ -41,6 +45,38 @@ _create_lock = threading.Lock()
 _current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)
 
 
+def _open_sqlite(path: Path, timeout: float) -> Connection:
+    conn = sqlite3.connect(path, timeout=timeout)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+#: URL scheme -> the function that opens that kind of business database.
+BACKENDS: dict[str, Callable[[Path, float], Connection]] = {"sqlite": _open_sqlite}
+
+
+def _backend(location: str | Path) -> tuple[str, Path]:
+    scheme, sep, rest = str(location).partition("://")
+    if not sep or isinstance(location, Path):
+        return "sqlite", Path(location)
+    if scheme not in BACKENDS:
+        raise ConfigError(f"no business-database backend for {scheme}:// URLs (known: "
+                          f"{', '.join(f'{s}://' for s in BACKENDS)}, or a file path)")
+    return scheme, Path(rest)
+
+
+def domain_db_location(location: str | Path) -> Path:
+    """Where a path or URL points; ConfigError for a scheme no backend opens."""
+    return _backend(location)[1]
+
+
+def open_domain_db(location: str | Path, *, timeout: float = 30) -> Connection:
+    """The one place a business database is opened (not created or seeded: see
+    :func:`connect`)."""
+    scheme, where = _backend(location)
+    return BACKENDS[scheme](where, timeout)
+
+
 def domain_db_path() -> Path:
     """The database file tools use in the current context."""
     return _current_path.get() or load_settings().domain_db_path
@@ -49,24 +85,24 @@ def domain_db_path() -> Path:
 @contextmanager
 def use_domain_db(path: str | Path) -> Iterator[Path]:
     """Point the domain tools at ``path`` inside this block (and tasks it starts)."""
-    token = _current_path.set(Path(path))
+    target = domain_db_location(path)
+    token = _current_path.set(target)
     try:
-        yield Path(path)
+        yield target
     finally:
         _current_path.reset(token)
 
 
 @contextmanager
-def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
+def connect(path: str | Path | None = None) -> Iterator[Connection]:
     """A transaction on the domain database (created and seeded on first use).
 
     Commits when the block ends, rolls back if it raises, and always closes.
     """
-    target = Path(path) if path is not None else domain_db_path()
+    target = domain_db_location(path) if path is not None else domain_db_path()
     if not target.exists():
         _create_once(target)
-    conn = sqlite3.connect(target, timeout=30)
-    conn.row_factory = sqlite3.Row
+    conn = open_domain_db(target)
     call = current_write()
     try:
         conn.execute("PRAGMA foreign_keys = ON")
@@ -90,9 +126,9 @@ def connect(path: str | Path | None = None) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _ledger_row(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+def _ledger_row(conn: Connection, key: str) -> Row | None:
     try:
-        row: sqlite3.Row | None = conn.execute(
+        row: Row | None = conn.execute(
             "SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
     except sqlite3.OperationalError:  # a database from before the ledger: add it
         conn.execute(LEDGER_SCHEMA)
@@ -101,7 +137,7 @@ def _ledger_row(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
 
 
 def _save_output(path: Path, key: str, output: str) -> None:
-    with sqlite3.connect(path, timeout=30) as conn:
+    with open_domain_db(path) as conn:
         conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
     conn.close()
 
@@ -111,7 +147,7 @@ def _lookup_effect(key: str) -> tuple[bool, str | None]:
     target = domain_db_path()
     if not target.exists():
         return False, None
-    conn = sqlite3.connect(target, timeout=30)
+    conn = open_domain_db(target)
     try:
         row = conn.execute("SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
     except sqlite3.OperationalError:
@@ -124,10 +160,10 @@ def _lookup_effect(key: str) -> tuple[bool, str | None]:
 register_ledger(_lookup_effect)
 
 
-def fetch_row(conn: sqlite3.Connection, sql: str, key: str, what: str) -> sqlite3.Row:
+def fetch_row(conn: Connection, sql: str, key: str, what: str) -> Row:
     """The one row ``sql`` finds for ``key``; ValueError "unknown <what> '<key>'" (a tool's
     rejection of bad input) when there is none."""
-    row: sqlite3.Row | None = conn.execute(sql, (key,)).fetchone()
+    row: Row | None = conn.execute(sql, (key,)).fetchone()
     if row is None:
         raise ValueError(f"unknown {what} {key!r}")
     return row
@@ -143,16 +179,28 @@ def _create_once(target: Path) -> None:
 
 
 def reset_domain_db(path: str | Path | None = None) -> Path:
-    """Recreate the database from every domain pack's seed; returns its path."""
-    target = Path(path) if path is not None else domain_db_path()
+    """Recreate the database from every installed domain pack's seed; returns its path.
+
+    A pack's seed that fails is a ConfigError naming the pack; the old database stays.
+    """
+    from orchestrator.agents.domains import installed_packs
+
+    target = domain_db_location(path) if path is not None else domain_db_path()
+    seeds = [(pack.name, sql) for pack in installed_packs()
+             if (sql := pack.seed_sql()) is not None]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp)
+    conn = open_domain_db(tmp)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        for pack in DOMAIN_PACKS:
-            conn.executescript(resources.files(pack).joinpath("seed.sql").read_text("utf-8"))
+        for name, sql in seeds:
+            try:
+                conn.executescript(sql)
+            except sqlite3.Error as exc:
+                conn.close()
+                tmp.unlink(missing_ok=True)
+                raise ConfigError(f"domain pack {name!r}: its seed SQL failed: {exc}") from None
         conn.executescript(LEDGER_SCHEMA)
         conn.commit()
     finally:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +92,8 @@ class Playbook(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     steps: list[PlaybookStep] = Field(min_length=1)
     source: str = Field(default="python", exclude=True)
+    pack: str | None = Field(default=None, exclude=True)
+    """The domain pack that ships it; None for the user's own playbooks."""
 
     @model_validator(mode="after")
     def _check(self) -> Playbook:
@@ -160,8 +161,19 @@ class Playbook(BaseModel):
                     raise ConfigError(f"playbook {self.name!r} ({self.source}): step "
                                       f"{step.id!r} names unknown agent {agent!r}")
 
+    @property
+    def agents(self) -> list[str]:
+        """Every agent its steps name (alternatives included), in order."""
+        return list(dict.fromkeys(a for s in self.steps for a in [s.agent, *s.alternatives]))
 
-def load_playbook(path: str | Path) -> Playbook:
+    def describe(self) -> dict[str, Any]:
+        """What ``orchestrator playbooks --json`` shows: name, pack, triggers, agents."""
+        return {"name": self.name, "pack": self.pack, "description": self.description,
+                "event": self.trigger.event, "pattern": self.trigger.pattern,
+                "inputs": self.inputs, "agents": self.agents, "source": self.source}
+
+
+def load_playbook(path: str | Path, *, pack: str | None = None) -> Playbook:
     """One YAML playbook; ConfigError names the file and the problem."""
     file = Path(path)
     try:
@@ -171,49 +183,60 @@ def load_playbook(path: str | Path) -> Playbook:
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: a playbook is a YAML mapping with name, trigger and steps")
     try:
-        return Playbook.model_validate({**data, "source": str(file)})
+        return Playbook.model_validate({**data, "source": str(file), "pack": pack})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{file}: {where + ': ' if where else ''}{first['msg']}") from None
 
 
-def load_playbooks(folder: str | Path) -> list[Playbook]:
+def load_playbooks(folder: str | Path, *, pack: str | None = None) -> list[Playbook]:
     """Every ``*.yaml``/``*.yml`` playbook in ``folder``, sorted by file name."""
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"playbooks folder {root} does not exist (ORCHESTRATOR_PLAYBOOKS_DIR)")
     files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
-    return [load_playbook(f) for f in files]
+    return [load_playbook(f, pack=pack) for f in files]
 
 
-def builtin_playbooks(domains: Iterable[str] | None = None) -> list[Playbook]:
-    """The playbooks shipped in ``agents/<domain>/playbooks/`` (all domains by default)."""
+def pack_playbooks(domains: str | Iterable[str] | None = None) -> list[Playbook]:
+    """The playbooks the domain packs that are on ship (all packs by default).
+
+    A playbook that does not load, or whose steps name an agent its own pack does not
+    have, is a ConfigError naming the pack: a broken pack fails at start.
+    """
+    from orchestrator.agents.domains import enabled_packs
+
     found: list[Playbook] = []
-    root = resources.files("orchestrator.agents")
-    for domain in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        if domains is not None and domain not in set(domains):
+    for pack in enabled_packs(domains):
+        folder = pack.playbooks_folder()
+        if folder is None:
             continue
-        folder = Path(str(root.joinpath(domain, "playbooks")))
-        if folder.is_dir():
-            found.extend(load_playbooks(folder))
+        try:
+            playbooks = load_playbooks(folder, pack=pack.name)
+        except ConfigError as exc:
+            raise ConfigError(f"domain pack {pack.name!r}: {exc}") from None
+        own: set[str] | None = None
+        for playbook in playbooks:
+            if own is None:  # its agents are made only when it has playbooks
+                own = {spec.name for spec in pack.agent_specs()}
+            try:
+                playbook.check_agents(own)
+            except ConfigError as exc:
+                raise ConfigError(f"domain pack {pack.name!r}: {exc}") from None
+        found.extend(playbooks)
     return found
 
 
 def default_playbooks(settings: Settings, agents: Iterable[str]) -> list[Playbook]:
-    """Built-in playbooks whose agents are all enabled, then ``settings.playbooks_dir``'s.
+    """The playbooks of the packs that are on, then ``settings.playbooks_dir``'s.
 
-    A built-in playbook for a domain that is switched off is left out; a user playbook
+    A pack's playbook is left out when the orchestrator was given agents without those
+    it names (its pack's agents exist: :func:`pack_playbooks` checked); a user playbook
     that names a missing agent is an error.
     """
     names = set(agents)
-    found: list[Playbook] = []
-    for playbook in builtin_playbooks():
-        try:
-            playbook.check_agents(names)
-        except ConfigError:
-            continue
-        found.append(playbook)
+    found = [p for p in pack_playbooks(settings.domains) if set(p.agents) <= names]
     if settings.playbooks_dir is not None:
         for playbook in load_playbooks(settings.playbooks_dir):
             playbook.check_agents(names)
@@ -236,6 +259,23 @@ def default_playbooks(settings: Settings, agents: Iterable[str]) -> list[Playboo
 
 def find_for_event(playbooks: Iterable[Playbook], event: str) -> Playbook | None:
     return next((p for p in playbooks if p.trigger.event == event), None)
+
+
+def known_events(playbooks: Iterable[Playbook]) -> list[str]:
+    """The event names the playbooks handle, sorted."""
+    return sorted({p.trigger.event for p in playbooks if p.trigger.event})
+
+
+def check_event_name(playbooks: Iterable[Playbook], event: str) -> Playbook:
+    """The playbook that handles ``event``; RequestError listing the known events when
+    none does (an event name with a typo must not run something else)."""
+    playbooks = list(playbooks)
+    playbook = find_for_event(playbooks, event)
+    if playbook is None:
+        known = ", ".join(known_events(playbooks)) or "none (no playbook with an event is on)"
+        raise RequestError(f"unknown event {event!r}: no playbook handles it (known events: "
+                           f"{known}; `orchestrator playbooks` lists them)")
+    return playbook
 
 
 def find_for_request(playbooks: Iterable[Playbook], text: str

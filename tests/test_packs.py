@@ -3,6 +3,7 @@ ORCHESTRATOR_DOMAINS, and owning their seed tables, knowledge, playbooks and eva
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -121,8 +122,8 @@ def test_orchestrator_domains_switches_a_plugin_pack_on_and_off(
     off = Orchestrator("fake", domain_db=db_path, settings=Settings(domains="it_ops"))
     assert "fleet" not in {a.name for a in off.agents}
     assert "brake_fault" not in {p.name for p in off.playbooks}
-    with pytest.raises(RequestError, match="unknown event 'brake_fault'.*known events: "
-                       "maintenance_failover, service_down;"):
+    with pytest.raises(RequestError, match=r"unknown event 'brake_fault'.*known events: "
+                       r"maintenance_failover, service_down;"):
         off.fire_event("brake_fault", {"van": "van-7"})
     assert "fleet" in AgentRegistry.default().names  # on by default ('all')
 
@@ -158,7 +159,8 @@ AGENTS = """from orchestrator.agents.spec import AgentSpec
 def make():
     return [AgentSpec(name="{name}_agent", description="does {name} things")]
 """
-PLAYBOOK = "name: {name}_pb\ntrigger: {{event: {name}_ev}}\nsteps: [{{id: a, agent: {agent}, goal: g}}]\n"
+PLAYBOOK = ("name: {name}_pb\ntrigger: {{event: {name}_ev}}\n"
+            "steps: [{{id: a, agent: {agent}, goal: g}}]\n")
 
 
 def broken(name: str, *, extra: str = "", agent: str = "", seed: str = "SELECT 1;"
@@ -206,6 +208,22 @@ def test_a_broken_pack_fails_at_start_with_one_line_naming_it(
             monkeypatch.delitem(sys.modules, module)
 
 
+def test_a_broken_built_in_playbook_fails_at_start(tmp_path: Path, domain_db: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to be left out without a word, and its event went to the supervisor.
+    import orchestrator.agents.it_ops as it_ops
+
+    books = tmp_path / "books"
+    shutil.copytree(it_ops.PACK.playbooks_folder() or "", books)
+    book = books / "service_down.yaml"
+    book.write_text(book.read_text().replace("agent: traffic", "agent: trafic"))
+    monkeypatch.setattr(it_ops, "PACK", dataclasses.replace(it_ops.PACK, playbooks=str(books)))
+    for agents in (None, it_ops.it_ops_agents()):
+        with pytest.raises(ConfigError, match=r"domain pack 'it_ops': playbook 'service_down' "
+                           r".*step 'reroute' names unknown agent 'trafic'"):
+            Orchestrator("fake", agents=agents, domain_db=domain_db)
+
+
 def test_a_pack_whose_seed_fails_leaves_the_old_database(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     path = reset_domain_db(tmp_path / "domain.sqlite")
@@ -220,7 +238,7 @@ def test_a_pack_whose_seed_fails_leaves_the_old_database(tmp_path: Path,
         monkeypatch.delitem(sys.modules, "badseed", raising=False)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM routes").fetchone()[0] > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["domain.sqlite", "site"]
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # no half-seeded file
 
 
 def test_the_business_database_opens_from_a_path_or_url(domain_db: Path) -> None:

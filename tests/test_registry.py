@@ -54,8 +54,8 @@ def test_a_disabled_domain_is_invisible_to_the_planner_and_its_playbooks(
     planner_prompt = model.calls[0].messages[0].text
     assert "- monitoring:" in planner_prompt and "inventory" not in planner_prompt
     assert all(r.agent != "inventory" for r in result.results.values())
-    with pytest.raises(RequestError, match="unknown event 'stock_out'.*known events: "
-                       "maintenance_failover, service_down;"):
+    with pytest.raises(RequestError, match=r"unknown event 'stock_out'.*known events: "
+                       r"maintenance_failover, service_down;"):
         orch.fire_event("stock_out", {"sku": "sku-1"})  # its pack is off
 
 

@@ -1,5 +1,33 @@
-"""E-commerce domain pack: catalog, stock, pricing, promotions, support and logistics."""
+"""E-commerce domain pack: catalog, stock, pricing, promotions, support and logistics.
 
-from orchestrator.agents.commerce.agents import commerce_agents
+Registered as the ``commerce`` entry point of ``orchestrator.packs`` (see pyproject.toml), the
+way a third-party pack is.
+"""
 
-__all__ = ["commerce_agents"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.agents.domains import DomainPack
+
+if TYPE_CHECKING:
+    from orchestrator.agents.commerce.agents import commerce_agents
+
+PACK = DomainPack(
+    name="commerce",
+    description="E-commerce: stock, prices, promotions, support, forecasts",
+    package=__name__,
+    agents=f"{__name__}.agents:commerce_agents",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The agents and their tools load on first use, so finding the pack stays cheap.
+    if name == "commerce_agents":
+        from orchestrator.agents.commerce.agents import commerce_agents
+
+        return commerce_agents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PACK", "commerce_agents"]

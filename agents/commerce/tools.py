@@ -7,15 +7,14 @@ over $100 need an approval; a promotion is never started on a product that is ou
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
-from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from orchestrator.domain_db import connect, fetch_row
+from orchestrator.agents.policy import read_only, requires_approval, writes
+from orchestrator.domain_db import Connection, Row, connect, fetch_row
 
 SKU_PATTERN = r"^sku-[0-9]+$"
 CUSTOMER_PATTERN = r"^c-[0-9]+$"
@@ -49,7 +48,7 @@ class RefundArgs(BaseModel):
     reason: str = Field(default="customer request", description="Why it is refunded.")
 
 
-def _product(conn: sqlite3.Connection, sku: str) -> sqlite3.Row:
+def _product(conn: Connection, sku: str) -> Row:
     row = conn.execute("SELECT * FROM products WHERE sku = ?", (sku,)).fetchone()
     if row is None:
         known = ", ".join(r[0] for r in conn.execute("SELECT sku FROM products ORDER BY sku"))
@@ -148,7 +147,7 @@ def get_market_prices(sku: str) -> str:
     return f"{sku} ({p['name']}): our price ${p['price']:.2f}; market: {market}."
 
 
-def _market_price(conn: sqlite3.Connection, sku: str) -> tuple[sqlite3.Row, float]:
+def _market_price(conn: Connection, sku: str) -> tuple[Row, float]:
     """The price the market data suggests: the lowest competitor price, never below
     cost + 20 %; RequestError-free ValueError when there is no market data."""
     p = _product(conn, sku)

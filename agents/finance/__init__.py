@@ -1,5 +1,33 @@
-"""Financial services domain pack: transaction monitoring, fraud, compliance, verification."""
+"""Financial services domain pack: transaction monitoring, fraud, compliance, verification.
 
-from orchestrator.agents.finance.agents import finance_agents
+Registered as the ``finance`` entry point of ``orchestrator.packs`` (see pyproject.toml), the
+way a third-party pack is.
+"""
 
-__all__ = ["finance_agents"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.agents.domains import DomainPack
+
+if TYPE_CHECKING:
+    from orchestrator.agents.finance.agents import finance_agents
+
+PACK = DomainPack(
+    name="finance",
+    description="Financial services: holds, fraud, compliance, verification",
+    package=__name__,
+    agents=f"{__name__}.agents:finance_agents",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The agents and their tools load on first use, so finding the pack stays cheap.
+    if name == "finance_agents":
+        from orchestrator.agents.finance.agents import finance_agents
+
+        return finance_agents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PACK", "finance_agents"]

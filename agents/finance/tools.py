@@ -3,15 +3,14 @@ onboarding documents. Releasing a held transaction always needs an approval."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
-from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from orchestrator.domain_db import connect, fetch_row
+from orchestrator.agents.policy import read_only, requires_approval, writes
+from orchestrator.domain_db import Connection, Row, connect, fetch_row
 
 TX_PATTERN = r"^tx-[0-9]+$"
 CLIENT_PATTERN = r"^cl-[0-9]+$"
@@ -31,7 +30,7 @@ class ClientArgs(BaseModel):
     client: str = Field(description="Client id, e.g. cl-3.", pattern=CLIENT_PATTERN)
 
 
-def _tx(conn: sqlite3.Connection, tx: str) -> sqlite3.Row:
+def _tx(conn: Connection, tx: str) -> Row:
     return fetch_row(conn, "SELECT t.*, c.name, c.home_country FROM transactions t JOIN "
                      "clients c ON c.id = t.client_id WHERE t.id = ?", tx, "transaction")
 

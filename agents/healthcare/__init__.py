@@ -1,5 +1,33 @@
-"""Healthcare domain pack: appointments, patient history, diagnostics, billing, records."""
+"""Healthcare domain pack: appointments, patient history, diagnostics, billing, records.
 
-from orchestrator.agents.healthcare.agents import healthcare_agents
+Registered as the ``healthcare`` entry point of ``orchestrator.packs`` (see pyproject.toml), the
+way a third-party pack is.
+"""
 
-__all__ = ["healthcare_agents"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.agents.domains import DomainPack
+
+if TYPE_CHECKING:
+    from orchestrator.agents.healthcare.agents import healthcare_agents
+
+PACK = DomainPack(
+    name="healthcare",
+    description="Healthcare: visits, history, diagnostics, billing, records",
+    package=__name__,
+    agents=f"{__name__}.agents:healthcare_agents",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The agents and their tools load on first use, so finding the pack stays cheap.
+    if name == "healthcare_agents":
+        from orchestrator.agents.healthcare.agents import healthcare_agents
+
+        return healthcare_agents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PACK", "healthcare_agents"]

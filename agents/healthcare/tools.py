@@ -7,14 +7,13 @@ clinician's approval.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Literal
 
 from langchain_core.tools import tool
-from orchestrator.agents.policy import audited, read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from orchestrator.domain_db import connect, fetch_row
+from orchestrator.agents.policy import audited, read_only, requires_approval, writes
+from orchestrator.domain_db import Connection, Row, connect, fetch_row
 
 PATIENT_PATTERN = r"^p-[0-9]+$"
 APPOINTMENT_PATTERN = r"^ap-[0-9]+$"
@@ -47,11 +46,11 @@ class SummaryArgs(AppointmentArgs):
     summary: str = Field(description="What was found and done at the visit.")
 
 
-def _patient(conn: sqlite3.Connection, patient: str) -> sqlite3.Row:
+def _patient(conn: Connection, patient: str) -> Row:
     return fetch_row(conn, "SELECT * FROM patients WHERE id = ?", patient, "patient")
 
 
-def _appointment(conn: sqlite3.Connection, appointment: str) -> sqlite3.Row:
+def _appointment(conn: Connection, appointment: str) -> Row:
     return fetch_row(
         conn, "SELECT a.*, p.name, p.insurer, p.coverage_pct, s.fee, s.tests, s.doctor FROM "
         "appointments a JOIN patients p ON p.id = a.patient_id JOIN specialists s ON "

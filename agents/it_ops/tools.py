@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.tools import tool
-from orchestrator.agents.policy import read_only, requires_approval, writes
 from pydantic import BaseModel, Field
 
-from orchestrator.domain_db import connect
+from orchestrator.agents.policy import read_only, requires_approval, writes
+from orchestrator.domain_db import Connection, Row, connect
 
 SERVICE_PATTERN = r"^[a-z][a-z0-9]*-[0-9]+$"
 POOL_PATTERN = r"^[a-z][a-z0-9]*-(?:primary|backup)(?:-[a-z0-9]+)?$"
@@ -53,7 +52,7 @@ class IncidentQueryArgs(BaseModel):
     )
 
 
-def _service(conn: sqlite3.Connection, name: str) -> sqlite3.Row:
+def _service(conn: Connection, name: str) -> Row:
     row = conn.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
     if row is None:
         known = ", ".join(r[0] for r in conn.execute("SELECT name FROM services ORDER BY name"))
@@ -61,7 +60,7 @@ def _service(conn: sqlite3.Connection, name: str) -> sqlite3.Row:
     return row
 
 
-def _latest_metrics(conn: sqlite3.Connection, service: str) -> sqlite3.Row | None:
+def _latest_metrics(conn: Connection, service: str) -> Row | None:
     return conn.execute(
         "SELECT * FROM metrics WHERE service = ? ORDER BY recorded_at DESC LIMIT 1", (service,)
     ).fetchone()
@@ -216,12 +215,12 @@ def list_incidents(service: str | None = None) -> str:
     )
 
 
-def _backup_pool(conn: sqlite3.Connection, svc: sqlite3.Row, backup_pool: str | None
-                 ) -> sqlite3.Row:
+def _backup_pool(conn: Connection, svc: Row, backup_pool: str | None
+                 ) -> Row:
     """The pool a reroute of ``svc`` goes to now: the named one if it may take the traffic,
     else the healthy backup of its family with the most spare capacity (ValueError)."""
     if backup_pool is None:
-        pool: sqlite3.Row | None = conn.execute(
+        pool: Row | None = conn.execute(
             "SELECT * FROM pools WHERE serves = ? AND kind = 'backup' AND healthy = 1 "
             "ORDER BY capacity - load DESC LIMIT 1", (svc["family"],)).fetchone()
         if pool is None:

@@ -1,5 +1,33 @@
-"""Marketing domain pack: campaign content, scheduling, analytics."""
+"""Marketing domain pack: campaign content, scheduling, analytics.
 
-from orchestrator.agents.marketing.agents import marketing_agents
+Registered as the ``marketing`` entry point of ``orchestrator.packs`` (see pyproject.toml), the
+way a third-party pack is.
+"""
 
-__all__ = ["marketing_agents"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.agents.domains import DomainPack
+
+if TYPE_CHECKING:
+    from orchestrator.agents.marketing.agents import marketing_agents
+
+PACK = DomainPack(
+    name="marketing",
+    description="Marketing: campaign content, send times, analytics",
+    package=__name__,
+    agents=f"{__name__}.agents:marketing_agents",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The agents and their tools load on first use, so finding the pack stays cheap.
+    if name == "marketing_agents":
+        from orchestrator.agents.marketing.agents import marketing_agents
+
+        return marketing_agents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PACK", "marketing_agents"]

@@ -5,15 +5,14 @@ campaign state, and analytics that change the plan for the next send. Sending to
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.tools import tool
-from orchestrator.agents.policy import requires_approval, writes
 from pydantic import BaseModel, Field
 
-from orchestrator.domain_db import connect, fetch_row
+from orchestrator.agents.policy import requires_approval, writes
+from orchestrator.domain_db import Connection, Row, connect, fetch_row
 
 CAMPAIGN_PATTERN = r"^cmp-[0-9]+$"
 LARGE_SEND = 5000
@@ -29,7 +28,7 @@ class DraftArgs(CampaignArgs):
                        "citation markers from the knowledge base.")
 
 
-def _campaign(conn: sqlite3.Connection, campaign: str) -> sqlite3.Row:
+def _campaign(conn: Connection, campaign: str) -> Row:
     return fetch_row(conn, "SELECT * FROM campaigns WHERE id = ?", campaign, "campaign")
 
 
@@ -71,7 +70,7 @@ def _fact_after_heading(text: str, sku: str) -> str:
     return ""
 
 
-def _best_hour(conn: sqlite3.Connection, audience: str) -> tuple[int, float]:
+def _best_hour(conn: Connection, audience: str) -> tuple[int, float]:
     row = conn.execute("SELECT send_hour, 1.0 * opens / sends AS rate FROM engagement_history "
                        "WHERE audience = ? ORDER BY rate DESC LIMIT 1", (audience,)).fetchone()
     return (int(row[0]), float(row[1])) if row else (10, 0.0)
