@@ -1,6 +1,10 @@
 """An LLM-driven adaptive orchestrator: a LangGraph supervisor that plans, runs specialist
 agents in parallel and synthesizes the answer.
 
+The public API is importable from here::
+
+    from orchestrator import AgentSpec, Orchestrator, read_only, requires_approval, writes
+
 Names are imported lazily so ``import orchestrator`` stays cheap.
 """
 
@@ -10,8 +14,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from orchestrator.agents.policy import audited, read_only, requires_approval, writes
+    from orchestrator.agents.registry import AgentRegistry
     from orchestrator.agents.spec import AgentSpec
     from orchestrator.api import Orchestrator
+    from orchestrator.approvals import ApprovalDecision, ApprovalRequest
     from orchestrator.config import Settings
     from orchestrator.errors import (
         AgentError,
@@ -21,14 +28,25 @@ if TYPE_CHECKING:
         PlanError,
         RequestError,
     )
-    from orchestrator.events import Event
-    from orchestrator.graph import build_graph, compile_graph
+    from orchestrator.events import Event, EventSink
+    from orchestrator.graph import build_graph
     from orchestrator.models import FakeChatModel, get_model
     from orchestrator.plan import Plan, Subtask
-    from orchestrator.results import RunResult, SubtaskResult, Usage
+    from orchestrator.playbooks import Playbook
+    from orchestrator.records import RunRecords
+    from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage
+    from orchestrator.traces import Trace
 
 _EXPORTS = {
+    "AgentSpec": "orchestrator.agents.spec",
+    "AgentRegistry": "orchestrator.agents.registry",
+    "audited": "orchestrator.agents.policy",
+    "read_only": "orchestrator.agents.policy",
+    "requires_approval": "orchestrator.agents.policy",
+    "writes": "orchestrator.agents.policy",
     "Orchestrator": "orchestrator.api",
+    "ApprovalDecision": "orchestrator.approvals",
+    "ApprovalRequest": "orchestrator.approvals",
     "Settings": "orchestrator.config",
     "AgentError": "orchestrator.errors",
     "ConfigError": "orchestrator.errors",
@@ -37,38 +55,52 @@ _EXPORTS = {
     "PlanError": "orchestrator.errors",
     "RequestError": "orchestrator.errors",
     "Event": "orchestrator.events",
+    "EventSink": "orchestrator.events",
     "build_graph": "orchestrator.graph",
-    "compile_graph": "orchestrator.graph",
     "FakeChatModel": "orchestrator.models",
     "get_model": "orchestrator.models",
     "Plan": "orchestrator.plan",
     "Subtask": "orchestrator.plan",
+    "Playbook": "orchestrator.playbooks",
+    "RunRecords": "orchestrator.records",
     "RunResult": "orchestrator.results",
+    "RunStatus": "orchestrator.results",
     "SubtaskResult": "orchestrator.results",
     "Usage": "orchestrator.results",
-    "AgentSpec": "orchestrator.agents.spec",
+    "Trace": "orchestrator.traces",
 }
 
 __all__ = [
     "AgentError",
+    "AgentRegistry",
     "AgentSpec",
+    "ApprovalDecision",
+    "ApprovalRequest",
     "ConfigError",
     "Event",
+    "EventSink",
     "FakeChatModel",
     "ModelError",
     "Orchestrator",
     "OrchestratorError",
     "Plan",
     "PlanError",
+    "Playbook",
     "RequestError",
+    "RunRecords",
     "RunResult",
+    "RunStatus",
     "Settings",
     "Subtask",
     "SubtaskResult",
+    "Trace",
     "Usage",
+    "audited",
     "build_graph",
-    "compile_graph",
     "get_model",
+    "read_only",
+    "requires_approval",
+    "writes",
 ]
 
 
@@ -77,3 +109,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
     return getattr(import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import Settings, load_settings
@@ -75,17 +73,6 @@ def graph_from_context(ctx: EngineContext) -> StateGraph:
     return graph
 
 
-def compile_graph(
-    model: BaseChatModel | str | None,
-    agents: Sequence[AgentSpec],
-    *,
-    checkpointer: BaseCheckpointSaver | None = None,
-    settings: Settings | None = None,
-) -> CompiledStateGraph:
-    """Convenience: :func:`build_graph` compiled with ``checkpointer``."""
-    return build_graph(model, agents, settings=settings).compile(checkpointer=checkpointer)
-
-
 def engine_context(
     model: BaseChatModel | str | None,
     agents: Sequence[AgentSpec],
@@ -133,7 +120,7 @@ def engine_context(
 
 def fusion_from(settings: Settings) -> Fusion:
     """The hybrid fusion the settings choose (RRF keeps its usual 50 candidates)."""
-    return Fusion("rrf", candidates=50) if settings.fusion == "rrf" else Fusion()
+    return Fusion.named(settings.fusion)
 
 
 def _model_label(model: BaseChatModel | str | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from orchestrator.retrieval.errors import RetrievalError
 
@@ -49,6 +49,11 @@ class Fusion:
             raise RetrievalError(f"fusion candidates must be at least 1, got {self.candidates}")
         if self.rrf_k < 0:
             raise RetrievalError(f"the RRF constant must not be negative, got {self.rrf_k}")
+
+    @classmethod
+    def named(cls, method: str) -> Fusion:
+        """The fusion a setting names: ``score``, or ``rrf`` with its usual 50 candidates."""
+        return cls("rrf", candidates=50) if method == "rrf" else cls(cast(FusionMethod, method))
 
     def fuse(self, rankings: Sequence[Sequence[tuple[K, float]]], weights: Sequence[float]
              ) -> list[tuple[K, float]]:

@@ -13,26 +13,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.config import Settings
-from orchestrator.graph import fusion_from
-from orchestrator.retrieval.ingest import IngestReport, ingest_paths
-from orchestrator.retrieval.search import SEARCH_MODES, Retriever, SearchFilters, SearchMode
-from orchestrator.retrieval.store import KnowledgeStore
+from orchestrator.errors import RequestError
+from orchestrator.knowledge import KnowledgeBase
+from orchestrator.retrieval.ingest import IngestReport
 
 console = Console()
 err_console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _store(settings: Settings) -> KnowledgeStore:
-    return KnowledgeStore.from_settings(settings)
+def _kb(settings: Settings) -> KnowledgeBase:
+    return KnowledgeBase.from_settings(settings)
 
 
 def ingest_command(settings: Settings, paths: list[Path], collection: str, tags: list[str],
                    as_json: bool) -> IngestReport:
     """Ingest with a progress bar (unless JSON) and print the summary."""
-    store = _store(settings)
+    kb = _kb(settings)
     if as_json:
-        report = ingest_paths(store, paths, collection, tags=tags)
+        report = kb.ingest(paths, collection, tags=tags)
         console.print_json(json.dumps(report.to_dict()))
         return report
     columns = (TextColumn("[bold]ingest[/bold] {task.description}"), BarColumn(),
@@ -43,7 +42,7 @@ def ingest_command(settings: Settings, paths: list[Path], collection: str, tags:
         def advance(done: int, total: int, name: str) -> None:
             progress.update(task, completed=done, total=total, description=name[-50:])
 
-        report = ingest_paths(store, paths, collection, tags=tags, on_progress=advance)
+        report = kb.ingest(paths, collection, tags=tags, on_progress=advance)
     for path, reason in report.failed:
         console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
     console.print(
@@ -54,7 +53,7 @@ def ingest_command(settings: Settings, paths: list[Path], collection: str, tags:
 
 
 def kb_list(settings: Settings, as_json: bool) -> None:
-    stats = _store(settings).stats()
+    stats = _kb(settings).collections()
     if as_json:
         console.print_json(json.dumps([s.__dict__ for s in stats]))
         return
@@ -69,18 +68,12 @@ def kb_list(settings: Settings, as_json: bool) -> None:
 def kb_search(settings: Settings, query: str, collections: list[str], k: int, mode: str,
               source: str | None, tags: list[str], as_json: bool, fusion: str | None = None
               ) -> None:
-    store = _store(settings)
-    if mode not in SEARCH_MODES:
-        raise typer.BadParameter(f"use one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
-    if fusion not in (None, "score", "rrf"):
-        raise typer.BadParameter("use score or rrf", param_hint="--fusion")
-    if fusion is not None:
-        settings = settings.model_copy(update={"fusion": fusion})
-    targets = collections or store.collection_names()
-    search_mode: SearchMode = mode
-    retriever = Retriever(store, fusion=fusion_from(settings))
-    hits = retriever.search(query, targets, k=k, mode=search_mode,
-                            filters=SearchFilters(source=source, tags=tuple(tags)))
+    try:
+        hits = _kb(settings).search(query, collections, k=k, mode=mode, source=source,
+                                    tags=tags, fusion=fusion)
+    except RequestError as exc:
+        hint = "--mode" if "mode" in str(exc) else "--fusion"
+        raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint=hint) from None
     if as_json:
         console.print_json(json.dumps([
             {"collection": h.collection, "source": h.source, "chunk": h.position,
@@ -103,15 +96,15 @@ def kb_delete(settings: Settings, collection: str, source: str | None, yes: bool
 
     The question goes to stderr, so ``--json`` output stays one JSON object.
     """
-    store = _store(settings)
-    plan = store.deletion(collection, source)
+    kb = _kb(settings)
+    plan = kb.deletion(collection, source)
     what = (f"collection {collection!r}" if source is None
             else f"{source!r} from {collection!r}")
     size = f"{plan.chunks} chunks from {len(plan.sources)} sources"
     if not yes and not typer.confirm(f"Delete {what} ({size})?", err=True):
         err_console.print("Nothing deleted.")
         return False
-    gone = store.delete(collection, source)
+    gone = kb.delete(collection, source)
     if as_json:
         console.print_json(json.dumps(gone.to_dict()))
     else:
