@@ -10,7 +10,7 @@ import sys
 
 from orchestrator.cli.app import _ensure_demo_knowledge
 from orchestrator.config import load_settings
-from orchestrator.demo import DEMO_KNOWLEDGE
+from orchestrator.demo import demo_collections
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
 
@@ -22,7 +22,7 @@ def main() -> None:
     sys.stdin.readline()
     _ensure_demo_knowledge(settings, quiet=False)
     retriever = Retriever(KnowledgeStore.from_settings(settings))
-    for collection in DEMO_KNOWLEDGE:
+    for collection in demo_collections():
         assert retriever.search("policy", [collection], k=1, mode="dense"), collection
     print("searched", flush=True)
 

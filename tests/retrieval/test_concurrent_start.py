@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.config import load_settings
-from orchestrator.demo import DEMO_KNOWLEDGE, ensure_demo_knowledge, knowledge_folder
+from orchestrator.demo import demo_collections, ensure_demo_knowledge, knowledge_folder
 from orchestrator.retrieval.store import KnowledgeStore
 
 PROCESSES = 8
@@ -68,7 +68,7 @@ def test_an_incomplete_demo_knowledge_base_is_completed(tmp_path: Path) -> None:
     store = KnowledgeStore.from_settings(settings)
     lock = settings.home / "demo-knowledge.lock"
     built = ensure_demo_knowledge(store, lock)
-    assert sorted(r.collection for r in built) == sorted(DEMO_KNOWLEDGE)
+    assert sorted(r.collection for r in built) == sorted(demo_collections())
     complete = demo_counts(store)
     assert ensure_demo_knowledge(store, lock) == []  # nothing to do
 
