@@ -21,6 +21,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
 from orchestrator.errors import ConfigError, ModelError
+from orchestrator.models.specs import ModelSpec
 
 
 class CassetteMissError(ModelError):
@@ -120,3 +121,16 @@ class ReplayChatModel(_CassetteModel):
         if not isinstance(reply, AIMessage):
             raise CassetteMissError(f"cassette entry {key[:12]} is not a model reply")
         return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+class ReplayProvider:
+    """``replay:<cassette>``: answers from a recorded cassette, offline."""
+
+    def check(self, spec: ModelSpec) -> ModelSpec:
+        if not spec.name:
+            raise ConfigError(f"model spec {spec.text!r} needs a name, e.g. "
+                              "'replay:evals/cassettes/run.jsonl'")
+        return spec
+
+    def get_model(self, spec: ModelSpec) -> BaseChatModel:
+        return ReplayChatModel(path=Path(spec.name))

@@ -25,8 +25,9 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
-from orchestrator.errors import ScriptExhaustedError
+from orchestrator.errors import ConfigError, ScriptExhaustedError
 from orchestrator.models import rules
+from orchestrator.models.specs import ModelSpec
 
 Reply = AIMessage | str | Callable[[list[BaseMessage], list[dict[str, Any]]], AIMessage]
 
@@ -178,3 +179,27 @@ def estimate_usage(
     output_tokens = max(1, math.ceil(output_chars / 4))
     return {"input_tokens": input_tokens, "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens}
+
+
+class FakeProvider:
+    """``fake`` and ``fake:latency=SECONDS``: the shipped offline model in rules mode."""
+
+    def check(self, spec: ModelSpec) -> ModelSpec:
+        options: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in spec.name.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or key.strip() != "latency":
+                raise ConfigError(f"bad fake model option {item!r} in {spec.text!r}: "
+                                  "use latency=SECONDS")
+            try:
+                latency = float(value)
+            except ValueError:
+                raise ConfigError(f"fake model latency must be a number of seconds: "
+                                  f"{spec.text!r}") from None
+            if not math.isfinite(latency) or latency < 0:
+                raise ConfigError(f"fake model latency must not be negative: {spec.text!r}")
+            options["latency"] = value.strip()
+        return ModelSpec(spec.provider, spec.name, options)
+
+    def get_model(self, spec: ModelSpec) -> BaseChatModel:
+        return FakeChatModel(latency=float(spec.options.get("latency", "0")))
