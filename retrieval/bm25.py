@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 from orchestrator.retrieval.store import Metadata, index_text
 
 _TOKEN_PATTERN = r"(?u)\b\w[\w-]*\w\b|\b\w\b"
@@ -45,6 +44,8 @@ class Bm25Index:
             return []
         weight: Any = None
         if mask is not None:
+            import numpy as np  # only here: bm25s needs it anyway, the CLI's start does not
+
             weight = np.asarray(mask, dtype=np.float32)
             if not weight.any():
                 return []

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
 from orchestrator.retrieval.documents import MetadataValue, SourceDocument
 
 _HEADER_LEVELS = [("#", "h1"), ("##", "h2"), ("###", "h3")]

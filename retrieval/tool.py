@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field
+
 from orchestrator.retrieval.errors import CollectionAccessError
 from orchestrator.retrieval.search import Hit, Retriever
-from pydantic import BaseModel, Field
 
 RETRIEVE_TOOL_NAME = "retrieve"
 _DESCRIPTION = ("Search the company knowledge base (runbooks, policies, catalogs, past "
@@ -70,7 +71,3 @@ def bind_retrieve_tool(retriever: Retriever | None, agent: str, allowed: Sequenc
     return StructuredTool.from_function(run, name=RETRIEVE_TOOL_NAME, description=_DESCRIPTION,
                                         args_schema=RetrieveArgs,
                                         metadata=dict(READ_ONLY_ANNOTATIONS))
-
-
-def is_retrieve_tool(tool: BaseTool) -> bool:
-    return tool.name == RETRIEVE_TOOL_NAME

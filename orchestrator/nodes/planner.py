@@ -53,7 +53,13 @@ def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str 
 
 
 def knowledge_context(ctx: EngineContext, request: str) -> str:
-    """A few cited passages from the knowledge base about the request ('' when none)."""
+    """A few cited passages from the knowledge base about the request ('' when none).
+
+    BM25 only: the planner needs the passages that name the request's services and terms,
+    and keyword search finds those without the embedding model, which would cost seconds
+    to load before the first plan even when no agent searches the knowledge base. Agents'
+    own ``retrieve`` calls search hybrid.
+    """
     limit = ctx.settings.planner_context_chunks
     if ctx.retriever is None or limit == 0:
         return ""
@@ -61,7 +67,7 @@ def knowledge_context(ctx: EngineContext, request: str) -> str:
     collections = [c for c in ctx.planner_collections() if c in present]
     if not collections:
         return ""
-    return format_hits(ctx.retriever.search(request, collections, k=limit))
+    return format_hits(ctx.retriever.search(request, collections, k=limit, mode="bm25"))
 
 
 def format_history(messages: list[Any], turns: int) -> str:
@@ -81,7 +87,7 @@ def format_history(messages: list[Any], turns: int) -> str:
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
                     budget: RunBudget | None = None) -> Plan:
     """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
-    # Retrieval embeds the query on the CPU: keep it off the event loop.
+    # Reading the knowledge base blocks (disk, BM25): keep it off the event loop.
     context = await asyncio.to_thread(knowledge_context, ctx, state["request"])
     messages = planner_messages(ctx, state, context)
 

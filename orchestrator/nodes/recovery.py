@@ -22,6 +22,7 @@ from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
 from orchestrator.results import FailureKind, SubtaskResult, Usage
+from orchestrator.retrieval.embedders import ModelLoads, model_load_clock
 from orchestrator.routing import Choice, capable_agents
 from orchestrator.state import EngineContext
 
@@ -161,13 +162,15 @@ async def _attempts_on_agent(
         remaining = budget.remaining_s()
         wall_bound = remaining is not None and remaining < timeout
         limit = min(timeout, remaining) if remaining is not None else timeout
+        loads = ModelLoads()
         try:
-            await asyncio.wait_for(run_specialist(
-                spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
-                inputs,
-                run_id=run_id, limits=limits, budget=budget,
-                model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
-            ), timeout=limit)
+            with model_load_clock(loads):
+                await asyncio.wait_for(run_specialist(
+                    spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
+                    inputs,
+                    run_id=run_id, limits=limits, budget=budget,
+                    model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
+                ), timeout=limit)
         except TimeoutError:
             _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)
         except Exception as exc:
@@ -177,7 +180,9 @@ async def _attempts_on_agent(
             result.failure_kind = "model_error" if is_model_failure(exc) else "engine_error"
             result.error = f"{type(exc).__name__}: {exc}"
             result.finished_at = time.time()
-        elapsed = time.monotonic() - started
+        # Loading the embedding model is the process's one-off start-up, reported apart:
+        # it is not this agent's latency (statistics and routing read ``elapsed``).
+        elapsed = max(time.monotonic() - started - loads.seconds, 0.0)
         spent = result.usage - before
         ok = result.status == "done" or result.failure_kind == "condition"
         if result.failure_kind != "budget" and not result.awaiting:
@@ -187,7 +192,8 @@ async def _attempts_on_agent(
              usage=spent.to_dict(), data={
                  "status": "awaiting_approval" if result.awaiting else result.status,
                  "kind": result.failure_kind, "error": result.error,
-                 "attempt": result.attempts, "elapsed_s": round(elapsed, 4)})
+                 "attempt": result.attempts, "elapsed_s": round(elapsed, 4),
+                 **({"embedder_load_s": round(loads.seconds, 4)} if loads.seconds else {})})
         if ok or result.awaiting or result.failure_kind not in RETRY_SAME_AGENT:
             return
 
