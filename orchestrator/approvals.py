@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from orchestrator.errors import RequestError
+from orchestrator.events import ApprovalRequestedData
 from orchestrator.plan import Plan, Subtask
 from orchestrator.results import SubtaskResult
 
@@ -42,6 +43,12 @@ class ApprovalRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def event_data(self) -> ApprovalRequestedData:
+        """The data of its ``approval_requested`` event."""
+        return ApprovalRequestedData(key=self.key, subtask_id=self.subtask_id, agent=self.agent,
+                                     goal=self.goal, why=self.why, tool=self.tool,
+                                     args=self.args, preview=self.preview, again=self.again)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequest:

@@ -1,16 +1,20 @@
 """Typed events: one record per thing that happened in a run.
 
-The CLI's live view, the Python API's ``stream`` and (later) traces and telemetry
-all read these. Inside the graph they travel as plain dicts through LangGraph's
-stream writer; :meth:`Event.from_dict` turns them back into records.
+The CLI's live view, the Python API's ``stream``, traces, the run store and telemetry all
+read these. Each event type's ``data`` has a schema (a ``TypedDict`` below, listed in
+:data:`EVENT_DATA`): emitters build it with the schema, so mypy checks the keys, and
+readers ``cast`` to it. With ``ORCHESTRATOR_STRICT_EVENTS=1`` (the test suite sets it),
+:func:`emit` raises on data that does not match its schema. Inside the graph events travel
+as plain dicts through LangGraph's stream writer; :meth:`Event.from_dict` turns them back.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads NotRequired[...] from the
+# evaluated annotations to know which keys are optional.
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.config import get_stream_writer
 
@@ -39,6 +43,185 @@ EventType = Literal[
 EVENT_MARKER = "__orchestrator_event__"
 
 
+# --- the data of each event type -----------------------------------------------------------
+
+
+class RunStartedData(TypedDict):
+    request: str
+    event: dict[str, Any] | None
+    coordination: str
+
+
+class PlanMadeData(TypedDict):
+    plan: dict[str, Any]
+    mode: str
+    elapsed_s: float
+
+
+class PlanInvalidData(TypedDict):
+    error: str
+    attempt: int
+
+
+class SubtaskStartedData(TypedDict):
+    goal: str
+    depends_on: list[str]
+    kind: str
+    resumed: bool
+
+
+class ToolStartedData(TypedDict):
+    tool: str
+    args: dict[str, Any]
+    key: str
+
+
+class ToolCalledData(TypedDict):
+    tool: str
+    args: dict[str, Any]
+    status: str
+    """ok, error or invalid (arguments the schema rejected)."""
+    elapsed_ms: NotRequired[float]
+    error: NotRequired[str]
+    key: NotRequired[str]
+    """The write's idempotency key (writes only)."""
+    replayed: NotRequired[bool]
+    """A write that had already happened: its earlier result was returned."""
+    audit: NotRequired[bool]
+
+
+class ToolRefusedData(TypedDict):
+    tool: str
+    args: dict[str, Any]
+    reason: str
+    precondition: bool
+
+
+class SubtaskEndedData(TypedDict):
+    """``subtask_finished``, ``subtask_failed`` and ``subtask_skipped``."""
+
+    status: str
+    kind: str | None
+    error: NotRequired[str | None]
+    reason: NotRequired[str]
+    subtask_kind: NotRequired[str]
+    writes: NotRequired[list[str]]
+    attempts: NotRequired[int]
+    agents_tried: NotRequired[list[str]]
+    elapsed_s: NotRequired[float]
+    replayed: NotRequired[bool]
+
+
+class AgentChosenData(TypedDict):
+    candidates: list[str]
+    scores: dict[str, float]
+    reason: str
+
+
+class AttemptFinishedData(TypedDict):
+    status: str
+    kind: str | None
+    error: str | None
+    attempt: int
+    elapsed_s: float
+    embedder_load_s: NotRequired[float]
+    """Time the attempt waited for the embedding model to load (not the agent's latency)."""
+
+
+class RetriedData(TypedDict):
+    attempt: int
+    after: str | None
+    kind: str | None
+    delay_s: float
+
+
+ReassignedData = TypedDict("ReassignedData", {
+    "from": str, "to": str, "reason": str, "after": str | None, "kind": str | None})
+
+
+class ReplannedData(TypedDict):
+    replaced: str
+    added: list[dict[str, Any]]
+    elapsed_s: NotRequired[float]
+    error: NotRequired[str]
+    plan: NotRequired[dict[str, Any]]
+
+
+class ApprovalRequestedData(TypedDict):
+    """:class:`orchestrator.approvals.ApprovalRequest` as a dict."""
+
+    key: str
+    subtask_id: str
+    agent: str
+    goal: str
+    why: str
+    tool: str | None
+    args: dict[str, Any] | None
+    preview: str | None
+    again: bool
+
+
+class ApprovalDecidedData(TypedDict):
+    approved: bool
+    reason: str
+    approver: str
+    decided_at: float
+    key: str
+    tool: str | None
+    args: dict[str, Any] | None
+    preview: str | None
+
+
+class BudgetHitData(TypedDict):
+    limit: str | None
+    cost_usd: float
+
+
+class AnswerData(TypedDict):
+    answer: str
+    error: str | None
+
+
+EVENT_DATA: dict[str, type] = {
+    "run_started": RunStartedData,
+    "plan_made": PlanMadeData,
+    "plan_invalid": PlanInvalidData,
+    "subtask_started": SubtaskStartedData,
+    "tool_started": ToolStartedData,
+    "tool_called": ToolCalledData,
+    "tool_refused": ToolRefusedData,
+    "subtask_finished": SubtaskEndedData,
+    "subtask_failed": SubtaskEndedData,
+    "subtask_skipped": SubtaskEndedData,
+    "agent_chosen": AgentChosenData,
+    "attempt_finished": AttemptFinishedData,
+    "retried": RetriedData,
+    "reassigned": ReassignedData,
+    "replanned": ReplannedData,
+    "approval_requested": ApprovalRequestedData,
+    "approval_decided": ApprovalDecidedData,
+    "budget_hit": BudgetHitData,
+    "answer": AnswerData,
+}
+"""The schema of each event type's ``data``."""
+
+
+def payload_problems(event_type: str, data: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``data`` for ``event_type`` (empty when it fits its schema)."""
+    schema = EVENT_DATA.get(event_type)
+    if schema is None:
+        return [f"unknown event type {event_type!r}"]
+    required: frozenset[str] = schema.__required_keys__  # type: ignore[attr-defined]
+    optional: frozenset[str] = schema.__optional_keys__  # type: ignore[attr-defined]
+    problems = [f"{event_type}: missing {key!r}" for key in sorted(required - set(data))]
+    problems += [f"{event_type}: unknown key {key!r}" for key in sorted(
+        set(data) - required - optional)]
+    return problems
+
+
+_STRICT = os.environ.get("ORCHESTRATOR_STRICT_EVENTS") == "1"
+
+
 @dataclass(frozen=True)
 class Event:
     """Something that happened in a run."""
@@ -48,7 +231,7 @@ class Event:
     time: float = field(default_factory=time.time)
     subtask_id: str | None = None
     agent: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
     usage: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,7 +239,7 @@ class Event:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Event:
+    def from_dict(cls, payload: dict[str, Any]) -> "Event":
         values = {k: v for k, v in payload.items() if k != EVENT_MARKER}
         return cls(**values)
 
@@ -67,6 +250,8 @@ EventSink = Callable[[Event], None]
 def emit(event_type: EventType, run_id: str, **fields: Any) -> Event:
     """Send an event out through the graph's stream writer (a no-op outside a graph)."""
     event = Event(type=event_type, run_id=run_id, **fields)
+    if _STRICT and (problems := payload_problems(event_type, event.data)):
+        raise AssertionError("; ".join(problems))
     try:
         writer = get_stream_writer()
     except RuntimeError:  # called outside a LangGraph run

@@ -9,11 +9,18 @@ The spans are built from the same events that the CLI, the run store and traces 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from orchestrator.errors import ConfigError
-from orchestrator.events import Event
+from orchestrator.events import (
+    AttemptFinishedData,
+    Event,
+    PlanMadeData,
+    RunStartedData,
+    SubtaskEndedData,
+    SubtaskStartedData,
+)
 
 _ATTEMPT_ENDS = ("attempt_finished",)
 _SUBTASK_ENDS = ("subtask_finished", "subtask_failed", "subtask_skipped")
@@ -50,7 +57,7 @@ def export_run(events: Sequence[Event], provider: Any) -> None:
     first, last = events[0], events[-1]
     root = tracer.start_span("orchestrator.run", start_time=_ns(first.time), attributes={
         "orchestrator.run_id": first.run_id,
-        "orchestrator.request": str(first.data.get("request", ""))[:500]})
+        "orchestrator.request": str(cast(RunStartedData, first.data).get("request", ""))[:500]})
     parent = trace.set_span_in_context(root)
     subtasks: dict[str, Any] = {}
     attempt_start: dict[str, float] = {}
@@ -59,37 +66,40 @@ def export_run(events: Sequence[Event], provider: Any) -> None:
         if event.type == "plan_made":
             span = tracer.start_span("orchestrator.plan", context=parent,
                                      start_time=_ns(first.time),
-                                     attributes={"orchestrator.mode": event.data.get("mode", ""),
+                                     attributes={"orchestrator.mode":
+                                                 cast(PlanMadeData, event.data)["mode"],
                                                  **_usage(event)})
             span.end(end_time=_ns(event.time))
         elif event.type == "subtask_started":
             subtasks[sid] = tracer.start_span(
                 f"orchestrator.subtask {sid}", context=parent, start_time=_ns(event.time),
                 attributes={"orchestrator.subtask_id": sid, "orchestrator.agent": event.agent
-                            or "", "orchestrator.goal": str(event.data.get("goal", ""))[:500]})
+                            or "", "orchestrator.goal":
+                            cast(SubtaskStartedData, event.data)["goal"][:500]})
             attempt_start[sid] = event.time
         elif event.type in ("tool_called", "tool_refused", "retried", "reassigned",
                             "agent_chosen") and sid in subtasks:
             subtasks[sid].add_event(event.type, timestamp=_ns(event.time),
                                     attributes=_flat(event.data))
         elif event.type in _ATTEMPT_ENDS and sid in subtasks:
+            attempt = cast(AttemptFinishedData, event.data)
             span = tracer.start_span(
                 f"orchestrator.attempt {sid}", context=trace.set_span_in_context(subtasks[sid]),
                 start_time=_ns(attempt_start.get(sid, event.time)),
                 attributes={"orchestrator.agent": event.agent or "",
-                            "orchestrator.status": event.data.get("status", ""),
-                            "orchestrator.failure_kind": event.data.get("kind") or "",
+                            "orchestrator.status": attempt["status"],
+                            "orchestrator.failure_kind": attempt["kind"] or "",
                             **_usage(event)})
             span.end(end_time=_ns(event.time))
             attempt_start[sid] = event.time
         elif event.type in _SUBTASK_ENDS and sid in subtasks:
-            span = subtasks.pop(sid)
-            span.set_attributes({"orchestrator.status": event.data.get("status", ""),
-                                 "orchestrator.failure_kind": event.data.get("kind") or "",
+            span, ended = subtasks.pop(sid), cast(SubtaskEndedData, event.data)
+            span.set_attributes({"orchestrator.status": ended["status"],
+                                 "orchestrator.failure_kind": ended["kind"] or "",
                                  **_usage(event)})
-            if event.data.get("status") not in ("done", None):
+            if ended["status"] != "done":
                 span.set_status(trace.Status(trace.StatusCode.ERROR,
-                                             str(event.data.get("error") or "")[:200]))
+                                             str(ended.get("error") or "")[:200]))
             span.end(end_time=_ns(event.time))
         elif event.type in ("replanned", "budget_hit", "approval_requested",
                             "approval_decided"):
@@ -109,7 +119,7 @@ def _usage(event: Event) -> dict[str, int]:
     return {f"orchestrator.{k}": int(v) for k, v in (event.usage or {}).items()}
 
 
-def _flat(data: dict[str, Any]) -> dict[str, str | int | float | bool]:
+def _flat(data: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
     out: dict[str, str | int | float | bool] = {}
     for key, value in data.items():
         if isinstance(value, str | int | float | bool):

@@ -4,9 +4,9 @@ it cost) and its events. What ``orchestrator trace`` shows and the service API r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from orchestrator.events import Event
+from orchestrator.events import Event, ReplannedData, SubtaskEndedData
 
 _END_EVENTS = ("subtask_finished", "subtask_failed", "subtask_skipped")
 
@@ -55,7 +55,7 @@ def spans(plan: dict[str, Any] | None, events: list[Event]) -> list[SubtaskSpan]
         add(sub)
     for event in events:
         if event.type == "replanned":
-            for sub in event.data.get("added", []):
+            for sub in cast(ReplannedData, event.data)["added"]:
                 add(sub)
         span = found.get(event.subtask_id or "")
         if span is None:
@@ -63,10 +63,11 @@ def spans(plan: dict[str, Any] | None, events: list[Event]) -> list[SubtaskSpan]
         if event.type == "subtask_started":
             span.started_at, span.status = event.time, "running"
         elif event.type in _END_EVENTS:
-            span.finished_at, span.status = event.time, event.data.get("status", "skipped")
-            span.error = event.data.get("error") or event.data.get("reason")
-            span.attempts = int(event.data.get("attempts", span.attempts))
-            span.agents_tried = list(event.data.get("agents_tried", span.agents_tried))
+            ended = cast(SubtaskEndedData, event.data)
+            span.finished_at, span.status = event.time, ended["status"]
+            span.error = ended.get("error") or ended.get("reason")
+            span.attempts = ended.get("attempts", span.attempts)
+            span.agents_tried = list(ended.get("agents_tried", span.agents_tried))
             if span.agents_tried:
                 span.agent = span.agents_tried[-1]
             usage = event.usage or {}

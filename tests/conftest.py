@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Every event emitted in a test (and in the processes tests start) must match its schema
+# (orchestrator.events.EVENT_DATA); set before the package is imported.
+os.environ["ORCHESTRATOR_STRICT_EVENTS"] = "1"
 
 from orchestrator.domain_db import reset_domain_db
 

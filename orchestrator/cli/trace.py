@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -11,7 +12,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from orchestrator.cli.view import safe_text
-from orchestrator.events import Event
+from orchestrator.events import (
+    BudgetHitData,
+    Event,
+    ReassignedData,
+    ReplannedData,
+    RetriedData,
+)
 from orchestrator.runs import AgentStats, RunSummary
 from orchestrator.traces import SubtaskSpan, Trace
 
@@ -86,17 +93,20 @@ def _recovery_notes(events: list[Event]) -> RenderableType:
     lines = []
     for event in events:
         if event.type == "retried":
+            retry = cast(RetriedData, event.data)
             lines.append(f"{event.subtask_id}: retried on {event.agent} after "
-                         f"{event.data.get('kind')}: {event.data.get('after')}")
+                         f"{retry['kind']}: {retry['after']}")
         elif event.type == "reassigned":
-            lines.append(f"{event.subtask_id}: reassigned {event.data['from']} -> "
-                         f"{event.data['to']} ({event.data.get('reason')})")
+            moved = cast(ReassignedData, event.data)
+            lines.append(f"{event.subtask_id}: reassigned {moved['from']} -> "
+                         f"{moved['to']} ({moved['reason']})")
         elif event.type == "replanned":
-            added = ", ".join(s["id"] for s in event.data.get("added", [])) or "nothing"
+            replan = cast(ReplannedData, event.data)
+            added = ", ".join(s["id"] for s in replan["added"]) or "nothing"
             lines.append(f"{event.subtask_id}: replanned, added {added}"
-                         + (f" ({event.data['error']})" if event.data.get("error") else ""))
+                         + (f" ({replan['error']})" if replan.get("error") else ""))
         elif event.type == "budget_hit":
-            lines.append(f"budget hit: {event.data['limit']}")
+            lines.append(f"budget hit: {cast(BudgetHitData, event.data)['limit']}")
         elif event.type in ("approval_requested", "approval_decided"):
             lines.append(f"{event.subtask_id}: {event.type.replace('_', ' ')}"
                          + (f" {event.data}" if event.type == "approval_decided" else ""))

@@ -12,7 +12,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
@@ -23,7 +23,18 @@ from rich.text import Text
 
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.approvals import ApprovalRequest
-from orchestrator.events import Event
+from orchestrator.events import (
+    BudgetHitData,
+    Event,
+    PlanInvalidData,
+    PlanMadeData,
+    ReassignedData,
+    ReplannedData,
+    RetriedData,
+    SubtaskEndedData,
+    ToolCalledData,
+    ToolRefusedData,
+)
 from orchestrator.results import RunResult
 
 _STATUS_STYLE = {"pending": "dim", "running": "yellow", "done": "green", "failed": "red",
@@ -99,45 +110,50 @@ class RunView:
         self.note = "planning..."
 
     def on_event(self, event: Event) -> None:
-        sid = event.subtask_id or ""
+        sid, data = event.subtask_id or "", event.data
         if event.type == "plan_made":
-            plan = event.data["plan"]
+            plan = cast(PlanMadeData, data)["plan"]
             self.rationale = plan.get("rationale", "")
             self.note = "" if plan["subtasks"] else "answering directly"
             for sub in plan["subtasks"]:
                 self.rows[sub["id"]] = _Row(sub["agent"], sub["goal"], sub["depends_on"])
         elif event.type == "plan_invalid":
-            self.note = f"plan rejected ({event.data['error'][:80]}), asking again..."
+            error = cast(PlanInvalidData, data)["error"]
+            self.note = f"plan rejected ({error[:80]}), asking again..."
         elif event.type == "subtask_started" and sid in self.rows:
             self.rows[sid].status, self.rows[sid].started = "running", time.time()
         elif event.type == "tool_called" and sid in self.rows:
-            self.rows[sid].detail = f"{event.data['tool']}({event.data.get('status')})"
+            call = cast(ToolCalledData, data)
+            self.rows[sid].detail = f"{call['tool']}({call['status']})"
         elif event.type == "tool_refused" and sid in self.rows:
-            self.rows[sid].detail = f"refused {event.data['tool']}"
+            self.rows[sid].detail = f"refused {cast(ToolRefusedData, data)['tool']}"
         elif event.type in ("subtask_finished", "subtask_failed", "subtask_skipped"):
             if sid in self.rows:
-                row = self.rows[sid]
-                row.status = event.data.get("status", "skipped")
-                row.elapsed = event.data.get("elapsed_s")
-                if event.data.get("error"):
-                    row.detail = str(event.data["error"])[:70]
-                elif event.data.get("reason"):
-                    row.detail = str(event.data["reason"])[:70]
+                ended, row = cast(SubtaskEndedData, data), self.rows[sid]
+                row.status = ended["status"]
+                row.elapsed = ended.get("elapsed_s")
+                if ended.get("error"):
+                    row.detail = str(ended.get("error"))[:70]
+                elif ended.get("reason"):
+                    row.detail = str(ended.get("reason"))[:70]
         elif event.type == "retried" and sid in self.rows:
-            self.rows[sid].detail = f"retry {event.data['attempt']}: {event.data.get('kind')}"
+            retry = cast(RetriedData, data)
+            self.rows[sid].detail = f"retry {retry['attempt']}: {retry['kind']}"
         elif event.type == "reassigned" and sid in self.rows:
-            self.rows[sid].agent = event.data["to"]
-            self.rows[sid].detail = f"reassigned from {event.data['from']}"
+            moved = cast(ReassignedData, data)
+            self.rows[sid].agent = moved["to"]
+            self.rows[sid].detail = f"reassigned from {moved['from']}"
         elif event.type == "replanned":
-            for sub in event.data.get("added", []):
+            added = cast(ReplannedData, data)["added"]
+            for sub in added:
                 self.rows[sub["id"]] = _Row(sub["agent"], sub["goal"], sub.get("depends_on", []))
             if sid in self.rows:
-                added = ", ".join(s["id"] for s in event.data.get("added", [])) or "nothing"
-                self.rows[sid].detail = f"replanned: {added}"
+                names = ", ".join(s["id"] for s in added) or "nothing"
+                self.rows[sid].detail = f"replanned: {names}"
         elif event.type == "approval_requested" and sid in self.rows:
             self.rows[sid].status, self.rows[sid].detail = "waiting", "needs approval"
         elif event.type == "budget_hit":
-            self.note = f"budget hit: {event.data['limit']}"
+            self.note = f"budget hit: {cast(BudgetHitData, data)['limit']}"
         elif event.type == "answer":
             self.note = ""
 

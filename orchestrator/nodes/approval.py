@@ -14,7 +14,7 @@ from langgraph.types import interrupt
 from orchestrator.approvals import ApprovalRequest, parse_decision
 from orchestrator.approvals import pending_approvals as pending_in
 from orchestrator.errors import RequestError
-from orchestrator.events import emit
+from orchestrator.events import ApprovalDecidedData, emit
 from orchestrator.plan import Plan
 from orchestrator.results import SubtaskResult
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -42,9 +42,12 @@ def approval_node(ctx: EngineContext) -> NodeFn:
             # Checked before resuming; a malformed decision that gets here denies everything.
             decisions = parse_decision(False, pending)
         for item in pending:
+            decided = decisions[item.key]
             emit("approval_decided", state["run_id"], subtask_id=item.subtask_id,
-                 data={**decisions[item.key].to_dict(), "key": item.key, "tool": item.tool,
-                       "args": item.args, "preview": item.preview})
+                 data=ApprovalDecidedData(
+                     approved=decided.approved, reason=decided.reason, approver=decided.approver,
+                     decided_at=decided.decided_at, key=item.key, tool=item.tool,
+                     args=item.args, preview=item.preview))
         return {"approvals": {**(state.get("approvals") or {}),
                               **{key: d.to_dict() for key, d in decisions.items()}}}
 

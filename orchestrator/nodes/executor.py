@@ -29,7 +29,14 @@ from orchestrator.approvals import (
     satisfies_dependents,
 )
 from orchestrator.budget import RunBudget
-from orchestrator.events import EventType, emit
+from orchestrator.events import (
+    BudgetHitData,
+    EventType,
+    ReplannedData,
+    SubtaskEndedData,
+    SubtaskStartedData,
+    emit,
+)
 from orchestrator.nodes.recovery import run_with_recovery
 from orchestrator.nodes.replan import merge_replacement, replan_failed
 from orchestrator.nodes.specialist import DependencyOutput
@@ -153,7 +160,7 @@ class Scheduler:
         self.awaiting = pending_approvals(self.plan, self.results, self.approvals)
         for request in self.awaiting:
             emit("approval_requested", self.run_id, subtask_id=request.subtask_id,
-                 agent=request.agent, data=request.to_dict())
+                 agent=request.agent, data=request.event_data())
 
     def update(self) -> dict[str, Any]:
         """The state keys this node writes."""
@@ -208,8 +215,8 @@ class Scheduler:
         result.started_at = result.started_at or time.time()
         emit("subtask_started", self.run_id, subtask_id=subtask.id,
              agent=result.agent if paused else subtask.agent,
-             data={"goal": subtask.goal, "depends_on": subtask.depends_on,
-                   "kind": result.kind, "resumed": paused is not None})
+             data=SubtaskStartedData(goal=subtask.goal, depends_on=subtask.depends_on,
+                                     kind=result.kind, resumed=paused is not None))
         return asyncio.ensure_future(self.run_subtask(subtask.model_dump(), inputs, self.run_id,
                                                       grants, paused))
 
@@ -237,17 +244,19 @@ class Scheduler:
         result.started_at = started.started_at or result.started_at
         if result.awaiting is not None:  # paused at a tool call that needs an approval
             return result
+        data = SubtaskEndedData(
+            status=result.status, error=result.error, kind=result.failure_kind,
+            subtask_kind=result.kind, writes=[c.name for c in result.writes_done],
+            attempts=result.attempts, agents_tried=result.agents_tried,
+            elapsed_s=round(result.elapsed_s or 0.0, 4))
+        if replayed:
+            data["replayed"] = True
         event: EventType = ("subtask_finished" if result.status == "done" else
                             "subtask_skipped" if result.failure_kind == "condition" else
                             "subtask_failed")
         emit(event, self.run_id, subtask_id=result.id, agent=result.agent,
-             time=result.finished_at or time.time(), usage=result.usage.to_dict(), data={
-                 "status": result.status, "error": result.error, "kind": result.failure_kind,
-                 "subtask_kind": result.kind,
-                 "writes": [c.name for c in result.writes_done],
-                 "attempts": result.attempts, "agents_tried": result.agents_tried,
-                 "elapsed_s": round(result.elapsed_s or 0.0, 4),
-                 **({"replayed": True} if replayed else {})})
+             time=result.finished_at or time.time(), usage=result.usage.to_dict(),
+             data=data)
         if result.failure_kind == "budget":
             self._report_budget()
         return result
@@ -280,7 +289,8 @@ class Scheduler:
         if not self.budget_reported and self.budget.hit:
             self.budget_reported = True
             emit("budget_hit", self.run_id, usage=self.budget.spent.to_dict(),
-                 data={"limit": self.budget.hit, "cost_usd": round(self.budget.cost_usd, 6)})
+                 data=BudgetHitData(limit=self.budget.hit,
+                                    cost_usd=round(self.budget.cost_usd, 6)))
 
     def _finish_unrun(self, result: SubtaskResult, status: Any, kind: FailureKind,
                       reason: str) -> None:
@@ -288,7 +298,7 @@ class Scheduler:
         result.finished_at = time.time()
         self._settled_some = True
         emit("subtask_skipped", self.run_id, subtask_id=result.id, agent=result.agent,
-             data={"status": status, "kind": kind, "reason": reason})
+             data=SubtaskEndedData(status=status, kind=kind, reason=reason))
 
     def _should_replan(self, result: SubtaskResult) -> bool:
         return (result.status == "failed" and result.failure_kind not in NO_REPLAN
@@ -305,7 +315,7 @@ class Scheduler:
     def _apply_replan(self, failed: SubtaskResult, future: asyncio.Future[Any]) -> None:
         self._replanning.discard(failed.id)
         self._settled_some = True
-        data: dict[str, Any] = {"replaced": failed.id, "added": []}
+        data = ReplannedData(replaced=failed.id, added=[])
         usage: dict[str, int] | None = None
         try:
             new, spent, elapsed = future.result()

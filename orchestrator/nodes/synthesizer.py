@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from orchestrator.errors import is_model_failure
-from orchestrator.events import emit
+from orchestrator.events import AnswerData, emit
 from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -97,7 +97,7 @@ def respond_node(ctx: EngineContext) -> NodeFn:
         for result in (state.get("results") or {}).values():
             usage = usage + Usage.from_dict(result.get("usage"))
         emit("answer", state["run_id"], usage=usage.to_dict(),
-             data={"answer": answer, "error": state.get("error")})
+             data=AnswerData(answer=answer, error=state.get("error")))
         ctx.end_run(state["run_id"])
         return {"answer": answer, "messages": [AIMessage(answer)]}
 

@@ -39,7 +39,7 @@ from orchestrator.agents.policy import (
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.effects import AlreadyApplied, WriteCall, earlier_result, write_call
 from orchestrator.errors import ToolRefusedError
-from orchestrator.events import emit
+from orchestrator.events import ToolCalledData, ToolRefusedData, ToolStartedData, emit
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.truncation import cap_text
@@ -167,7 +167,7 @@ class ToolCaller:
 
     async def _run(self, tool: BaseTool, args: dict[str, Any], call_id: str, key: str | None,
                    approval: str | None) -> ToolMessage:
-        audit = {"audit": True} if is_audited(tool) else {}
+        audit = is_audited(tool)
         started = time.perf_counter()
         record = ToolCallRecord(tool.name, args, "ok", write=key is not None, key=key)
         if approval is not None:
@@ -185,12 +185,12 @@ class ToolCaller:
         except Exception as exc:
             record.status, record.output = "error", str(exc)
             self.result.tool_calls.append(record)
-            self._emit(tool.name, args, "error", started, error=str(exc), key=key, **audit)
+            self._emit(tool.name, args, "error", started, error=str(exc), key=key, audit=audit)
             kind: FailureKind = "rejected" if isinstance(exc, REJECTIONS) else "tool_error"
             raise ToolFailed(kind, f"{tool.name} failed: {exc}") from exc
         record.output = output
         self.result.tool_calls.append(record)
-        self._emit(tool.name, args, "ok", started, key=key, **audit)
+        self._emit(tool.name, args, "ok", started, key=key, audit=audit)
         return ToolMessage(output, tool_call_id=call_id, name=tool.name)
 
     def _begin_write(self, tool: BaseTool, args: dict[str, Any], key: str) -> WriteCall:
@@ -202,7 +202,7 @@ class ToolCaller:
             journal.begin(key, tool.name, marker.args)
         self._in_flight[key] = asyncio.get_running_loop().create_future()
         emit("tool_started", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-             data={"tool": tool.name, "args": marker.args, "key": key})
+             data=ToolStartedData(tool=tool.name, args=marker.args, key=key))
         return marker
 
     async def _settled_invoke(self, tool: BaseTool, args: dict[str, Any],
@@ -283,8 +283,8 @@ class ToolCaller:
                 ) -> ToolMessage:
         self.result.tool_calls.append(ToolCallRecord(name, args, status, reason, write=write))
         emit("tool_refused", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-             data={"tool": name, "args": _jsonable(args), "reason": reason,
-                   "precondition": status == "rejected"})
+             data=ToolRefusedData(tool=name, args=_jsonable(args), reason=reason,
+                                  precondition=status == "rejected"))
         return ToolMessage(f"Refused: {reason}.", tool_call_id=call_id, status="error")
 
     def _invalid(self, tool: BaseTool, args: dict[str, Any], call_id: str,
@@ -294,8 +294,8 @@ class ToolCaller:
         self.result.tool_calls.append(ToolCallRecord(tool.name, args, "invalid", detail,
                                                      write=not is_read_only(tool)))
         emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-             data={"tool": tool.name, "args": _jsonable(args), "status": "invalid",
-                   "error": detail})
+             data=ToolCalledData(tool=tool.name, args=_jsonable(args), status="invalid",
+                                 error=detail))
         return ToolMessage(f"Invalid arguments for {tool.name}: {detail}. Fix them and call "
                            "again.", tool_call_id=call_id, status="error")
 
@@ -304,16 +304,21 @@ class ToolCaller:
         self.result.tool_calls.append(ToolCallRecord(tool.name, args, "ok", output, write=True,
                                                      key=key, replayed=True))
         emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
-             data={"tool": tool.name, "args": _jsonable(args), "status": "ok",
-                   "replayed": True, "key": key})
+             data=ToolCalledData(tool=tool.name, args=_jsonable(args), status="ok",
+                                 replayed=True, key=key))
         return ToolMessage(f"Already done earlier (not repeated): {output}",
                            tool_call_id=call_id, name=tool.name)
 
-    def _emit(self, tool: str, args: dict[str, Any], status: str, started: float,
-              **extra: Any) -> None:
-        data = {"tool": tool, "args": _jsonable(args), "status": status,
-                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
-                **{k: v for k, v in extra.items() if v is not None}}
+    def _emit(self, tool: str, args: dict[str, Any], status: str, started: float, *,
+              key: str | None, error: str | None = None, audit: bool = False) -> None:
+        data = ToolCalledData(tool=tool, args=_jsonable(args), status=status,
+                              elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+        if error is not None:
+            data["error"] = error
+        if key is not None:
+            data["key"] = key
+        if audit:
+            data["audit"] = True
         emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
              data=data)
 
