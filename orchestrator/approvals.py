@@ -121,8 +121,20 @@ def granted_keys(subtask_id: str, decisions: Mapping[str, ApprovalDecision]) -> 
             if decision.approved and key.startswith(f"{subtask_id}:")]
 
 
+def plain_decision(decision: Any) -> Any:
+    """``decision`` with :class:`ApprovalDecision` objects (alone or by key) turned into
+    ``{"approved": ..., "reason": ...}``; anything else unchanged."""
+    if isinstance(decision, ApprovalDecision):
+        return {"approved": decision.approved, "reason": decision.reason}
+    if isinstance(decision, Mapping) and any(
+            isinstance(v, ApprovalDecision) for v in decision.values()):
+        return {k: plain_decision(v) for k, v in decision.items()}
+    return decision
+
+
 def check_decision(decision: Any, pending: list[ApprovalRequest]) -> None:
     """Raise :class:`RequestError` unless ``decision`` is a strict decision on ``pending``."""
+    decision = plain_decision(decision)
     if isinstance(decision, bool):
         return
     if not isinstance(decision, Mapping):
@@ -160,8 +172,8 @@ def _check_one(value: Any, what: str) -> None:
 def resume_payload(decision: Any, *, reason: str = "", approver: str | None = None
                    ) -> dict[str, Any]:
     """What ``Orchestrator.resume`` sends into the paused graph: the decision and who made it."""
-    return {"decision": decision, "reason": reason, "approver": approver or "unknown",
-            "decided_at": time.time()}
+    return {"decision": plain_decision(decision), "reason": reason,
+            "approver": approver or "unknown", "decided_at": time.time()}
 
 
 def parse_decision(payload: Any, pending: list[ApprovalRequest]
@@ -178,6 +190,7 @@ def parse_decision(payload: Any, pending: list[ApprovalRequest]
         decided_at = float(payload.get("decided_at") or time.time())
     else:
         decision, reason, approver, decided_at = payload, "", "unknown", time.time()
+    decision = plain_decision(decision)
     check_decision(decision, pending)
 
     def made(approved: bool, why: str) -> ApprovalDecision:

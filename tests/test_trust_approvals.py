@@ -240,3 +240,23 @@ def test_a_playbook_step_that_needs_approval_still_pauses_before_it_starts(
     assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
     done = o.resume(paused.thread_id, True, approver="sre-lead")
     assert done.ok and db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+
+
+def test_a_typed_decision_by_key_is_applied_and_recorded(domain_db: Path, db: sqlite3.Connection,
+                                                         tmp_path: Path) -> None:
+    from orchestrator import ApprovalDecision
+
+    o = make(it_ops_agents(), domain_db, tmp_path)
+    paused = o.run("move web-2 traffic to web-backup-b for maintenance")
+    (pending,) = o.pending_approvals(paused.thread_id)
+    assert pending == paused.pending_approvals[0]
+    with pytest.raises(RequestError, match="no pending approval named nope"):
+        o.resume(paused.thread_id, {"nope": ApprovalDecision(approved=True)})
+    done = o.resume(paused.thread_id, {pending.key: ApprovalDecision(True, reason="CR-9")},
+                    approver="dana")
+    assert done.ok
+    assert db.execute("SELECT pool FROM routes WHERE service = 'web-2'").fetchone()[0] == \
+        "web-backup-b"
+    (decided,) = [e.data for e in done.events if e.type == "approval_decided"]
+    assert (decided["approved"], decided["reason"], decided["approver"], decided["key"]) == (
+        True, "CR-9", "dana", pending.key)
