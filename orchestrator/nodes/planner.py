@@ -24,7 +24,7 @@ from orchestrator.errors import (
     RequestError,
     is_model_failure,
 )
-from orchestrator.events import emit
+from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
 from orchestrator.nodes.specialist import estimate_tokens
 from orchestrator.plan import Plan, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
@@ -147,7 +147,7 @@ async def plan_with_repairs(
             return accept(raw)
         except PlanError as exc:
             last_error = str(exc)
-        emit("plan_invalid", run_id, data={"error": last_error, "attempt": attempt + 1})
+        emit("plan_invalid", run_id, data=PlanInvalidData(error=last_error, attempt=attempt + 1))
         messages = [*messages, *_repair_messages(raw, last_error)]
     raise PlanError(
         f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
@@ -212,8 +212,8 @@ def planner_node(ctx: EngineContext) -> NodeFn:
     async def plan(state: OrchestratorState) -> dict[str, Any]:
         run_id = state["run_id"]
         event = state.get("event")
-        emit("run_started", run_id, data={"request": state["request"], "event": event,
-                                          "coordination": ctx.settings.coordination})
+        emit("run_started", run_id, data=RunStartedData(
+            request=state["request"], event=event, coordination=ctx.settings.coordination))
         usage = Usage()
         budget = ctx.budget(run_id)
         started = time.time()
@@ -227,9 +227,8 @@ def planner_node(ctx: EngineContext) -> NodeFn:
             return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
                     "mode": "none", "budget_hit": budget.hit,
                     "answer": f"Sorry, I could not plan this request: {exc}"}
-        emit("plan_made", run_id, usage=usage.to_dict(), data={
-            "plan": made.model_dump(), "mode": mode,
-            "elapsed_s": round(time.time() - started, 4)})
+        emit("plan_made", run_id, usage=usage.to_dict(), data=PlanMadeData(
+            plan=made.model_dump(), mode=mode, elapsed_s=round(time.time() - started, 4)))
         update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict(),
                   "mode": mode, "inputs": inputs}
         if not made.subtasks:

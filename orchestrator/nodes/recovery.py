@@ -17,7 +17,13 @@ from orchestrator.agents.policy import is_read_only
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings
 from orchestrator.errors import BudgetExceededError, is_model_failure
-from orchestrator.events import emit
+from orchestrator.events import (
+    AgentChosenData,
+    AttemptFinishedData,
+    ReassignedData,
+    RetriedData,
+    emit,
+)
 from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
@@ -78,11 +84,13 @@ async def run_with_recovery(
         choice = _choose(ctx, policy, left, subtask.agent)
         if len(left) > 1:
             emit("agent_chosen", run_id, subtask_id=subtask.id, agent=choice.agent,
-                 data={"candidates": left, "scores": choice.scores, "reason": choice.reason})
+                 data=AgentChosenData(candidates=left, scores=choice.scores,
+                                      reason=choice.reason))
         if result.agents_tried:
-            emit("reassigned", run_id, subtask_id=subtask.id, agent=choice.agent, data={
+            moved: ReassignedData = {
                 "from": result.agents_tried[-1], "to": choice.agent, "reason": choice.reason,
-                "after": result.error, "kind": result.failure_kind})
+                "after": result.error, "kind": result.failure_kind}
+            emit("reassigned", run_id, subtask_id=subtask.id, agent=choice.agent, data=moved)
         result.agent = choice.agent
         result.agents_tried.append(choice.agent)
         await _attempts_on_agent(ctx, policy, result, inputs, run_id, budget, grants)
@@ -146,9 +154,9 @@ async def _attempts_on_agent(
     for retry in range(policy.max_retries + 1):
         if retry:
             delay = policy.delay(retry)
-            emit("retried", run_id, subtask_id=result.id, agent=spec.name, data={
-                "attempt": result.attempts + 1, "after": result.error,
-                "kind": result.failure_kind, "delay_s": delay})
+            emit("retried", run_id, subtask_id=result.id, agent=spec.name, data=RetriedData(
+                attempt=result.attempts + 1, after=result.error, kind=result.failure_kind,
+                delay_s=delay))
             await asyncio.sleep(delay)
         try:
             budget.check()
@@ -188,12 +196,14 @@ async def _attempts_on_agent(
         if result.failure_kind != "budget" and not result.awaiting:
             ctx.routing.record(spec.name, ok, elapsed)
             budget.note_attempt(ok)
+        data = AttemptFinishedData(
+            status="awaiting_approval" if result.awaiting else result.status,
+            kind=result.failure_kind, error=result.error, attempt=result.attempts,
+            elapsed_s=round(elapsed, 4))
+        if loads.seconds:
+            data["embedder_load_s"] = round(loads.seconds, 4)
         emit("attempt_finished", run_id, subtask_id=result.id, agent=spec.name,
-             usage=spent.to_dict(), data={
-                 "status": "awaiting_approval" if result.awaiting else result.status,
-                 "kind": result.failure_kind, "error": result.error,
-                 "attempt": result.attempts, "elapsed_s": round(elapsed, 4),
-                 **({"embedder_load_s": round(loads.seconds, 4)} if loads.seconds else {})})
+             usage=spent.to_dict(), data=data)
         if ok or result.awaiting or result.failure_kind not in RETRY_SAME_AGENT:
             return
 
