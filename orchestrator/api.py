@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
-    AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
     nullcontext,
@@ -34,7 +33,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
@@ -55,9 +53,9 @@ from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.routing import AgentStatsBook
-from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, Owner, RunStore
+from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, BaseRunStore, Owner
+from orchestrator.storage import SharedCheckpointer, open_run_store, open_write_journal
 from orchestrator.telemetry import default_tracer_provider, export_run
-from orchestrator.write_journal import WriteJournal
 
 _DONE = object()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
@@ -83,8 +81,10 @@ class Orchestrator:
             such as ``"fake"`` or ``"openai:gpt-4o-mini"``. Defaults to ``settings.model``,
             then the offline fake model.
         agents: The specialists; defaults to the registry (built-ins, plugins, cards).
-        checkpointer: Where conversations persist: a LangGraph checkpointer, a path to a
-            SQLite file, or None for in-memory threads.
+        checkpointer: Where conversations persist: a LangGraph checkpointer, a path or URL
+            (``sqlite:///path``, ``memory://``; see :mod:`orchestrator.storage`), or None
+            for in-memory threads. A path or URL is opened once, on first use, and shared
+            by every run until :meth:`aclose` (``async with Orchestrator(...)`` does it).
         settings: Limits and folders; read from ``ORCHESTRATOR_*`` variables when omitted.
         agent_models: Per-agent model overrides, by agent name.
         domain_db: The business-systems database the tools use (default: in the data folder).
@@ -92,8 +92,9 @@ class Orchestrator:
             the settings name, unless ``settings.knowledge`` is off.
         playbooks: Predefined workflows; by default the built-in ones whose agents are all
             enabled, plus those in ``settings.playbooks_dir``.
-        runs: Where runs, events and agent statistics are stored; by default
-            ``runs.sqlite`` in the data folder (None when ``settings.record_runs`` is off).
+        runs: Where runs, events and agent statistics are stored: a run store, or a path or
+            URL for one; by default ``runs.sqlite`` in the data folder (none when
+            ``settings.record_runs`` is off).
         tracer_provider: An OpenTelemetry ``TracerProvider`` that receives each run as spans;
             by default none, or the global one when ``settings.otel`` is on.
     """
@@ -109,7 +110,7 @@ class Orchestrator:
         domain_db: str | Path | None = None,
         knowledge: KnowledgeStore | Retriever | None = None,
         playbooks: Sequence[Playbook] | None = None,
-        runs: RunStore | None = None,
+        runs: BaseRunStore | str | Path | None = None,
         tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or load_settings()
@@ -120,9 +121,12 @@ class Orchestrator:
             agents = AgentRegistry.default(self.settings.agents_dir,
                                             domains=self.settings.domains)
         self.agents = list(agents)
-        if runs is None and self.settings.record_runs:
-            runs = RunStore(self.settings.runs_path, max_text=self.settings.max_stored_chars)
-        self.runs = runs
+        self._opened: list[Any] = []  # stores this object opened, and so closes
+        if isinstance(runs, str | Path) or (runs is None and self.settings.record_runs):
+            runs = open_run_store(runs or self.settings.runs_path,
+                                  max_text=self.settings.max_stored_chars)
+            self._opened.append(runs)
+        self.runs: BaseRunStore | None = runs
         if tracer_provider is None and self.settings.otel:
             tracer_provider = default_tracer_provider()
         self.tracer_provider = tracer_provider
@@ -135,17 +139,21 @@ class Orchestrator:
             model if model is not None else self.settings.model, self.agents,
             settings=self.settings, agent_models=agent_models, knowledge=knowledge,
             playbooks=self.playbooks, routing=self.routing)
-        self._engine.journal = WriteJournal(self.settings.writes_path)
+        self._engine.journal = open_write_journal(self.settings.writes_path)
+        self._opened.append(self._engine.journal)
         self.graph = graph_from_context(self._engine)
         self.domain_db = Path(domain_db) if domain_db is not None else None
-        self._checkpoint_path: Path | None = None
-        self._compiled: CompiledStateGraph | None = None
         self._busy_threads: set[str] = set()
         self._busy_lock = threading.Lock()
-        if isinstance(checkpointer, str | Path):
-            self._checkpoint_path = Path(checkpointer)
+        # Compiled once; each checkpointer gets a copy of it (no recompiling per run), and a
+        # path or URL is one checkpointer shared by every run (see SharedCheckpointer).
+        self._checkpoints: SharedCheckpointer | None = None
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            self._compiled: CompiledStateGraph = self.graph.compile(checkpointer=checkpointer)
         else:
-            self._compiled = self.graph.compile(checkpointer=checkpointer or InMemorySaver())
+            self._checkpoints = SharedCheckpointer(
+                checkpointer if checkpointer is not None else "memory://")
+            self._compiled = self.graph.compile()
 
     # --- running --------------------------------------------------------------------------
 
@@ -617,7 +625,7 @@ class Orchestrator:
             pending_approvals=pending, mode=record["mode"] or "",
             budget_hit=record["budget_hit"])
 
-    def _store(self, needs: str) -> RunStore:
+    def _store(self, needs: str) -> BaseRunStore:
         if self.runs is None:
             raise RequestError(f"{needs} needs the run store (ORCHESTRATOR_RECORD_RUNS is off)")
         return self.runs
@@ -666,20 +674,47 @@ class Orchestrator:
                                "(raise ORCHESTRATOR_MAX_EVENT_BYTES or send less)")
         return f"Event {name}: {body}", payload
 
-    def _graph(self) -> AbstractAsyncContextManager[CompiledStateGraph]:
-        if self._compiled is not None:
-            return nullcontext(self._compiled)
-        return self._sqlite_graph()
-
     @asynccontextmanager
-    async def _sqlite_graph(self) -> AsyncIterator[CompiledStateGraph]:
-        # aiosqlite connections belong to one event loop, so open one per call.
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    async def _graph(self) -> AsyncIterator[CompiledStateGraph]:
+        """The graph, compiled once, with this orchestrator's checkpointer (opened on first
+        use and shared by every run)."""
+        if self._checkpoints is not None:
+            saver = await self._checkpoints.asaver()
+            if self._compiled.checkpointer is not saver:  # first use, or opened again
+                self._compiled = self._compiled.copy(update={"checkpointer": saver})
+        yield self._compiled
 
-        assert self._checkpoint_path is not None
-        self._checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(self._checkpoint_path)) as saver:
-            yield self.graph.compile(checkpointer=saver)
+    # --- closing --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the shared checkpointer and the stores this orchestrator opened (run no more
+        requests on it after that); ``async with Orchestrator(...) as orch:`` calls it."""
+        if self._checkpoints is not None:
+            await self._checkpoints.aclose()
+        self._close_stores()
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose` (not inside a running event loop); ``with`` calls it."""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        self._close_stores()
+
+    def _close_stores(self) -> None:
+        for store in self._opened:
+            store.close()
+        self._opened.clear()
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @asynccontextmanager

@@ -1,8 +1,8 @@
-"""The run store: every run's record and events, and per-agent statistics (``runs.sqlite``).
+"""Run records: what the engine keeps of every run, and the store contract behind it.
 
-``orchestrator runs``, ``orchestrator trace`` and ``orchestrator agents --stats`` read it;
-adaptive routing is seeded from it, so what the orchestrator learns about agents outlives
-the process.
+``orchestrator runs``, ``orchestrator trace`` and ``orchestrator agents --stats`` read the run
+store; adaptive routing is seeded from it, so what the orchestrator learns about agents
+outlives the process.
 
 The record is written as things happen: a run's row is created when it starts (status
 ``running``) and each event is appended when it arrives, so a process killed mid-run leaves
@@ -11,62 +11,30 @@ run (or resumes, or approves it) owns it until ``lease_until`` and renews the le
 works; a run whose owner is gone (its lease expired, or its process died on this host) reads
 as ``interrupted`` and may be taken over. One row per busy thread does the same for
 threads, so one thread runs one request at a time across processes.
+
+:class:`BaseRunStore` is the contract; backends live in :mod:`orchestrator.storage` and are
+picked from a URL by ``orchestrator.storage.open_run_store``. ``RunStore`` is the SQLite one
+(``runs.sqlite``), kept under its old name for code that builds it from a path.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import Event
-from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
+from orchestrator.leases import HOST, Owner
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.sqlite_files import open_store
-from orchestrator.truncation import cap_json, cap_text
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, thread_id TEXT, request TEXT, event TEXT, mode TEXT,
-    status TEXT, started_at REAL, elapsed_s REAL, llm_calls INTEGER, input_tokens INTEGER,
-    output_tokens INTEGER, answer TEXT, error TEXT, plan TEXT, owner TEXT, pid INTEGER,
-    host TEXT, lease_until REAL, request_id TEXT, results TEXT, budget_hit TEXT);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT, seq INTEGER, type TEXT, time REAL, subtask_id TEXT, agent TEXT,
-    data TEXT, usage TEXT, PRIMARY KEY (run_id, seq));
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id TEXT, subtask_id TEXT, agent TEXT, ok INTEGER, kind TEXT, elapsed_s REAL,
-    tokens INTEGER, time REAL);
-CREATE INDEX IF NOT EXISTS attempts_agent ON attempts (agent, time);
-CREATE TABLE IF NOT EXISTS thread_leases (
-    thread_id TEXT PRIMARY KEY, run_id TEXT, owner TEXT, pid INTEGER, host TEXT,
-    started_at REAL, lease_until REAL);
-"""
-_RUN_COLUMNS = {"owner": "TEXT", "pid": "INTEGER", "host": "TEXT", "lease_until": "REAL",
-                "request_id": "TEXT", "results": "TEXT", "budget_hit": "TEXT"}
-"""Columns added to ``runs`` after its first release (stores made before get them)."""
+if TYPE_CHECKING:
+    from orchestrator.storage.sqlite_runs import SqliteRunStore as RunStore
 
-_USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
-"""Events whose usage adds up to a run's so far (the others repeat part of it); the total,
-with the answer's call, is written when the run ends."""
+__all__ = ["FINISHED_RUN_STATUSES", "HOST", "AgentStats", "BaseRunStore", "Owner", "RunStore",
+           "RunSummary"]
+
 FINISHED_RUN_STATUSES = frozenset({"ok", "partial", "failed", "unknown"})
-
-
-def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
-    try:
-        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-    except sqlite3.OperationalError as exc:  # another process added it first
-        if "duplicate column" not in str(exc):
-            raise
 
 
 @dataclass
@@ -109,351 +77,95 @@ class RunSummary:
     tokens: int
 
 
-class RunStore:
-    """SQLite store of runs, events and agent attempts; safe to share across threads.
+@runtime_checkable
+class BaseRunStore(Protocol):
+    """What the engine and the service API need from a run store.
 
-    Args:
-        path: The SQLite file (created with its folder).
-        max_text: Longest text one stored field keeps; longer is cut with a marker.
+    Every method may be called from any thread; a write is durable once it returns. Claims
+    (of a run, of a thread) are compare-and-swap: of two owners claiming at once one wins,
+    and a claim whose owner is gone (:func:`orchestrator.leases.owner_gone`) may be taken.
     """
 
-    def __init__(self, path: str | Path, *, max_text: int = 20_000) -> None:
-        self.path = Path(path)
-        self.max_text = max_text
-        self._lock = threading.Lock()
-        try:
-            self._conn = open_store(self.path)
-            with self._lock, self._conn:
-                self._conn.executescript(_SCHEMA)
-                have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
-                for name, kind in _RUN_COLUMNS.items():
-                    if name not in have:
-                        _add_column(self._conn, name, kind)
-                self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_request ON runs "
-                                   "(request_id) WHERE request_id IS NOT NULL")
-                self._conn.execute("CREATE INDEX IF NOT EXISTS runs_thread ON runs "
-                                   "(thread_id, started_at)")
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot use the run store {self.path}: {exc} (move it aside, "
-                              "or set ORCHESTRATOR_RECORD_RUNS=0)") from None
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._conn:
-            yield self._conn
-
-    def close(self) -> None:
-        self._conn.close()
+    max_text: int
+    """Longest text one stored field keeps."""
 
     def capped(self, text: str | None) -> str | None:
         """``text`` as this store keeps it: cut to ``max_text`` with a marker."""
-        return cap_text(text, self.max_text)
 
-    # --- writing as a run goes ----------------------------------------------------------
-
+    # writing as a run goes
     def start_run(self, run_id: str, thread_id: str, request: str, *, owner: Owner,
                   lease_s: float, event: dict[str, Any] | None = None,
                   request_id: str | None = None) -> None:
-        """Record a run as it starts: status ``running``, owned by ``owner``.
-
-        Raises RequestError when ``request_id`` already names another run.
-        """
-        now = time.time()
-        try:
-            with self._connect() as conn:
-                conn.execute(
-                    "INSERT INTO runs (run_id, thread_id, request, event, mode, status, "
-                    "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, pid, "
-                    "host, lease_until, request_id) "
-                    "VALUES (?,?,?,?,'','running',?,0,0,0,0,?,?,?,?,?)",
-                    (run_id, thread_id, self.capped(request), self._json(event) if event else
-                     None, now, owner.token, owner.pid, owner.host, now + lease_s, request_id))
-        except sqlite3.IntegrityError:
-            raise RequestError(f"request id {request_id!r} is already in use by another "
-                               "run; send it again to get that run's result") from None
+        """Record a run as it starts (``running``, owned by ``owner``); RequestError when
+        ``request_id`` already names another run."""
 
     def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
                       ) -> bool:
-        """Append events as they arrive (the plan and the attempts are kept from them: each
-        attempt is counted once, when its ``attempt_finished`` event is stored).
-
-        With ``owner``, only while it holds the run: False (nothing stored) once another
-        process has taken it over, so a stale owner adds nothing to the new owner's record.
-        """
-        if not events:
-            return True
-        with self._connect() as conn:
-            if owner is not None and not self._held(conn, run_id, owner):
-                return False
-            first = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?",
-                                 (run_id,)).fetchone()[0]
-            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [
-                (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
-                 json.dumps(e.usage) if e.usage else None)
-                for i, e in enumerate(events)])
-            conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
-                (run_id, e.subtask_id, e.agent, int(e.data.get("status") == "done"),
-                 e.data.get("kind"), float(e.data.get("elapsed_s") or 0.0),
-                 sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
-                 e.time)
-                for e in events if e.type == "attempt_finished"
-                and e.data.get("kind") != "budget"
-                and e.data.get("status") != "awaiting_approval"])
-            for e in events:
-                plan = e.data.get("plan") if e.type in ("plan_made", "replanned") else None
-                if plan:
-                    conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
-                                 "WHERE run_id = ?",
-                                 (self._json(plan), e.data.get("mode"), run_id))
-                if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
-                    conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
-                                 "input_tokens + ?, output_tokens = output_tokens + ? "
-                                 "WHERE run_id = ?",
-                                 (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
-                                  e.usage.get("output_tokens", 0), run_id))
-        return True
+        """Append events as they arrive (each ``attempt_finished`` counts one attempt); with
+        ``owner``, only while it holds the run (False, nothing stored, once it does not)."""
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
                    event: dict[str, Any] | None = None) -> bool:
-        """Write a run's outcome (or this part's, for a resumed run) and end ``owner``'s claim.
+        """Write a run's outcome and end ``owner``'s claim; False (nothing written) when
+        another owner took the run over."""
 
-        ``status`` is what the record says (``interrupted`` when the process was stopped).
-        Nothing is written, and False returned, when another process has taken the run over
-        meanwhile (its record stands; checked in the same statement as the write).
-        """
-        results = {k: v.to_dict() for k, v in result.results.items()}
-        with self._connect() as conn:
-            written = conn.execute(
-                "UPDATE runs SET status = ?, mode = COALESCE(NULLIF(?, ''), mode), "
-                "event = COALESCE(?, event), elapsed_s = COALESCE(elapsed_s, 0) + ?, "
-                "llm_calls = ?, input_tokens = ?, output_tokens = ?, answer = ?, error = ?, "
-                "plan = COALESCE(?, plan), results = ?, budget_hit = ?, owner = NULL, "
-                "lease_until = NULL WHERE run_id = ? AND owner IS ?",
-                (status, mode, self._json(event) if event else None, result.elapsed_s,
-                 result.usage.llm_calls, result.usage.input_tokens, result.usage.output_tokens,
-                 self.capped(result.answer), self.capped(result.error),
-                 self._json(result.plan.model_dump()) if result.plan else None,
-                 self._json(results), result.budget_hit, result.run_id, owner.token)).rowcount
-            return written == 1 or not self._known(conn, result.run_id)
-
-    # --- claims (leases) ------------------------------------------------------------------
-
+    # claims (leases)
     def claim_paused(self, run_id: str, owner: Owner | None = None, lease_s: float = 30.0
                      ) -> bool:
-        """Claim a paused run to apply a decision (status ``resuming``); False when another
-        process holds it. A claim whose owner is gone (it crashed while resuming) is taken
-        over; one decision wins."""
-        owner = owner or Owner.here()
-        row = self._claim_row(run_id)
-        if row is None:
-            return True  # a run this store never saw: no claim
-        status = row[0]
-        if status != "paused" and not (status in ACTIVE_STATUSES | {"interrupted"}
-                                       and owner_gone(row[2], row[3], row[4])):
-            return False
-        return self._swap(run_id, row, "resuming", owner, lease_s)
+        """Claim a paused run to apply a decision (``resuming``); False when held."""
 
     def claim_interrupted(self, run_id: str, owner: Owner, lease_s: float) -> bool:
-        """Take over an interrupted run to resume it (status ``resuming``); False when it is
-        not interrupted or another process got it first."""
-        row = self._claim_row(run_id)
-        if row is None:
-            return False
-        status = row[0]
-        if not (status == "interrupted" or (status in ACTIVE_STATUSES
-                                            and owner_gone(row[2], row[3], row[4]))):
-            return False
-        return self._swap(run_id, row, "resuming", owner, lease_s)
+        """Take over an interrupted run to resume it; False when someone else has it."""
 
     def set_status(self, run_id: str, status: str, owner: Owner) -> None:
-        """Set the status of a run ``owner`` holds and end the claim (e.g. back to paused)."""
-        with self._connect() as conn:
-            conn.execute("UPDATE runs SET status = ?, owner = NULL, lease_until = NULL "
-                         "WHERE run_id = ? AND owner IS ?", (status, run_id, owner.token))
+        """Set the status of a run ``owner`` holds and end the claim."""
 
     def renew(self, run_id: str, thread_id: str, owner: Owner, lease_s: float) -> bool:
-        """Extend ``owner``'s claims on the run and its thread; False when either is no
-        longer its (another process took it over once the lease ran out): the run must stop.
-        Atomic with the claims of others: a renewal after the lease ran out holds only if
-        nobody claimed meanwhile."""
-        until = time.time() + lease_s
-        with self._connect() as conn:
-            kept = conn.execute("UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
-                                (until, run_id, owner.token)).rowcount == 1
-            thread = conn.execute("UPDATE thread_leases SET lease_until = ? WHERE thread_id = ? "
-                                  "AND owner = ?", (until, thread_id, owner.token)).rowcount
-            return thread == 1 and (kept or not self._known(conn, run_id))
+        """Extend ``owner``'s claims on the run and its thread; False once either is lost."""
 
     def holds(self, run_id: str, owner: Owner) -> bool:
-        """Whether ``owner`` still holds the run (a run this store never saw: True)."""
-        with self._connect() as conn:
-            return self._held(conn, run_id, owner)
+        """Whether ``owner`` still holds the run (a run never seen: True)."""
 
-    @staticmethod
-    def _held(conn: sqlite3.Connection, run_id: str, owner: Owner) -> bool:
-        row = conn.execute("SELECT owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return row is None or row[0] == owner.token
-
-    @staticmethod
-    def _known(conn: sqlite3.Connection, run_id: str) -> bool:
-        """Whether the run is on record (a run this store never saw holds no claim)."""
-        return conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
-
-    def acquire_thread(self, thread_id: str, run_id: str, owner: Owner, lease_s: float) -> None:
-        """Claim ``thread_id`` for one run; RequestError naming the holder while another
-        process's run holds it (a claim whose owner is gone is taken over)."""
-        now = time.time()
-        with self._connect() as conn:
-            row = conn.execute("SELECT run_id, owner, pid, host, started_at, lease_until FROM "
-                               "thread_leases WHERE thread_id = ?", (thread_id,)).fetchone()
-            if row is not None and row[1] != owner.token and not owner_gone(row[2], row[3],
-                                                                           row[5], now):
-                when = time.strftime("%H:%M:%S", time.localtime(row[4]))
-                where = "" if row[3] == HOST else f" on {row[3]}"
-                raise RequestError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
-                                   f"(started {when} by pid {row[2]}{where}); wait for it to "
-                                   "finish or use another thread")
-            values = (run_id, owner.token, owner.pid, owner.host, now, now + lease_s)
-            if row is None:
-                taken = conn.execute("INSERT OR IGNORE INTO thread_leases VALUES (?,?,?,?,?,?,?)",
-                                     (thread_id, *values)).rowcount
-            else:  # compare-and-swap: a process that got there first keeps it
-                taken = conn.execute(
-                    "UPDATE thread_leases SET run_id = ?, owner = ?, pid = ?, host = ?, "
-                    "started_at = ?, lease_until = ? WHERE thread_id = ? AND owner IS ? AND "
-                    "lease_until IS ?", (*values, thread_id, row[1], row[5])).rowcount
-        if taken != 1:
-            self.acquire_thread(thread_id, run_id, owner, lease_s)  # raises with the winner
+    def acquire_thread(self, thread_id: str, run_id: str, owner: Owner, lease_s: float
+                       ) -> None:
+        """Claim a thread for one run; RequestError naming the holder while it is busy."""
 
     def release_thread(self, thread_id: str, owner: Owner) -> None:
-        with self._connect() as conn:
-            conn.execute("DELETE FROM thread_leases WHERE thread_id = ? AND owner = ?",
-                         (thread_id, owner.token))
+        """Give a thread back (only ``owner``'s claim is removed)."""
 
-    def _claim_row(self, run_id: str) -> tuple[Any, ...] | None:
-        with self._connect() as conn:
-            row: tuple[Any, ...] | None = conn.execute(
-                "SELECT status, owner, pid, host, lease_until FROM runs WHERE run_id = ?",
-                (run_id,)).fetchone()
-        return row
-
-    def _swap(self, run_id: str, row: tuple[Any, ...], status: str, owner: Owner,
-              lease_s: float) -> bool:
-        # Compare-and-swap on what was read: of two processes claiming at once, one wins.
-        with self._connect() as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET status = ?, owner = ?, pid = ?, host = ?, lease_until = ? "
-                "WHERE run_id = ? AND status = ? AND owner IS ? AND lease_until IS ?",
-                (status, owner.token, owner.pid, owner.host, time.time() + lease_s, run_id,
-                 row[0], row[1], row[4]))
-        return cursor.rowcount == 1
-
-    def _json(self, value: Any) -> str:
-        return cap_json(value, self.max_text)
-
-    # --- reading ----------------------------------------------------------------------
-
+    # reading
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
-        """Recent runs, newest first; a run whose owner is gone reads ``interrupted``."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT run_id, thread_id, request, mode, status, started_at, elapsed_s, "
-                "llm_calls, input_tokens + output_tokens, pid, host, lease_until FROM runs "
-                "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-        now = time.time()
-        return [RunSummary(row[0], row[1], row[2], row[3],
-                           effective_status(row[4], row[9], row[10], row[11], now),
-                           row[5], row[6], row[7], row[8]) for row in rows]
+        """Recent runs, newest first (a run whose owner is gone reads ``interrupted``)."""
 
     def resolve(self, run_id: str) -> str:
         """The full id of a run from its id or a unique prefix; RequestError otherwise."""
-        prefix = run_id.strip().lower()
-        if not prefix:
-            raise RequestError("give a run id (see `orchestrator runs`)")
-        with self._connect() as conn:
-            rows = conn.execute("SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? "
-                                "LIMIT 3", (len(prefix), prefix)).fetchall()
-        if not rows:
-            raise RequestError(f"no run {run_id!r} in {self.path}; `orchestrator runs` "
-                               "lists recent runs")
-        if len(rows) > 1:
-            raise RequestError(f"run id {run_id!r} is ambiguous: give more characters")
-        return str(rows[0][0])
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """A run's record (plan and event parsed); RequestError if unknown."""
-        full = self.resolve(run_id)
-        with self._connect() as conn:
-            cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", (full,))
-            names = [d[0] for d in cursor.description]
-            record = dict(zip(names, cursor.fetchone(), strict=True))
-        for key in ("plan", "event", "results"):
-            record[key] = json.loads(record[key]) if record[key] else None
-        record["status"] = effective_status(record["status"], record["pid"], record["host"],
-                                            record["lease_until"])
-        return record
+        """A run's record (plan, event and results parsed); RequestError if unknown."""
 
     def find_request(self, request_id: str) -> dict[str, Any] | None:
         """The record of the run a caller's request id names, or None."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT run_id FROM runs WHERE request_id = ?",
-                               (request_id,)).fetchone()
-        return self.run(row[0]) if row else None
 
     def later_run(self, thread_id: str, after: float) -> str | None:
         """The id of a run started on ``thread_id`` after ``after``, if any."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT run_id FROM runs WHERE thread_id = ? AND started_at > ? "
-                               "ORDER BY started_at LIMIT 1", (thread_id, after)).fetchone()
-        return str(row[0]) if row else None
 
     def events(self, run_id: str) -> list[Event]:
-        full = self.resolve(run_id)
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT type, run_id, time, subtask_id, agent, data, usage FROM events "
-                "WHERE run_id = ? ORDER BY seq", (full,)).fetchall()
-        return [Event(type=r[0], run_id=r[1], time=r[2], subtask_id=r[3], agent=r[4],
-                      data=json.loads(r[5]), usage=json.loads(r[6]) if r[6] else None)
-                for r in rows]
+        """A run's events in the order they were stored."""
 
     def agent_stats(self) -> list[AgentStats]:
         """Per-agent statistics over every stored attempt."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT agent, run_id, ok, kind, elapsed_s, tokens "
-                                "FROM attempts ORDER BY agent, time").fetchall()
-        by_agent: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_agent.setdefault(row[0], []).append(row)
-        out: list[AgentStats] = []
-        for agent, items in sorted(by_agent.items()):
-            latencies = sorted(r[4] for r in items)
-            stats = AgentStats(agent, runs=len({r[1] for r in items}), attempts=len(items),
-                               successes=sum(r[2] for r in items),
-                               mean_latency_s=sum(latencies) / len(latencies),
-                               p95_latency_s=_p95(latencies), tokens=sum(r[5] for r in items))
-            for row in items:
-                if not row[2]:
-                    kind = row[3] or "unknown"
-                    stats.failures[kind] = stats.failures.get(kind, 0) + 1
-            out.append(stats)
-        return out
 
     def recent_outcomes(self, window: int) -> dict[str, list[Outcome]]:
         """The last ``window`` attempts per agent, oldest first (to seed routing)."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT agent, ok, elapsed_s FROM (SELECT agent, ok, elapsed_s, time, "
-                "ROW_NUMBER() OVER (PARTITION BY agent ORDER BY time DESC) AS n FROM attempts) "
-                "WHERE n <= ? ORDER BY agent, time", (window,)).fetchall()
-        out: dict[str, list[Outcome]] = {}
-        for agent, ok, elapsed in rows:
-            out.setdefault(agent, []).append(Outcome(bool(ok), float(elapsed)))
-        return out
+
+    def close(self) -> None:
+        """Release the store's connection."""
 
 
-def _p95(ordered: list[float]) -> float:
-    if not ordered:
-        return 0.0
-    index = max(0, min(len(ordered) - 1, round(0.95 * (len(ordered) - 1))))
-    return ordered[index]
+def __getattr__(name: str) -> Any:
+    # The SQLite store under its old name, imported on first use (it imports this module).
+    if name == "RunStore":
+        from orchestrator.storage.sqlite_runs import SqliteRunStore
+
+        return SqliteRunStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

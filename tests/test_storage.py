@@ -1,0 +1,171 @@
+"""Storage seams: stores picked from a URL, and the embedded SQLite default under load.
+
+One checkpointer per orchestrator, opened on first use and shared by every run (sync calls
+included), closed by ``close``/``aclose`` or ``with``; SQLite files wait for each other
+instead of failing with ``database is locked``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.config import Settings
+from orchestrator.errors import ConfigError
+from orchestrator.evals.bench.engine import bench_agents, request
+from orchestrator.models.fake import FakeChatModel
+from orchestrator.runs import BaseRunStore, RunStore
+from orchestrator.storage import open_checkpointer, open_run_store, parse_store_url
+from orchestrator.write_journal import WriteJournal
+
+HEALTH = "check the health of web-3"
+
+
+def checkpoint_threads() -> set[threading.Thread]:
+    """The threads of open SQLite checkpointers (one each)."""
+    return {t for t in threading.enumerate() if t.name.startswith("checkpoints")}
+
+
+def settings_in(home: Path, **more: object) -> Settings:
+    return Settings(home=home, knowledge=False, **more)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("location", "backend", "path"), [
+    ("runs.sqlite", "sqlite", "runs.sqlite"),
+    (Path("/data/runs.sqlite"), "sqlite", "/data/runs.sqlite"),
+    ("sqlite:///data/runs.sqlite", "sqlite", "data/runs.sqlite"),
+    ("sqlite:////data/runs.sqlite", "sqlite", "/data/runs.sqlite"),
+    ("sqlite:///:memory:", "memory", None),
+    (":memory:", "memory", None),
+    ("memory://", "memory", None),
+])
+def test_store_urls_name_a_backend(location: str | Path, backend: str, path: str | None
+                                   ) -> None:
+    url = parse_store_url(location)
+    assert url.backend == backend
+    assert url.path == (Path(path) if path else None)
+
+
+@pytest.mark.parametrize("location", ["postgres://bob:s3cret@db/orch",
+                                      "postgresql://bob:s3cret@db/orch"])
+def test_postgres_is_a_clear_config_error_that_hides_the_password(location: str) -> None:
+    with pytest.raises(ConfigError, match="not available yet") as caught:
+        Orchestrator("fake", agents=it_ops_agents(), checkpointer=location,
+                     settings=Settings(knowledge=False, record_runs=False))
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(ConfigError, match="not available yet"):
+        open_run_store(location)
+
+
+def test_unknown_schemes_and_hosts_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown checkpointer URL scheme 'mysql'"):
+        parse_store_url("mysql://db/orch", what="checkpointer")
+    with pytest.raises(ConfigError, match="three slashes"):
+        parse_store_url("sqlite://host/runs.sqlite")
+
+
+def test_backends_meet_the_store_protocols(tmp_path: Path) -> None:
+    store = open_run_store(f"sqlite:///{tmp_path}/runs.sqlite")
+    assert isinstance(store, BaseRunStore) and isinstance(store, RunStore)
+    assert (tmp_path / "runs.sqlite").exists()
+    assert isinstance(open_run_store("memory://"), BaseRunStore)
+    from orchestrator.storage import open_write_journal
+
+    assert isinstance(open_write_journal(tmp_path / "writes.sqlite"), WriteJournal)
+
+
+def test_an_in_memory_run_store_records_runs(domain_db: Path, tmp_path: Path) -> None:
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs="memory://",
+                        settings=settings_in(tmp_path))
+    result = orch.run(HEALTH)
+    assert result.ok
+    assert orch.runs is not None and orch.runs.run(result.run_id)["status"] == "ok"
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+async def test_a_url_checkpointer_is_a_langgraph_saver_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    async with open_checkpointer(f"sqlite:///{path}") as saver:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        assert await saver.aget_tuple(config) is None  # type: ignore[arg-type]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_100_concurrent_runs_share_one_checkpointer_and_none_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load that lost requests to ``database is locked`` when each run opened its own
+    connection (100 at once, a five-second busy timeout)."""
+    import orchestrator.storage.sqlite as backend
+
+    opened: list[Path] = []
+    connect = backend.connect
+    monkeypatch.setattr(backend, "connect", lambda path: opened.append(path) or connect(path))
+    settings = settings_in(tmp_path, max_parallel=8)
+    before = checkpoint_threads()
+    async with Orchestrator(FakeChatModel(), agents=bench_agents(), settings=settings,
+                            checkpointer=settings.checkpoints_path) as orch:
+        gate = asyncio.Semaphore(100)
+
+        async def one(i: int) -> bool:
+            async with gate:
+                return (await orch.arun(request(2, False), thread_id=f"t{i}")).ok
+
+        done = await asyncio.gather(*(one(i) for i in range(200)))
+        assert all(done)
+        state = await orch.history("t7")
+        assert [role for role, _ in state] == ["user", "assistant"]
+    assert opened.count(settings.checkpoints_path) == 1  # one connection for 200 runs
+    assert checkpoint_threads() == before  # closed on leaving the block
+
+
+def test_runs_wait_for_another_process_holding_the_checkpoint_file(
+        domain_db: Path, tmp_path: Path) -> None:
+    """Longer than the five seconds after which a run used to fail with ``database is
+    locked``: the run waits and finishes."""
+    path = tmp_path / "checkpoints.sqlite"
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, checkpointer=path,
+                        settings=settings_in(tmp_path))
+    assert orch.run(HEALTH).ok  # the file exists, in WAL mode
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    def release() -> None:
+        time.sleep(5.5)
+        other.execute("COMMIT")
+
+    holder = threading.Thread(target=release)
+    started = time.monotonic()
+    holder.start()
+    try:
+        result = orch.run(HEALTH)
+    finally:
+        holder.join()
+    assert result.ok, result.error
+    assert time.monotonic() - started >= 5.5
+    orch.close()
+    other.close()
+
+
+def test_sync_calls_share_the_checkpointer_and_close_releases_it(domain_db: Path,
+                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.sqlite"
+    before = checkpoint_threads()
+    with Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, checkpointer=path,
+                      settings=settings_in(tmp_path)) as orch:
+        assert orch.run(HEALTH, thread_id="conv").ok  # each call has an event loop of its own
+        assert orch.run("check the health of web-1", thread_id="conv").ok
+        assert len(checkpoint_threads() - before) == 1
+    assert checkpoint_threads() == before
+    again = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                         checkpointer=f"sqlite:///{path}", settings=settings_in(tmp_path))
+    turns = asyncio.run(again.history("conv"))
+    assert [role for role, _ in turns] == ["user", "assistant"] * 2
+    again.close()
