@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.cli.app import _ensure_demo_knowledge
 from orchestrator.config import load_settings
-from orchestrator.demo import demo_collections
+from orchestrator.demo import demo_collections, demo_knowledge_lock, ensure_demo_knowledge
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
 
@@ -20,8 +19,11 @@ def main() -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     print("ready", flush=True)
     sys.stdin.readline()
-    _ensure_demo_knowledge(settings, quiet=False)
-    retriever = Retriever(KnowledgeStore.from_settings(settings))
+    store = KnowledgeStore.from_settings(settings)
+    ensure_demo_knowledge(store, demo_knowledge_lock(settings),  # as Orchestrator.from_settings
+                          on_build=lambda: print("First run: building the demo knowledge base",
+                                                 file=sys.stderr, flush=True))
+    retriever = Retriever(store)
     for collection in demo_collections():
         assert retriever.search("policy", [collection], k=1, mode="dense"), collection
     print("searched", flush=True)
