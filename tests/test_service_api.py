@@ -49,7 +49,7 @@ def test_from_settings_runs_in_the_data_folder_and_records_answer_queries(
     assert isinstance(trace, Trace) and trace.run["run_id"] == result.run_id
     assert {s.id for s in trace.subtasks} == set(result.results)
     assert all(s.status == "done" and s.finished_at for s in trace.subtasks)
-    assert [e.type for e in records.events(result.run_id)][0] == "run_started"
+    assert records.events(result.run_id)[0].type == "run_started"
     assert {s.agent for s in records.agent_stats()} == {r.agent for r in result.results.values()}
     assert orch.records.runs()[0].run_id == result.run_id
     with pytest.raises(RequestError):
