@@ -38,7 +38,12 @@ from langgraph.types import Command, StateSnapshot
 
 from orchestrator.agents.registry import AgentRegistry
 from orchestrator.agents.spec import AgentSpec
-from orchestrator.approvals import ApprovalRequest, check_decision, resume_payload
+from orchestrator.approvals import (
+    ApprovalDecision,
+    ApprovalRequest,
+    check_decision,
+    resume_payload,
+)
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, load_settings
 from orchestrator.domain_db import use_domain_db
@@ -46,9 +51,9 @@ from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
 from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.leases import LostLease, keep_lease
-from orchestrator.records import RunRecords
 from orchestrator.plan import Plan
 from orchestrator.playbooks import Playbook, check_event_name, default_playbooks
+from orchestrator.records import RunRecords
 from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run_status
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
@@ -198,14 +203,15 @@ class Orchestrator:
                                             request_id=request_id))
 
     async def aresume(
-        self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
-        approver: str | None = None, on_event: EventSink | None = None,
+        self, thread_id: str, decision: bool | ApprovalDecision | Mapping[str, Any], *,
+        reason: str = "", approver: str | None = None, on_event: EventSink | None = None,
     ) -> RunResult:
         """Continue a paused run with an approval decision.
 
-        ``decision``: True/False for every pending step, or ``{subtask_id: True | False |
-        {"approved": bool, "reason": str}}``; anything else (``"false"``, ``1``) is a
-        RequestError before the run is touched. ``approver`` is stored with the decision.
+        ``decision``: True/False (or an :class:`ApprovalDecision`) for every pending step, or
+        ``{subtask_id or approval key: True | False | {"approved": bool, "reason": str} |
+        ApprovalDecision}``; anything else (``"false"``, ``1``) is a RequestError before the
+        run is touched. ``approver`` is stored with the decision.
         Denied steps are not run and the answer says so.
         """
         async with self._graph() as graph:
@@ -227,7 +233,8 @@ class Orchestrator:
                                      values.get("request", ""), on_event, values.get("event"),
                                      owner)
 
-    def resume(self, thread_id: str, decision: bool | Mapping[str, Any], *, reason: str = "",
+    def resume(self, thread_id: str, decision: bool | ApprovalDecision | Mapping[str, Any], *,
+               reason: str = "",
                approver: str | None = None, on_event: EventSink | None = None) -> RunResult:
         """Synchronous :meth:`aresume`."""
         return asyncio.run(self.aresume(thread_id, decision, reason=reason, approver=approver,
@@ -245,11 +252,6 @@ class Orchestrator:
         """Synchronous :meth:`apending_approvals`."""
         return asyncio.run(self.apending_approvals(thread_id))
 
-    async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None
-                          ) -> RunResult:
-        """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.
-
-        Finished subtasks are not redone (their results are in the checkpoint), and writes
     # --- the service API: set-up and queries ----------------------------------------------
 
     @classmethod
@@ -289,6 +291,11 @@ class Orchestrator:
                               "is off and no run store was given)")
         return RunRecords(self.runs)
 
+    async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None
+                          ) -> RunResult:
+        """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.
+
+        Finished subtasks are not redone (their results are in the checkpoint), and writes
         that happened return their earlier results. A run that was waiting for a decision
         when it stopped goes back to ``paused``. ``run_id`` may be a unique prefix.
         """
