@@ -14,6 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from orchestrator.agents.domains import DomainPack
     from orchestrator.agents.policy import audited, read_only, requires_approval, writes
     from orchestrator.agents.registry import AgentRegistry
     from orchestrator.agents.spec import AgentSpec
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AgentSpec": "orchestrator.agents.spec",
     "AgentRegistry": "orchestrator.agents.registry",
+    "DomainPack": "orchestrator.agents.domains",
     "audited": "orchestrator.agents.policy",
     "read_only": "orchestrator.agents.policy",
     "requires_approval": "orchestrator.agents.policy",
@@ -77,6 +79,7 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalRequest",
     "ConfigError",
+    "DomainPack",
     "Event",
     "EventSink",
     "FakeChatModel",

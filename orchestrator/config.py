@@ -38,8 +38,8 @@ class Settings(BaseSettings):
         description="Data folder: checkpoints.sqlite, runs.sqlite, chroma/, domain.sqlite.",
     )
     domains: str = Field(
-        default="all", description="Built-in domain packs to switch on: 'all' or a comma-"
-        "separated list such as 'it_ops,commerce'.",
+        default="all", description="Domain packs to switch on (built-in and installed ones): "
+        "'all' or a comma-separated list such as 'it_ops,commerce'.",
     )
     agents_dir: Path | None = Field(
         default=None, description="Folder of YAML agent cards loaded next to the built-ins."
