@@ -331,7 +331,8 @@ async def fig_load() -> list[Figure]:
                "(reported)", True,
                f"{rounds}; in memory {memory:.1f} req/s (SQLite / memory "
                f"{shared / memory:.2f}); per-run connection {per_run:.1f} req/s; before the "
-               f"change {BASELINE_SQLITE_RPS:.1f} req/s (docstring)"),
+               f"change {BASELINE_SQLITE_RPS:.1f} req/s (docstring); process CPU per request "
+               + ", ".join(f"{m} {best[m].cpu_ms:.1f} ms" for m in LOAD_MODES)),
         Figure("SQLite throughput vs per-run connection + recompile", speedup, "x",
                f">= {MIN_SPEEDUP:.2f}", speedup >= MIN_SPEEDUP,
                f"{shared:.1f} / {per_run:.1f} req/s in the same process, {rounds}"),
