@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from importlib import import_module, resources
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.agents.spec import AgentSpec
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.agents.spec import AgentSpec
 
 PACKS_ENTRY_POINT_GROUP = "orchestrator.packs"
 
@@ -74,6 +77,8 @@ class DomainPack:
 
     def agent_specs(self) -> list[AgentSpec]:
         """The pack's agents; ConfigError naming the pack when they cannot be made."""
+        from orchestrator.agents.spec import AgentSpec
+
         try:
             make = _resolve(self.agents) if isinstance(self.agents, str) else self.agents
             specs = list(make())

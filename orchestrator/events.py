@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NotRequired, TypedDict
 
-from langgraph.config import get_stream_writer
-
 EventType = Literal[
     "run_started",
     "plan_made",
@@ -253,6 +251,8 @@ def emit(event_type: EventType, run_id: str, **fields: Any) -> Event:
     if _STRICT and (problems := payload_problems(event_type, event.data)):
         raise AssertionError("; ".join(problems))
     try:
+        from langgraph.config import get_stream_writer  # loaded once, on the first event
+
         writer = get_stream_writer()
     except RuntimeError:  # called outside a LangGraph run
         return event

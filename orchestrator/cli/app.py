@@ -373,6 +373,7 @@ def chat(
     coordination: CoordinationOption = None,
 ) -> None:
     """Talk to the supervisor. Commands: /new, /agents, /thread, /help, /quit."""
+    from orchestrator.agents.catalog import entries_of
     from orchestrator.cli.view import agents_table
 
     settings = _settings(model, agents_dir, coordination)
@@ -394,7 +395,7 @@ def chat(
             thread_id = uuid.uuid4().hex
             console.print(f"[dim]new thread {thread_id}[/dim]")
         elif line == "/agents":
-            console.print(agents_table(orch.agents))
+            console.print(agents_table(entries_of(orch.agents)))
         elif line == "/thread":
             console.print(f"[dim]thread {thread_id}[/dim]")
         elif line == "/help":
@@ -417,7 +418,7 @@ def agents_command(
         "--stats", help="How each agent has done across stored runs.")] = False,
 ) -> None:
     """List the agents the planner can route to (or their statistics with --stats)."""
-    from orchestrator.agents.registry import AgentRegistry
+    from orchestrator.agents.catalog import agent_catalog
     from orchestrator.cli.view import agents_table
 
     settings = _settings(None, agents_dir)
@@ -425,23 +426,19 @@ def agents_command(
         from orchestrator.cli.trace import stats_table
         from orchestrator.records import RunRecords
 
-        found = RunRecords.from_settings(settings).agent_stats()
+        stats_found = RunRecords.from_settings(settings).agent_stats()
         if as_json:
-            console.print_json(json.dumps([s.to_dict() for s in found]))
-        elif not found:
+            console.print_json(json.dumps([s.to_dict() for s in stats_found]))
+        elif not stats_found:
             console.print("No agent has run yet: statistics appear after the first run.")
         else:
-            console.print(stats_table(found))
+            console.print(stats_table(stats_found))
         return
-    registry = AgentRegistry.default(settings.agents_dir, domains=settings.domains)
+    found = agent_catalog(settings.home, settings.agents_dir, settings.domains)
     if as_json:
-        console.print_json(json.dumps([
-            {"name": s.name, "description": s.description, "skills": s.skills,
-             "tools": list(s.tool_map), "collections": s.collections, "domain": s.domain,
-             "source": s.source} for s in registry
-        ]))
+        console.print_json(json.dumps([a.to_dict() for a in found]))
         return
-    console.print(agents_table(registry.specs))
+    console.print(agents_table(found))
 
 
 @app.command("playbooks")

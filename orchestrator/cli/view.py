@@ -12,7 +12,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
@@ -21,8 +21,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.agents.spec import AgentSpec
-from orchestrator.approvals import ApprovalRequest
 from orchestrator.events import (
     BudgetHitData,
     Event,
@@ -36,6 +34,10 @@ from orchestrator.events import (
     ToolRefusedData,
 )
 from orchestrator.results import RunResult
+
+if TYPE_CHECKING:
+    from orchestrator.agents.catalog import AgentEntry
+    from orchestrator.approvals import ApprovalRequest
 
 _STATUS_STYLE = {"pending": "dim", "running": "yellow", "done": "green", "failed": "red",
                  "skipped": "magenta", "cancelled": "magenta", "waiting": "cyan"}
@@ -211,7 +213,7 @@ def print_answer(console: Console, result: RunResult, *, details: bool = True) -
     console.print(usage)
 
 
-def agents_table(agents: list[AgentSpec]) -> Table:
+def agents_table(agents: list[AgentEntry]) -> Table:
     """Agents grouped by domain; each tool marked with what it does (reads or writes) and
     whether it needs an approval or is audited."""
 
@@ -219,22 +221,11 @@ def agents_table(agents: list[AgentSpec]) -> Table:
     for column in ("domain", "name", "description", "skills", "tools", "source"):
         table.add_column(column, overflow="fold")
     previous = None
-    for spec in sorted(agents, key=lambda a: a.domain):
-        if previous is not None and spec.domain != previous:
+    for agent in sorted(agents, key=lambda a: a.domain):
+        if previous is not None and agent.domain != previous:
             table.add_section()
-        tools = [f"{name} ({', '.join(_tool_marks(t))})" for name, t in spec.tool_map.items()]
-        table.add_row(spec.domain if spec.domain != previous else "", spec.name,
-                      spec.description, ", ".join(spec.skills), ", ".join(tools), spec.source)
-        previous = spec.domain
+        tools = [f"{t.name} ({', '.join(t.marks)})" for t in agent.tools]
+        table.add_row(agent.domain if agent.domain != previous else "", agent.name,
+                      agent.description, ", ".join(agent.skills), ", ".join(tools), agent.source)
+        previous = agent.domain
     return table
-
-
-def _tool_marks(tool: Any) -> list[str]:
-    from orchestrator.agents.policy import is_audited, is_read_only, needs_approval
-
-    marks = ["reads" if is_read_only(tool) else "writes"]
-    if needs_approval(tool):
-        marks.append("approval")
-    if is_audited(tool):
-        marks.append("audited")
-    return marks
