@@ -30,6 +30,7 @@ from pathlib import Path
 from orchestrator.config import load_settings
 from orchestrator.effects import AlreadyApplied, current_write, register_ledger
 from orchestrator.errors import ConfigError
+from orchestrator.storage.urls import parse_store_url
 
 #: What tools get from :func:`connect`: a DB-API connection whose rows read by column name.
 Connection = sqlite3.Connection
@@ -56,13 +57,12 @@ BACKENDS: dict[str, Callable[[Path, float], Connection]] = {"sqlite": _open_sqli
 
 
 def _backend(location: str | Path) -> tuple[str, Path]:
-    scheme, sep, rest = str(location).partition("://")
-    if not sep or isinstance(location, Path):
-        return "sqlite", Path(location)
-    if scheme not in BACKENDS:
-        raise ConfigError(f"no business-database backend for {scheme}:// URLs (known: "
-                          f"{', '.join(f'{s}://' for s in BACKENDS)}, or a file path)")
-    return scheme, Path(rest)
+    # One reading of store URLs for every store (orchestrator.storage.urls).
+    url = parse_store_url(location, what="business database")
+    if url.backend not in BACKENDS or url.path is None:
+        raise ConfigError(f"the business database needs a file: a path or sqlite:///path "
+                          f"(known backends: {', '.join(BACKENDS)}), not {location!s}")
+    return url.backend, url.path
 
 
 def domain_db_location(location: str | Path) -> Path:
