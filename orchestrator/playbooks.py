@@ -266,6 +266,16 @@ def known_events(playbooks: Iterable[Playbook]) -> list[str]:
     return sorted({p.trigger.event for p in playbooks if p.trigger.event})
 
 
+def enabled_playbooks(settings: Settings) -> list[Playbook]:
+    """The playbooks an orchestrator with these settings runs: those of the packs that are
+    on (``ORCHESTRATOR_DOMAINS``) whose agents are all there, then the user's
+    (``ORCHESTRATOR_PLAYBOOKS_DIR``). What ``orchestrator playbooks`` lists."""
+    from orchestrator.agents.registry import AgentRegistry
+
+    agents = AgentRegistry.default(settings.agents_dir, domains=settings.domains)
+    return default_playbooks(settings, agents.names)
+
+
 def check_event_name(playbooks: Iterable[Playbook], event: str) -> Playbook:
     """The playbook that handles ``event``; RequestError listing the known events when
     none does (an event name with a typo must not run something else)."""

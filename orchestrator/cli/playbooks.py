@@ -17,16 +17,6 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def playbooks_on(settings: Settings) -> list[Playbook]:
-    """The playbooks an orchestrator with these settings runs: those of the packs that are
-    on (``ORCHESTRATOR_DOMAINS``), then the user's (``ORCHESTRATOR_PLAYBOOKS_DIR``)."""
-    from orchestrator.agents.registry import AgentRegistry
-    from orchestrator.playbooks import default_playbooks
-
-    agents = AgentRegistry.default(settings.agents_dir, domains=settings.domains)
-    return default_playbooks(settings, agents.names)
-
-
 def playbooks_table(playbooks: list[Playbook]) -> Table:
     table = Table(title="Playbooks", title_justify="left", show_lines=True)
     table.add_column("name")
@@ -44,7 +34,9 @@ def playbooks_table(playbooks: list[Playbook]) -> Table:
 
 def playbooks_command(settings: Settings, as_json: bool) -> None:
     """Print the playbooks that are on, as a table or one JSON list."""
-    found = playbooks_on(settings)
+    from orchestrator.playbooks import enabled_playbooks
+
+    found = enabled_playbooks(settings)
     if as_json:
         console.print_json(json.dumps([p.describe() for p in found]))
     elif not found:

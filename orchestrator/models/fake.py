@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -86,10 +86,6 @@ class FakeChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "latency": self.latency}
-
-    @property
-    def mode(self) -> Literal["scripted", "rules"]:
-        return "rules" if self.script is None else "scripted"
 
     @property
     def calls(self) -> list[FakeCall]:

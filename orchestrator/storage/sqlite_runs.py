@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.errors import ConfigError, RequestError
-from orchestrator.events import Event
+from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, ReplannedData
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
@@ -143,20 +143,25 @@ class SqliteRunStore:
                 (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
                  json.dumps(e.usage) if e.usage else None)
                 for i, e in enumerate(events)])
+            attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
+                        if e.type == "attempt_finished"]
             conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
-                (run_id, e.subtask_id, e.agent, int(e.data.get("status") == "done"),
-                 e.data.get("kind"), float(e.data.get("elapsed_s") or 0.0),
+                (run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
+                 float(a["elapsed_s"] or 0.0),
                  sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
                  e.time)
-                for e in events if e.type == "attempt_finished"
-                and e.data.get("kind") != "budget"
-                and e.data.get("status") != "awaiting_approval"])
+                for e, a in attempts
+                if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
             for e in events:
-                plan = e.data.get("plan") if e.type in ("plan_made", "replanned") else None
+                plan, mode = None, None
+                if e.type == "plan_made":
+                    made = cast(PlanMadeData, e.data)
+                    plan, mode = made["plan"], made["mode"]
+                elif e.type == "replanned":
+                    plan = cast(ReplannedData, e.data).get("plan")
                 if plan:
                     conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
-                                 "WHERE run_id = ?",
-                                 (self._json(plan), e.data.get("mode"), run_id))
+                                 "WHERE run_id = ?", (self._json(plan), mode, run_id))
                 if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
                     conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
                                  "input_tokens + ?, output_tokens = output_tokens + ? "
