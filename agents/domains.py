@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import import_module, resources
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
 
@@ -136,6 +136,24 @@ def _resolve(reference: str) -> Callable[[], Iterable[AgentSpec]]:
         raise ValueError(f"{reference!r} is not 'module:function'")
     make: Callable[[], Iterable[AgentSpec]] = getattr(import_module(module), attribute)
     return make
+
+
+def lazy_attributes(module: str, **targets: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports each name from its ``"module:attribute"``
+    target on first use, so a pack's ``__init__`` stays cheap to import (finding a pack
+    must not build its tools)::
+
+        __getattr__ = lazy_attributes(__name__, weather_agents=PACK.agents)
+    """
+
+    def __getattr__(name: str) -> Any:
+        target = targets.get(name)
+        if target is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        source, _, attribute = target.partition(":")
+        return getattr(import_module(source), attribute)
+
+    return __getattr__
 
 
 def pack_entry_points(group: str = PACKS_ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from orchestrator.models import (
     register_model_provider,
 )
 from orchestrator.models.providers import unregister_model_provider
+from tests.support.plugins import install_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEALTH_REQUEST = "check the health of web-2"
@@ -81,13 +80,7 @@ def test_provider_registered_at_run_time_drives_a_run(counting: CountingProvider
 def test_installed_provider_plugin_is_imported_only_when_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, domain_db: Path
 ) -> None:
-    target = tmp_path / "site"
-    package = shutil.copytree(FIXTURES / "echoing_provider", tmp_path / "echoing_provider")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(package)],
-        check=True, capture_output=True, text=True,
-    )
+    target = install_fixture("echoing_provider", tmp_path)
     monkeypatch.syspath_prepend(str(target))
     importlib.invalidate_caches()
     monkeypatch.delitem(sys.modules, "echoing_provider", raising=False)

@@ -22,25 +22,16 @@ from orchestrator.agents.domains import enabled_packs, pack_entry_points
 from orchestrator.config import Settings
 from orchestrator.domain_db import connect, open_domain_db, reset_domain_db, use_domain_db
 from orchestrator.errors import ConfigError, RequestError
+from tests.support.plugins import install_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def pip_install(source: Path, target: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
 def fleet_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The fleet pack (tests/fixtures/fleet_pack) built and installed with pip into a folder
     of its own, on sys.path for this module's tests: other tests never see it."""
-    work = tmp_path_factory.mktemp("fleet")
-    target = work / "site"
-    pip_install(shutil.copytree(FIXTURES / "fleet_pack", work / "fleet_pack"), target)
+    target = install_fixture("fleet_pack", tmp_path_factory.mktemp("fleet"))
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(target))
         importlib.invalidate_caches()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.agents import AgentRegistry, AgentSpec, load_agent_card, load_agent_cards
 from orchestrator.errors import ConfigError, RequestError
+from tests.support.plugins import install_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -110,13 +109,7 @@ def test_spec_rejects_duplicate_tools() -> None:
 def test_installed_plugin_package_is_discovered_planned_and_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, domain_db: Path
 ) -> None:
-    target = tmp_path / "site"
-    package = shutil.copytree(FIXTURES / "weather_plugin", tmp_path / "weather_plugin")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(package)],
-        check=True, capture_output=True, text=True,
-    )
+    target = install_fixture("weather_plugin", tmp_path)
     monkeypatch.syspath_prepend(str(target))
     importlib.invalidate_caches()
 

@@ -6,9 +6,9 @@ way a third-party pack is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from orchestrator.agents.domains import DomainPack
+from orchestrator.agents.domains import DomainPack, lazy_attributes
 
 if TYPE_CHECKING:
     from orchestrator.agents.commerce.agents import commerce_agents
@@ -21,13 +21,7 @@ PACK = DomainPack(
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The agents and their tools load on first use, so finding the pack stays cheap.
-    if name == "commerce_agents":
-        from orchestrator.agents.commerce.agents import commerce_agents
-
-        return commerce_agents
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# The agents and their tools load on first use, so finding the pack stays cheap.
+__getattr__ = lazy_attributes(__name__, commerce_agents=f"{__name__}.agents:commerce_agents")
 
 __all__ = ["PACK", "commerce_agents"]

@@ -6,9 +6,9 @@ way a third-party pack is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from orchestrator.agents.domains import DomainPack
+from orchestrator.agents.domains import DomainPack, lazy_attributes
 
 if TYPE_CHECKING:
     from orchestrator.agents.finance.agents import finance_agents
@@ -21,13 +21,7 @@ PACK = DomainPack(
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The agents and their tools load on first use, so finding the pack stays cheap.
-    if name == "finance_agents":
-        from orchestrator.agents.finance.agents import finance_agents
-
-        return finance_agents
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# The agents and their tools load on first use, so finding the pack stays cheap.
+__getattr__ = lazy_attributes(__name__, finance_agents=f"{__name__}.agents:finance_agents")
 
 __all__ = ["PACK", "finance_agents"]
