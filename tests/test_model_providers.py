@@ -23,7 +23,6 @@ from orchestrator.models import (
 from orchestrator.models.providers import unregister_model_provider
 from tests.support.plugins import install_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures"
 HEALTH_REQUEST = "check the health of web-2"
 
 
