@@ -2,10 +2,12 @@
 
 Listing the agents (``orchestrator agents``) needs their names, descriptions, skills and
 what each tool does, not the tools themselves, whose classes take longer to import than the
-whole listing may. The catalog is kept in the data folder with a fingerprint of everything
-it was built from (the installed packs and agent plugins with their versions and files, the
-agent cards, the domains setting); a listing whose fingerprint matches reads it, any other
-builds the registry once and writes it again.
+whole listing may. The catalog is kept in the data folder with what it was built from: the
+inputs (the installed packs and agent plugins with their versions, the agent cards, the
+domains setting, ``PYTHONPATH``) and the state of every file that building it read (each
+module imported, wherever it lives, and the packs' declared assets). A listing reads it when
+all of that is unchanged; anything else builds the registry again, errors included, and
+stores the result.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
+import sys
+import sysconfig
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.agents.spec import AgentSpec
 
 CATALOG_FILE = "agent_catalog.json"
-_TOOL_REFERENCE = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -77,78 +78,71 @@ class AgentEntry:
 
 def agent_catalog(home: Path, agents_dir: Path | None, domains: str | None) -> list[AgentEntry]:
     """The agents the registry would give for these settings, from the catalog in ``home``
-    when it is current, else from the registry (and then stored for the next listing)."""
-    key = fingerprint(agents_dir, domains)
+    when nothing it was built from changed, else from the registry (then stored)."""
+    key = inputs_key(agents_dir, domains)
     path = home / CATALOG_FILE
     try:
         stored = json.loads(path.read_text("utf-8"))
-        if stored.get("format") == _FORMAT and stored.get("key") == key:
+        if (isinstance(stored, dict) and stored.get("format") == _FORMAT
+                and stored.get("key") == key and _unchanged(stored["sources"])):
             return [AgentEntry.from_dict(a) for a in stored["agents"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # missing, unreadable or from another version: build it again
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing, damaged or from another version: build it again
+    from orchestrator.agents.domains import installed_packs
     from orchestrator.agents.registry import AgentRegistry
 
     entries = [AgentEntry.of(spec) for spec in
                AgentRegistry.default(agents_dir, domains=domains)]
-    _write(path, {"format": _FORMAT, "key": key,
-                  "agents": [{**asdict(e)} for e in entries]})
+    assets = [p for pack in installed_packs() for p in pack.assets()]
+    sources = [_state(f) for f in sorted({*_loaded_files(), *map(str, assets)})]
+    _write(path, {"format": _FORMAT, "key": key, "sources": sources,
+                  "agents": [asdict(e) for e in entries]})
     return entries
 
 
-def fingerprint(agents_dir: Path | None, domains: str | None) -> str:
-    """A digest of everything the agents are built from: the entry points of the packs and
-    agent plugins (with their distributions' versions and the files of their packages), the
-    orchestrator's own agent modules, the cards in ``agents_dir`` and the domains setting."""
-    parts: list[Any] = [_FORMAT, domains or "all", str(agents_dir or "")]
-    folders = {Path(__file__).parent}
+def inputs_key(agents_dir: Path | None, domains: str | None) -> str:
+    """A digest of the inputs: the entry points of packs and agent plugins with their
+    distributions' versions, the card files in ``agents_dir`` (names, times, sizes), the
+    domains setting, ``PYTHONPATH`` and the Python version."""
+    parts: list[Any] = [_FORMAT, sys.version, domains or "all", str(agents_dir or ""),
+                        os.environ.get("PYTHONPATH", "")]
     for group in ("orchestrator.packs", "orchestrator.agents"):
         for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
             dist = getattr(ep, "dist", None)
             parts.append([group, ep.name, ep.value, dist.name if dist else "",
                           dist.version if dist else ""])
-            folder = _package_folder(ep.module)
-            if folder is not None:
-                folders.add(folder)
-    for folder in sorted(folders):
-        parts.append(_files_state(folder, recursive=folder != Path(__file__).parent))
     if agents_dir is not None:
-        cards = _files_state(Path(agents_dir), recursive=False)
-        parts.append(cards)
-        # the modules a card takes its tools from ("package.module:function")
-        for path, _, _ in cards:
-            try:
-                text = Path(path).read_text("utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            for module in sorted(set(_TOOL_REFERENCE.findall(text))):
-                folder = _package_folder(module)
-                if folder is not None and folder not in folders:
-                    folders.add(folder)
-                    parts.append(_files_state(folder, recursive=True))
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+        folder = Path(agents_dir)
+        cards = sorted(folder.iterdir()) if folder.is_dir() else []
+        parts.append([_state(str(p)) for p in cards] or [str(folder), folder.exists()])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _package_folder(module: str) -> Path | None:
-    """The folder of ``module``'s top package below ``orchestrator.agents`` (a pack) or its
-    top-level package, found without importing the module itself."""
-    parts = module.split(".")
-    package = ".".join(parts[:3]) if parts[:2] == ["orchestrator", "agents"] else parts[0]
+def _loaded_files() -> list[str]:
+    """The source files of every module loaded so far, the standard library left out (a
+    new Python changes :func:`inputs_key`)."""
+    paths = sysconfig.get_paths()
+    stdlib = tuple(p + os.sep for p in {paths["stdlib"], paths["platstdlib"]})
+    installed = tuple(p + os.sep for p in {paths["purelib"], paths["platlib"]})
+    found = []
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.isabs(file) and (
+                file.startswith(installed) or not file.startswith(stdlib)):
+            found.append(file)
+    return found
+
+
+def _state(path: str) -> tuple[str, int, int]:
     try:
-        return Path(str(resources.files(package)))
-    except (ModuleNotFoundError, TypeError, ValueError):
-        return None
+        info = os.stat(path)
+    except OSError:
+        return (path, -1, -1)
+    return (path, info.st_mtime_ns, info.st_size)
 
 
-def _files_state(folder: Path, *, recursive: bool) -> list[tuple[str, int, int]]:
-    if not folder.is_dir():
-        return [(str(folder), -1, -1)]
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    state = []
-    for path in found:
-        if path.suffix in (".py", ".yaml", ".yml", ".json") and "__pycache__" not in path.parts:
-            info = path.stat()
-            state.append((str(path), info.st_mtime_ns, info.st_size))
-    return sorted(state)
+def _unchanged(sources: list[list[Any]]) -> bool:
+    return all(tuple(_state(path)) == (path, mtime, size) for path, mtime, size in sources)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

@@ -106,6 +106,11 @@ class DomainPack:
     def evals_path(self) -> Path | None:
         return self._asset(self.evals)
 
+    def assets(self) -> list[Path]:
+        """The files and folders the pack declares (seed, knowledge, playbooks, evals)."""
+        return [p for p in (self._asset(self.seed), self.knowledge_folder(),
+                            self.playbooks_folder(), self.evals_path()) if p is not None]
+
     def check(self) -> None:
         """ConfigError naming the pack and the first declared file or folder that is missing."""
         for what, rel, folder in (("seed", self.seed, False), ("knowledge", self.knowledge, True),

@@ -3,8 +3,10 @@ every change (a card added or edited, the domains setting) at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,5 +62,52 @@ def test_the_domains_setting_and_a_damaged_catalog_rebuild_it(tmp_path: Path) ->
     it_ops = agent_catalog(home, None, "it_ops")
     assert set(names(it_ops)) < set(names(everything))
     assert {e.domain for e in it_ops} == {"it_ops"}
-    (home / CATALOG_FILE).write_text("{not json")
-    assert agent_catalog(home, None, "it_ops") == it_ops
+    for damaged in ("{not json", "[]", '{"format": 2, "key": 1}'):
+        (home / CATALOG_FILE).write_text(damaged)
+        assert agent_catalog(home, None, "it_ops") == it_ops
+
+
+def test_a_change_to_a_tool_module_anywhere_is_seen(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in review: a card's tools in a single-module file (or a namespace package, or
+    a dotted reference) were not tracked, so a tool that became a write still listed as
+    read-only."""
+    lib, cards, home = tmp_path / "lib", tmp_path / "cards", tmp_path / "home"
+    lib.mkdir()
+    cards.mkdir()
+    tools = lib / "widget_tools.py"
+    tools.write_text('from orchestrator import read_only\n\n\n@read_only\n'
+                     'def check_widget(widget: str) -> str:\n'
+                     '    """Check a widget."""\n'
+                     '    return widget\n')
+    (cards / "widgets.yaml").write_text(
+        "name: widgets\ndescription: Looks after widgets.\nskills: [widgets]\n"
+        "model: openai:gpt-4o-mini\ntools: [widget_tools.check_widget]\n")
+    monkeypatch.syspath_prepend(str(lib))
+
+    def marks() -> list[str]:
+        entry = next(e for e in agent_catalog(home, cards, "it_ops") if e.name == "widgets")
+        return entry.tools[0].marks
+
+    assert marks() == ["reads"]
+    tools.write_text(tools.read_text().replace("read_only", "writes"))
+    os.utime(tools, ns=(tools.stat().st_atime_ns, tools.stat().st_mtime_ns + 10**9))
+    monkeypatch.delitem(sys.modules, "widget_tools")  # a new process would load it afresh
+    assert marks() == ["writes"]
+
+
+def test_the_catalog_is_read_only_while_the_files_it_was_built_from_stay(tmp_path: Path
+                                                                         ) -> None:
+    from orchestrator.agents.domains import find_pack
+
+    home = tmp_path / "home"
+    assert agent_catalog(home, None, None)
+    stored = json.loads((home / CATALOG_FILE).read_text())
+    paths = {path for path, _, _ in stored["sources"]}
+    # the packs' declared assets (a seed that goes missing must be an error again) and the
+    # modules building it imported, wherever they live
+    assert {str(p) for p in find_pack("it_ops").assets()} <= paths
+    assert any(p.endswith("agents/it_ops/tools.py") for p in paths)
+    assert catalog._unchanged(stored["sources"])
+    seed = str(find_pack("it_ops").assets()[0])
+    assert not catalog._unchanged([[seed, 1, 1]])
