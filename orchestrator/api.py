@@ -211,7 +211,8 @@ class Orchestrator:
         ``decision``: True/False (or an :class:`ApprovalDecision`) for every pending step, or
         ``{subtask_id or approval key: True | False | {"approved": bool, "reason": str} |
         ApprovalDecision}``; anything else (``"false"``, ``1``) is a RequestError before the
-        run is touched. ``approver`` is stored with the decision.
+        run is touched. ``approver`` is stored with the decision; when it is not given, the
+        one a decision carries (``ApprovalDecision.approver``) is, else "unknown".
         Denied steps are not run and the answer says so.
         """
         async with self._graph() as graph:

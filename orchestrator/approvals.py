@@ -123,9 +123,15 @@ def granted_keys(subtask_id: str, decisions: Mapping[str, ApprovalDecision]) -> 
 
 def plain_decision(decision: Any) -> Any:
     """``decision`` with :class:`ApprovalDecision` objects (alone or by key) turned into
-    ``{"approved": ..., "reason": ...}``; anything else unchanged."""
+    plain mappings (``approved``, ``reason``, and ``approver``/``decided_at`` when set);
+    anything else unchanged."""
     if isinstance(decision, ApprovalDecision):
-        return {"approved": decision.approved, "reason": decision.reason}
+        plain: dict[str, Any] = {"approved": decision.approved, "reason": decision.reason}
+        if decision.approver != "unknown":
+            plain["approver"] = decision.approver
+        if decision.decided_at:
+            plain["decided_at"] = decision.decided_at
+        return plain
     if isinstance(decision, Mapping) and any(
             isinstance(v, ApprovalDecision) for v in decision.values()):
         return {k: plain_decision(v) for k, v in decision.items()}
@@ -156,15 +162,21 @@ def _check_one(value: Any, what: str) -> None:
     if isinstance(value, bool):
         return
     if isinstance(value, Mapping):
-        extra = set(value) - {"approved", "reason"}
+        extra = set(value) - {"approved", "reason", "approver", "decided_at"}
         if extra:
             raise RequestError(f"{what} has unknown field(s) {', '.join(sorted(extra))}; "
-                               "give approved (true/false) and optionally reason")
+                               "give approved (true/false) and optionally reason, approver "
+                               "and decided_at")
         if not isinstance(value.get("approved"), bool):
             raise RequestError(f"{what}: 'approved' must be true or false, not "
                                f"{value.get('approved')!r}")
         if not isinstance(value.get("reason", ""), str):
             raise RequestError(f"{what}: 'reason' must be text")
+        if not isinstance(value.get("approver", ""), str):
+            raise RequestError(f"{what}: 'approver' must be text")
+        when = value.get("decided_at", 0.0)
+        if isinstance(when, bool) or not isinstance(when, int | float):
+            raise RequestError(f"{what}: 'decided_at' must be a time in seconds")
         return
     raise RequestError(f"{what} must be true or false, not {type(value).__name__} {value!r}")
 
@@ -193,13 +205,19 @@ def parse_decision(payload: Any, pending: list[ApprovalRequest]
     decision = plain_decision(decision)
     check_decision(decision, pending)
 
-    def made(approved: bool, why: str) -> ApprovalDecision:
-        return ApprovalDecision(approved, why, approver, decided_at)
+    def made(approved: bool, why: str, given: Mapping[str, Any] | None = None
+             ) -> ApprovalDecision:
+        # The approver the caller names (a server: the key's owner) wins over the one a
+        # decision carries; that one over "unknown".
+        given = given or {}
+        who = approver if approver != "unknown" else str(given.get("approver") or "unknown")
+        return ApprovalDecision(approved, why, who,
+                                float(given.get("decided_at") or decided_at))
 
     if isinstance(decision, bool):
         return {p.key: made(decision, reason) for p in pending}
     if "approved" in decision:
-        return {p.key: made(decision["approved"], decision.get("reason") or reason)
+        return {p.key: made(decision["approved"], decision.get("reason") or reason, decision)
                 for p in pending}
     out: dict[str, ApprovalDecision] = {}
     for item in pending:
@@ -209,5 +227,5 @@ def parse_decision(payload: Any, pending: list[ApprovalRequest]
         elif isinstance(value, bool):
             out[item.key] = made(value, reason)
         else:
-            out[item.key] = made(value["approved"], value.get("reason") or reason)
+            out[item.key] = made(value["approved"], value.get("reason") or reason, value)
     return out

@@ -260,3 +260,28 @@ def test_a_typed_decision_by_key_is_applied_and_recorded(domain_db: Path, db: sq
     (decided,) = [e.data for e in done.events if e.type == "approval_decided"]
     assert (decided["approved"], decided["reason"], decided["approver"], decided["key"]) == (
         True, "CR-9", "dana", pending.key)
+
+
+def test_a_decision_keeps_its_own_approver_unless_the_caller_names_one(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    """Seen in review: an ApprovalDecision's approver and time were dropped ("unknown")."""
+    from orchestrator import ApprovalDecision
+
+    o = make(it_ops_agents(), domain_db, tmp_path)
+    first = o.run("move web-2 traffic to web-backup-b for maintenance")
+    done = o.resume(first.thread_id, ApprovalDecision(True, reason="window", approver="alice",
+                                                      decided_at=123.0))
+    (decided,) = [e.data for e in done.events if e.type == "approval_decided"]
+    assert (decided["approver"], decided["decided_at"], decided["reason"]) == (
+        "alice", 123.0, "window")
+
+    second = o.run("move web-1 traffic to web-backup-b for maintenance")
+    (pending,) = second.pending_approvals
+    with pytest.raises(RequestError, match="'approver' must be text"):
+        o.resume(second.thread_id, {"approved": True, "approver": 7})
+    as_dict = ApprovalDecision(True, approver="mallory").to_dict()  # its to_dict() is a decision
+    done = o.resume(second.thread_id, {pending.key: as_dict}, approver="carol")
+    (decided,) = [e.data for e in done.events if e.type == "approval_decided"]
+    assert decided["approver"] == "carol"  # the caller's approver wins (a server's key owner)
+    assert db.execute("SELECT pool FROM routes WHERE service = 'web-1'").fetchone()[0] == \
+        "web-backup-b"
