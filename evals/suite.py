@@ -74,6 +74,11 @@ def run_suite(
     ``record``: also write every model call to this cassette (replay it with
     ``model="replay:<path>"``). ``on_record`` is called as each case run finishes.
     """
+    if not datasets:
+        raise ConfigError("give at least one dataset: a file or folder of eval cases")
+    for name, value in (("repeat", repeat), ("concurrency", concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number, at least 1, not {value!r}")
     settings = settings or load_settings()
     cases = select_cases(datasets, tags)
     earlier = load_summary(baseline) if baseline else None

@@ -45,7 +45,7 @@ from orchestrator.approvals import (
     resume_payload,
 )
 from orchestrator.checkpoints import prune_checkpoints
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import EVENT_MARKER, Event, EventSink
@@ -270,11 +270,7 @@ class Orchestrator:
         from orchestrator.demo import demo_knowledge_lock, ensure_demo_knowledge
 
         settings = settings or load_settings()
-        try:
-            settings.home.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot use the data folder {settings.home} "
-                              f"(ORCHESTRATOR_HOME): {exc.strerror or exc}") from None
+        ensure_home(settings)
         if settings.knowledge and "knowledge" not in options:
             store = KnowledgeStore.from_settings(settings)
             ensure_demo_knowledge(store, demo_knowledge_lock(settings), on_build=on_first_build)
@@ -287,6 +283,7 @@ class Orchestrator:
     @property
     def records(self) -> RunRecords:
         """Stored runs, traces, events and agent statistics (see :class:`RunRecords`)."""
+        self._check_open()
         if self.runs is None:
             raise ConfigError("this orchestrator does not record runs (ORCHESTRATOR_RECORD_RUNS "
                               "is off and no run store was given)")
@@ -300,6 +297,7 @@ class Orchestrator:
         that happened return their earlier results. A run that was waiting for a decision
         when it stopped goes back to ``paused``. ``run_id`` may be a unique prefix.
         """
+        self._check_open()
         store = self._store("resuming a run")
         record = await asyncio.to_thread(store.run, run_id)
         full, thread = record["run_id"], record["thread_id"]
@@ -341,6 +339,7 @@ class Orchestrator:
 
     async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
                      on_event: EventSink | None, request_id: str | None) -> RunResult:
+        self._check_open()
         if request_id is not None:
             earlier = await self._repeated(request_id, text, thread_id, on_event)
             if earlier is not None:
@@ -686,6 +685,7 @@ class Orchestrator:
     async def _graph(self) -> AsyncIterator[CompiledStateGraph]:
         """The graph, compiled once, with this orchestrator's checkpointer (opened on first
         use and shared by every run)."""
+        self._check_open()
         if self._checkpoints is not None:
             saver = await self._checkpoints.asaver()
             if self._compiled.checkpointer is not saver:  # first use, or opened again
@@ -708,9 +708,15 @@ class Orchestrator:
         self._close_stores()
 
     def _close_stores(self) -> None:
+        self._closed = True
         for store in self._opened:
             store.close()
         self._opened.clear()
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise RequestError("this Orchestrator is closed: make a new one (close() ends "
+                               "its use; `with Orchestrator(...) as orch:` scopes it)")
 
     async def __aenter__(self) -> Orchestrator:
         return self

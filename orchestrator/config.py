@@ -197,3 +197,15 @@ def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit (non-None) overrides applied."""
     clean = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**clean)  # type: ignore[arg-type]
+
+
+def ensure_home(settings: Settings) -> Path:
+    """The data folder, created if missing; ConfigError (one line) when it cannot be used."""
+    from orchestrator.errors import ConfigError
+
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use the data folder {settings.home} (ORCHESTRATOR_HOME): "
+                          f"{exc.strerror or exc}") from None
+    return settings.home

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.errors import RequestError
 from orchestrator.retrieval.fusion import FUSION_METHODS, Fusion
 from orchestrator.retrieval.ingest import IngestReport, ingest_paths
@@ -44,6 +44,8 @@ class KnowledgeBase:
         """The knowledge base the settings name (embedded under ``ORCHESTRATOR_HOME`` or a
         Chroma server)."""
         settings = settings or load_settings()
+        if settings.chroma_url is None:  # embedded: it lives in the data folder
+            ensure_home(settings)
         return cls(KnowledgeStore.from_settings(settings), settings)
 
     def collections(self) -> list[CollectionStats]:

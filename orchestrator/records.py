@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.config import Settings, load_settings
+from orchestrator.errors import RequestError
 from orchestrator.events import Event
 from orchestrator.runs import AgentStats, BaseRunStore, RunSummary
 from orchestrator.traces import Trace
@@ -36,7 +37,10 @@ class RunRecords:
         return cls(open_run_store(settings.runs_path, max_text=settings.max_stored_chars))
 
     def runs(self, limit: int = 20) -> list[RunSummary]:
-        """Recent runs, newest first."""
+        """Recent runs, newest first (``limit`` of them, at least 1)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise RequestError(f"limit must be a whole number of runs, at least 1, not "
+                               f"{limit!r}")
         return self.store.list_runs(limit)
 
     def run(self, run_id: str) -> dict[str, Any]:

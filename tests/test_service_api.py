@@ -98,3 +98,35 @@ def test_a_thread_that_does_not_exist_says_it_starts_a_new_conversation(
     assert "No conversation 'ops-42' yet: this starts a new one" in first.stderr
     again = run("ops-42")
     assert again.returncode == 0 and "No conversation" not in again.stderr
+
+
+def test_bad_input_to_the_service_api_is_one_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in review: these gave a raw traceback, an empty report or every run."""
+    monkeypatch.setenv("ORCHESTRATOR_KNOWLEDGE", "0")
+    with pytest.raises(orchestrator.ConfigError, match="repeat must be a whole number"):
+        run_suite([SMOKE], repeat=0, out=tmp_path / "r0")
+    with pytest.raises(orchestrator.ConfigError, match="at least one dataset"):
+        run_suite([], out=tmp_path / "none")
+    assert not (tmp_path / "r0").exists()
+
+    records = RunRecords.from_settings(load_settings())
+    with pytest.raises(RequestError, match="at least 1"):
+        records.runs(-1)
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(a_file))
+    with pytest.raises(orchestrator.ConfigError, match="cannot use the data folder"):
+        KnowledgeBase.from_settings()
+
+
+def test_an_orchestrator_used_after_close_says_so(orchestrator_home: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_KNOWLEDGE", "0")
+    with Orchestrator.from_settings() as orch:
+        assert orch.run("check the health of web-2").ok
+    with pytest.raises(RequestError, match="this Orchestrator is closed"):
+        orch.run("check the health of web-2")
+    with pytest.raises(RequestError, match="this Orchestrator is closed"):
+        orch.records.runs()

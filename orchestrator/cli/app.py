@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
-from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, load_settings
+from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, ensure_home, load_settings
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
@@ -69,11 +69,7 @@ def _settings(model: str | None, agents_dir: Path | None, coordination: str | No
         problems = "; ".join(f"ORCHESTRATOR_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in exc.errors())
         raise UserError(f"invalid settings: {problems}") from None
-    try:
-        settings.home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot use the data folder {settings.home} (ORCHESTRATOR_HOME): "
-                        f"{exc.strerror or exc}") from None
+    ensure_home(settings)
     return settings
 
 
