@@ -171,11 +171,32 @@ def _load_file(path: Path) -> list[EvalCase]:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise DatasetError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        if isinstance(data, dict) and "packs" in data and "cases" not in data:
+            return _pack_cases(path, data["packs"])
         items = data.get("cases") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise DatasetError(f"{path}: expected a list of cases (or a mapping with 'cases')")
         return [_case(item, f"{path} case {index + 1}") for index, item in enumerate(items)]
     raise DatasetError(f"{path}: unsupported dataset file (use .jsonl, .yaml or .yml)")
+
+
+def _pack_cases(path: Path, names: Any) -> list[EvalCase]:
+    """``packs: [name, ...]`` in a dataset file: the eval cases those domain packs declare
+    (``DomainPack.evals``), so a suite can include what the packs ship."""
+    from orchestrator.agents.domains import pack_eval_cases
+    from orchestrator.errors import ConfigError
+
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{path}: 'packs' must be a list of domain pack names")
+    try:
+        files = _expand(pack_eval_cases(names))
+    except ConfigError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    cases: list[EvalCase] = []
+    for file in files:
+        included = _load_file(file)
+        cases.extend(included)
+    return cases
 
 
 def _case(raw: Any, where: str) -> EvalCase:

@@ -53,7 +53,8 @@ def test_the_wheel_installs_one_import_name_with_its_assets(wheel: Path) -> None
     assert top == {"orchestrator"}
     for asset in ("orchestrator/prompts/planner.txt", "orchestrator/agents/it_ops/seed.sql",
                   "orchestrator/agents/it_ops/playbooks/service_down.yaml",
-                  "orchestrator/agents/it_ops/knowledge/runbook-web-failover.md"):
+                  "orchestrator/agents/it_ops/knowledge/runbook-web-failover.md",
+                  "orchestrator/agents/commerce/evals/cases.yaml"):
         assert asset in names
 
 

@@ -18,6 +18,7 @@ PACK = DomainPack(
     description="E-commerce: stock, prices, promotions, support, forecasts",
     package=__name__,
     agents=f"{__name__}.agents:commerce_agents",
+    evals="evals",
 )
 
 

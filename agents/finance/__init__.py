@@ -18,6 +18,7 @@ PACK = DomainPack(
     description="Financial services: holds, fraud, compliance, verification",
     package=__name__,
     agents=f"{__name__}.agents:finance_agents",
+    evals="evals",
 )
 
 

@@ -18,6 +18,7 @@ PACK = DomainPack(
     description="Healthcare: visits, history, diagnostics, billing, records",
     package=__name__,
     agents=f"{__name__}.agents:healthcare_agents",
+    evals="evals",
 )
 
 

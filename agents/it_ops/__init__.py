@@ -18,6 +18,7 @@ PACK = DomainPack(
     description="IT operations: incidents, traffic, on-call",
     package=__name__,
     agents=f"{__name__}.agents:it_ops_agents",
+    evals="evals",
 )
 
 

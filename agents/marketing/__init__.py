@@ -18,6 +18,7 @@ PACK = DomainPack(
     description="Marketing: campaign content, send times, analytics",
     package=__name__,
     agents=f"{__name__}.agents:marketing_agents",
+    evals="evals",
 )
 
 

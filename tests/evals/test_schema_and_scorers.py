@@ -138,3 +138,16 @@ def test_scorers_from_the_entry_point_group(tmp_path: Path,
     (polite,) = [s for s in score_run(case(), fake_run(tmp_path, answer="Please wait"), scorers)
                  if s.name == "polite"]
     assert polite.passed
+
+
+def test_a_dataset_can_include_the_cases_domain_packs_ship(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("packs: [commerce, marketing]\n")
+    cases = load_cases([suite])
+    assert cases and {c.domain for c in cases} == {"commerce", "marketing"}
+    suite.write_text("packs: [commerce, no_such_pack]\n")
+    with pytest.raises(DatasetError, match=r"suite.yaml: .*no_such_pack"):
+        load_cases([suite])
+    suite.write_text("packs: commerce\n")
+    with pytest.raises(DatasetError, match="'packs' must be a list of domain pack names"):
+        load_cases([suite])
