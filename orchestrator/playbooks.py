@@ -179,7 +179,10 @@ def load_playbook(path: str | Path, *, pack: str | None = None) -> Playbook:
     try:
         data = yaml.safe_load(file.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{file}: cannot read the playbook: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{file}: cannot read the playbook{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: a playbook is a YAML mapping with name, trigger and steps")
     try:
