@@ -33,6 +33,7 @@ from orchestrator.request_mood import not_an_instruction
 from orchestrator.results import Usage
 from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
+from orchestrator.text_tool_calls import tool_calls_in_text
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,11 @@ def plan_arguments(raw: AIMessage) -> dict[str, Any]:
         bad = next((c for c in raw.invalid_tool_calls if c.get("name") == Plan.__name__), None)
         if bad is not None:
             raise PlanError(f"the Plan arguments are not valid JSON: {bad.get('error') or ''}")
+        # A server that ignores forced function calling: the plan written as text.
+        written = next((c for c in tool_calls_in_text(raw.text)
+                        if c["name"] == Plan.__name__), None)
+        if written is not None:
+            return dict(written["args"])
         raise PlanError("no Plan tool call in the reply")
     return dict(call["args"])
 

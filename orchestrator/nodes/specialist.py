@@ -38,6 +38,7 @@ from orchestrator.nodes.tool_calls import (
 )
 from orchestrator.prompts import render_prompt, tagged
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+from orchestrator.text_tool_calls import tool_calls_in_text
 from orchestrator.write_journal import WriteJournal
 
 __all__ = ["CANNOT_MARKER", "DependencyOutput", "LoopLimits", "run_specialist",
@@ -138,6 +139,11 @@ async def run_specialist(
             result.attempt_first_call = len(result.tool_calls)
         for _ in range(limits.max_steps):
             reply = await _ask(spec, bound, messages, result, budget, model_name)
+            if not reply.tool_calls and (written := tool_calls_in_text(reply.text)):
+                # A call written as text is a call, not a final report; it meets the same
+                # checks (a tool the agent does not have is refused).
+                reply = AIMessage(content="", tool_calls=written, id=reply.id,
+                                  usage_metadata=reply.usage_metadata)
             messages.append(reply)
             if not reply.tool_calls:
                 judge(result, capped(reply.text.strip(), limits.max_tool_output_chars),

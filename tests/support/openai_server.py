@@ -146,9 +146,18 @@ class OpenAICompatServer:
         rejected: ``(status, message)`` for each request answered with an error.
     """
 
-    def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules") -> None:
+    def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules",
+                 tool_calls_as_text: str | None = None) -> None:
+        """``tool_calls_as_text``: behave like llama.cpp serving a model whose tool calls
+        its template does not parse: ``"tagged"`` writes each call in the message text as
+        ``<tool_call>{...}</tool_call>`` (Qwen, Hermes), ``"fenced"`` as a fenced JSON
+        block; the ``tool_calls`` field stays empty and ``tool_choice`` is ignored."""
+        if tool_calls_as_text not in (None, "tagged", "fenced"):
+            raise ValueError(f"tool_calls_as_text must be tagged or fenced, not "
+                             f"{tool_calls_as_text!r}")
         self.api_key = api_key
         self.model = model
+        self.tool_calls_as_text = tool_calls_as_text
         self._requests: list[dict[str, Any]] = []
         self._rejected: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -242,6 +251,8 @@ class OpenAICompatServer:
             raise RequestRejected(400, "'tools' must be a list of function tools", param="tools")
         reply = rules.decide(messages, tools)
         usage = estimate_usage(messages, tools, reply)
+        if self.tool_calls_as_text and reply.tool_calls:
+            reply = AIMessage(content=calls_as_text(reply, self.tool_calls_as_text))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -324,6 +335,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def calls_as_text(reply: AIMessage, style: str) -> str:
+    """A reply's tool calls written in its text, as small models behind llama.cpp do."""
+    parts = [json.dumps({"name": c["name"], "arguments": c["args"]}) for c in reply.tool_calls]
+    if style == "tagged":
+        return "\n".join(f"<tool_call>\n{p}\n</tool_call>" for p in parts)
+    return "I will call the tool.\n```json\n" + "\n".join(parts if len(parts) == 1 else [
+        "[" + ", ".join(parts) + "]"]) + "\n```"
 
 
 def embeddings_response(body: dict[str, Any]) -> dict[str, Any]:

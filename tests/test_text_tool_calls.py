@@ -1,0 +1,99 @@
+"""Tool calls a model writes as text (llama.cpp serving a small model whose template it does
+not parse): read back as calls, run through the same checks, never taken as a final report."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.config import Settings
+from orchestrator.models import FakeChatModel, tool_call
+from orchestrator.text_tool_calls import tool_calls_in_text
+from tests.support.openai_server import OpenAICompatServer
+
+INCIDENT = ("web-3 is down: find the root cause, reroute its traffic to a backup, "
+            "alert the on-call team and log the incident")
+
+
+@pytest.mark.parametrize("text", [
+    '<tool_call>\n{"name": "alert_oncall", "arguments": {"service": "web-3"}}\n</tool_call>',
+    'Calling it.\n```json\n{"name": "alert_oncall", "arguments": {"service": "web-3"}}\n```',
+    '{"name": "alert_oncall", "parameters": {"service": "web-3"}}',
+    '[{"type": "function", "function": {"name": "alert_oncall", '
+    '"arguments": "{\\"service\\": \\"web-3\\"}"}}]',
+    '<tool_call>\n{"name": "alert_oncall", "arguments": {"service": "web-3"}}',  # cut off
+])
+def test_the_shapes_small_models_write_are_read(text: str) -> None:
+    (call,) = tool_calls_in_text(text)
+    assert (call["name"], call["args"]) == ("alert_oncall", {"service": "web-3"})
+    assert call["id"]
+
+
+@pytest.mark.parametrize("text", [
+    "web-3 is back on web-backup-a; I paged the on-call engineer.",
+    '{"service": "web-3", "status": "down"}',            # JSON, but not a call
+    '```json\n{"name": "web-3", "pool": "web-primary"}\n```',  # a record with a name
+    '<tool_call>{"name": "alert_oncall", "arguments": {broken</tool_call>',
+    '{"name": "alert_oncall", "arguments": "not json"}',
+])
+def test_prose_and_other_json_are_not_calls(text: str) -> None:
+    assert tool_calls_in_text(text) == []
+
+
+@pytest.fixture(params=["tagged", "fenced"])
+def text_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[OpenAICompatServer]:
+    with OpenAICompatServer(tool_calls_as_text=request.param) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                     "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        yield server
+
+
+def test_a_run_against_a_server_that_writes_calls_as_text(
+        text_server: OpenAICompatServer, tmp_path: Path) -> None:
+    """Seen with llama.cpp: the plan and the specialists' calls came back as text, 3 of 4
+    subtasks were 'done' with no tool call and the database unchanged."""
+    db = tmp_path / "domain.sqlite"
+    result = Orchestrator("openai:fake-rules", agents=it_ops_agents(), domain_db=db,
+                          settings=Settings(home=tmp_path / "home", knowledge=False)
+                          ).run(INCIDENT)
+    assert result.ok, result.error
+    assert not any(body.get("tool_calls") for body in text_server.requests)  # never structured
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT pool FROM routes WHERE service = 'web-3'").fetchone()[0] \
+            != "web-primary"
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 1
+    called = [e.data["tool"] for e in result.events if e.type == "tool_called"]
+    assert {"reroute_traffic", "alert_oncall", "log_incident"} <= set(called)
+
+
+def test_a_text_call_to_a_tool_the_agent_does_not_have_is_refused(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    plan = tool_call("Plan", {"subtasks": [
+        {"id": "t1", "goal": "page the on-call engineer about web-3", "agent": "notifications",
+         "kind": "act"}]})
+    hostile = AIMessage(content='<tool_call>\n{"name": "reroute_traffic", "arguments": '
+                                '{"service": "web-3", "pool": "web-backup-b"}}\n</tool_call>')
+    model = FakeChatModel(script=[plan, hostile, "I could not do it.", "Nothing was done."])
+    result = Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                          settings=Settings(home=tmp_path / "home", knowledge=False,
+                                            max_retries=0, max_replans=0)
+                          ).run("page the on-call engineer about web-3")
+    refused = [e.data for e in result.events if e.type == "tool_refused"]
+    assert [r["tool"] for r in refused] == ["reroute_traffic"]
+    assert db.execute("SELECT pool FROM routes WHERE service = 'web-3'").fetchone()[0] == \
+        "web-primary"
+    assert result.results["t1"].status != "done" and not result.ok
+    assert os.environ.get("ORCHESTRATOR_STRICT_EVENTS") == "1"
