@@ -7,6 +7,7 @@ built: importing it costs about a second.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import ConfigError
@@ -17,14 +18,42 @@ if TYPE_CHECKING:
     from orchestrator.models.specs import ModelSpec
 
 
+#: Options an ``openai:`` spec may carry after the model name, and their defaults.
+OPTIONS: dict[str, float] = {"max_tokens": 0, "timeout": 120.0, "retries": 2}
+"""``max_tokens`` (0: the server's default), ``timeout`` (seconds per call), ``retries``
+(of a failed call, by the client)."""
+
+
 class OpenAIProvider:
-    """``openai:<model>``; reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``."""
+    """``openai:<model>[,max_tokens=N][,timeout=S][,retries=N]``; reads ``OPENAI_API_KEY``
+    and ``OPENAI_BASE_URL``. Options follow the model name after commas (model names may
+    contain ``:``, as Ollama's do), e.g. ``openai:qwen2.5:1.5b,max_tokens=512,timeout=60``."""
 
     def check(self, spec: ModelSpec) -> ModelSpec:
-        if not spec.name:
+        name, *items = spec.name.split(",")
+        if not name.strip():
             raise ConfigError(f"model spec {spec.text!r} needs a name, e.g. "
                               "'openai:gpt-4o-mini'")
-        return spec
+        options: dict[str, str] = {}
+        for item in filter(None, (i.strip() for i in items)):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or key not in OPTIONS:
+                raise ConfigError(f"bad option {item!r} in model spec {spec.text!r}: use "
+                                  f"{', '.join(f'{k}=N' for k in OPTIONS)}")
+            try:
+                number = float(value)
+            except ValueError:
+                number = -1.0
+            whole = key != "timeout"
+            if number < 0 or (whole and not number.is_integer()) or (
+                    key == "timeout" and number == 0):
+                raise ConfigError(f"model option {key} in {spec.text!r} must be "
+                                  f"{'a whole number' if whole else 'a number of seconds'} "
+                                  f"{'above' if key == 'timeout' else 'of at least'} 0, "
+                                  f"not {value.strip()!r}")
+            options[key] = value.strip()
+        return replace(spec, name=name.strip(), options=options)
 
     def get_model(self, spec: ModelSpec) -> BaseChatModel:
         api_key = os.environ.get("OPENAI_API_KEY")
@@ -35,11 +64,16 @@ class OpenAIProvider:
             )
         from langchain_openai import ChatOpenAI
 
+        def option(key: str) -> float:
+            return float(spec.options.get(key, OPTIONS[key]))
+
+        max_tokens = int(option("max_tokens")) or None
         return ChatOpenAI(
             model=spec.name,
             api_key=api_key,  # type: ignore[arg-type]
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
             temperature=0,
-            timeout=120,
-            max_retries=2,
+            timeout=option("timeout"),
+            max_retries=int(option("retries")),
+            max_completion_tokens=max_tokens,
         )
