@@ -16,6 +16,13 @@ DEFAULT_MODEL_SPEC = "fake"
 """The model used when none is configured: the offline fake model (here, not in
 ``orchestrator.models``, so the CLI can name it without importing the model layer)."""
 
+StructuredMethod = Literal["auto", "tools", "json_schema", "json"]
+"""How a model is asked for a structured reply (a plan): ``tools`` a forced function call,
+``json_schema`` a JSON-schema ``response_format`` the server constrains the reply to, ``json``
+JSON mode with the schema in the prompt, ``auto`` function calling, then JSON schema after a
+reply that carries no plan at all."""
+STRUCTURED_METHODS: tuple[StructuredMethod, ...] = ("auto", "tools", "json_schema", "json")
+
 
 def default_home() -> Path:
     """The data folder when ``ORCHESTRATOR_HOME`` is not set (XDG data dir)."""

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict, cast
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AnyMessage, BaseMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph.message import add_messages
+from pydantic import BaseModel
 
 from orchestrator.agents.policy import is_read_only
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
-from orchestrator.config import Settings
+from orchestrator.config import Settings, StructuredMethod
 from orchestrator.plan import Subtask
 from orchestrator.pricing import PriceTable
 from orchestrator.results import SubtaskKind, Usage
@@ -84,6 +85,7 @@ class EngineContext:
 
     _budgets: dict[str, RunBudget] = field(default_factory=dict, repr=False)
 
+    _structured: str | None = None
     _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(
         default_factory=dict, repr=False)
 
@@ -172,9 +174,35 @@ class EngineContext:
         """Collections the planner draws context from: those any agent may read."""
         return list(dict.fromkeys(c for spec in self.agents.values() for c in spec.collections))
 
-    def planner_runnable(self, plan_schema: type) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The supervisor's model with the Plan tool bound and forced."""
-        if "planner" not in self._bound:
-            self._bound["planner"] = self.model.bind_tools(
-                [plan_schema], tool_choice=plan_schema.__name__)
-        return self._bound["planner"]
+    @property
+    def structured(self) -> StructuredMethod:
+        """How the supervisor is asked for a plan (see :data:`STRUCTURED_METHODS`): what
+        its model says (``metadata["orchestrator_structured"]``, set by a provider from the
+        spec), else ``auto``; ``auto`` turns into ``json_schema`` after a reply that carries
+        no plan at all (a server that ignores function calling)."""
+        chosen = self._structured or (self.model.metadata or {}).get(
+            "orchestrator_structured", "auto")
+        return cast(StructuredMethod, chosen)
+
+    def fall_back_to_json_schema(self) -> None:
+        self._structured = "json_schema"
+
+    def planner_runnable(self, plan_schema: type[BaseModel]
+                         ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The supervisor's model asked for a ``plan_schema`` reply: the schema as a forced
+        tool (``tools``, ``auto``), as a JSON-schema ``response_format`` (the server
+        constrains the reply to it), or as JSON mode (the schema is in the prompt)."""
+        method = self.structured
+        key = f"planner:{method}"
+        if key not in self._bound:
+            name = plan_schema.__name__
+            if method == "json_schema":
+                self._bound[key] = self.model.bind(response_format={
+                    "type": "json_schema", "json_schema": {
+                        "name": name, "schema": plan_schema.model_json_schema(),
+                        "strict": False}})
+            elif method == "json":
+                self._bound[key] = self.model.bind(response_format={"type": "json_object"})
+            else:
+                self._bound[key] = self.model.bind_tools([plan_schema], tool_choice=name)
+        return self._bound[key]

@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from orchestrator.config import STRUCTURED_METHODS
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,9 +26,10 @@ OPTIONS: dict[str, float] = {"max_tokens": 0, "timeout": 120.0, "retries": 2}
 
 
 class OpenAIProvider:
-    """``openai:<model>[,max_tokens=N][,timeout=S][,retries=N]``; reads ``OPENAI_API_KEY``
-    and ``OPENAI_BASE_URL``. Options follow the model name after commas (model names may
-    contain ``:``, as Ollama's do), e.g. ``openai:qwen2.5:1.5b,max_tokens=512,timeout=60``."""
+    """``openai:<model>[,max_tokens=N][,timeout=S][,retries=N][,structured=METHOD]``; reads
+    ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``. Options follow the model name after commas
+    (model names may contain ``:``, as Ollama's do), e.g.
+    ``openai:qwen2.5:1.5b,max_tokens=512,timeout=60,structured=json_schema``."""
 
     def check(self, spec: ModelSpec) -> ModelSpec:
         name, *items = spec.name.split(",")
@@ -38,9 +40,17 @@ class OpenAIProvider:
         for item in filter(None, (i.strip() for i in items)):
             key, eq, value = item.partition("=")
             key = key.strip()
+            if eq and key == "structured":
+                if value.strip() not in STRUCTURED_METHODS:
+                    raise ConfigError(f"model option structured in {spec.text!r} must be one "
+                                      f"of {', '.join(STRUCTURED_METHODS)}, not "
+                                      f"{value.strip()!r}")
+                options[key] = value.strip()
+                continue
             if not eq or key not in OPTIONS:
                 raise ConfigError(f"bad option {item!r} in model spec {spec.text!r}: use "
-                                  f"{', '.join(f'{k}=N' for k in OPTIONS)}")
+                                  f"{', '.join(f'{k}=N' for k in OPTIONS)} or structured="
+                                  f"{'|'.join(STRUCTURED_METHODS)}")
             try:
                 number = float(value)
             except ValueError:
@@ -76,4 +86,6 @@ class OpenAIProvider:
             timeout=option("timeout"),
             max_retries=int(option("retries")),
             max_completion_tokens=max_tokens,
+            # how the engine asks it for a plan (orchestrator.config.StructuredMethod)
+            metadata={"orchestrator_structured": spec.options.get("structured", "auto")},
         )

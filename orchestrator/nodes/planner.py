@@ -8,7 +8,9 @@ malformed JSON included, can be sent back to the model.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,8 @@ from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 from orchestrator.text_tool_calls import tool_calls_in_text
 
 logger = logging.getLogger(__name__)
+
+_FENCED_JSON = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)```", re.S)
 
 
 def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
@@ -110,7 +114,14 @@ async def plan_with_repairs(
     budget: RunBudget | None, accept: Callable[[AIMessage], Plan],
 ) -> Plan:
     """Call the supervisor until ``accept`` takes its reply; a :class:`PlanError` from
-    ``accept`` goes back to the model, at most ``max_plan_repairs`` times."""
+    ``accept`` goes back to the model, at most ``max_plan_repairs`` times.
+
+    The plan is asked for the way the model's server supports (``ctx.structured``): in
+    ``auto``, a first reply that carries no plan at all (no Plan call, no plan written as
+    JSON) means the server ignores function calling, and the next attempts ask with a
+    JSON-schema ``response_format`` instead."""
+    if ctx.structured == "json":
+        messages = [*messages, SystemMessage(_json_mode_note())]
     planner = ctx.planner_runnable(Plan)
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
@@ -149,6 +160,12 @@ async def plan_with_repairs(
         except PlanError as exc:
             last_error = str(exc)
         emit("plan_invalid", run_id, data=PlanInvalidData(error=last_error, attempt=attempt + 1))
+        if ctx.structured == "auto" and not raw.tool_calls and _written_plan(raw) is None:
+            ctx.fall_back_to_json_schema()  # this server does not do function calling
+            planner = ctx.planner_runnable(Plan)
+            messages = [*messages, raw, HumanMessage(render_prompt("plan_repair",
+                                                                   error=last_error))]
+            continue
         messages = [*messages, *_repair_messages(raw, last_error)]
     raise PlanError(
         f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
@@ -179,13 +196,36 @@ def plan_arguments(raw: AIMessage) -> dict[str, Any]:
         bad = next((c for c in raw.invalid_tool_calls if c.get("name") == Plan.__name__), None)
         if bad is not None:
             raise PlanError(f"the Plan arguments are not valid JSON: {bad.get('error') or ''}")
-        # A server that ignores forced function calling: the plan written as text.
-        written = next((c for c in tool_calls_in_text(raw.text)
-                        if c["name"] == Plan.__name__), None)
+        written = _written_plan(raw)
         if written is not None:
-            return dict(written["args"])
+            return written
         raise PlanError("no Plan tool call in the reply")
     return dict(call["args"])
+
+
+def _written_plan(raw: AIMessage) -> dict[str, Any] | None:
+    """A plan the reply wrote as text: a Plan tool call written out (a server that ignores
+    forced function calling), or the plan object itself (JSON-schema or JSON mode)."""
+    written = next((c for c in tool_calls_in_text(raw.text) if c["name"] == Plan.__name__),
+                   None)
+    if written is not None:
+        return dict(written["args"])
+    text = raw.text.strip()
+    fenced = _FENCED_JSON.search(text)
+    for candidate in (text, fenced.group(1) if fenced else ""):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and "subtasks" in data:
+            return data
+    return None
+
+
+def _json_mode_note() -> str:
+    schema = json.dumps(Plan.model_json_schema(), separators=(",", ":"))
+    return ("Reply with one JSON object, nothing else, that follows this JSON schema: "
+            f"{schema}")
 
 
 def validate_plan(args: dict[str, Any]) -> Plan:

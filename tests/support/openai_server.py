@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import traceback
@@ -38,6 +39,7 @@ from orchestrator.models import rules
 from orchestrator.models.fake import estimate_usage
 
 CHAT_PATH = "/v1/chat/completions"
+_SCHEMA_IN_PROMPT = re.compile(r"follows this JSON schema: (\{.*\})\s*$", re.S)
 MODELS_PATH = "/v1/models"
 EMBEDDINGS_PATH = "/v1/embeddings"
 
@@ -147,17 +149,25 @@ class OpenAICompatServer:
     """
 
     def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules",
-                 tool_calls_as_text: str | None = None) -> None:
+                 tool_calls_as_text: str | None = None, ignores_forced_tools: bool = False
+                 ) -> None:
         """``tool_calls_as_text``: behave like llama.cpp serving a model whose tool calls
         its template does not parse: ``"tagged"`` writes each call in the message text as
         ``<tool_call>{...}</tool_call>`` (Qwen, Hermes), ``"fenced"`` as a fenced JSON
-        block; the ``tool_calls`` field stays empty and ``tool_choice`` is ignored."""
+        block; the ``tool_calls`` field stays empty and ``tool_choice`` is ignored.
+        ``ignores_forced_tools``: a request that forces a named tool gets a prose answer
+        (as a server that ignores ``tool_choice`` and a model that does not call) .
+
+        A ``response_format`` of type ``json_schema`` is honoured as llama.cpp does (the
+        reply is constrained to the schema): the reply is the object the rules model fills
+        in for that schema, as JSON text."""
         if tool_calls_as_text not in (None, "tagged", "fenced"):
             raise ValueError(f"tool_calls_as_text must be tagged or fenced, not "
                              f"{tool_calls_as_text!r}")
         self.api_key = api_key
         self.model = model
         self.tool_calls_as_text = tool_calls_as_text
+        self.ignores_forced_tools = ignores_forced_tools
         self._requests: list[dict[str, Any]] = []
         self._rejected: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -249,9 +259,20 @@ class OpenAICompatServer:
             for t in tools
         ):
             raise RequestRejected(400, "'tools' must be a list of function tools", param="tools")
+        schema = _json_schema_format(body.get("response_format"), messages)
+        forced = isinstance(body.get("tool_choice"), dict)
+        if schema is not None:  # constrained to the schema: fill it in, answer as JSON
+            name, parameters = schema
+            tools = [{"type": "function", "function": {"name": name,
+                                                       "parameters": parameters}}]
         reply = rules.decide(messages, tools)
         usage = estimate_usage(messages, tools, reply)
-        if self.tool_calls_as_text and reply.tool_calls:
+        if schema is not None:
+            filled = reply.tool_calls[0]["args"] if reply.tool_calls else {}
+            reply = AIMessage(content=json.dumps(filled))
+        elif forced and self.ignores_forced_tools:
+            reply = AIMessage(content="Here is what I would do: look at the service first.")
+        elif self.tool_calls_as_text and reply.tool_calls:
             reply = AIMessage(content=calls_as_text(reply, self.tool_calls_as_text))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -335,6 +356,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _json_schema_format(value: Any, messages: list[BaseMessage]
+                        ) -> tuple[str, dict[str, Any]] | None:
+    """``(name, schema)`` of a ``response_format`` of type ``json_schema``; for JSON mode
+    (``json_object``), the schema the prompt gives (as a model that follows it would); else
+    None."""
+    if isinstance(value, dict) and value.get("type") == "json_object":
+        for message in messages:
+            found = _SCHEMA_IN_PROMPT.search(message.text)
+            if found:
+                schema = json.loads(found.group(1))
+                return str(schema.get("title") or "response"), schema
+        raise RequestRejected(400, "JSON mode needs the word JSON and a schema in the prompt",
+                              param="response_format")
+    if not isinstance(value, dict) or value.get("type") != "json_schema":
+        return None
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise RequestRejected(400, "response_format.json_schema needs a schema",
+                              param="response_format")
+    return str(spec.get("name") or "response"), spec["schema"]
 
 
 def calls_as_text(reply: AIMessage, style: str) -> str:

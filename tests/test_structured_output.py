@@ -1,0 +1,101 @@
+"""Plans from servers that do structured output differently: function calling, a
+JSON-schema response_format, JSON mode, and a server that ignores forced function calling
+(``auto`` falls back to the JSON schema)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.config import Settings
+from tests.support.openai_server import OpenAICompatServer
+
+INCIDENT = ("web-3 is down: find the root cause, reroute its traffic to a backup, "
+            "alert the on-call team and log the incident")
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, **options: Any) -> OpenAICompatServer:
+    server = OpenAICompatServer(**options).start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return server
+
+
+@pytest.fixture
+def stop() -> Iterator[list[OpenAICompatServer]]:
+    servers: list[OpenAICompatServer] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def run(spec: str, tmp_path: Path) -> tuple[Any, Path]:
+    db = tmp_path / "domain.sqlite"
+    result = Orchestrator(spec, agents=it_ops_agents(), domain_db=db,
+                          settings=Settings(home=tmp_path / "home", knowledge=False)
+                          ).run(INCIDENT)
+    return result, db
+
+
+def planning(server: OpenAICompatServer) -> list[dict[str, Any]]:
+    return [b for b in server.requests if str(b["messages"][0]["content"]).startswith(
+        "You are the supervisor of a team")]
+
+
+def assert_incident_handled(result: Any, db: Path) -> None:
+    assert result.ok, result.error
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT pool FROM routes WHERE service = 'web-3'").fetchone()[0] \
+            != "web-primary"
+        assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json"])
+def test_a_plan_through_response_format(method: str, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path,
+                                        stop: list[OpenAICompatServer]) -> None:
+    server = serve(monkeypatch)
+    stop.append(server)
+    result, db = run(f"openai:fake-rules,structured={method}", tmp_path)
+    assert_incident_handled(result, db)
+    (body,) = planning(server)
+    assert "tools" not in body and "tool_choice" not in body
+    kind = body["response_format"]["type"]
+    assert kind == ("json_schema" if method == "json_schema" else "json_object")
+    if method == "json":  # the schema travels in the prompt
+        assert "follows this JSON schema" in body["messages"][-1]["content"]
+
+
+def test_auto_falls_back_to_the_json_schema_when_forced_calls_are_ignored(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """Seen with llama.cpp: a named tool_choice is ignored without an error, and no plan
+    came back."""
+    server = serve(monkeypatch, ignores_forced_tools=True)
+    stop.append(server)
+    result, db = run("openai:fake-rules", tmp_path)
+    assert_incident_handled(result, db)
+    first, second = planning(server)
+    assert first["tool_choice"]["function"]["name"] == "Plan"
+    assert second["response_format"]["type"] == "json_schema" and "tools" not in second
+    invalid = [e for e in result.events if e.type == "plan_invalid"]
+    assert len(invalid) == 1 and "no Plan tool call" in invalid[0].data["error"]
+
+
+def test_tools_stays_with_function_calling(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           stop: list[OpenAICompatServer]) -> None:
+    server = serve(monkeypatch, ignores_forced_tools=True)
+    stop.append(server)
+    result, _ = run("openai:fake-rules,structured=tools", tmp_path)
+    assert not result.ok and "did not produce a valid plan" in (result.error or "")
+    assert all("response_format" not in b for b in planning(server))
