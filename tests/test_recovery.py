@@ -377,3 +377,20 @@ def test_a_run_that_makes_no_progress_is_stopped(domain_db: Path) -> None:
     attempts = [e for e in result.events if e.type == "attempt_finished"]
     assert len(attempts) == 4  # not 3 subtasks x 4 attempts
     assert "Stopped early" in result.answer
+
+
+def test_a_model_call_cut_off_by_the_subtask_timeout_is_still_counted(
+        domain_db: Path) -> None:
+    """Seen with llama.cpp: calls cut off by a timeout were missing from the usage figures
+    (121 calls counted, 134 served)."""
+    slow = FakeChatModel(latency=5.0)  # the agent's model answers after the timeout
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        agent_models={"monitoring": slow},
+                        settings=Settings(subtask_timeout_s=0.3, max_retries=1, max_replans=0,
+                                          max_reassigns=0))
+    result = orch.run("check the health of web-2")
+    (checked,) = result.results.values()
+    assert checked.failure_kind == "timeout" and checked.attempts == 2
+    assert checked.usage.llm_calls == 2  # one cut-off call per attempt, each counted
+    assert checked.usage.input_tokens > 0  # estimated: the server never said
+    assert result.usage.llm_calls >= checked.usage.llm_calls + 1  # + the planner's

@@ -206,6 +206,10 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
         budget.begin_call(estimate_tokens(messages))
     try:
         reply = await bound.ainvoke(messages)
+    except BaseException as exc:
+        if cut_off(exc):  # the server took the call: count it (its input estimated)
+            result.usage.add_message({"input_tokens": estimate_tokens(messages)})
+        raise
     finally:
         if budget is not None:
             budget.end_call()
@@ -215,6 +219,13 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
     if budget is not None:
         budget.charge(model_name, reply.usage_metadata)
     return reply
+
+
+def cut_off(exc: BaseException) -> bool:
+    """A model call stopped while the server had it: cancelled (a subtask or run timeout)
+    or timed out (ours or the client's)."""
+    return isinstance(exc, asyncio.CancelledError | TimeoutError) or any(
+        "Timeout" in cls.__name__ for cls in type(exc).__mro__)
 
 
 def estimate_tokens(messages: list[BaseMessage]) -> int:
