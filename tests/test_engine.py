@@ -345,3 +345,20 @@ def test_oversized_plan_goes_back_for_repair(domain_db: Path) -> None:
     result = orchestrator(domain_db, model, settings=Settings(max_subtasks=2)).run("check all")
     assert result.ok
     assert "at most 2 are allowed" in model.calls[1].messages[-1].text
+
+
+def test_a_plan_that_loses_an_id_from_the_request_goes_back_for_repair(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    """Seen with a real model: goals lost the request's ids, and the agent then used the
+    example id from its tool's schema and read the wrong record."""
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Check the service's health", "monitoring", [])),
+        plan_reply(("t1", "Check the health of web-2", "monitoring", [])),
+        tool_call("check_service_health", {"service": "web-2"}), "web-2 is up.",
+    ])
+    result = orchestrator(domain_db, model).run("is web-2 healthy?")
+    assert result.ok and result.plan is not None
+    assert result.plan.subtasks[0].goal == "Check the health of web-2"
+    (invalid,) = [e.data["error"] for e in result.events if e.type == "plan_invalid"]
+    assert "the request names web-2, which no subtask goal carries" in invalid
+    assert "web-2" in model.calls[1].messages[-1].text  # the repair says which id

@@ -100,6 +100,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
         check_agents(plan, ctx.agents)
         check_kinds(plan)
         check_can_act(ctx, plan)
+        check_keeps_ids(plan, state["request"])
         if len(plan.subtasks) > ctx.settings.max_subtasks:
             raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
@@ -176,6 +177,24 @@ async def plan_with_repairs(
         f"the model did not produce a valid plan after {ctx.settings.max_plan_repairs + 1} "
         f"attempt(s): {last_error}"
     )
+
+
+_ID = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+"
+                 r"(?![\w-])")
+"""An identifier as requests write them: letters and digits joined by '-' or '_' (web-3,
+sku-12, INC-2041, o_1010), with at least one of each."""
+
+
+def check_keeps_ids(plan: Plan, request: str) -> None:
+    """Raise :class:`PlanError` when the request names an identifier that no subtask goal
+    carries: the agent doing it would guess which one (seen: a schema's example id)."""
+    if not plan.subtasks:
+        return
+    goals = " ".join(s.goal for s in plan.subtasks).lower()
+    lost = [i for i in dict.fromkeys(_ID.findall(request)) if i.lower() not in goals]
+    if lost:
+        raise PlanError(f"the request names {', '.join(lost)}, which no subtask goal "
+                        "carries: write each id into the goal of the subtask that needs it")
 
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:
