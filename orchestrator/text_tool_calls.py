@@ -21,6 +21,8 @@ from langchain_core.messages import ToolCall
 
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FENCED = re.compile(r"```[ \t]*(?:json|tool_call|tool)?[ \t]*\n(.*?)```", re.S)
+_DOUBLED_OPEN = re.compile(r"^\{\{")
+_DOUBLED_CLOSE = re.compile(r"\}\}$")
 _CALL_KEYS = frozenset({"name", "arguments", "parameters", "args", "id", "type", "function"})
 
 
@@ -34,12 +36,27 @@ def tool_calls_in_text(text: str) -> list[ToolCall]:
         [stripped] if stripped[:1] in ("{", "[") else [])
     calls: list[ToolCall] = []
     for block in blocks:
+        data = _json(block)
+        if data is not None:
+            calls.extend(_calls(data))
+    return calls
+
+
+def _json(block: str) -> Any:
+    """The JSON in ``block``; also when a chat template's doubled braces (``{{...}}``, as
+    Qwen2.5-Coder's GGUF template shows its example) were copied into it. None if neither."""
+    try:
+        return json.loads(block)
+    except json.JSONDecodeError:
+        pass
+    undoubled = _DOUBLED_OPEN.sub("{", block.strip())
+    undoubled = _DOUBLED_CLOSE.sub("}", undoubled)
+    for candidate in (undoubled, undoubled[:-1]):  # "}}}" may close one brace too many
         try:
-            data = json.loads(block)
+            return json.loads(candidate)
         except json.JSONDecodeError:
             continue
-        calls.extend(_calls(data))
-    return calls
+    return None
 
 
 def _calls(data: Any) -> Iterator[ToolCall]:

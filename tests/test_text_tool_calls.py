@@ -29,6 +29,9 @@ INCIDENT = ("web-3 is down: find the root cause, reroute its traffic to a backup
     '[{"type": "function", "function": {"name": "alert_oncall", '
     '"arguments": "{\\"service\\": \\"web-3\\"}"}}]',
     '<tool_call>\n{"name": "alert_oncall", "arguments": {"service": "web-3"}}',  # cut off
+    # Qwen2.5-Coder-1.5B's GGUF template shows its example with doubled braces; the model
+    # copies them (seen with llama.cpp)
+    '```json\n{{"name": "alert_oncall", "arguments": {"service": "web-3"}}}\n```',
 ])
 def test_the_shapes_small_models_write_are_read(text: str) -> None:
     (call,) = tool_calls_in_text(text)
