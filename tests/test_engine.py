@@ -362,3 +362,32 @@ def test_a_plan_that_loses_an_id_from_the_request_goes_back_for_repair(
     (invalid,) = [e.data["error"] for e in result.events if e.type == "plan_invalid"]
     assert "the request names web-2, which no subtask goal carries" in invalid
     assert "web-2" in model.calls[1].messages[-1].text  # the repair says which id
+
+
+def test_an_argument_copied_from_the_tool_schemas_example_is_refused(
+        domain_db: Path) -> None:
+    """Seen with a small model: the schema's example ("e.g. p-1") became the argument and
+    the wrong record was read. The example is refused unless the goal, the inputs or a tool
+    result gave it."""
+    plan = plan_reply(("t1", "Check the health of web-2", "monitoring", []))
+    agent = FakeChatModel(script=[
+        tool_call("check_service_health", {"service": "web-3"}),  # the schema's "e.g. web-3"
+        tool_call("check_service_health", {"service": "web-2"}, call_id="c2"),
+        "web-2 is up."])
+    result = orchestrator(domain_db, FakeChatModel(script=[plan, "web-2 is up."]),
+                          agent_models={"monitoring": agent}).run("is web-2 healthy?")
+    assert result.ok
+    (refused,) = [e.data for e in result.events if e.type == "tool_refused"]
+    assert refused["args"] == {"service": "web-3"} and refused["precondition"]
+    assert "'web-3' is the example in check_service_health's description" in refused["reason"]
+    checked = [c.args for c in result.results["t1"].tool_calls if c.status == "ok"]
+    assert checked == [{"service": "web-2"}]
+
+
+def test_an_example_value_the_goal_names_is_used(domain_db: Path) -> None:
+    plan = plan_reply(("t1", "Check the health of web-3", "monitoring", []))
+    agent = FakeChatModel(script=[tool_call("check_service_health", {"service": "web-3"}),
+                                  "web-3 is down."])
+    result = orchestrator(domain_db, FakeChatModel(script=[plan, "web-3 is down."]),
+                          agent_models={"monitoring": agent}).run("is web-3 healthy?")
+    assert result.ok and not [e for e in result.events if e.type == "tool_refused"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class ToolCaller:
     max_output_chars: int = 20_000
     tool_threads: int = 16
     journal: WriteJournal | None = None
+    given: str = ""
+    """What the agent was given (its goal and its inputs): an argument that is only the
+    example in the tool's description must come from here or from a tool's output."""
     _in_flight: dict[str, asyncio.Future[str]] = field(default_factory=dict, repr=False)
     """Writes of this step under way, by key: the same action twice at once runs once."""
 
@@ -109,6 +113,12 @@ class ToolCaller:
             args = _validated(tool, args)
         except ValidationError as exc:
             return self._invalid(tool, args, call_id, exc)
+        copied = self._copied_example(tool, args)
+        if copied is not None:
+            return self._refuse(name, args, call_id, f"{copied!r} is the example in {name}'s "
+                                "description, not a value from your goal, inputs or tool "
+                                "results: use the one the goal names", write=write,
+                                status="rejected")
         why_not = refusal_reason(tool, args)
         if why_not is not None:
             return self._refuse(name, args, call_id, why_not, write=write, status="rejected")
@@ -128,6 +138,20 @@ class ToolCaller:
         return await self._run(tool, args, call_id, key, spent)
 
     # --- the steps ---------------------------------------------------------------------
+
+    def _copied_example(self, tool: BaseTool, args: dict[str, Any]) -> str | None:
+        """An argument that is an example from the tool's description and appears nowhere
+        the agent was given or has read (seen with a small model: the schema's "e.g. p-1"
+        used as the patient id, and the wrong record read)."""
+        examples = schema_examples(tool)
+        if not examples:
+            return None
+        seen = " ".join([self.given, *(c.output for c in self.result.tool_calls)]).lower()
+        for value in args.values():
+            if isinstance(value, str) and value.lower() in examples and \
+                    value.lower() not in seen:
+                return value
+        return None
 
     def _check_approval(self, tool: BaseTool, args: dict[str, Any]) -> str | None:
         """The approval key this call spends, None when it needs none; raises
@@ -321,6 +345,23 @@ class ToolCaller:
             data["audit"] = True
         emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
              data=data)
+
+
+_EXAMPLE = re.compile(r"(?:\be\.g\.|\bfor example|\bexample:|\bsuch as)\s*[\"'`]?"
+                      r"([A-Za-z0-9][\w.-]*[A-Za-z0-9])", re.IGNORECASE)
+
+
+def schema_examples(tool: BaseTool) -> frozenset[str]:
+    """Example values a tool's description and argument descriptions give (``e.g. web-3``),
+    lower-cased."""
+    texts = [tool.description or ""]
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        texts += [f.description or "" for f in schema.model_fields.values()]
+    elif isinstance(schema, dict):
+        texts += [str(p.get("description", "")) for p in (schema.get("properties") or {}
+                                                          ).values() if isinstance(p, dict)]
+    return frozenset(m.lower() for text in texts for m in _EXAMPLE.findall(text))
 
 
 def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
