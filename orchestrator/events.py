@@ -124,6 +124,8 @@ class AttemptFinishedData(TypedDict):
     elapsed_s: float
     embedder_load_s: NotRequired[float]
     """Time the attempt waited for the embedding model to load (not the agent's latency)."""
+    slot_wait_s: NotRequired[float]
+    """Time the attempt waited for a free slot of its model's endpoint (not its latency)."""
 
 
 class RetriedData(TypedDict):

@@ -29,7 +29,10 @@ def test_options_follow_the_model_name_and_reach_the_server(server: OpenAICompat
     spec = parse_model_spec("openai:qwen2.5:1.5b,max_tokens=64,timeout=30,retries=0")
     assert (spec.name, spec.options) == (
         "qwen2.5:1.5b", {"max_tokens": "64", "timeout": "30", "retries": "0"})
-    model = get_model("openai:qwen2.5:1.5b,max_tokens=64,timeout=30,retries=0")
+    model = get_model("openai:qwen2.5:1.5b,max_tokens=64,timeout=30,retries=0,slots=1")
+    assert model.metadata is not None
+    assert (model.metadata["orchestrator_structured"], model.metadata["orchestrator_slots"]) \
+        == ("auto", 1)
     model.invoke("hello")
     body = server.requests[-1]
     assert body["model"] == "qwen2.5:1.5b" and body["max_completion_tokens"] == 64
@@ -44,7 +47,9 @@ def test_without_options_the_defaults_hold(server: OpenAICompatServer) -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("openai:m,max_token=5", "bad option 'max_token=5'.*use max_tokens=N, timeout=N, retries=N"),
+    ("openai:m,max_token=5", "bad option 'max_token=5'.*use max_tokens=N, timeout=N, retries=N"
+                             ", slots=N or structured="),
+    ("openai:m,structured=grammar", "structured .* must be one of auto, tools, json_schema"),
     ("openai:m,max_tokens", "bad option 'max_tokens'"),
     ("openai:m,max_tokens=1.5", "max_tokens .* must be a whole number"),
     ("openai:m,retries=-1", "retries .* must be a whole number"),

@@ -4,6 +4,7 @@ domain database, the events, and that the rest of the run was not lost."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,28 @@ def test_a_model_call_cut_off_by_the_subtask_timeout_is_still_counted(
     assert checked.usage.llm_calls == 2  # one cut-off call per attempt, each counted
     assert checked.usage.input_tokens > 0  # estimated: the server never said
     assert result.usage.llm_calls >= checked.usage.llm_calls + 1  # + the planner's
+
+
+def test_a_model_with_one_slot_takes_one_call_at_a_time_and_the_wait_is_not_charged(
+        domain_db: Path) -> None:
+    """Seen with llama.cpp (one or two slots): up to 8 parallel subtasks queued on the
+    server, and the wait counted against each subtask's timeout."""
+    from tests.test_engine import plan_reply
+
+    checks = [(f"t{i}", f"Check the health of web-{i}", "monitoring", []) for i in (1, 2, 3)]
+    supervisor = FakeChatModel(script=[plan_reply(*checks), "All three checked."])
+    one_slot = FakeChatModel(latency=0.25, metadata={"orchestrator_slots": 1})
+    orch = Orchestrator(supervisor, agents=it_ops_agents(), domain_db=domain_db,
+                        agent_models={"monitoring": one_slot},
+                        settings=Settings(subtask_timeout_s=0.9, max_retries=0, max_replans=0,
+                                          max_reassigns=0))
+    result = orch.run("check the health of web-1, web-2 and web-3")
+    # each subtask needs two calls (0.5 s of its own) but waits up to 1 s for the slot
+    assert result.ok, [(r.id, r.error) for r in result.results.values()]
+    spans = sorted((c.started_at, c.finished_at) for c in one_slot.calls)
+    assert len(spans) == 6
+    assert all(later[0] >= earlier[1] - 0.01 for earlier, later in itertools.pairwise(spans))
+    waited = [e.data.get("slot_wait_s", 0.0) for e in result.events
+              if e.type == "attempt_finished"]
+    assert max(waited) > 0.25
+    assert all(result.results[k].status == "done" for k in ("t1", "t2", "t3"))

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 
 #: Options an ``openai:`` spec may carry after the model name, and their defaults.
-OPTIONS: dict[str, float] = {"max_tokens": 0, "timeout": 120.0, "retries": 2}
+OPTIONS: dict[str, float] = {"max_tokens": 0, "timeout": 120.0, "retries": 2, "slots": 0}
 """``max_tokens`` (0: the server's default), ``timeout`` (seconds per call), ``retries``
-(of a failed call, by the client)."""
+(of a failed call, by the client), ``slots`` (calls the endpoint takes at once; 0: no
+limit; a call waits for a free slot, and the wait is not charged to the subtask)."""
 
 
 class OpenAIProvider:
@@ -87,5 +88,6 @@ class OpenAIProvider:
             max_retries=int(option("retries")),
             max_completion_tokens=max_tokens,
             # how the engine asks it for a plan (orchestrator.config.StructuredMethod)
-            metadata={"orchestrator_structured": spec.options.get("structured", "auto")},
+            metadata={"orchestrator_structured": spec.options.get("structured", "auto"),
+                      "orchestrator_slots": int(option("slots")) or None},
         )

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     is_model_failure,
 )
 from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
+from orchestrator.model_slots import model_slot
 from orchestrator.nodes.specialist import cut_off, estimate_tokens
 from orchestrator.plan import Plan, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
@@ -134,7 +135,8 @@ async def plan_with_repairs(
         try:
             limit = budget.remaining_s() if budget is not None else None
             try:
-                raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
+                async with model_slot(planner):
+                    raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
             except BaseException as exc:
                 if cut_off(exc):  # the server took the call: count it (input estimated)
                     usage.add_message({"input_tokens": estimate_tokens(messages)})

@@ -9,6 +9,7 @@ the scheduler ask the supervisor to replan (see ``executor``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from orchestrator.events import (
     RetriedData,
     emit,
 )
+from orchestrator.model_slots import Waits, run_within, waiting_clock
 from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
@@ -104,6 +106,11 @@ async def run_with_recovery(
     return result
 
 
+def _excluded(loads: ModelLoads, waits: Waits) -> float:
+    """Seconds of an attempt that are not its own: a model load, waits for a model slot."""
+    return loads.seconds + waits.seconds
+
+
 def _timed_out(result: SubtaskResult, agent: str, budget: RunBudget, timeout: float,
                wall_bound: bool, ctx: EngineContext) -> None:
     """An attempt cut off by its timeout or the run's wall time: say what is known."""
@@ -170,15 +177,17 @@ async def _attempts_on_agent(
         remaining = budget.remaining_s()
         wall_bound = remaining is not None and remaining < timeout
         limit = min(timeout, remaining) if remaining is not None else timeout
-        loads = ModelLoads()
+        loads, waits = ModelLoads(), Waits()
         try:
-            with model_load_clock(loads):
-                await asyncio.wait_for(run_specialist(
+            # A one-off embedding-model load and waits for a free model slot are not this
+            # subtask's time: the timeout counts without them.
+            with model_load_clock(loads), waiting_clock(waits):
+                await run_within(run_specialist(
                     spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
                     inputs,
                     run_id=run_id, limits=limits, budget=budget,
                     model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
-                ), timeout=limit)
+                ), limit, functools.partial(_excluded, loads, waits))
         except TimeoutError:
             _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)
         except Exception as exc:
@@ -190,7 +199,7 @@ async def _attempts_on_agent(
             result.finished_at = time.time()
         # Loading the embedding model is the process's one-off start-up, reported apart:
         # it is not this agent's latency (statistics and routing read ``elapsed``).
-        elapsed = max(time.monotonic() - started - loads.seconds, 0.0)
+        elapsed = max(time.monotonic() - started - loads.seconds - waits.seconds, 0.0)
         spent = result.usage - before
         ok = result.status == "done" or result.failure_kind == "condition"
         if result.failure_kind != "budget" and not result.awaiting:
@@ -202,6 +211,8 @@ async def _attempts_on_agent(
             elapsed_s=round(elapsed, 4))
         if loads.seconds:
             data["embedder_load_s"] = round(loads.seconds, 4)
+        if waits.seconds >= 0.001:
+            data["slot_wait_s"] = round(waits.seconds, 4)
         emit("attempt_finished", run_id, subtask_id=result.id, agent=spec.name,
              usage=spent.to_dict(), data=data)
         if ok or result.awaiting or result.failure_kind not in RETRY_SAME_AGENT:

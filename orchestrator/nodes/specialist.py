@@ -28,6 +28,7 @@ from langchain_core.tools import BaseTool
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError
+from orchestrator.model_slots import model_slot
 from orchestrator.nodes.outcome import CANNOT_MARKER, judge, judge_cut_short
 from orchestrator.nodes.tool_calls import (
     ApprovalNeeded,
@@ -206,7 +207,8 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
     if budget is not None:
         budget.begin_call(estimate_tokens(messages))
     try:
-        reply = await bound.ainvoke(messages)
+        async with model_slot(bound):
+            reply = await bound.ainvoke(messages)
     except BaseException as exc:
         if cut_off(exc):  # the server took the call: count it (its input estimated)
             result.usage.add_message({"input_tokens": estimate_tokens(messages)})

@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from orchestrator.errors import is_model_failure
 from orchestrator.events import AnswerData, emit
+from orchestrator.model_slots import model_slot
 from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -32,9 +33,10 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
                     "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
         try:
-            reply = await asyncio.wait_for(
-                ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
-                                   HumanMessage(human)]), timeout=budget.remaining_s())
+            async with model_slot(ctx.model):
+                reply = await asyncio.wait_for(
+                    ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
+                                       HumanMessage(human)]), timeout=budget.remaining_s())
         except TimeoutError as exc:
             left = budget.remaining_s()
             usage.llm_calls += 1
