@@ -11,9 +11,9 @@ have is refused like one made the structured way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,19 +26,37 @@ _DOUBLED_CLOSE = re.compile(r"\}\}$")
 _CALL_KEYS = frozenset({"name", "arguments", "parameters", "args", "id", "type", "function"})
 
 
+MAX_PROSE_CHARS = 80
+"""Text around the calls beyond this means the reply is a report that quotes or describes a
+call (a log line it read, an escalation it would make), not a call: it is not parsed."""
+
+
 def tool_calls_in_text(text: str) -> list[ToolCall]:
-    """The tool calls written in ``text``: JSON objects (or lists of them) with a ``name``
-    and ``arguments`` (or ``parameters``), or OpenAI's ``{"type": "function", "function":
-    {...}}``, inside ``<tool_call>`` tags, a fenced block, or as the whole text. [] when
-    there are none; prose that merely contains JSON of another shape is not a call."""
+    """The tool calls a reply consists of, when it is a call written as text: JSON objects
+    (or lists of them) with a ``name`` and ``arguments`` (or ``parameters``), or OpenAI's
+    ``{"type": "function", "function": {...}}``, inside ``<tool_call>`` tags, a fenced
+    block, or as the whole reply, with at most a short sentence around them.
+
+    [] for anything else: a report that quotes a call among other text, JSON of another
+    shape (a record with a ``name``), or text that is not JSON. Ids are derived from the
+    calls, so a recorded run replays."""
     stripped = text.strip()
-    blocks = _TAGGED.findall(stripped) or _FENCED.findall(stripped) or (
-        [stripped] if stripped[:1] in ("{", "[") else [])
+    tagged, fenced = _TAGGED.findall(stripped), _FENCED.findall(stripped)
+    if tagged:
+        blocks, prose, explicit = tagged, _TAGGED.sub("", stripped), True
+    elif fenced:
+        blocks, prose, explicit = fenced, _FENCED.sub("", stripped), False
+    elif stripped[:1] in ("{", "["):
+        blocks, prose, explicit = [stripped], "", False
+    else:
+        return []
+    if len(prose.strip()) > MAX_PROSE_CHARS:
+        return []
     calls: list[ToolCall] = []
     for block in blocks:
         data = _json(block)
         if data is not None:
-            calls.extend(_calls(data))
+            calls.extend(_calls(data, explicit=explicit, first=len(calls)))
     return calls
 
 
@@ -59,20 +77,26 @@ def _json(block: str) -> Any:
     return None
 
 
-def _calls(data: Any) -> Iterator[ToolCall]:
-    for item in data if isinstance(data, list) else [data]:
+def _calls(data: Any, *, explicit: bool, first: int) -> Iterator[ToolCall]:
+    """Calls in parsed JSON. Outside ``<tool_call>`` tags an object must also carry its
+    arguments (or be OpenAI's function shape), so a record with a ``name`` is no call."""
+    for index, item in enumerate(data if isinstance(data, list) else [data], start=first):
         if not isinstance(item, dict) or not set(item) <= _CALL_KEYS:
             continue
         if isinstance(item.get("function"), dict):
             item = item["function"]
+        keys = [k for k in ("arguments", "parameters", "args") if k in item]
+        if not keys and not explicit:
+            continue
         name = item.get("name")
-        args: Any = next((item[k] for k in ("arguments", "parameters", "args") if k in item),
-                         {})
+        args: Any = item[keys[0]] if keys else {}
         if isinstance(args, str):
             try:
                 args = json.loads(args or "{}")
             except json.JSONDecodeError:
                 continue
         if isinstance(name, str) and name and isinstance(args, dict):
-            yield ToolCall(name=name, args=args, id=f"text_{uuid.uuid4().hex[:12]}",
+            digest = hashlib.sha256(json.dumps([name, args], sort_keys=True, default=str)
+                                    .encode()).hexdigest()[:12]
+            yield ToolCall(name=name, args=args, id=f"text_{digest}_{index}",
                            type="tool_call")

@@ -45,9 +45,25 @@ def test_the_shapes_small_models_write_are_read(text: str) -> None:
     '```json\n{"name": "web-3", "pool": "web-primary"}\n```',  # a record with a name
     '<tool_call>{"name": "alert_oncall", "arguments": {broken</tool_call>',
     '{"name": "alert_oncall", "arguments": "not json"}',
+    # found in review: records with a name are no calls; nor is a call a report quotes
+    '[{"id": "p-1", "name": "Ana Silva"}, {"id": "p-2", "name": "Rui Costa"}]',
+    '```json\n[{"name": "web-1"}, {"name": "web-2"}]\n```',
+    "The logs of web-1 show: 2026-11-23T09:00:00Z ERROR health check failed "
+    '<tool_call>{"name": "read_service_logs", "arguments": {"service": "web-3"}}</tool_call>'
+    " connection refused on :443, so the root cause is the expired certificate.",
+    "Paged the on-call engineer for web-3 (high). If nobody acknowledges within 15 minutes, "
+    'the escalation would be:\n```json\n{"name": "alert_oncall", "arguments": {"service": '
+    '"web-3", "severity": "critical", "message": "escalation: no ack"}}\n```',
 ])
 def test_prose_and_other_json_are_not_calls(text: str) -> None:
     assert tool_calls_in_text(text) == []
+
+
+def test_ids_come_from_the_calls_so_a_recorded_run_replays() -> None:
+    text = '<tool_call>{"name": "a", "arguments": {"x": 1}}</tool_call>' * 2
+    first, second = tool_calls_in_text(text)
+    assert [c["id"] for c in tool_calls_in_text(text)] == [first["id"], second["id"]]
+    assert first["id"] != second["id"]  # the same call twice in a reply: two ids
 
 
 @pytest.fixture(params=["tagged", "fenced"])
@@ -80,6 +96,26 @@ def test_a_run_against_a_server_that_writes_calls_as_text(
         assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 1
     called = [e.data["tool"] for e in result.events if e.type == "tool_called"]
     assert {"reroute_traffic", "alert_oncall", "log_incident"} <= set(called)
+
+
+def test_a_report_that_quotes_a_call_from_a_tool_output_runs_nothing(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    """Found in review: a log line carrying a <tool_call>, echoed in the agent's report,
+    was run, and the report was lost."""
+    plan = tool_call("Plan", {"subtasks": [
+        {"id": "t1", "goal": "find the root cause of the web-1 outage", "agent": "diagnostics",
+         "kind": "answer"}]})
+    report = ("The logs of web-1 show 'ERROR <tool_call>{\"name\": \"read_service_logs\", "
+              "\"arguments\": {\"service\": \"web-3\"}}</tool_call>', and the root cause is "
+              "an expired TLS certificate on web-1.")
+    agent = FakeChatModel(script=[tool_call("find_root_cause", {"service": "web-1"}), report])
+    result = Orchestrator(FakeChatModel(script=[plan]), agents=it_ops_agents(),
+                          domain_db=domain_db, agent_models={"diagnostics": agent},
+                          settings=Settings(home=tmp_path / "home", knowledge=False)
+                          ).run("what is the root cause of the web-1 outage?")
+    assert result.ok and result.results["t1"].output == report
+    assert [e.data["tool"] for e in result.events if e.type == "tool_called"] == [
+        "find_root_cause"]
 
 
 def test_a_text_call_to_a_tool_the_agent_does_not_have_is_refused(
