@@ -85,7 +85,6 @@ class EngineContext:
 
     _budgets: dict[str, RunBudget] = field(default_factory=dict, repr=False)
 
-    _structured: str | None = None
     _bound: dict[str, Runnable[LanguageModelInput, BaseMessage]] = field(
         default_factory=dict, repr=False)
 
@@ -176,23 +175,20 @@ class EngineContext:
 
     @property
     def structured(self) -> StructuredMethod:
-        """How the supervisor is asked for a plan (see :data:`STRUCTURED_METHODS`): what
-        its model says (``metadata["orchestrator_structured"]``, set by a provider from the
-        spec), else ``auto``; ``auto`` turns into ``json_schema`` after a reply that carries
-        no plan at all (a server that ignores function calling)."""
-        chosen = self._structured or (self.model.metadata or {}).get(
-            "orchestrator_structured", "auto")
+        """How the supervisor is asked for a plan (``orchestrator.config.StructuredMethod``):
+        what its model says (``metadata["orchestrator_structured"]``, set by a provider from
+        the spec), else ``auto``."""
+        chosen = (self.model.metadata or {}).get("orchestrator_structured", "auto")
         return cast(StructuredMethod, chosen)
 
-    def fall_back_to_json_schema(self) -> None:
-        self._structured = "json_schema"
-
-    def planner_runnable(self, plan_schema: type[BaseModel]
+    def planner_runnable(self, plan_schema: type[BaseModel],
+                         method: StructuredMethod | None = None
                          ) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The supervisor's model asked for a ``plan_schema`` reply: the schema as a forced
-        tool (``tools``, ``auto``), as a JSON-schema ``response_format`` (the server
-        constrains the reply to it), or as JSON mode (the schema is in the prompt)."""
-        method = self.structured
+        """The supervisor's model asked for a ``plan_schema`` reply (``method``, default
+        :attr:`structured`): the schema as a forced tool (``tools``, ``auto``), as a
+        JSON-schema ``response_format`` (the server constrains the reply to it), or as JSON
+        mode (the schema is in the prompt)."""
+        method = method or self.structured
         key = f"planner:{method}"
         if key not in self._bound:
             name = plan_schema.__name__

@@ -99,3 +99,20 @@ def test_tools_stays_with_function_calling(monkeypatch: pytest.MonkeyPatch, tmp_
     result, _ = run("openai:fake-rules,structured=tools", tmp_path)
     assert not result.ok and "did not produce a valid plan" in (result.error or "")
     assert all("response_format" not in b for b in planning(server))
+
+
+def test_one_reply_without_a_plan_does_not_change_how_later_runs_ask(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """Found in review: one prose reply switched the orchestrator to JSON schema for every
+    later run and thread."""
+    server = serve(monkeypatch, ignores_forced_tools=1)
+    stop.append(server)
+    orch = Orchestrator("openai:fake-rules", agents=it_ops_agents(),
+                        domain_db=tmp_path / "domain.sqlite",
+                        settings=Settings(home=tmp_path / "home", knowledge=False))
+    assert orch.run("check the health of web-1").ok
+    assert orch.run("check the health of web-2").ok
+    first, fallback, later = planning(server)
+    assert "tool_choice" in first and "response_format" in fallback
+    assert "tool_choice" in later and "response_format" not in later

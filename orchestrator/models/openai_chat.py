@@ -73,6 +73,7 @@ class OpenAIProvider:
                 f"openai:{spec.name} needs OPENAI_API_KEY (for a local OpenAI-compatible "
                 "server any value works; set OPENAI_BASE_URL to its /v1 address)"
             )
+        import httpx
         from langchain_openai import ChatOpenAI
 
         def option(key: str) -> float:
@@ -87,6 +88,12 @@ class OpenAIProvider:
             timeout=option("timeout"),
             max_retries=int(option("retries")),
             max_completion_tokens=max_tokens,
+            # No pooled connections for async calls: the synchronous API runs each request
+            # in an event loop of its own, and a connection pooled in a loop that has closed
+            # fails the next request ("Event loop is closed").
+            http_async_client=httpx.AsyncClient(
+                limits=httpx.Limits(max_keepalive_connections=0),
+                timeout=option("timeout")),
             # how the engine asks it for a plan (orchestrator.config.StructuredMethod)
             metadata={"orchestrator_structured": spec.options.get("structured", "auto"),
                       "orchestrator_slots": int(option("slots")) or None},

@@ -120,11 +120,13 @@ async def plan_with_repairs(
 
     The plan is asked for the way the model's server supports (``ctx.structured``): in
     ``auto``, a first reply that carries no plan at all (no Plan call, no plan written as
-    JSON) means the server ignores function calling, and the next attempts ask with a
-    JSON-schema ``response_format`` instead."""
-    if ctx.structured == "json":
+    JSON) means the server ignores function calling, and this planning's next attempts ask
+    with a JSON-schema ``response_format`` instead (the next run tries function calling
+    again: one odd reply must not change how every later run asks)."""
+    method = ctx.structured
+    if method == "json":
         messages = [*messages, SystemMessage(_json_mode_note())]
-    planner = ctx.planner_runnable(Plan)
+    planner = ctx.planner_runnable(Plan, method)
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         if budget is not None:
@@ -168,9 +170,9 @@ async def plan_with_repairs(
         except PlanError as exc:
             last_error = str(exc)
         emit("plan_invalid", run_id, data=PlanInvalidData(error=last_error, attempt=attempt + 1))
-        if ctx.structured == "auto" and not raw.tool_calls and _written_plan(raw) is None:
-            ctx.fall_back_to_json_schema()  # this server does not do function calling
-            planner = ctx.planner_runnable(Plan)
+        if method == "auto" and not raw.tool_calls and _written_plan(raw) is None:
+            method = "json_schema"  # this server seems not to do function calling
+            planner = ctx.planner_runnable(Plan, method)
             messages = [*messages, raw, HumanMessage(render_prompt("plan_repair",
                                                                    error=last_error))]
             continue

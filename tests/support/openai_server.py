@@ -149,14 +149,15 @@ class OpenAICompatServer:
     """
 
     def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules",
-                 tool_calls_as_text: str | None = None, ignores_forced_tools: bool = False
+                 tool_calls_as_text: str | None = None, ignores_forced_tools: bool | int = False
                  ) -> None:
         """``tool_calls_as_text``: behave like llama.cpp serving a model whose tool calls
         its template does not parse: ``"tagged"`` writes each call in the message text as
         ``<tool_call>{...}</tool_call>`` (Qwen, Hermes), ``"fenced"`` as a fenced JSON
         block; the ``tool_calls`` field stays empty and ``tool_choice`` is ignored.
         ``ignores_forced_tools``: a request that forces a named tool gets a prose answer
-        (as a server that ignores ``tool_choice`` and a model that does not call) .
+        (as a server that ignores ``tool_choice`` and a model that does not call); a number:
+        only that many such requests do.
 
         A ``response_format`` of type ``json_schema`` is honoured as llama.cpp does (the
         reply is constrained to the schema): the reply is the object the rules model fills
@@ -168,6 +169,7 @@ class OpenAICompatServer:
         self.model = model
         self.tool_calls_as_text = tool_calls_as_text
         self.ignores_forced_tools = ignores_forced_tools
+        self._ignored = 0
         self._requests: list[dict[str, Any]] = []
         self._rejected: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -270,7 +272,7 @@ class OpenAICompatServer:
         if schema is not None:
             filled = reply.tool_calls[0]["args"] if reply.tool_calls else {}
             reply = AIMessage(content=json.dumps(filled))
-        elif forced and self.ignores_forced_tools:
+        elif forced and self._ignores_this_one():
             reply = AIMessage(content="Here is what I would do: look at the service first.")
         elif self.tool_calls_as_text and reply.tool_calls:
             reply = AIMessage(content=calls_as_text(reply, self.tool_calls_as_text))
@@ -292,6 +294,14 @@ class OpenAICompatServer:
                 "total_tokens": usage["total_tokens"],
             },
         }
+
+    def _ignores_this_one(self) -> bool:
+        with self._lock:
+            limit = self.ignores_forced_tools
+            if limit is True or (limit and self._ignored < limit):
+                self._ignored += 1
+                return True
+            return False
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [
