@@ -23,14 +23,24 @@ T = TypeVar("T")
 
 @dataclass
 class Waits:
-    """Seconds spent waiting (for a model slot) inside a :func:`waiting_clock` block."""
+    """Seconds spent waiting (for a model slot) inside a :func:`waiting_clock` block,
+    the wait under way included."""
 
-    seconds: float = 0.0
+    done: float = 0.0
+    since: float | None = None
+    """When the wait under way began (monotonic), None when nothing waits."""
+
+    @property
+    def seconds(self) -> float:
+        return self.done + (time.monotonic() - self.since if self.since is not None else 0.0)
 
 
 _waits: ContextVar[Waits | None] = ContextVar("model_slot_waits", default=None)
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = \
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = \
     weakref.WeakKeyDictionary()
+"""Per event loop (asyncio semaphores belong to one), per endpoint: the limit holds for the
+calls of one loop, which is all of them in a server or an ``async`` program; the synchronous
+API runs each request in a loop of its own."""
 
 
 @contextmanager
@@ -58,6 +68,14 @@ def slots_of(model: Any) -> int | None:
     return int(slots) if slots else None
 
 
+def endpoint_of(model: Any) -> str:
+    """What shares the slots: the endpoint a provider names (``orchestrator_endpoint``),
+    else the model object itself."""
+    inner = model_of(model)
+    return str((getattr(inner, "metadata", None) or {}).get("orchestrator_endpoint")
+               or f"object:{id(inner)}")
+
+
 @asynccontextmanager
 async def model_slot(model: Any) -> AsyncIterator[None]:
     """Hold one of ``model``'s slots for a call (no-op for a model without a limit)."""
@@ -66,24 +84,37 @@ async def model_slot(model: Any) -> AsyncIterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
-    semaphore = _limiters.setdefault(loop, {}).setdefault(id(model_of(model)),
+    semaphore = _limiters.setdefault(loop, {}).setdefault(endpoint_of(model),
                                                           asyncio.Semaphore(slots))
+    waits = _waits.get()
     started = time.monotonic()
-    async with semaphore:
-        waits = _waits.get()
+    if waits is not None:
+        waits.since = started
+    try:
+        await semaphore.acquire()
+    finally:
         if waits is not None:
-            waits.seconds += time.monotonic() - started
+            waits.done += time.monotonic() - started
+            waits.since = None
+    try:
         yield
+    finally:
+        semaphore.release()
 
 
-async def run_within(make: Awaitable[T], limit: float, excluded: Callable[[], float]) -> T:
+async def run_within(make: Awaitable[T], limit: float, excluded: Callable[[], float],
+                     hard_limit: float | None = None) -> T:
     """Await ``make`` for at most ``limit`` seconds, not counting the seconds ``excluded()``
-    reports (waits for a model slot, a one-off model load); TimeoutError after that."""
+    reports (waits for a model slot, a one-off model load), and never past ``hard_limit``
+    seconds of wall time (the run's own limit); TimeoutError after that."""
     task = asyncio.ensure_future(make)
     started = time.monotonic()
     try:
         while True:
-            left = limit - (time.monotonic() - started - excluded())
+            now = time.monotonic()
+            left = limit - (now - started - excluded())
+            if hard_limit is not None:
+                left = min(left, hard_limit - (now - started))
             if left <= 0:
                 raise TimeoutError
             done, _ = await asyncio.wait({task}, timeout=left)

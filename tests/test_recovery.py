@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -403,20 +404,33 @@ def test_a_model_with_one_slot_takes_one_call_at_a_time_and_the_wait_is_not_char
     server, and the wait counted against each subtask's timeout."""
     from tests.test_engine import plan_reply
 
-    checks = [(f"t{i}", f"Check the health of web-{i}", "monitoring", []) for i in (1, 2, 3)]
-    supervisor = FakeChatModel(script=[plan_reply(*checks), "All three checked."])
-    one_slot = FakeChatModel(latency=0.25, metadata={"orchestrator_slots": 1})
+    services = ["web-1", "web-2", "web-3", "web-4", "api-1"]
+    checks = [(f"t{i}", f"Check the health of {s}", "monitoring", [])
+              for i, s in enumerate(services, start=1)]
+    supervisor = FakeChatModel(script=[plan_reply(*checks), "All five checked."])
+    one_slot = FakeChatModel(latency=0.2, metadata={"orchestrator_slots": 1})
     orch = Orchestrator(supervisor, agents=it_ops_agents(), domain_db=domain_db,
                         agent_models={"monitoring": one_slot},
-                        settings=Settings(subtask_timeout_s=0.9, max_retries=0, max_replans=0,
+                        settings=Settings(subtask_timeout_s=0.7, max_retries=0, max_replans=0,
                                           max_reassigns=0))
-    result = orch.run("check the health of web-1, web-2 and web-3")
-    # each subtask needs two calls (0.5 s of its own) but waits up to 1 s for the slot
+    result = orch.run("check the health of web-1, web-2, web-3, web-4 and api-1")
+    # each subtask needs two calls (0.4 s of its own) but waits up to 1.6 s for the slot,
+    # longer than its timeout (found in review: a wait still under way was counted)
     assert result.ok, [(r.id, r.error) for r in result.results.values()]
     spans = sorted((c.started_at, c.finished_at) for c in one_slot.calls)
-    assert len(spans) == 6
+    assert len(spans) == 10
+    counted = sum(result.results[f"t{i}"].usage.llm_calls for i in range(1, 6))
+    assert counted == 10  # every call the model took, no call that only waited
     assert all(later[0] >= earlier[1] - 0.01 for earlier, later in itertools.pairwise(spans))
     waited = [e.data.get("slot_wait_s", 0.0) for e in result.events
               if e.type == "attempt_finished"]
-    assert max(waited) > 0.25
-    assert all(result.results[k].status == "done" for k in ("t1", "t2", "t3"))
+    assert max(waited) > 0.7
+
+    # the run's own wall limit still holds, waits included
+    walled = Orchestrator(FakeChatModel(script=[plan_reply(*checks)]), agents=it_ops_agents(),
+                          domain_db=domain_db, agent_models={"monitoring": one_slot},
+                          settings=Settings(subtask_timeout_s=0.7, max_wall_s=1.0,
+                                            max_retries=0, max_replans=0, max_reassigns=0))
+    started = time.monotonic()
+    stopped = walled.run("check the health of web-1, web-2, web-3, web-4 and api-1")
+    assert time.monotonic() - started < 1.6 and not stopped.ok

@@ -96,5 +96,8 @@ class OpenAIProvider:
                 timeout=option("timeout")),
             # how the engine asks it for a plan (orchestrator.config.StructuredMethod)
             metadata={"orchestrator_structured": spec.options.get("structured", "auto"),
-                      "orchestrator_slots": int(option("slots")) or None},
+                      "orchestrator_slots": int(option("slots")) or None,
+                      # calls to one server and model share its slots
+                      "orchestrator_endpoint": f"{os.environ.get('OPENAI_BASE_URL') or ''}"
+                                               f"#{spec.name}"},
         )

@@ -136,13 +136,13 @@ async def plan_with_repairs(
                 raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
             limit = budget.remaining_s() if budget is not None else None
-            try:
-                async with model_slot(planner):
+            async with model_slot(planner):  # a call still waiting for a slot was not sent
+                try:
                     raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
-            except BaseException as exc:
-                if cut_off(exc):  # the server took the call: count it (input estimated)
-                    usage.add_message({"input_tokens": estimate_tokens(messages)})
-                raise
+                except BaseException as exc:
+                    if cut_off(exc):  # the server took the call: count it (input estimated)
+                        usage.add_message({"input_tokens": estimate_tokens(messages)})
+                    raise
         except TimeoutError as exc:
             left = budget.remaining_s() if budget is not None else None
             if budget is None or left is None or left > 0.01:  # the provider's own timeout

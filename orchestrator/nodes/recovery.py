@@ -176,7 +176,6 @@ async def _attempts_on_agent(
         timeout = policy.timeout_s
         remaining = budget.remaining_s()
         wall_bound = remaining is not None and remaining < timeout
-        limit = min(timeout, remaining) if remaining is not None else timeout
         loads, waits = ModelLoads(), Waits()
         try:
             # A one-off embedding-model load and waits for a free model slot are not this
@@ -187,7 +186,7 @@ async def _attempts_on_agent(
                     inputs,
                     run_id=run_id, limits=limits, budget=budget,
                     model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
-                ), limit, functools.partial(_excluded, loads, waits))
+                ), timeout, functools.partial(_excluded, loads, waits), hard_limit=remaining)
         except TimeoutError:
             _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)
         except Exception as exc:

@@ -207,12 +207,13 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
     if budget is not None:
         budget.begin_call(estimate_tokens(messages))
     try:
-        async with model_slot(bound):
-            reply = await bound.ainvoke(messages)
-    except BaseException as exc:
-        if cut_off(exc):  # the server took the call: count it (its input estimated)
-            result.usage.add_message({"input_tokens": estimate_tokens(messages)})
-        raise
+        async with model_slot(bound):  # a call still waiting for a slot was not sent
+            try:
+                reply = await bound.ainvoke(messages)
+            except BaseException as exc:
+                if cut_off(exc):  # the server took the call: count it (input estimated)
+                    result.usage.add_message({"input_tokens": estimate_tokens(messages)})
+                raise
     finally:
         if budget is not None:
             budget.end_call()
