@@ -391,3 +391,58 @@ def test_an_example_value_the_goal_names_is_used(domain_db: Path) -> None:
     result = orchestrator(domain_db, FakeChatModel(script=[plan, "web-3 is down."]),
                           agent_models={"monitoring": agent}).run("is web-3 healthy?")
     assert result.ok and not [e for e in result.events if e.type == "tool_refused"]
+
+
+async def test_the_example_guard_matches_whole_values_and_is_not_fooled_by_its_refusal(
+        domain_db: Path) -> None:
+    """Found in review: the goal 'p-12' let the example 'p-1' through (a substring), and a
+    refusal that named the example made it look known to the next call."""
+    from orchestrator.domain_db import use_domain_db
+    from orchestrator.nodes.tool_calls import ToolCaller
+    from orchestrator.results import SubtaskResult
+
+    monitoring = next(s for s in it_ops_agents() if s.name == "monitoring")
+    result = SubtaskResult(id="t1", goal="Check the health of web-30", agent="monitoring",
+                           kind="answer")
+    caller = ToolCaller(monitoring, monitoring.tool_map, result, "run-1",
+                        given=f"{monitoring.prompt} Check the health of web-30")
+    call = {"name": "check_service_health", "args": {"service": "web-3"}, "type": "tool_call"}
+    with use_domain_db(domain_db):
+        first = await caller.call({**call, "id": "c1"})  # type: ignore[typeddict-item]
+        second = await caller.call({**call, "id": "c2"})  # type: ignore[typeddict-item]
+    assert "'web-3' is the example" in first.text and "'web-3' is the example" in second.text
+    assert not [c for c in result.tool_calls if c.status == "ok"]
+
+
+def test_an_example_value_the_agents_own_instructions_name_is_used(domain_db: Path) -> None:
+    """Found in review: a value given in the agent's prompt (not its goal) was refused."""
+    from orchestrator.agents.spec import AgentSpec
+
+    base = next(s for s in it_ops_agents() if s.name == "monitoring")
+    told = AgentSpec(name="monitoring", description=base.description, skills=base.skills,
+                     prompt="You look after web-3 only.", tools=list(base.tools),
+                     domain="it_ops")
+    plan = plan_reply(("t1", "Check the health of the service you look after", "monitoring",
+                       []))
+    agent = FakeChatModel(script=[tool_call("check_service_health", {"service": "web-3"}),
+                                  "web-3 is down."])
+    agents = [told, *(s for s in it_ops_agents() if s.name != "monitoring")]
+    result = Orchestrator(FakeChatModel(script=[plan]), agents=agents, domain_db=domain_db,
+                          agent_models={"monitoring": agent}).run("check my service")
+    assert result.ok and not [e for e in result.events if e.type == "tool_refused"]
+
+
+def test_a_plan_that_leaves_out_an_id_for_a_reason_stands_after_one_repair(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    """Found in review: 'do not page anyone about web-1' sent correct plans back until the
+    run failed. The lost id is asked about once; a second plan without it stands."""
+    correct = plan_reply(("t1", "Page the on-call engineer about web-3", "notifications", []))
+    model = FakeChatModel(script=[correct, correct, "Paged about web-3."])
+    agent = FakeChatModel(script=[
+        tool_call("alert_oncall", {"service": "web-3", "message": "web-3 is down"}),
+        "Paged about web-3."])
+    result = orchestrator(domain_db, model, agent_models={"notifications": agent}).run(
+        "page the on-call engineer about web-3; do not page anyone about web-1, it is fine")
+    assert result.ok
+    assert [e.type for e in result.events].count("plan_invalid") == 1
+    assert [r[0] for r in db.execute("SELECT service FROM alerts")] == ["web-3"]

@@ -97,11 +97,20 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
     context = await asyncio.to_thread(knowledge_context, ctx, state["request"])
     messages = planner_messages(ctx, state, context)
 
+    asked: set[str] = set()
+
     def check(plan: Plan) -> Plan:
         check_agents(plan, ctx.agents)
         check_kinds(plan)
         check_can_act(ctx, plan)
-        check_keeps_ids(plan, state["request"])
+        # An id the request named and no goal carries goes back once: a plan may drop one
+        # for a reason ("do not touch web-1"), so a second plan without it stands.
+        lost = [i for i in lost_ids(plan, state["request"]) if i not in asked]
+        if lost:
+            asked.update(lost)
+            raise PlanError(f"the request names {', '.join(lost)}, which no subtask goal "
+                            "carries: write each id into the goal of the subtask that needs "
+                            "it (leave it out only if no subtask is about it)")
         if len(plan.subtasks) > ctx.settings.max_subtasks:
             raise PlanError(f"the plan has {len(plan.subtasks)} subtasks; at most "
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
@@ -183,22 +192,20 @@ async def plan_with_repairs(
     )
 
 
-_ID = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+"
+_ID = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*[-_][0-9][A-Za-z0-9]*"
                  r"(?![\w-])")
-"""An identifier as requests write them: letters and digits joined by '-' or '_' (web-3,
-sku-12, INC-2041, o_1010), with at least one of each."""
+"""An identifier as requests write them: a word, then '-' or '_' and a part that starts
+with a digit (web-3, sku-12, INC-2041, o_1010); not '24-hour' or 'web-backup-a'."""
 
 
-def check_keeps_ids(plan: Plan, request: str) -> None:
-    """Raise :class:`PlanError` when the request names an identifier that no subtask goal
-    carries: the agent doing it would guess which one (seen: a schema's example id)."""
+def lost_ids(plan: Plan, request: str) -> list[str]:
+    """The identifiers the request names that no subtask goal carries (the agent doing it
+    would guess which one; seen: a tool schema's example id)."""
     if not plan.subtasks:
-        return
+        return []
     goals = " ".join(s.goal for s in plan.subtasks).lower()
-    lost = [i for i in dict.fromkeys(_ID.findall(request)) if i.lower() not in goals]
-    if lost:
-        raise PlanError(f"the request names {', '.join(lost)}, which no subtask goal "
-                        "carries: write each id into the goal of the subtask that needs it")
+    return [i for i in dict.fromkeys(_ID.findall(request))
+            if not re.search(rf"(?<![\w-]){re.escape(i.lower())}(?![\w-])", goals)]
 
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:

@@ -121,7 +121,8 @@ async def run_specialist(
     limits = limits or LoopLimits()
     caller = ToolCaller(spec, tools, result, run_id, grants, limits.max_tool_output_chars,
                         limits.tool_threads, journal,
-                        given=" ".join([result.goal, *(i.output for i in inputs)]))
+                        given=" ".join([spec.prompt, result.goal,
+                                        *(i.output for i in inputs)]))
     paused = (result.awaiting or {}).get("resume")
     result.started_at = result.started_at or time.time()
     result.status, result.error, result.failure_kind = "running", None, None

@@ -146,10 +146,13 @@ class ToolCaller:
         examples = schema_examples(tool)
         if not examples:
             return None
-        seen = " ".join([self.given, *(c.output for c in self.result.tool_calls)]).lower()
+        # what the agent was given, and what its successful calls returned (a refusal that
+        # names the example does not make it known)
+        seen = " ".join([self.given, *(c.output for c in self.result.tool_calls
+                                       if c.status == "ok")]).lower()
         for value in args.values():
-            if isinstance(value, str) and value.lower() in examples and \
-                    value.lower() not in seen:
+            if isinstance(value, str) and value.lower() in examples and not re.search(
+                    rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", seen):
                 return value
         return None
 
