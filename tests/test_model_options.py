@@ -55,6 +55,8 @@ def test_without_options_the_defaults_hold(server: OpenAICompatServer) -> None:
     ("openai:m,retries=-1", "retries .* must be a whole number"),
     ("openai:m,timeout=0", "timeout .* must be a number of seconds above 0"),
     ("openai:m,timeout=soon", "timeout .* not 'soon'"),
+    ("openai:m,timeout=nan", "timeout .* not 'nan'"),
+    ("openai:m,timeout=inf", "timeout .* not 'inf'"),
     ("openai:,timeout=5", "needs a name"),
 ])
 def test_a_bad_option_is_one_clear_line(spec: str, message: str) -> None:

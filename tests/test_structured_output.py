@@ -116,3 +116,37 @@ def test_one_reply_without_a_plan_does_not_change_how_later_runs_ask(
     first, fallback, later = planning(server)
     assert "tool_choice" in first and "response_format" in fallback
     assert "tool_choice" in later and "response_format" not in later
+
+
+def test_a_run_recorded_against_a_llamacpp_like_server_replays_offline(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """Found in review: text-call ids were random (no replay), and the recorder dropped
+    response_format and the model's settings."""
+    from orchestrator.models import get_model
+    from orchestrator.models.cassette import RecordingChatModel
+
+    server = serve(monkeypatch, tool_calls_as_text="fenced")
+    stop.append(server)
+    cassette = tmp_path / "run.jsonl"
+    recorder = RecordingChatModel(
+        inner=get_model("openai:fake-rules,structured=json_schema,slots=1"), path=cassette)
+    assert recorder.metadata is not None
+    assert recorder.metadata["orchestrator_structured"] == "json_schema"
+    recorded, db = run_with(recorder, tmp_path / "first")
+    assert_incident_handled(recorded, db)
+    assert any(b.get("response_format") for b in planning(server))
+    server.stop()  # offline from here
+
+    replayed, db2 = run_with(f"replay:{cassette}", tmp_path / "second")
+    assert_incident_handled(replayed, db2)
+    assert sorted(e.data["tool"] for e in replayed.events if e.type == "tool_called") == \
+        sorted(e.data["tool"] for e in recorded.events if e.type == "tool_called")
+
+
+def run_with(model: Any, folder: Path) -> tuple[Any, Path]:
+    db = folder / "domain.sqlite"
+    result = Orchestrator(model, agents=it_ops_agents(), domain_db=db,
+                          settings=Settings(home=folder / "home", knowledge=False)
+                          ).run(INCIDENT)
+    return result, db

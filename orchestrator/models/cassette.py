@@ -29,7 +29,7 @@ class CassetteMissError(ModelError):
 
 
 def request_key(messages: list[BaseMessage], tools: list[dict[str, Any]] | None,
-                tool_choice: Any) -> str:
+                tool_choice: Any, response_format: Any = None) -> str:
     """A stable hash of what the model was asked (ids and run metadata left out)."""
     def strip(message: BaseMessage) -> dict[str, Any]:
         data = message_to_dict(message)["data"]
@@ -39,9 +39,16 @@ def request_key(messages: list[BaseMessage], tools: list[dict[str, Any]] | None,
                                   for c in keep["tool_calls"]]
         return keep
 
-    payload = json.dumps([[strip(m) for m in messages], tools or [], tool_choice],
-                         sort_keys=True, default=str)
+    asked: list[Any] = [[strip(m) for m in messages], tools or [], tool_choice]
+    if response_format is not None:  # (keys of requests without one stay as they were)
+        asked.append(response_format)
+    payload = json.dumps(asked, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+#: The settings of the recorded model the engine reads (how plans were asked for, slots):
+#: kept in the cassette, so a replay asks the same way and its requests match.
+_ENGINE_METADATA = ("orchestrator_structured", "orchestrator_slots")
 
 
 class _CassetteModel(BaseChatModel):
@@ -68,15 +75,25 @@ class RecordingChatModel(_CassetteModel):
     def _llm_type(self) -> str:
         return "cassette-recorder"
 
+    def model_post_init(self, context: Any, /) -> None:
+        inner = self.inner.metadata or {}
+        self.metadata = {**(self.metadata or {}),
+                         **{k: inner[k] for k in _ENGINE_METADATA if k in inner}}
+
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
         tools, tool_choice = kwargs.get("tools"), kwargs.get("tool_choice")
+        response_format = kwargs.get("response_format")
         model: Any = self.inner.bind_tools(tools, tool_choice=tool_choice) if tools else self.inner
+        if response_format is not None:
+            model = model.bind(response_format=response_format)
         reply = await model.ainvoke(messages)
-        line = {"key": request_key(messages, tools, tool_choice),
+        meta = {k: v for k, v in (self.metadata or {}).items() if k in _ENGINE_METADATA}
+        line = {"key": request_key(messages, tools, tool_choice, response_format),
                 "request": [message_to_dict(m) for m in messages], "tools": tools or [],
-                "tool_choice": tool_choice, "response": message_to_dict(reply)}
+                "tool_choice": tool_choice, "response_format": response_format, "meta": meta,
+                "response": message_to_dict(reply)}
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:
@@ -99,6 +116,8 @@ class ReplayChatModel(_CassetteModel):
             try:
                 entry = json.loads(line)
                 self._replies[entry["key"]] = entry["response"]
+                if entry.get("meta"):  # ask the way the recorded model was asked
+                    self.metadata = {**(self.metadata or {}), **entry["meta"]}
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise ConfigError(f"{self.path}:{number}: not a cassette line") from None
 
@@ -109,7 +128,8 @@ class ReplayChatModel(_CassetteModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
-        key = request_key(messages, kwargs.get("tools"), kwargs.get("tool_choice"))
+        key = request_key(messages, kwargs.get("tools"), kwargs.get("tool_choice"),
+                          kwargs.get("response_format"))
         recorded = self._replies.get(key)
         if recorded is None:
             last = messages[-1].text[:100] if messages else ""

@@ -6,6 +6,7 @@ built: importing it costs about a second.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -55,6 +56,8 @@ class OpenAIProvider:
             try:
                 number = float(value)
             except ValueError:
+                number = -1.0
+            if not math.isfinite(number):
                 number = -1.0
             whole = key != "timeout"
             if number < 0 or (whole and not number.is_integer()) or (
