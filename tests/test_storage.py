@@ -123,7 +123,7 @@ async def test_100_concurrent_runs_share_one_checkpointer_and_none_fails(
         state = await orch.history("t7")
         assert [role for role, _ in state] == ["user", "assistant"]
     assert opened.count(settings.checkpoints_path) == 1  # one connection for 200 runs
-    assert checkpoint_threads() == before  # closed on leaving the block
+    assert not checkpoint_threads() - before  # closed on leaving the block (others may end)
 
 
 def test_runs_wait_for_another_process_holding_the_checkpoint_file(
@@ -163,7 +163,7 @@ def test_sync_calls_share_the_checkpointer_and_close_releases_it(domain_db: Path
         assert orch.run(HEALTH, thread_id="conv").ok  # each call has an event loop of its own
         assert orch.run("check the health of web-1", thread_id="conv").ok
         assert len(checkpoint_threads() - before) == 1
-    assert checkpoint_threads() == before
+    assert not checkpoint_threads() - before
     again = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
                          checkpointer=f"sqlite:///{path}", settings=settings_in(tmp_path))
     turns = asyncio.run(again.history("conv"))
