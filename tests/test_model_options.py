@@ -9,19 +9,13 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.models import get_model, parse_model_spec
-from tests.support.openai_server import OpenAICompatServer
+from tests.support.openai_server import OpenAICompatServer, use_server
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAICompatServer]:
     with OpenAICompatServer() as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", srv.api_key)
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                     "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        yield srv
+        yield use_server(srv, monkeypatch)
 
 
 def test_options_follow_the_model_name_and_reach_the_server(server: OpenAICompatServer

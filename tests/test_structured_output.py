@@ -14,21 +14,14 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
-from tests.support.openai_server import OpenAICompatServer
+from tests.support.openai_server import OpenAICompatServer, use_server
 
 INCIDENT = ("web-3 is down: find the root cause, reroute its traffic to a backup, "
             "alert the on-call team and log the incident")
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, **options: Any) -> OpenAICompatServer:
-    server = OpenAICompatServer(**options).start()
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return server
+    return use_server(OpenAICompatServer(**options).start(), monkeypatch)
 
 
 @pytest.fixture
@@ -39,10 +32,11 @@ def stop() -> Iterator[list[OpenAICompatServer]]:
         server.stop()
 
 
-def run(spec: str, tmp_path: Path) -> tuple[Any, Path]:
-    db = tmp_path / "domain.sqlite"
-    result = Orchestrator(spec, agents=it_ops_agents(), domain_db=db,
-                          settings=Settings(home=tmp_path / "home", knowledge=False)
+def run(model: Any, folder: Path) -> tuple[Any, Path]:
+    """The incident request with ``model`` (a spec or a model) in ``folder``."""
+    db = folder / "domain.sqlite"
+    result = Orchestrator(model, agents=it_ops_agents(), domain_db=db,
+                          settings=Settings(home=folder / "home", knowledge=False)
                           ).run(INCIDENT)
     return result, db
 
@@ -133,20 +127,13 @@ def test_a_run_recorded_against_a_llamacpp_like_server_replays_offline(
         inner=get_model("openai:fake-rules,structured=json_schema,slots=1"), path=cassette)
     assert recorder.metadata is not None
     assert recorder.metadata["orchestrator_structured"] == "json_schema"
-    recorded, db = run_with(recorder, tmp_path / "first")
+    recorded, db = run(recorder, tmp_path / "first")
     assert_incident_handled(recorded, db)
     assert any(b.get("response_format") for b in planning(server))
     server.stop()  # offline from here
 
-    replayed, db2 = run_with(f"replay:{cassette}", tmp_path / "second")
+    replayed, db2 = run(f"replay:{cassette}", tmp_path / "second")
     assert_incident_handled(replayed, db2)
     assert sorted(e.data["tool"] for e in replayed.events if e.type == "tool_called") == \
         sorted(e.data["tool"] for e in recorded.events if e.type == "tool_called")
 
-
-def run_with(model: Any, folder: Path) -> tuple[Any, Path]:
-    db = folder / "domain.sqlite"
-    result = Orchestrator(model, agents=it_ops_agents(), domain_db=db,
-                          settings=Settings(home=folder / "home", knowledge=False)
-                          ).run(INCIDENT)
-    return result, db

@@ -16,7 +16,7 @@ from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel, tool_call
 from orchestrator.text_tool_calls import tool_calls_in_text
-from tests.support.openai_server import OpenAICompatServer
+from tests.support.openai_server import OpenAICompatServer, use_server
 
 INCIDENT = ("web-3 is down: find the root cause, reroute its traffic to a backup, "
             "alert the on-call team and log the incident")
@@ -70,13 +70,7 @@ def test_ids_come_from_the_calls_so_a_recorded_run_replays() -> None:
 def text_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
                 ) -> Iterator[OpenAICompatServer]:
     with OpenAICompatServer(tool_calls_as_text=request.param) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                     "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        yield server
+        yield use_server(server, monkeypatch)
 
 
 def test_a_run_against_a_server_that_writes_calls_as_text(

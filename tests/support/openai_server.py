@@ -413,3 +413,16 @@ def embeddings_response(body: dict[str, Any]) -> dict[str, Any]:
             "data": [{"object": "embedding", "index": i, "embedding": v}
                      for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def use_server(server: OpenAICompatServer, monkeypatch: Any) -> OpenAICompatServer:
+    """Point the ``openai`` client at ``server`` for one test (``monkeypatch``): its address
+    and key, and no proxy between the client and 127.0.0.1."""
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    return server
