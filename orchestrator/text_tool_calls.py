@@ -60,6 +60,18 @@ def tool_calls_in_text(text: str) -> list[ToolCall]:
     return calls
 
 
+def json_in_text(text: str) -> Any:
+    """The JSON a reply consists of: the whole text, or its first fenced block (None when
+    neither parses). For replies asked for as JSON (a JSON-schema or JSON-mode answer)."""
+    stripped = text.strip()
+    fenced = _FENCED.search(stripped)
+    for candidate in (stripped, fenced.group(1) if fenced else ""):
+        data = _json(candidate) if candidate else None
+        if data is not None:
+            return data
+    return None
+
+
 def _json(block: str) -> Any:
     """The JSON in ``block``; also when a chat template's doubled braces (``{{...}}``, as
     Qwen2.5-Coder's GGUF template shows its example) were copied into it. None if neither."""

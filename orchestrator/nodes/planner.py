@@ -36,12 +36,9 @@ from orchestrator.request_mood import not_an_instruction
 from orchestrator.results import Usage
 from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
-from orchestrator.text_tool_calls import tool_calls_in_text
+from orchestrator.text_tool_calls import json_in_text, tool_calls_in_text
 
 logger = logging.getLogger(__name__)
-
-_FENCED_JSON = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)```", re.S)
-
 
 def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
                      ) -> list[BaseMessage]:
@@ -245,16 +242,8 @@ def _written_plan(raw: AIMessage) -> dict[str, Any] | None:
                    None)
     if written is not None:
         return dict(written["args"])
-    text = raw.text.strip()
-    fenced = _FENCED_JSON.search(text)
-    for candidate in (text, fenced.group(1) if fenced else ""):
-        try:
-            data = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and "subtasks" in data:
-            return data
-    return None
+    data = json_in_text(raw.text)
+    return data if isinstance(data, dict) and "subtasks" in data else None
 
 
 def _json_mode_note() -> str:
