@@ -27,8 +27,7 @@ from orchestrator.errors import (
     is_model_failure,
 )
 from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
-from orchestrator.model_slots import model_slot
-from orchestrator.nodes.specialist import cut_off, estimate_tokens
+from orchestrator.nodes.specialist import estimate_tokens, invoke_model
 from orchestrator.plan import Plan, check_agents, check_kinds
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.prompts import render_prompt, tagged
@@ -142,13 +141,7 @@ async def plan_with_repairs(
                 raise PlanError(f"budget used up before a valid plan: {exc}") from None
         try:
             limit = budget.remaining_s() if budget is not None else None
-            async with model_slot(planner):  # a call still waiting for a slot was not sent
-                try:
-                    raw = await asyncio.wait_for(planner.ainvoke(messages), timeout=limit)
-                except BaseException as exc:
-                    if cut_off(exc):  # the server took the call: count it (input estimated)
-                        usage.add_message({"input_tokens": estimate_tokens(messages)})
-                    raise
+            raw = await invoke_model(planner, messages, usage, timeout=limit)
         except TimeoutError as exc:
             left = budget.remaining_s() if budget is not None else None
             if budget is None or left is None or left > 0.01:  # the provider's own timeout

@@ -38,7 +38,7 @@ from orchestrator.nodes.tool_calls import (
     capped,
 )
 from orchestrator.prompts import render_prompt, tagged
-from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord, Usage
 from orchestrator.text_tool_calls import tool_calls_in_text
 from orchestrator.write_journal import WriteJournal
 
@@ -208,13 +208,7 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
     if budget is not None:
         budget.begin_call(estimate_tokens(messages))
     try:
-        async with model_slot(bound):  # a call still waiting for a slot was not sent
-            try:
-                reply = await bound.ainvoke(messages)
-            except BaseException as exc:
-                if cut_off(exc):  # the server took the call: count it (input estimated)
-                    result.usage.add_message({"input_tokens": estimate_tokens(messages)})
-                raise
+        reply = await invoke_model(bound, messages, result.usage)
     finally:
         if budget is not None:
             budget.end_call()
@@ -224,6 +218,21 @@ async def _ask(spec: AgentSpec, bound: Runnable[LanguageModelInput, BaseMessage]
     if budget is not None:
         budget.charge(model_name, reply.usage_metadata)
     return reply
+
+
+async def invoke_model(model: Runnable[LanguageModelInput, BaseMessage],
+                       messages: list[BaseMessage], usage: Usage,
+                       timeout: float | None = None) -> BaseMessage:
+    """One model call: it waits for a free slot of the model's endpoint (a call still
+    waiting was not sent), and a call cut off by ``timeout`` or a cancellation is counted
+    in ``usage`` (the server took it; its input estimated)."""
+    async with model_slot(model):
+        try:
+            return await asyncio.wait_for(model.ainvoke(messages), timeout=timeout)
+        except BaseException as exc:
+            if cut_off(exc):
+                usage.add_message({"input_tokens": estimate_tokens(messages)})
+            raise
 
 
 def cut_off(exc: BaseException) -> bool:
