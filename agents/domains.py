@@ -176,17 +176,23 @@ def pack_entry_points(group: str = PACKS_ENTRY_POINT_GROUP) -> dict[str, EntryPo
     return {name: found[name] for name in [*builtin, *others]}
 
 
-def load_pack(ep: EntryPoint) -> DomainPack:
-    """The pack an entry point names, checked; one-line ConfigError naming it otherwise."""
-    where = f"domain pack {ep.name!r} ({ep.value})"
+def load_entry_point(ep: EntryPoint, where: str, kind: type) -> Any:
+    """What a plug-in's entry point names: the object, or what calling it gives when it is
+    a factory rather than a ``kind``; a one-line ConfigError starting with ``where`` when
+    it does not load."""
     try:
-        pack = ep.load()
-        if callable(pack) and not isinstance(pack, DomainPack):
-            pack = pack()
+        obj = ep.load()
+        return obj() if callable(obj) and not isinstance(obj, kind) else obj
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except Exception as exc:
         raise ConfigError(f"{where} failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def load_pack(ep: EntryPoint) -> DomainPack:
+    """The pack an entry point names, checked; one-line ConfigError naming it otherwise."""
+    where = f"domain pack {ep.name!r} ({ep.value})"
+    pack = load_entry_point(ep, where, DomainPack)
     if not isinstance(pack, DomainPack):
         raise ConfigError(f"{where} gave {type(pack).__name__}, not a DomainPack")
     if pack.name != ep.name:

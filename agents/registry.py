@@ -7,7 +7,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from orchestrator.agents.cards import load_agent_cards
-from orchestrator.agents.domains import DomainPack, enabled_packs, pack_entry_points
+from orchestrator.agents.domains import (
+    DomainPack,
+    enabled_packs,
+    load_entry_point,
+    pack_entry_points,
+)
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.errors import ConfigError
 
@@ -47,14 +52,7 @@ def plugin_agents(group: str = ENTRY_POINT_GROUP, *,
     off = set(pack_entry_points()) - {p.name for p in packs}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         where = f"entry point {ep.name!r} ({ep.value})"
-        try:
-            obj = ep.load()
-            if callable(obj) and not isinstance(obj, AgentSpec):
-                obj = obj()
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        except Exception as exc:
-            raise ConfigError(f"{where} failed to load: {type(exc).__name__}: {exc}") from None
+        obj = load_entry_point(ep, where, AgentSpec)
         items = obj if isinstance(obj, list | tuple) else [obj]
         for item in items:
             if not isinstance(item, AgentSpec):
