@@ -153,11 +153,13 @@ def test_a_crash_while_resuming_an_approval_does_not_block_the_run(
     assert paused["status"] == "paused"
     run_id, thread = paused["run_id"], paused["thread_id"]
 
-    # The approver's process dies once the decision is applied and the reroute has started.
+    # The approver's process dies once the approved reroute has written and its agent is
+    # writing its report (a slow model). Killing it at the start of the subtask instead
+    # could land inside the write, whose outcome is then rightly unknown.
     proc = start_cli("approve", thread, "--as", "alice", "--model", "fake:latency=60",
                      env=env)
-    wait_for_event(orchestrator_home / "runs.sqlite", run_id, "subtask_started", "reroute",
-                   proc, resumed=True)
+    wait_for_event(orchestrator_home / "runs.sqlite", run_id, "tool_called", "reroute",
+                   proc, tool="reroute_traffic", status="ok")
     proc.kill()
     proc.wait()
 
@@ -168,7 +170,7 @@ def test_a_crash_while_resuming_an_approval_does_not_block_the_run(
     assert f"was interrupted; continue it with `orchestrator resume {run_id[:12]}`" in \
         approve.stderr
     resumed = run_cli("resume", run_id, "--json", env=env)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     done = json.loads(resumed.stdout)
     assert done["status"] == "ok"
     db = sqlite3.connect(orchestrator_home / "domain.sqlite")
@@ -176,6 +178,8 @@ def test_a_crash_while_resuming_an_approval_does_not_block_the_run(
         "web-primary"
     assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-2'"
                       ).fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM write_ledger WHERE tool = 'reroute_traffic'"
+                      ).fetchone()[0] == 1  # the write before the crash was not run again
     decided = stored(orchestrator_home, "SELECT data FROM events WHERE run_id = ? AND type = "
                      "'approval_decided'", run_id)
     assert [json.loads(d)["approver"] for (d,) in decided] == ["alice"]
