@@ -48,7 +48,13 @@ from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import ConfigError, RequestError
-from orchestrator.events import EVENT_MARKER, Event, EventSink
+from orchestrator.events import (
+    EVENT_MARKER,
+    AnswerChunkSink,
+    Event,
+    EventSink,
+    answer_chunk_from_dict,
+)
 from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.leases import LostLease, keep_lease
 from orchestrator.plan import Plan
@@ -164,7 +170,7 @@ class Orchestrator:
 
     async def arun(
         self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, on_answer_chunk: AnswerChunkSink | None = None,
     ) -> RunResult:
         """Run one request (a turn of ``thread_id``'s conversation) and return its result.
 
@@ -175,36 +181,47 @@ class Orchestrator:
         earlier run's result when it finished (or paused), continues it when it was
         interrupted, and is a RequestError while it runs elsewhere, so a request sent again
         after a crash never repeats its side effects.
+
+        ``on_answer_chunk`` receives the answer piece by piece as the model writes it
+        (:class:`~orchestrator.events.AnswerChunk`; not stored, unlike events); the result's
+        ``answer`` is the whole of it, or the plain account written when the model failed
+        part-way.
         """
         text = self.check_request(request)
-        return await self._start(text, None, thread_id, on_event, request_id)
+        return await self._start(text, None, thread_id, on_event, request_id,
+                                 on_answer_chunk)
 
     def run(self, request: str, *, thread_id: str | None = None,
-            on_event: EventSink | None = None, request_id: str | None = None) -> RunResult:
+            on_event: EventSink | None = None, request_id: str | None = None,
+            on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         """Synchronous :meth:`arun` (not for use inside a running event loop)."""
         return asyncio.run(self.arun(request, thread_id=thread_id, on_event=on_event,
-                                     request_id=request_id))
+                                     request_id=request_id, on_answer_chunk=on_answer_chunk))
 
     async def afire_event(
         self, name: str, data: Mapping[str, Any] | None = None, *, thread_id: str | None = None,
         on_event: EventSink | None = None, request_id: str | None = None,
+        on_answer_chunk: AnswerChunkSink | None = None,
     ) -> RunResult:
         """Fire a named event (e.g. ``service_down``): its playbook runs, or the supervisor
-        plans it in adaptive mode. ``request_id`` as in :meth:`arun`."""
+        plans it in adaptive mode. ``request_id`` and ``on_answer_chunk`` as in :meth:`arun`."""
         text, payload = self.check_event(name, data)
         return await self._start(text, {"name": name, "data": payload}, thread_id, on_event,
-                                 request_id)
+                                 request_id, on_answer_chunk)
 
     def fire_event(self, name: str, data: Mapping[str, Any] | None = None, *,
                    thread_id: str | None = None, on_event: EventSink | None = None,
-                   request_id: str | None = None) -> RunResult:
+                   request_id: str | None = None,
+                   on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         """Synchronous :meth:`afire_event`."""
         return asyncio.run(self.afire_event(name, data, thread_id=thread_id, on_event=on_event,
-                                            request_id=request_id))
+                                            request_id=request_id,
+                                            on_answer_chunk=on_answer_chunk))
 
     async def aresume(
         self, thread_id: str, decision: bool | ApprovalDecision | Mapping[str, Any], *,
         reason: str = "", approver: str | None = None, on_event: EventSink | None = None,
+        on_answer_chunk: AnswerChunkSink | None = None,
     ) -> RunResult:
         """Continue a paused run with an approval decision.
 
@@ -232,14 +249,15 @@ class Orchestrator:
         async with self._thread_claim(thread_id, run_id, owner, give_back="paused"):
             return await self._drive(Command(resume=payload), thread_id, run_id,
                                      values.get("request", ""), on_event, values.get("event"),
-                                     owner)
+                                     owner, on_answer_chunk=on_answer_chunk)
 
     def resume(self, thread_id: str, decision: bool | ApprovalDecision | Mapping[str, Any], *,
                reason: str = "",
-               approver: str | None = None, on_event: EventSink | None = None) -> RunResult:
+               approver: str | None = None, on_event: EventSink | None = None,
+               on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         """Synchronous :meth:`aresume`."""
         return asyncio.run(self.aresume(thread_id, decision, reason=reason, approver=approver,
-                                        on_event=on_event))
+                                        on_event=on_event, on_answer_chunk=on_answer_chunk))
 
     async def apending_approvals(self, thread_id: str) -> list[ApprovalRequest]:
         """What the paused run of ``thread_id`` waits for ([] when it is not paused): each
@@ -289,8 +307,8 @@ class Orchestrator:
                               "is off and no run store was given)")
         return RunRecords(self.runs)
 
-    async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None
-                          ) -> RunResult:
+    async def aresume_run(self, run_id: str, *, on_event: EventSink | None = None,
+                          on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         """Continue an interrupted run (a crash, a kill, SIGTERM) from its checkpoint.
 
         Finished subtasks are not redone (their results are in the checkpoint), and writes
@@ -331,17 +349,21 @@ class Orchestrator:
                                  mode=snapshot.values.get("mode", ""))
                 return result
             return await self._drive(graph_input, thread, full, record["request"], on_event,
-                                     record["event"], owner)
+                                     record["event"], owner, on_answer_chunk=on_answer_chunk)
 
-    def resume_run(self, run_id: str, *, on_event: EventSink | None = None) -> RunResult:
+    def resume_run(self, run_id: str, *, on_event: EventSink | None = None,
+                   on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         """Synchronous :meth:`aresume_run`."""
-        return asyncio.run(self.aresume_run(run_id, on_event=on_event))
+        return asyncio.run(self.aresume_run(run_id, on_event=on_event,
+                                            on_answer_chunk=on_answer_chunk))
 
     async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
-                     on_event: EventSink | None, request_id: str | None) -> RunResult:
+                     on_event: EventSink | None, request_id: str | None,
+                     on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         self._check_open()
         if request_id is not None:
-            earlier = await self._repeated(request_id, text, thread_id, on_event)
+            earlier = await self._repeated(request_id, text, thread_id, on_event,
+                                           on_answer_chunk)
             if earlier is not None:
                 return earlier
         thread = thread_id or uuid.uuid4().hex
@@ -360,12 +382,14 @@ class Orchestrator:
                                         lease_s=self.settings.lease_s, event=event,
                                         request_id=request_id)
             return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
-                                     on_event, event, owner)
+                                     on_event, event, owner, on_answer_chunk=on_answer_chunk)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
                      on_event: EventSink | None, event: dict[str, Any] | None,
-                     owner: Owner) -> RunResult:
-        """Stream the graph; each event is stored as it arrives. The caller holds the thread.
+                     owner: Owner, *, on_answer_chunk: AnswerChunkSink | None = None
+                     ) -> RunResult:
+        """Stream the graph; each event is stored as it arrives, each answer chunk goes to
+        ``on_answer_chunk`` only (never to the store). The caller holds the thread.
 
         Checkpoints are written before each step goes on (durability "sync"), so a process
         killed at any point resumes from the last finished step. When this process loses its
@@ -403,6 +427,9 @@ class Orchestrator:
                                                              LostLease(taken=True)))
                         if on_event is not None:
                             on_event(item)
+                    elif on_answer_chunk is not None and isinstance(chunk, dict) and (
+                            piece := answer_chunk_from_dict(chunk)) is not None:
+                        on_answer_chunk(piece)  # not stored: the answer event holds it all
                 if not events or events[-1].type != "answer":
                     snapshot = await graph.aget_state(config)
                     paused = _waiting_approvals(snapshot)
@@ -579,7 +606,8 @@ class Orchestrator:
                 f"and its record to that process (`orchestrator trace {run}`)")
 
     async def _repeated(self, request_id: str, text: str, thread_id: str | None,
-                        on_event: EventSink | None) -> RunResult | None:
+                        on_event: EventSink | None,
+                        on_answer_chunk: AnswerChunkSink | None = None) -> RunResult | None:
         """What sending ``request_id`` again gives: None for a new id, else the earlier
         run's result, or that run continued when it was interrupted."""
         store = self._store("a request id")
@@ -595,7 +623,8 @@ class Orchestrator:
             raise RequestError(f"request id {request_id!r} was used for another request (run "
                                f"{earlier[:12]}); give each new request a new id")
         if status == "interrupted":
-            return await self.aresume_run(earlier, on_event=on_event)
+            return await self.aresume_run(earlier, on_event=on_event,
+                                          on_answer_chunk=on_answer_chunk)
         if status in ("running", "resuming"):
             where = "" if record["host"] == HOST else f" on {record['host']}"
             raise RequestError(f"request {request_id!r} is still running as run {earlier[:12]} "

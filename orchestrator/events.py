@@ -260,3 +260,51 @@ def emit(event_type: EventType, run_id: str, **fields: Any) -> Event:
         return event
     writer({EVENT_MARKER: True, **event.to_dict()})
     return event
+
+
+# --- answer chunks: the answer as the model writes it ---------------------------------------
+
+ANSWER_CHUNK_MARKER = "__orchestrator_answer_chunk__"
+
+
+@dataclass(frozen=True)
+class AnswerChunk:
+    """A piece of the answer as the synthesizer's model writes it.
+
+    Not an :class:`Event`: chunks are not stored (the ``answer`` event holds the whole
+    answer, as it always did) and not traced; they only go to a caller that asked for them
+    (``on_answer_chunk``). The chunks of a call joined are the text the model wrote; when
+    the call fails part-way, the ``answer`` event holds the plain account written instead.
+    """
+
+    run_id: str
+    text: str
+    index: int
+    """0, 1, 2, ... in the order the model wrote them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "text": self.text, "index": self.index}
+
+
+AnswerChunkSink = Callable[[AnswerChunk], None]
+
+
+def emit_answer_chunk(run_id: str, text: str, index: int) -> AnswerChunk:
+    """Send a piece of the answer out through the graph's stream writer (a no-op outside a
+    graph); the service layer passes it to ``on_answer_chunk`` and stores nothing."""
+    chunk = AnswerChunk(run_id=run_id, text=text, index=index)
+    try:
+        from langgraph.config import get_stream_writer
+
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a LangGraph run
+        return chunk
+    writer({ANSWER_CHUNK_MARKER: True, **chunk.to_dict()})
+    return chunk
+
+
+def answer_chunk_from_dict(payload: Mapping[str, Any]) -> AnswerChunk | None:
+    """The chunk a stream-writer item carries, or None when it is not one."""
+    if not payload.get(ANSWER_CHUNK_MARKER):
+        return None
+    return AnswerChunk(run_id=payload["run_id"], text=payload["text"], index=payload["index"])

@@ -93,7 +93,10 @@ def test_incident_run_over_http(server: OpenAICompatServer, tmp_path) -> None:
     bodies = server.requests
     assert len(bodies) == 11
     assert server.rejected == []
-    assert all(b["model"] == "fake-rules" and not b.get("stream") for b in bodies)
+    assert all(b["model"] == "fake-rules" for b in bodies)
+    # Only the answer is streamed, with its usage asked for (the usage above matches).
+    assert [b.get("stream_options") for b in bodies if b.get("stream")] == [
+        {"include_usage": True}]
 
     # The planner forced its Plan tool: structured output by function calling.
     planner = [b for b in bodies if "Plan" in _tool_names(b)]
@@ -188,8 +191,9 @@ def test_server_rejects_bad_requests(server: OpenAICompatServer) -> None:
     assert status == 400 and body["error"]["type"] == "invalid_request_error"
 
     hello = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    status, body = _post(server, json.dumps({**hello, "stream": True}).encode())
-    assert status == 400 and body["error"]["param"] == "stream"
+    status, body = _post(server, json.dumps({**hello, "stream": True,
+                                             "stream_options": "usage"}).encode())
+    assert status == 400 and body["error"]["param"] == "stream_options"
 
     status, body = _post(server, json.dumps(hello).encode(), key="sk-wrong")
     assert status == 401 and body["error"]["code"] == "invalid_api_key"

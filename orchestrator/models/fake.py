@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -161,6 +163,34 @@ class FakeChatModel(BaseChatModel):
         if self.latency:
             await asyncio.sleep(self.latency)
         return self._answer(messages, kwargs, started)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """The reply :meth:`_agenerate` gives, in word-sized pieces (a word and the space
+        after it); tool calls, usage and finish reason come on the last piece, as servers
+        send them."""
+        result = await self._agenerate(messages, stop, run_manager, **kwargs)
+        reply = result.generations[0].message
+        text = reply.content if isinstance(reply.content, str) else reply.text
+        pieces = re.findall(r"\s*\S+\s*", text) or [text]
+        calls = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"),
+                                 index=i) for i, c in enumerate(getattr(reply, "tool_calls", []))]
+        for number, piece in enumerate(pieces, start=1):
+            chunk = AIMessageChunk(content=piece)
+            if number == len(pieces):
+                chunk = AIMessageChunk(
+                    content=piece, tool_call_chunks=calls,
+                    usage_metadata=getattr(reply, "usage_metadata", None),
+                    response_metadata=dict(reply.response_metadata))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(piece, chunk=ChatGenerationChunk(
+                    message=chunk))
+            yield ChatGenerationChunk(message=chunk)
 
 
 def estimate_usage(

@@ -6,11 +6,13 @@ import asyncio
 import logging
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from orchestrator.errors import is_model_failure
-from orchestrator.events import AnswerData, emit
+from orchestrator.events import AnswerData, emit, emit_answer_chunk
 from orchestrator.model_slots import model_slot
+from orchestrator.nodes.specialist import cut_off, estimate_tokens
 from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -19,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def synthesizer_node(ctx: EngineContext) -> NodeFn:
-    """Build the synthesizer node: one call from the subtask results to the answer."""
+    """Build the synthesizer node: one call from the subtask results to the answer, streamed
+    (each piece goes out as an answer chunk as it arrives)."""
 
     async def synthesize(state: OrchestratorState) -> dict[str, Any]:
         results = [SubtaskResult.from_dict(r) for r in state["results"].values()]
@@ -32,14 +35,15 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             # No more model calls: a plain account of what was and was not done.
             return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
                     "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
+        messages = [SystemMessage(load_prompt("synthesizer")), HumanMessage(human)]
+        written = _StreamedAnswer(state["run_id"])
         try:
             async with model_slot(ctx.model):
-                reply = await asyncio.wait_for(
-                    ctx.model.ainvoke([SystemMessage(load_prompt("synthesizer")),
-                                       HumanMessage(human)]), timeout=budget.remaining_s())
+                await asyncio.wait_for(written.read(ctx.model, messages),
+                                       timeout=budget.remaining_s())
         except TimeoutError as exc:
             left = budget.remaining_s()
-            usage.llm_calls += 1
+            written.count_cut_off(usage, messages, exc)
             if left is not None and left <= 0.01:  # our wall-time limit, not the provider's
                 budget.expire_wall()
                 return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
@@ -51,16 +55,70 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             # The work is done; a failed summary must not lose it. A bug is logged as one.
             if not is_model_failure(exc):
                 logger.exception("engine error while the supervisor wrote the answer")
-            usage.llm_calls += 1
+            written.count_cut_off(usage, messages, exc)
             answer = fallback_answer(results) + (
                 f"\n(The supervisor model failed while writing the summary: "
                 f"{type(exc).__name__}: {exc})")
             return {"answer": answer, "supervisor_usage": usage.to_dict()}
-        usage.add_message(getattr(reply, "usage_metadata", None))
-        budget.charge(ctx.model_name(), getattr(reply, "usage_metadata", None))
-        return {"answer": reply.text.strip(), "supervisor_usage": usage.to_dict()}
+        usage.add_message(written.usage_metadata)
+        budget.charge(ctx.model_name(), written.usage_metadata)
+        return {"answer": written.text.strip(), "supervisor_usage": usage.to_dict()}
 
     return synthesize
+
+
+class _StreamedAnswer:
+    """One streamed call of the synthesizer: what arrived so far (text and usage), each
+    piece sent on as an answer chunk the moment it arrives."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.pieces: list[str] = []
+        self.usage_metadata: dict[str, int] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    async def read(self, model: BaseChatModel, messages: list[BaseMessage]) -> None:
+        # A model without streaming answers in one piece (langchain-core falls back to
+        # ainvoke), so recorded cassettes and plain models work unchanged.
+        async for chunk in model.astream(messages, **_stream_options(model)):
+            self._add_usage(getattr(chunk, "usage_metadata", None))
+            piece = str(chunk.text)
+            if not self.pieces:  # leading blank lines are not part of the answer
+                piece = piece.lstrip()
+            if piece:
+                emit_answer_chunk(self.run_id, piece, len(self.pieces))
+                self.pieces.append(piece)
+
+    def _add_usage(self, found: Any) -> None:
+        if not found:
+            return
+        usage = self.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
+        for key in usage:
+            usage[key] += int(found.get(key, 0) or 0)
+        self.usage_metadata = usage
+
+    def count_cut_off(self, usage: Usage, messages: list[BaseMessage],
+                      exc: BaseException) -> None:
+        """Count a call that failed: what the server reported, else, when it served part
+        of it (pieces arrived) or was cut off while it had it, an estimate of its input and
+        of the pieces it wrote."""
+        if self.usage_metadata is not None:
+            usage.add_message(self.usage_metadata)
+        elif self.pieces or cut_off(exc):
+            usage.add_message({"input_tokens": estimate_tokens(messages),
+                               "output_tokens": -(-len(self.text) // 4)})
+        else:
+            usage.llm_calls += 1
+
+
+def _stream_options(model: BaseChatModel) -> dict[str, Any]:
+    """Ask for usage on the stream where the model can (``stream_usage``: OpenAI's
+    ``stream_options.include_usage``; langchain-openai leaves it off for a custom
+    ``base_url``), so a streamed call is counted as a plain one is."""
+    return {"stream_usage": True} if "stream_usage" in type(model).model_fields else {}
 
 
 def fallback_answer(results: list[SubtaskResult]) -> str:

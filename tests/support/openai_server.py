@@ -3,7 +3,10 @@
 It answers ``POST /v1/chat/completions`` with the rules-mode fake model's decisions
 (:func:`orchestrator.models.rules.decide`), so a whole run can go through the real
 ``openai`` client and ``langchain_openai.ChatOpenAI`` over HTTP on 127.0.0.1, tool calls
-and structured output included. Standard library only on the HTTP side.
+and structured output included. A request with ``"stream": true`` is answered as
+server-sent events (``chat.completion.chunk`` objects, word-sized pieces, then
+``data: [DONE]``), with a last chunk carrying the usage when ``stream_options.include_usage``
+asks for it, as OpenAI and llama.cpp do. Standard library only on the HTTP side.
 
 Example:
     ```python
@@ -17,12 +20,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -146,11 +152,13 @@ class OpenAICompatServer:
         requests: Every authorised, well-formed JSON body posted to the chat endpoint, in
             order of arrival (a copy; safe to read while requests run).
         rejected: ``(status, message)`` for each request answered with an error.
+        cut_off: Why each streamed reply stopped part-way (``before_piece`` raised, or the
+            client went away), in order.
     """
 
     def __init__(self, api_key: str = "sk-test-local", *, model: str = "fake-rules",
-                 tool_calls_as_text: str | None = None, ignores_forced_tools: bool | int = False
-                 ) -> None:
+                 tool_calls_as_text: str | None = None, ignores_forced_tools: bool | int = False,
+                 before_piece: Callable[[int, str], None] | None = None) -> None:
         """``tool_calls_as_text``: behave like llama.cpp serving a model whose tool calls
         its template does not parse: ``"tagged"`` writes each call in the message text as
         ``<tool_call>{...}</tool_call>`` (Qwen, Hermes), ``"fenced"`` as a fenced JSON
@@ -161,7 +169,12 @@ class OpenAICompatServer:
 
         A ``response_format`` of type ``json_schema`` is honoured as llama.cpp does (the
         reply is constrained to the schema): the reply is the object the rules model fills
-        in for that schema, as JSON text."""
+        in for that schema, as JSON text.
+
+        ``before_piece``: called on the server's thread before each piece of a streamed
+        reply's text is sent, with its index and text; it may wait (to see what the client
+        has received by then, or to stall the stream) or raise, which drops the connection
+        there, mid-stream."""
         if tool_calls_as_text not in (None, "tagged", "fenced"):
             raise ValueError(f"tool_calls_as_text must be tagged or fenced, not "
                              f"{tool_calls_as_text!r}")
@@ -169,9 +182,11 @@ class OpenAICompatServer:
         self.model = model
         self.tool_calls_as_text = tool_calls_as_text
         self.ignores_forced_tools = ignores_forced_tools
+        self.before_piece = before_piece
         self._ignored = 0
         self._requests: list[dict[str, Any]] = []
         self._rejected: list[tuple[int, str]] = []
+        self._cut_off: list[str] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -228,11 +243,17 @@ class OpenAICompatServer:
         with self._lock:
             return list(self._rejected)
 
+    @property
+    def cut_off(self) -> list[str]:
+        with self._lock:
+            return list(self._cut_off)
+
     def clear(self) -> None:
         """Forget the requests seen so far."""
         with self._lock:
             self._requests.clear()
             self._rejected.clear()
+            self._cut_off.clear()
 
     # --- answering ------------------------------------------------------------------------
 
@@ -244,6 +265,10 @@ class OpenAICompatServer:
         with self._lock:
             self._rejected.append((status, message))
 
+    def _note_cut_off(self, why: str) -> None:
+        with self._lock:
+            self._cut_off.append(why)
+
     def _check_auth(self, header: str | None) -> None:
         scheme, _, key = (header or "").partition(" ")
         if scheme.lower() != "bearer" or key.strip() != self.api_key:
@@ -251,9 +276,60 @@ class OpenAICompatServer:
 
     def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """The chat.completion answer to a request body (already authorised and parsed)."""
-        if body.get("stream"):
-            raise RequestRejected(400, "streaming is not supported by this test server",
-                                  param="stream", code="unsupported_parameter")
+        reply, usage = self._answer(body)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model,
+            "system_fingerprint": None,
+            "choices": [{
+                "index": 0,
+                "message": to_openai_message(reply),
+                "logprobs": None,
+                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+            }],
+            "usage": _openai_usage(usage),
+        }
+
+    def chat_completion_chunks(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The ``chat.completion.chunk`` objects streamed for a request with ``stream``:
+        the role, the text in word-sized pieces (``before_piece`` is called before each),
+        each tool call whole, the finish reason, and, when ``stream_options.include_usage``
+        asks for it, a last chunk with no choices and the usage (the other chunks then carry
+        ``"usage": null``). The reply is decided before the first chunk, so a bad request is
+        still an HTTP error."""
+        reply, usage = self._answer(body)
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise RequestRejected(400, "'stream_options' must be an object",
+                                  param="stream_options")
+        with_usage = bool((options or {}).get("include_usage"))
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model") or self.model,
+                "system_fingerprint": None}
+        return self._chunks(reply, usage, head, with_usage)
+
+    def _chunks(self, reply: AIMessage, usage: dict[str, int], head: dict[str, Any],
+                with_usage: bool) -> Iterator[dict[str, Any]]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            out = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                        "finish_reason": finish}]}
+            return {**out, "usage": None} if with_usage else out
+
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        for index, piece in enumerate(word_pieces(reply.text)):
+            if self.before_piece is not None:
+                self.before_piece(index, piece)
+            yield chunk({"content": piece})
+        for index, call in enumerate(to_openai_message(reply).get("tool_calls") or []):
+            yield chunk({"tool_calls": [{"index": index, **call}]})
+        yield chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if with_usage:
+            yield {**head, "choices": [], "usage": _openai_usage(usage)}
+
+    def _answer(self, body: dict[str, Any]) -> tuple[AIMessage, dict[str, int]]:
+        """The reply to a request body and its usage, whether streamed or not."""
         messages = to_langchain_messages(body.get("messages"))
         tools = body.get("tools") or []
         if not isinstance(tools, list) or any(
@@ -276,24 +352,7 @@ class OpenAICompatServer:
             reply = AIMessage(content="Here is what I would do: look at the service first.")
         elif self.tool_calls_as_text and reply.tool_calls:
             reply = AIMessage(content=calls_as_text(reply, self.tool_calls_as_text))
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model") or self.model,
-            "system_fingerprint": None,
-            "choices": [{
-                "index": 0,
-                "message": to_openai_message(reply),
-                "logprobs": None,
-                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
-            }],
-            "usage": {
-                "prompt_tokens": usage["input_tokens"],
-                "completion_tokens": usage["output_tokens"],
-                "total_tokens": usage["total_tokens"],
-            },
-        }
+        return reply, usage
 
     def _ignores_this_one(self) -> bool:
         with self._lock:
@@ -342,6 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.app._record(body)
             if path == EMBEDDINGS_PATH:
                 self._send(200, embeddings_response(body))
+            elif body.get("stream"):
+                self._send_events(self.app.chat_completion_chunks(body))
             else:
                 self._send(200, self.app.chat_completion(body))
         except RequestRejected as exc:
@@ -358,6 +419,29 @@ class _Handler(BaseHTTPRequestHandler):
     def _reject(self, exc: RequestRejected) -> None:
         self.app._note_rejection(exc.status, exc.message)
         self._send(exc.status, exc.body())
+
+    def _send_events(self, chunks: Iterator[dict[str, Any]]) -> None:
+        """Server-sent events, one HTTP chunk each, flushed as they are made; a failure
+        while streaming (``before_piece`` raised) drops the connection there."""
+        self.send_response(200, "OK")
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for item in chunks:
+                self._write_chunk(f"data: {json.dumps(item)}\n\n".encode())
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
+        except Exception as exc:  # cut off mid-stream: the client sees the connection drop
+            self.app._note_cut_off(f"{type(exc).__name__}: {exc}")
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode("utf-8")
@@ -388,6 +472,17 @@ def _json_schema_format(value: Any, messages: list[BaseMessage]
         raise RequestRejected(400, "response_format.json_schema needs a schema",
                               param="response_format")
     return str(spec.get("name") or "response"), spec["schema"]
+
+
+def _openai_usage(usage: dict[str, int]) -> dict[str, int]:
+    return {"prompt_tokens": usage["input_tokens"],
+            "completion_tokens": usage["output_tokens"],
+            "total_tokens": usage["total_tokens"]}
+
+
+def word_pieces(text: str) -> list[str]:
+    """``text`` in word-sized pieces (a word and the space after it) that join back to it."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
 
 
 def calls_as_text(reply: AIMessage, style: str) -> str:
