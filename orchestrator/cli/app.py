@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from orchestrator.api import Orchestrator
     from orchestrator.approvals import ApprovalRequest
     from orchestrator.cli.view import RunView
-    from orchestrator.events import Event, EventSink
+    from orchestrator.events import AnswerChunkSink, Event, EventSink
     from orchestrator.results import RunResult
 
 app = typer.Typer(
@@ -96,8 +96,9 @@ def _say_if_new_thread(orch: Orchestrator, thread: str | None, quiet: bool) -> N
 def _run_one(orch: Orchestrator, text: str, thread: str | None, as_json: bool,
              request_id: str | None = None) -> bool:
     orch.check_request(text)  # before the live view starts, so an error is one clean line
-    return _show(lambda on_event: orch.run(text, thread_id=thread, on_event=on_event,
-                                           request_id=request_id), orch, as_json)
+    return _show(lambda on_event, on_chunk: orch.run(
+        text, thread_id=thread, on_event=on_event, request_id=request_id,
+        on_answer_chunk=on_chunk), orch, as_json)
 
 
 def _os_user() -> str:
@@ -163,21 +164,26 @@ def _live(view: RunView) -> Iterator[None]:
             raise
 
 
-def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
-          as_json: bool) -> bool:
-    """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer."""
+def _show(start: Callable[[EventSink | None, AnswerChunkSink | None], RunResult],
+          orch: Orchestrator, as_json: bool) -> bool:
+    """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer.
+
+    The live view shows the answer as it streams; once the run ends the answer is printed
+    once, below the view (so output that is not a terminal is the same as without
+    streaming: the live view prints only its final state there)."""
     from orchestrator.cli.view import RunView, approval_details, print_answer, safe_text
 
     tracker = _RunTracker()
     with _stopped_like_ctrl_c(tracker):
         if as_json:
-            result = start(tracker)
+            result = start(tracker, None)
             console.print_json(json.dumps(result.to_dict(), default=str))
             return result.status == "ok"
         view = RunView()
         tracker.sink = view.on_event
         with _live(view):
-            result = start(tracker)
+            result = start(tracker, view.on_answer_chunk)
+            view.end_answer()
         while result.status == "paused" and sys.stdin.isatty():
             console.print()
             print_answer(console, result, details=False)  # each is shown at its prompt
@@ -191,7 +197,9 @@ def _show(start: Callable[[EventSink | None], RunResult], orch: Orchestrator,
                 decisions[step.key] = {"approved": approved, "reason": reason}
             thread = result.thread_id
             with _live(view):
-                result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker)
+                result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker,
+                                     on_answer_chunk=view.on_answer_chunk)
+                view.end_answer()
     console.print()
     print_answer(console, result)
     if result.status == "paused":
@@ -240,8 +248,9 @@ def event(
     settings = _settings(model, agents_dir, coordination)
     orch = _orchestrator(settings, quiet=as_json)
     orch.check_event(name, payload)  # before the live view: a bad event is one clean line
-    ok = _show(lambda on_event: orch.fire_event(name, payload, on_event=on_event,
-                                                request_id=request_id), orch, as_json)
+    ok = _show(lambda on_event, on_chunk: orch.fire_event(
+        name, payload, on_event=on_event, request_id=request_id, on_answer_chunk=on_chunk),
+        orch, as_json)
     if not ok:
         raise typer.Exit(1)
 
@@ -303,8 +312,9 @@ def approve(
             label += f" ({verdict['reason']})"
         shown.print(approval_details(item, decision=label))
     who = approver or _os_user()
-    ok = _show(lambda on_event: orch.resume(thread, decision, reason=reason, approver=who,
-                                            on_event=on_event), orch, as_json)
+    ok = _show(lambda on_event, on_chunk: orch.resume(
+        thread, decision, reason=reason, approver=who, on_event=on_event,
+        on_answer_chunk=on_chunk), orch, as_json)
     if not ok:
         raise typer.Exit(1)
 
@@ -321,7 +331,8 @@ def resume_command(
     --model and --agents-dir as the run)."""
     settings = _settings(model, agents_dir)
     orch = _orchestrator(settings, quiet=True)
-    if not _show(lambda on_event: orch.resume_run(run_id, on_event=on_event), orch, as_json):
+    if not _show(lambda on_event, on_chunk: orch.resume_run(
+            run_id, on_event=on_event, on_answer_chunk=on_chunk), orch, as_json):
         raise typer.Exit(1)
 
 

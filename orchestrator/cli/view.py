@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.panel import Panel
@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.events import (
+    AnswerChunk,
     BudgetHitData,
     Event,
     PlanInvalidData,
@@ -103,13 +104,36 @@ class _Row:
     detail: str = ""
 
 
+class _Tail:
+    """The last lines of a text, as many as fit in half the screen: an answer being written
+    that is longer than the screen scrolls in the live view instead of running off it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = Text(self.text).wrap(console, options.max_width)
+        yield Text("\n").join(lines[-max(3, options.size.height // 2):])
+
+
 class RunView:
-    """Turns events into a live table: the plan, then each subtask's agent, status and time."""
+    """Turns events into a live table: the plan, then each subtask's agent, status and time;
+    and the answer as it is written (answer chunks), until the run ends."""
 
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
         self.rationale = ""
         self.note = "planning..."
+        self.writing = ""
+        """The answer streamed so far; shown only while the run is under way."""
+
+    def on_answer_chunk(self, chunk: AnswerChunk) -> None:
+        self.writing += chunk.text
+
+    def end_answer(self) -> None:
+        """Stop showing the streamed answer (the finished answer is printed once, after
+        the live view)."""
+        self.writing = ""
 
     def on_event(self, event: Event) -> None:
         sid, data = event.subtask_id or "", event.data
@@ -182,6 +206,9 @@ class RunView:
             parts.append(Text(safe_text(self.rationale), style="dim"))
         if self.note:
             parts.append(Text(safe_text(self.note), style="italic dim"))
+        if self.writing:
+            parts.append(Panel(_Tail(safe_text(self.writing)), title="answer (writing...)",
+                               title_align="left", border_style="dim"))
         return Group(*parts)
 
 
