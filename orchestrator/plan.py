@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,9 +74,8 @@ class Subtask(BaseModel):
     )
     kind: Literal["answer", "act"] | None = Field(
         default=None,
-        description="'answer' when the user asks a question or a hypothetical (the agent may "
-        "only read); 'act' only when the user asks for a change to be made. Never 'act' for "
-        "something the user said not to do.",
+        description="'answer': the agent only reads (a question, a hypothetical); 'act': it "
+        "makes a change the user asked for.",
     )
     # Set by playbooks, never by the model (hidden from the schema the model sees).
     when: SkipJsonSchema[Condition | None] = None
@@ -86,11 +85,10 @@ class Subtask(BaseModel):
 
 
 class Plan(BaseModel):
-    """Break the user's request into subtasks for the specialist agents.
+    """Subtasks for the specialist agents, or none and a direct reply in ``answer``."""
 
-    Subtasks without dependencies run in parallel. When no agent fits the request,
-    return no subtasks and put the reply (an answer or a refusal) in ``answer``.
-    """
+    # The model reads this docstring and the field descriptions with every planning call;
+    # the planner prompt holds the rules (parallel subtasks, when to answer directly).
 
     rationale: str = Field(default="", description="One or two sentences on why this plan.")
     subtasks: list[Subtask] = Field(default_factory=list)
@@ -165,6 +163,38 @@ def check_kinds(plan: Plan) -> None:
         raise PlanError(f"subtask(s) {', '.join(missing)} need a kind: 'answer' when the "
                         "user asks a question (the agent only reads) or 'act' when the user "
                         "asks for a change")
+
+
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+_SHINGLE = 4
+COPIED_SHARE = 0.6
+"""A goal whose word 4-grams are at least this share from one passage (and not from the
+request) copies that passage."""
+
+
+def shingles(text: str, size: int = _SHINGLE) -> set[tuple[str, ...]]:
+    """The runs of ``size`` words in ``text`` (lowercase)."""
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+
+
+def copied_goals(plan: Plan, request: str, sources: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(subtask id, source label) for each goal that copies one of ``sources`` (knowledge
+    passages, catalog lines) near word for word: a goal says what to do for the request, so
+    what it shares with a source and not with the request must stay a small part of it."""
+    asked = shingles(request)
+    texts = {label: shingles(text) for label, text in sources.items()}
+    found: list[tuple[str, str]] = []
+    for subtask in plan.subtasks:
+        goal = shingles(subtask.goal)
+        if len(goal) < 2:
+            continue  # a few words: nothing to copy
+        for label, source in texts.items():
+            copied = (goal & source) - asked
+            if len(copied) >= 3 and len(copied) >= COPIED_SHARE * len(goal):
+                found.append((subtask.id, label))
+                break
+    return found
 
 
 def topological_order(plan: Plan) -> list[Subtask]:
