@@ -157,3 +157,37 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 def entries_of(specs: Iterable[AgentSpec]) -> list[AgentEntry]:
     return [AgentEntry.of(spec) for spec in specs]
+
+
+# --- agent card vectors (the planner's shortlist) -------------------------------------------
+
+CARD_VECTORS_FILE = "agent_card_vectors.json"
+_MAX_CARD_VECTORS = 4096
+
+
+def card_vectors(home: Path, embedder: Any, texts: list[str]) -> list[list[float]]:
+    """The vectors of agent card ``texts`` by ``embedder`` (an ``Embedder``), read from the
+    data folder where they were stored before and embedded (then stored) otherwise.
+
+    Each vector is kept under a digest of the embedder's name and the text itself: a card
+    changes only when its agent does, and any change is a new text, so a stored vector is
+    never stale and a catalog that did not change embeds nothing.
+    """
+    path = home / CARD_VECTORS_FILE
+    keys = [hashlib.sha256(f"{embedder.name}\0{text}".encode()).hexdigest() for text in texts]
+    try:
+        stored = json.loads(path.read_text("utf-8"))
+        vectors: dict[str, list[float]] = stored["vectors"] if isinstance(stored, dict) and \
+            stored.get("format") == _FORMAT else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        vectors = {}  # missing or damaged: embed again
+    missing = [i for i, key in enumerate(keys) if not isinstance(vectors.get(key), list)]
+    if missing:
+        embedded = embedder.embed_documents([texts[i] for i in missing])
+        for i, vector in zip(missing, embedded, strict=True):
+            vectors[keys[i]] = [round(float(x), 6) for x in vector]
+        for key in keys:  # this catalog's last: other catalogs sharing the folder keep
+            vectors[key] = vectors.pop(key)  # theirs up to a bound, oldest dropped first
+        kept = list(vectors.items())[-_MAX_CARD_VECTORS:]
+        _write(path, {"format": _FORMAT, "vectors": dict(kept)})
+    return [vectors[key] for key in keys]

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     planner_context_chunks: int = Field(
         default=3, ge=0, description="Knowledge-base chunks the planner sees for a request."
     )
+    planner_shortlist: int = Field(
+        default=30, ge=1, description="Most agents the planner sees: a larger catalog is cut "
+        "to the agents whose cards (description, skills, tool descriptions) are closest in "
+        "meaning to the request, by the knowledge base's embedder; agents the request names "
+        "or a matching playbook uses are always kept. A catalog this size or smaller is "
+        "shown whole, without loading the embedder.",
+    )
 
     # --- coordination -----------------------------------------------------------------
     coordination: Literal["rules", "adaptive", "hybrid"] = Field(

@@ -20,9 +20,11 @@ from orchestrator.config import Settings, StructuredMethod
 from orchestrator.plan import Subtask
 from orchestrator.pricing import PriceTable
 from orchestrator.results import SubtaskKind, Usage
+from orchestrator.retrieval.embedders import Embedder, get_embedder
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 from orchestrator.routing import AgentStatsBook
+from orchestrator.tool_schemas import compact_schema, model_tool_schema
 from orchestrator.write_journal import WriteJournal
 
 
@@ -114,6 +116,8 @@ class EngineContext:
         return list(self._budgets)
 
     _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
+    _card_vectors: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict,
+                                                                   repr=False)
 
     def agent_tools(self, spec: AgentSpec) -> dict[str, BaseTool]:
         """The tools this agent may call, ``retrieve`` bound to its own collections."""
@@ -134,7 +138,9 @@ class EngineContext:
             model = self.model_for(spec.name)
             tools = [t for t in self.agent_tools(spec).values()
                      if kind == "act" or is_read_only(t)]
-            self._bound[key] = model.bind_tools(tools) if tools else model
+            # The compact schema: it goes with every call (the tool still checks the call).
+            self._bound[key] = model.bind_tools([model_tool_schema(t) for t in tools]) \
+                if tools else model
         return self._bound[key]
 
     def catalog_line(self, spec: AgentSpec) -> str:
@@ -149,6 +155,39 @@ class EngineContext:
         if changes:
             line += f" | changes: {', '.join(changes)}"
         return line
+
+    def agent_card(self, spec: AgentSpec) -> list[str]:
+        """What the planner's shortlist compares a request with, in pieces: the agent (name,
+        description, skills), then each of its tools (name, description). ``retrieve`` is
+        left out: every agent that has it has the same one."""
+        skills = f" Skills: {', '.join(spec.skills)}." if spec.skills else ""
+        pieces = [f"{spec.name.replace('_', ' ')}: {spec.description}{skills}"]
+        pieces += [f"{t.name.replace('_', ' ')}: {t.description}"
+                   for t in self.agent_tools(spec).values() if t.name != RETRIEVE_TOOL_NAME]
+        return pieces
+
+    def card_vectors(self, embedder: Embedder) -> dict[str, list[list[float]]]:
+        """Each agent's card pieces (:meth:`agent_card`) embedded by ``embedder``: kept
+        here, and in the data folder, for as long as the cards do not change."""
+        key = embedder.name
+        if key not in self._card_vectors:
+            from orchestrator.agents.catalog import card_vectors
+
+            cards = {name: self.agent_card(spec) for name, spec in self.agents.items()}
+            flat = card_vectors(self.settings.home, embedder,
+                                [piece for pieces in cards.values() for piece in pieces])
+            vectors: dict[str, list[list[float]]] = {}
+            for name, pieces in cards.items():
+                vectors[name], flat = flat[:len(pieces)], flat[len(pieces):]
+            self._card_vectors[key] = vectors
+        return self._card_vectors[key]
+
+    def embedder(self) -> Embedder:
+        """The knowledge base's embedder (the same shared instance), else the configured one;
+        loaded on its first use."""
+        if self.retriever is not None:
+            return self.retriever.store.embedder
+        return get_embedder(self.settings.embedder)
 
     def subtask_kind(self, subtask: Subtask) -> SubtaskKind:
         """The subtask's kind as planned; when a plan (a playbook step) left it out, ``act``
@@ -195,10 +234,11 @@ class EngineContext:
             if method == "json_schema":
                 self._bound[key] = self.model.bind(response_format={
                     "type": "json_schema", "json_schema": {
-                        "name": name, "schema": plan_schema.model_json_schema(),
+                        "name": name, "schema": compact_schema(plan_schema.model_json_schema()),
                         "strict": False}})
             elif method == "json":
                 self._bound[key] = self.model.bind(response_format={"type": "json_object"})
             else:
-                self._bound[key] = self.model.bind_tools([plan_schema], tool_choice=name)
+                self._bound[key] = self.model.bind_tools([model_tool_schema(plan_schema)],
+                                                         tool_choice=name)
         return self._bound[key]

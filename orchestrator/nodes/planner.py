@@ -12,23 +12,26 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
 
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import (
     BudgetExceededError,
+    ConfigError,
     ModelError,
     PlanError,
     RequestError,
     is_model_failure,
 )
 from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
+from orchestrator.nodes.shortlist import named_agents, playbook_agents, shortlist
 from orchestrator.nodes.specialist import estimate_tokens, invoke_model
-from orchestrator.plan import Plan, check_agents, check_kinds
+from orchestrator.plan import Plan, check_agents, check_kinds, copied_goals
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.prompts import render_prompt, tagged
 from orchestrator.request_mood import not_an_instruction
@@ -39,11 +42,16 @@ from orchestrator.text_tool_calls import json_in_text, tool_calls_in_text
 
 logger = logging.getLogger(__name__)
 
-def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = ""
-                     ) -> list[BaseMessage]:
-    """System prompt with the agent catalog; the request with recent conversation turns."""
-    catalog = "\n".join(ctx.catalog_line(spec) for spec in ctx.agents.values())
-    system = render_prompt("planner", agents=catalog)
+def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = "",
+                     agents: Sequence[AgentSpec] | None = None) -> list[BaseMessage]:
+    """System prompt with the agent catalog (``agents``, default all); the request with
+    recent conversation turns and knowledge passages.
+
+    What stays the same from request to request comes first (instructions, then the
+    catalog), so a server's prompt cache can reuse it; the conversation, the passages and
+    the request follow."""
+    shown = ctx.agents.values() if agents is None else agents
+    system = render_prompt("planner", agents="\n".join(ctx.catalog_line(s) for s in shown))
     parts = []
     history = format_history(state.get("messages", [])[:-1], ctx.settings.history_turns)
     if history:
@@ -69,7 +77,28 @@ def knowledge_context(ctx: EngineContext, request: str) -> str:
     collections = [c for c in ctx.planner_collections() if c in present]
     if not collections:
         return ""
-    return format_hits(ctx.retriever.search(request, collections, k=limit, mode="bm25"))
+    hits = ctx.retriever.search(request, collections, k=limit, mode="bm25")
+    return format_hits(hits) if hits else ""
+
+
+def planner_agents(ctx: EngineContext, state: OrchestratorState) -> list[AgentSpec]:
+    """The agents the planner is shown: the whole catalog, or in a catalog larger than
+    ``planner_shortlist`` the shortlist for the request (and the user's previous turn, which
+    "it" may refer to), the agents it names and a matching playbook's kept. An embedder
+    that cannot load leaves the catalog whole. Blocks: call it off the event loop."""
+    agents = list(ctx.agents.values())
+    if len(agents) <= ctx.settings.planner_shortlist:
+        return agents
+    request = state["request"]
+    event = state.get("event")
+    earlier = [m.text for m in state.get("messages", [])[:-1] if isinstance(m, HumanMessage)]
+    keep = [*named_agents(request, ctx.agents),
+            *playbook_agents(ctx, request, event["name"] if event else None)]
+    try:
+        return shortlist(ctx, [request, *earlier[-1:]], keep=keep)
+    except ConfigError as exc:
+        logger.warning("planner shortlist unavailable, showing every agent: %s", exc)
+        return agents
 
 
 def format_history(messages: list[Any], turns: int) -> str:
@@ -89,9 +118,13 @@ def format_history(messages: list[Any], turns: int) -> str:
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
                     budget: RunBudget | None = None) -> Plan:
     """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
-    # Reading the knowledge base blocks (disk, BM25): keep it off the event loop.
-    context = await asyncio.to_thread(knowledge_context, ctx, state["request"])
-    messages = planner_messages(ctx, state, context)
+    # Reading the knowledge base and embedding a shortlist block: keep them off the loop.
+    context, agents = await asyncio.gather(
+        asyncio.to_thread(knowledge_context, ctx, state["request"]),
+        asyncio.to_thread(planner_agents, ctx, state))
+    messages = planner_messages(ctx, state, context, agents)
+    sources = {**passages(context), **{f"the catalog line of {s.name}": ctx.catalog_line(s)
+                                       for s in agents}}
 
     asked: set[str] = set()
 
@@ -99,6 +132,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
         check_agents(plan, ctx.agents)
         check_kinds(plan)
         check_can_act(ctx, plan)
+        check_not_copied(plan, state["request"], sources)
         # An id the request named and no goal carries goes back once: a plan may drop one
         # for a reason ("do not touch web-1"), so a second plan without it stands.
         lost = [i for i in lost_ids(plan, state["request"]) if i not in asked]
@@ -196,6 +230,24 @@ def lost_ids(plan: Plan, request: str) -> list[str]:
     goals = " ".join(s.goal for s in plan.subtasks).lower()
     return [i for i in dict.fromkeys(_ID.findall(request))
             if not re.search(rf"(?<![\w-]){re.escape(i.lower())}(?![\w-])", goals)]
+
+
+def passages(context: str) -> dict[str, str]:
+    """The knowledge passages of a planner ``<context>`` by citation (``[source#n]``)."""
+    found = re.findall(r"^\[([^\]\s]+#\d+)\]([^\n]*(?:\n(?!\[[^\]\s]+#\d+\])[^\n]*)*)",
+                       context, re.MULTILINE)
+    return {f"the knowledge passage [{cite}]": text for cite, text in found}
+
+
+def check_not_copied(plan: Plan, request: str, sources: dict[str, str]) -> None:
+    """Raise :class:`PlanError` for a goal that copies a knowledge passage or a catalog
+    line (seen with a small model: the runbook's steps became nine subtasks): passages
+    inform a plan, the request's work makes its subtasks."""
+    copied = copied_goals(plan, request, sources)
+    if copied:
+        raise PlanError("; ".join(f"subtask {i!r} copies {label} as its goal" for i, label
+                                  in copied) + ": a goal is work the request asks for, in its "
+                        "own words; use passages only for facts in it, with the citation")
 
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:

@@ -6,23 +6,29 @@ subtasks go into the running plan with :func:`merge_replacement`, keeping what i
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
-from orchestrator.errors import PlanError
+from orchestrator.errors import ConfigError, PlanError
 from orchestrator.nodes.planner import (
     check_can_act,
     plan_arguments,
     plan_with_repairs,
     validate_plan,
 )
+from orchestrator.nodes.shortlist import named_agents, shortlist
 from orchestrator.plan import Plan, Subtask, check_agents
 from orchestrator.prompts import render_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
 from orchestrator.state import EngineContext, OrchestratorState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,20 @@ async def replan_failed(
 ) -> Plan:
     """Ask the supervisor for subtasks that replace the failed one, keeping what is done.
 
-    The agents that failed it are left out of the catalog. The returned plan holds only the
-    new subtasks (their own ids; dependencies on done subtasks kept); an empty plan means no
-    agent can do it. :func:`merge_replacement` puts them into the running plan.
+    The agents that failed it are left out of the catalog; in a catalog larger than
+    ``planner_shortlist`` the supervisor sees the shortlist for the failed goal, which may
+    hold agents the first plan's shortlist did not, and the failed subtask's alternatives.
+    The returned plan holds only the new subtasks (their own ids; dependencies on done
+    subtasks kept); an empty plan means no agent can do it. :func:`merge_replacement` puts
+    them into the running plan.
     """
-    catalog = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
-    if not catalog:
+    others = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
+    if not others:
         return Plan(subtasks=[], answer="no other agent")
+    planned = next((s for s in plan.subtasks if s.id == failed.id), None)
+    keep = [*(planned.alternatives if planned is not None else []),
+            *named_agents(failed.goal, ctx.agents)]
+    catalog = await asyncio.to_thread(_replan_agents, ctx, failed.goal, keep, others)
     system = render_prompt("replan", agents="\n".join(ctx.catalog_line(s) for s in catalog))
     done_text = "\n".join(tagged("result", r.output, id=r.id, agent=r.agent)
                           for r in results.values() if r.status == "done")
@@ -71,7 +84,7 @@ async def replan_failed(
                agents=", ".join(failed.agents_tried)),
         tagged("remaining", failed.goal),
     ])
-    allowed = {spec.name for spec in catalog}
+    allowed = {spec.name for spec in others}
     done = {r.id for r in results.values() if r.status == "done"}
 
     def accept(raw: AIMessage) -> Plan:
@@ -96,6 +109,15 @@ async def replan_failed(
 
     return await plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
                                    state["run_id"], usage, budget, accept)
+
+
+def _replan_agents(ctx: EngineContext, goal: str, keep: list[str],
+                   others: list[AgentSpec]) -> list[AgentSpec]:
+    try:
+        return shortlist(ctx, [goal], keep=keep, among=others)
+    except ConfigError as exc:
+        logger.warning("replan shortlist unavailable, showing every agent: %s", exc)
+        return others
 
 
 def merge_replacement(plan: Plan, failed_id: str, new: Plan,
