@@ -18,7 +18,8 @@ CORE = {"errors", "config", "events", "agents.spec", "agents.policy", "text_matc
 """Errors, settings, events, the spec of an agent and of a tool, and small text helpers."""
 PACKS = {"agents.it_ops", "agents.commerce", "agents.finance", "agents.healthcare",
          "agents.marketing"}
-MODEL_INTERNALS = {"models.fake", "models.rules", "models.cassette", "models.openai_chat"}
+MODEL_INTERNALS = {"models.fake", "models.rules", "models.cassette", "models.openai_chat",
+                   "models.local_llama", "models.llama_server", "models.weights"}
 ENGINE_INTERNALS = {"nodes", "graph", "state", "storage", "domain_db", "checkpoints", "leases",
                     "write_journal", "effects", "budget", "routing", *MODEL_INTERNALS,
                     "retrieval.store", "retrieval.search", "retrieval.bm25"}
