@@ -230,9 +230,32 @@ async def invoke_model(model: Runnable[LanguageModelInput, BaseMessage],
         try:
             return await asyncio.wait_for(model.ainvoke(messages), timeout=timeout)
         except BaseException as exc:
+            truncated = length_cut_reply(exc)
+            if truncated is not None:
+                return truncated
             if cut_off(exc):
                 usage.add_message({"input_tokens": estimate_tokens(messages)})
             raise
+
+
+def length_cut_reply(exc: BaseException) -> AIMessage | None:
+    """The reply inside an error a client raises when a structured reply reached its token
+    cap (openai's ``LengthFinishReasonError``): the text so far, its usage, and
+    ``finish_reason: length``, so that the caller sees a cut-off reply (and asks again)
+    instead of a failed model."""
+    completion = getattr(exc, "completion", None)
+    choices = getattr(completion, "choices", None)
+    if not choices or type(exc).__name__ != "LengthFinishReasonError":
+        return None
+    message = getattr(choices[0], "message", None)
+    counted = getattr(completion, "usage", None)
+    return AIMessage(
+        content=str(getattr(message, "content", None) or ""),
+        response_metadata={"finish_reason": "length"},
+        usage_metadata={
+            "input_tokens": int(getattr(counted, "prompt_tokens", 0) or 0),
+            "output_tokens": int(getattr(counted, "completion_tokens", 0) or 0),
+            "total_tokens": int(getattr(counted, "total_tokens", 0) or 0)})
 
 
 def cut_off(exc: BaseException) -> bool:
