@@ -100,6 +100,22 @@ def test_an_error_reply_after_a_successful_read_is_a_failure(
     assert subtask.status == "failed" and result.status == "failed"
 
 
+def test_a_cannot_after_the_asked_write_happened_is_done(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
+    # Seen with a small real model: "CANNOT:" right after a successful page; the page was
+    # reported failed and its dependents skipped. What the tools did decides.
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Page the on-call for web-3 about the outage", "notifications", [])),
+        tool_call("alert_oncall", {"service": "web-3", "message": "web-3 is down"}),
+        "CANNOT: I am not sure the page was delivered",
+    ])
+    result = orch(domain_db, tmp_path, model).run("page the web-3 on-call")
+    (subtask,) = result.results.values()
+    assert subtask.status == "done" and result.status == "ok"
+    assert "the agent added: I am not sure the page was delivered" in (subtask.output or "")
+    assert db.execute("SELECT count(*) FROM alerts WHERE service = 'web-3'").fetchone()[0] == 1
+
+
 def test_a_wall_time_cut_after_writes_reports_the_writes_as_done(
         domain_db: Path, db: sqlite3.Connection, tmp_path: Path) -> None:
     # Seen: a wall-time cut reported "Done (0 of 4)" while the alert and the incident were in

@@ -262,7 +262,7 @@ def test_a_replan_does_not_repeat_a_write_the_failed_subtask_made(
         plan_reply(("t1", "Page the on-call for web-3", "notifications", [])),
         plan_reply(("p1", "Page the on-call for web-3", "pager2", []))])
     first = FakeChatModel(script=[page("web-3 down", "a1"),
-                                  "CANNOT: the pager did not confirm delivery"])
+                                  "Error: the pager gateway did not confirm delivery"])
     second = FakeChatModel(script=[page("web-3 down", "b1"), "Paged."])
     o = Orchestrator(supervisor, agents=[*it_ops_agents(), backup], domain_db=domain_db,
                      agent_models={"notifications": first, "pager2": second},

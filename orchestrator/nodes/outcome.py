@@ -4,7 +4,8 @@
   attempted was left failed (a failed write later made with success counts as made);
 - answer: done when it answered from successful reads (or needed no tool at all);
 - either way, a reply that is an error, ``CANNOT:``, or a request to fix arguments, or a
-  reply right after a step whose calls all failed, is a failure.
+  reply right after a step whose calls all failed, is a failure; except a ``CANNOT:`` after
+  an act's writes all succeeded, which is done (what the tools did decides).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def judge(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]) -
         result.status, result.failure_kind = "skipped", "condition"
         result.error = report[len(NOT_NEEDED_MARKER):].strip() or "its condition does not hold"
         return
+    if _cannot_after_writes(result, report):
+        # The tools did what was asked; the agent's doubt stays on record, not as a failure.
+        result.output = (" ".join(c.output for c in result.writes_done) +
+                         f" (the agent added: {report[len(CANNOT_MARKER):].strip()})")
+        result.status, result.error, result.failure_kind = "done", None, None
+        return
     failure = _failure(result, report, last_step)
     if failure is None:
         result.status, result.error, result.failure_kind = "done", None, None
@@ -42,6 +49,14 @@ def judge(result: SubtaskResult, report: str, last_step: list[ToolCallRecord]) -
     if writes:
         message += f" (writes that did happen: {writes})"
     result.status, result.failure_kind, result.error = "failed", kind, message
+
+
+def _cannot_after_writes(result: SubtaskResult, report: str) -> bool:
+    """A ``CANNOT:`` from an act subtask whose writes all happened (small models add one
+    after a successful call): the outcome is what the tools did. An answer's ``CANNOT:``
+    still fails: it says the reads did not hold the answer."""
+    return (report.upper().startswith(CANNOT_MARKER) and result.kind == "act"
+            and bool(result.writes_done) and not _writes_left_failed(result))
 
 
 def _may_skip(result: SubtaskResult) -> bool:
