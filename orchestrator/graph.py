@@ -111,11 +111,36 @@ def engine_context(
                           "ORCHESTRATOR_PRICES to a JSON/YAML file of model prices")
     retriever = (Retriever(knowledge, fusion=fusion_from(settings))
                  if isinstance(knowledge, KnowledgeStore) else knowledge)
-    return EngineContext(
+    ctx = EngineContext(
         model=get_model(model), agents=by_name, agent_models=resolved, settings=settings,
         retriever=retriever, playbooks=list(playbooks), model_names=names,
         routing=routing or AgentStatsBook(settings.routing_window, settings.probe_every),
         prices=PriceTable.load(settings.prices) if settings.prices else PriceTable())
+    _offer_to_rules_models(ctx)
+    return ctx
+
+
+def _offer_to_rules_models(ctx: EngineContext) -> None:
+    """A model that decides by rules (the offline fake) lacks what a language model brings:
+    a sense of meaning and knowing what the ids in a request are. Offer it the knowledge
+    base's embedding model (not loaded until used) and the agents' tools as data; any model
+    with a ``learn_engine`` method takes them (the engine names no model)."""
+    retriever = ctx.retriever
+
+    def embedder() -> object:
+        return retriever.store.embedder if retriever is not None else None
+
+    def agent_tools() -> dict[str, list[dict[str, object]]]:
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return {name: [convert_to_openai_tool(t) for t in ctx.agent_tools(spec).values()]
+                for name, spec in ctx.agents.items()}
+
+    for model in {id(m): m for m in (ctx.model, *ctx.agent_models.values())}.values():
+        learn = getattr(model, "learn_engine", None)
+        if callable(learn):
+            learn(embedder=embedder if retriever is not None else None,
+                  agent_tools=agent_tools)
 
 
 def fusion_from(settings: Settings) -> Fusion:

@@ -30,7 +30,23 @@ ASKS_TO_EXPLAIN = re.compile(r"^(?:tell me|explain|describe|advise|show me how|h
                               r"should|can|could) (?:i|we|you)|i wonder|i'?m wondering|"
                               r"do you think)\b", re.IGNORECASE)
 NEGATION = re.compile(r"^no\b(?! matter)|\b(?:don'?t|do not|does not|doesn'?t|not|never|"
-                      r"no need to|nobody should|avoid|refrain from|hold off)\b", re.IGNORECASE)
+                      r"no need to|nobody should|avoid|refrain from|hold off|"
+                      r"leave\b(?=[^.;!?]*\balone\b)|keep\b(?=[^.;!?]*\bas (?:it )?is\b))\b",
+                      re.IGNORECASE)
+
+
+_NOT_A_SUBJECT = (r"(?!(?:do|does|did|is|are|was|were|can|could|should|would|will|has|have|"
+                  r"please|whether|if|unless|that|why|how|what|when|where|who|which)\b)")
+STATEMENT = re.compile(rf"^{_NOT_A_SUBJECT}[\w'.-]+(?:\s+{_NOT_A_SUBJECT}[\w'.-]+){{0,2}}\s+"
+                       r"(?:is|are|was|were|has been|have been|seems?|looks?|keeps?|went|goes|"
+                       r"feels?|appears?)\b", re.IGNORECASE)
+"""A clause that says how things are ("web-3 is down", "it looks dodgy", "web-3 keeps
+falling over"): context for the work, not work."""
+
+
+def states(text: str) -> bool:
+    """Whether the clause states how things are rather than asking for anything."""
+    return bool(STATEMENT.match(LEADING_FILLER.sub("", text.strip())))
 
 
 def asks(text: str) -> bool:

@@ -29,6 +29,7 @@ from pydantic import PrivateAttr
 
 from orchestrator.errors import ConfigError, ScriptExhaustedError
 from orchestrator.models import rules
+from orchestrator.models.meaning import AgentTools, OfflineKnowledge
 from orchestrator.models.specs import ModelSpec
 
 Reply = AIMessage | str | Callable[[list[BaseMessage], list[dict[str, Any]]], AIMessage]
@@ -77,6 +78,7 @@ class FakeChatModel(BaseChatModel):
     _queue: list[Any] = PrivateAttr(default_factory=list)
     _calls: list[FakeCall] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _knows: OfflineKnowledge = PrivateAttr(default_factory=OfflineKnowledge)
 
     def model_post_init(self, context: Any, /) -> None:
         self._queue = list(self.script or [])
@@ -102,6 +104,15 @@ class FakeChatModel(BaseChatModel):
         if left:
             raise AssertionError(f"FakeChatModel: {left} scripted repl(y/ies) never used")
 
+    def learn_engine(self, *, embedder: Callable[[], Any] | None = None,
+                     agent_tools: Callable[[], AgentTools] | None = None) -> None:
+        """Take what the engine offers a model that decides by rules: the knowledge base's
+        embedding model (a function giving it: rules mode then routes by meaning; it is
+        made and loaded on first use) and the
+        agents' tools as data (their schemas say which ids each agent's tools take).
+        Without an embedder with a sense of meaning, rules mode routes by word overlap."""
+        self._knows = OfflineKnowledge(embedder, agent_tools)
+
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
@@ -114,7 +125,7 @@ class FakeChatModel(BaseChatModel):
 
     def _reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
         if self.script is None:
-            return rules.decide(messages, tools)
+            return rules.decide(messages, tools, self._knows)
         with self._lock:
             if not self._queue:
                 raise ScriptExhaustedError(

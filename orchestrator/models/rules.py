@@ -17,6 +17,23 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from orchestrator.agents.policy import non_null
+from orchestrator.models.arguments import (
+    describe_missing,
+    fill_arguments,
+    id_near_name,
+    lookup_arguments,
+    missing_required,
+    names_in,
+)
+from orchestrator.models.meaning import (
+    AgentRouter,
+    Catalog,
+    Meaning,
+    OfflineKnowledge,
+    identifiers,
+    lookup_tool,
+    tool_text,
+)
 from orchestrator.prompts import extract_tag
 from orchestrator.request_mood import (
     CONDITION_FIRST,
@@ -28,8 +45,9 @@ from orchestrator.request_mood import (
     SENTENCE_END,
     STATE_WORDS,
     asks,
+    states,
 )
-from orchestrator.text_match import find_pattern, overlap_score, tokens
+from orchestrator.text_match import overlap_score, tokens
 
 _FILLERS = frozenset({"ok", "okay", "yes", "please", "thanks", "thank you", "great", "good",
                       "now", "also", "and"})
@@ -39,23 +57,28 @@ _CLAUSE_SPLIT = re.compile(r"\s*(?:;|\.\s+|,\s*|\band\b)\s*", re.IGNORECASE)
 _THEN = re.compile(r"^(?:and\s+)?(?:then|after that|afterwards|finally|next)\b[\s,]*", re.I)
 _CATALOG_LINE = re.compile(r"^-\s*([a-z][a-z0-9_]*):\s*(.*?)\s*\|\s*skills:\s*(.*?)"
                            r"(?:\s*\|\s*reads:\s*(.*?))?(?:\s*\|\s*changes:\s*(.*))?$")
-_IDENTIFIER_FIRST = re.compile(r"^[a-z]+-\d+\b", re.IGNORECASE)
-Catalog = list[tuple[str, str, str, str, str]]
-"""(name, description, skills, read tools, change tools) per agent."""
+TOOL_MARGIN = 0.1
+"""How much better by meaning another tool must fit than the agent's first-listed one."""
+REAL_MODEL_HINT = ("for requests in your own words use a real model: --model local:PATH.gguf "
+                   "(offline) or --model openai:<model>")
 
 
-def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-    """The rules-mode reply to ``messages`` with ``tools`` (OpenAI tool format) bound."""
+def decide(messages: list[BaseMessage], tools: list[dict[str, Any]],
+           knows: OfflineKnowledge | None = None) -> AIMessage:
+    """The rules-mode reply to ``messages`` with ``tools`` (OpenAI tool format) bound;
+    ``knows``: what the engine offered (an embedding model, the agents' tools)."""
+    knows = knows or OfflineKnowledge()
     names = [t["function"]["name"] for t in tools]
     if PLAN_TOOL in names:
-        return _plan_reply(messages)
+        return _plan_reply(messages, knows)
     human = _last_human(messages)
     if extract_tag(human, "results"):
         return AIMessage(content=synthesize_answer(human))
+    meaning = knows.meaning
     if messages and isinstance(messages[-1], ToolMessage):
-        return _after_tool_results(messages, human, tools)
+        return _after_tool_results(messages, human, tools, meaning)
     if tools:
-        return _tool_call_reply(human, tools)
+        return _tool_call_reply(human, tools, meaning=meaning)
     goal = _first_tag(human, "goal") or human
     return AIMessage(content=f"I have no tools for this; noted: {goal}")
 
@@ -64,15 +87,22 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessag
 
 
 def plan_request(
-    request: str, catalog: Catalog, history: str = "", min_score: int = 1
+    request: str, catalog: Catalog, history: str = "", min_score: int = 1,
+    router: AgentRouter | None = None,
 ) -> dict[str, Any]:
     """A plan (as ``Plan`` tool arguments) for ``request`` over the agent catalog; an agent
-    must score at least ``min_score`` to be given a clause.
+    must score at least ``min_score`` to be given a clause (by word overlap; by meaning,
+    ``min_score`` > 1 asks for a closer fit). ``router`` decides which agent fits a clause
+    (default: word overlap).
+
+    When no clause fits an agent with confidence, the plan is empty and its answer is one
+    line: what the request was understood as, and how to get a real model.
 
     Each subtask gets a kind: ``answer`` for a question or a hypothetical, or when the
     agent's best-fitting tool for the clause only reads; ``act`` when it changes something.
     A clause that says not to do something plans nothing.
     """
+    router = router or AgentRouter(catalog)
     hypothetical = bool(HYPOTHETICAL.search(request))
     context: list[str] = []  # what the request says besides the work: folded into goals
     routed: list[tuple[str, str, bool, str]] = []  # (clause, agent, after_previous, kind)
@@ -81,14 +111,16 @@ def plan_request(
     negated_sentence = -1  # "Do NOT, under any circumstances, page ...": the rest is negated
     dropped = False  # a clause was left out because it says not to act
     last_sentence = -1  # the sentence of the last routed clause
-    for sentence, clause, question in _clauses_with_mood(request, catalog):
+    clauses = _clauses_with_mood(request, router)
+    router.prefetch([_THEN.sub("", c).strip(" ,;") for _, c, _ in clauses])
+    for sentence, clause, question in clauses:
         after = bool(_THEN.match(clause))
         text = _THEN.sub("", clause).strip(" ,;")
         if sentence == negated_sentence:
-            context.extend(_identifiers(text))
+            context.extend(identifiers(text))
             dropped = True
             continue
-        if _bare_negation(text, catalog):
+        if _bare_negation(text):
             negated_sentence = sentence
             dropped = True
             continue
@@ -98,7 +130,7 @@ def plan_request(
                 # "page the on-call about web-1, but only if it is down": the condition
                 # belongs to the action before it.
                 action, _, _, _ = routed.pop()
-                _plan_conditional(action, bare, catalog, routed, min_score)
+                _plan_conditional(action, bare, router, routed, min_score)
             else:
                 condition = bare
             continue
@@ -110,29 +142,33 @@ def plan_request(
             cond = text[inline.start():].strip(" ,;") if inline else condition
             condition = ""
             if not question and not hypothetical:
-                _plan_conditional(action, cond, catalog, routed, min_score)
+                _plan_conditional(action, cond, router, routed, min_score)
                 last_sentence = sentence
             continue
         if _negated(text, catalog):
             # "don't page anyone": nothing to plan; what it names may still be context
-            context.extend(_identifiers(text))
+            context.extend(identifiers(text))
             dropped = True
+            continue
+        if router.by_meaning and not question and states(bare):
+            # "web-3 keeps falling over", "it looks dodgy": what is so, not what to do
+            context.append(text)
             continue
         if not text or text.lower() in seen:
             continue  # a bare "then", or the same work asked twice
         seen.add(text.lower())
         answer = hypothetical or question
-        if routed and _IDENTIFIER_FIRST.match(text):
+        if routed and _starts_with_id(text):
             # "page api-1 and api-2 about errors": a fragment that starts with what it acts
             # on continues the clause before it.
             prev_text, prev_agent, prev_after, prev_kind = routed[-1]
             routed[-1] = (f"{prev_text} and {text}", prev_agent, prev_after, prev_kind)
             continue
-        agent = _best_agent(text, catalog, min_score, needs_reads=answer)
+        agent = router.best(text, min_score, needs_reads=answer)
         if agent is not None and not answer and _kind_for(text, _entry(catalog, agent)) == \
                 "answer" and _asks_for_change(text, catalog):
             # The clause names a change another agent can make: give it to that agent.
-            agent = _best_agent(text, catalog, min_score, needs_changes=True) or agent
+            agent = router.best(text, min_score, needs_changes=True) or agent
         if agent is None:
             if routed:  # "check web-1 and web-2": a bare object belongs to the previous clause
                 prev_text, prev_agent, prev_after, prev_kind = routed[-1]
@@ -148,15 +184,10 @@ def plan_request(
                 "subtasks": [], "answer": "Nothing to do: the request asks not to act "
                 "(nothing was changed)."}
     if not routed:
-        known = ", ".join(entry[0] for entry in catalog)
-        return {
-            "rationale": "No agent's description or skills match the request.",
-            "subtasks": [],
-            "answer": "I can't help with that here: none of the available agents "
-            f"({known}) handles this kind of request.",
-        }
+        return {"rationale": "No agent's description or skills match the request.",
+                "subtasks": [], "answer": _not_understood(request, router)}
     context = [c for c in context if c.lower().strip(" ,.!?") not in _FILLERS]
-    if not context and history and not _has_identifier(request):
+    if not context and history and not identifiers(request):
         context.append("earlier: " + _last_user_turn(history))
     note = f" (context: {'; '.join(context)})" if context else ""
     subtasks: list[dict[str, Any]] = []
@@ -172,7 +203,7 @@ def plan_request(
     }
 
 
-def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[int, str, bool]]:
+def _clauses_with_mood(request: str, router: AgentRouter) -> list[tuple[int, str, bool]]:
     """The request's clauses: the sentence each is in, and whether its sentence (or the
     clause itself) asks a question."""
     out: list[tuple[int, str, bool]] = []
@@ -180,48 +211,49 @@ def _clauses_with_mood(request: str, catalog: Catalog) -> list[tuple[int, str, b
         polite = bool(POLITE_ASK.match(LEADING_FILLER.sub("", sentence.strip())))
         body = POLITE_ASK.sub("", LEADING_FILLER.sub("", sentence.strip()))
         question = asks(body) or (sentence.rstrip().endswith("?") and not polite)
-        for clause in _split_clauses(body, catalog):
+        for clause in _split_clauses(body, router):
             out.append((index, clause, question or asks(clause)))
     return out
 
 
-def _bare_negation(clause: str, catalog: Catalog) -> bool:
+def _bare_negation(clause: str) -> bool:
     """A clause that is only a negation ("Do NOT", "never"): it negates what follows."""
     text = LEADING_FILLER.sub("", clause.strip())
     match = NEGATION.match(text) or re.match(r"^(?:do|please)\s+not\b", text, re.I)
-    return match is not None and not _identifiers(text) and len(text.split()) <= 3
+    return match is not None and not identifiers(text) and len(text.split()) <= 3
 
 
-def _plan_conditional(action: str, condition: str, catalog: Catalog,
+def _plan_conditional(action: str, condition: str, router: AgentRouter,
                       routed: list[tuple[str, str, bool, str]], min_score: int) -> None:
     """Plan an action that is done only if its condition holds: after the subtask that
     checks the condition (added when the one before does not), with the condition in its
     goal for the agent to read against that check."""
-    agent = _best_agent(action, catalog, min_score, needs_changes=True) or \
-        _best_agent(action, catalog, min_score)
+    catalog = router.catalog
+    agent = router.best(action, min_score, needs_changes=True) or \
+        router.best(action, min_score)
     if agent is None:
         return
-    checked = _condition_check(condition, action, catalog, routed, agent)
+    checked = _condition_check(condition, action, router, routed, agent)
     if checked is not None:
         routed.append(checked)
     routed.append((f"{action} {condition}", agent, checked is not None or bool(routed),
                    _kind_for(action, _entry(catalog, agent))))
 
 
-def _condition_check(condition: str, action: str, catalog: Catalog,
+def _condition_check(condition: str, action: str, router: AgentRouter,
                      routed: list[tuple[str, str, bool, str]], acting: str
                      ) -> tuple[str, str, bool, str] | None:
     """A new answer subtask that checks a condition, or None when the subtask before
     already does (it names what the condition is about) or nothing names what to check.
     The acting agent checks it when it can read (it knows its own domain)."""
-    about = _identifiers(condition) or _identifiers(action)
+    about = identifiers(condition) or identifiers(action)
     if routed and (not about or any(i in routed[-1][0].lower() for i in about)):
         return None
     if not about:
         return None
     goal = f"check the status of {' and '.join(about)}"
-    entry = _entry(catalog, acting)
-    agent = acting if entry[3].strip() else _best_agent(goal, catalog, needs_reads=True)
+    entry = _entry(router.catalog, acting)
+    agent = acting if entry[3].strip() else router.best(goal, needs_reads=True)
     return (goal, agent, False, "answer") if agent is not None else None
 
 
@@ -241,8 +273,9 @@ def _negated(clause: str, catalog: Catalog) -> bool:
     return len(text[:negation.start()].split()) <= 3  # no known verb: only near the start
 
 
-def _identifiers(text: str) -> list[str]:
-    return [m for m in re.findall(r"\b[a-z]+-\d+\b", text.lower())]
+def _starts_with_id(text: str) -> bool:
+    found = identifiers(text)
+    return bool(found) and text.lower().startswith(found[0])
 
 
 def _entry(catalog: Catalog, agent: str) -> tuple[str, str, str, str, str]:
@@ -275,7 +308,7 @@ def parse_catalog(system_text: str) -> Catalog:
     return catalog
 
 
-def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
+def _plan_reply(messages: list[BaseMessage], knows: OfflineKnowledge) -> AIMessage:
     system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
     human = _first_human(messages)
     # A replan asks for the <remaining> work only, and only an agent whose name or skills
@@ -283,17 +316,20 @@ def _plan_reply(messages: list[BaseMessage]) -> AIMessage:
     remaining = _first_tag(human, "remaining")
     request = remaining or _first_tag(human, "request") or human
     history = _first_tag(human, "history") or ""
-    args = plan_request(request, parse_catalog(system), history,
-                        min_score=2 if remaining else 1)
+    catalog = parse_catalog(system)
+    router = AgentRouter(catalog, knows.meaning, knows.tools if knows.agent_tools else {})
+    args = plan_request(request, catalog, history, min_score=2 if remaining else 1,
+                        router=router)
     return _tool_calls_message([(PLAN_TOOL, args)], salt=request)
 
 
-def _split_clauses(request: str, catalog: Catalog) -> list[str]:
+def _split_clauses(request: str, router: AgentRouter) -> list[str]:
     parts: list[str] = []
     head, sep, tail = request.partition(":")
     # "web-3 is down: do X, Y" states context before the colon; "alert the team: details"
     # is one action whose details follow the colon.
-    if sep and "//" not in tail[:2] and _best_agent(head, catalog) is None:
+    if sep and "//" not in tail[:2] and (
+            (router.by_meaning and states(head)) or router.best(head) is None):
         parts.append(head)
         request = tail
     parts.extend(_CLAUSE_SPLIT.split(request))
@@ -316,22 +352,16 @@ def _leading_verb(text: str) -> str:
     return found[0] if found else ""
 
 
-def _best_agent(clause: str, catalog: Catalog, min_score: int = 1, *,
-                needs_reads: bool = False, needs_changes: bool = False) -> str | None:
-    """The best-fitting agent; for a question, one that has a tool that reads, if any fits;
-    with ``needs_changes``, only agents with a tool that changes things."""
-    best, best_score = None, min_score - 1
-    for name, description, skills, reads, changes in catalog:
-        if (needs_reads and changes and not reads) or (needs_changes and not changes):
-            continue
-        score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])
-        if score > best_score:
-            best, best_score = name, score
-    return best
-
-
-def _has_identifier(text: str) -> bool:
-    return bool(re.search(r"\b[a-z]+[-_]?\d+\b", text, re.IGNORECASE))
+def _not_understood(request: str, router: AgentRouter) -> str:
+    """One line: what the request was taken as, that nothing was done, and what would do
+    better (a real model reads requests in people's own words)."""
+    said = " ".join(request.split())
+    said = said if len(said) <= 80 else said[:77] + "..."
+    closest = router.last
+    near = (f" (closest: the {closest.closest} agent, not close enough to act)"
+            if closest is not None and closest.closest else "")
+    return (f"I can't map \"{said}\" to one of my agents with confidence{near}, so I did "
+            f"nothing; {REAL_MODEL_HINT}.")
 
 
 def _last_user_turn(history: str) -> str:
@@ -339,14 +369,16 @@ def _last_user_turn(history: str) -> str:
     turns = [line[5:].strip() for line in history.splitlines() if line.startswith("user:")]
     if not turns:
         return history.strip().splitlines()[-1]
-    return next((t for t in reversed(turns) if _has_identifier(t)), turns[-1])
+    return next((t for t in reversed(turns) if identifiers(t)), turns[-1])
 
 
 # --- specialist --------------------------------------------------------------------------
 
 
 def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "",
-                     salt: str = "") -> AIMessage:
+                     salt: str = "", meaning: Meaning | None = None, found: str = ""
+                     ) -> AIMessage:
+    """The next call for the goal; ``found``: what a look-up by name returned."""
     goal = _first_tag(human, "goal") or human
     inputs = " ".join(body for _, body in extract_tag(human, "input"))
     inline = CONDITION_INSIDE.search(goal)
@@ -362,11 +394,41 @@ def _tool_call_reply(human: str, tools: list[dict[str, Any]], knowledge: str = "
         return _tool_calls_message([(RETRIEVE_TOOL, {"query": goal[:300]})], salt=human)
     if not actions:
         return AIMessage(content=knowledge or "Nothing found.")
-    tool = _best_tool(goal, actions)
-    calls = [(tool["function"]["name"], args)
-             for args in fill_arguments(tool, goal, inputs, _focus(knowledge, goal),
-                                        passages=knowledge)]
+    tool = _best_tool(goal, actions, meaning)
+    filled = fill_arguments(tool, goal, inputs, _focus(knowledge, goal), passages=knowledge,
+                            meaning=meaning)
+    missing = missing_required(tool, filled[0])
+    if missing:
+        return _fill_by_lookup(tool, goal, filled[0], missing, actions, found, human + salt)
+    calls = [(tool["function"]["name"], args) for args in filled]
     return _tool_calls_message(calls, salt=human + salt)
+
+
+def _fill_by_lookup(tool: dict[str, Any], goal: str, args: dict[str, Any],
+                    missing: list[str], actions: list[dict[str, Any]], found: str,
+                    salt: str) -> AIMessage:
+    """A required id the goal gives only as a name: look the name up with a tool that finds
+    records by name (first), then take the id from the record that names it. Without
+    one, or when the record is not certain, say what is missing instead of guessing."""
+    name = tool["function"]["name"]
+    names = names_in(goal)
+    lookup = lookup_tool(actions, name)
+    if names and lookup is not None and not found:
+        return _tool_calls_message(
+            [(lookup["function"]["name"], lookup_arguments(lookup, names[0]))], salt=salt)
+    props = tool["function"].get("parameters", {}).get("properties", {})
+    for field in list(missing):
+        pattern = non_null(props.get(field, {})).get("pattern")
+        value = next((v for n in names if pattern
+                      for v in [id_near_name(pattern, n, found)] if v), None)
+        if value is not None:
+            args[field] = value
+            missing.remove(field)
+    if not missing:
+        return _tool_calls_message([(name, args)], salt=salt)
+    by_name = f" (looked up {names[0]}: no single record matched)" if found and names else ""
+    return AIMessage(content=f"CANNOT: {name} needs {describe_missing(tool, missing)}, and "
+                     f"the goal does not give it{by_name}.")
 
 
 def _condition_holds(condition: str, inputs: str) -> str | None:
@@ -383,8 +445,8 @@ def _condition_holds(condition: str, inputs: str) -> str | None:
     return f"NOT NEEDED: the condition does not hold ({condition}; inputs: {inputs[:200]})"
 
 
-def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dict[str, Any]]
-                        ) -> AIMessage:
+def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dict[str, Any]],
+                        meaning: Meaning | None = None) -> AIMessage:
     # Tool messages over HTTP carry only the call id: name them from the calls made.
     names = {c["id"]: c["name"] for m in messages if isinstance(m, AIMessage)
              for c in m.tool_calls}
@@ -394,15 +456,35 @@ def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dic
     if len(retrieved) == len(called) and any(
             t["function"]["name"] != RETRIEVE_TOOL for t in tools):
         return _tool_call_reply(human, tools, knowledge="\n".join(retrieved),
-                                salt="after-retrieve")
+                                salt="after-retrieve", meaning=meaning)
+    looked_up = _looked_up(called, tools, human, meaning)
+    if looked_up is not None:
+        return _tool_call_reply(human, tools, knowledge="\n".join(retrieved),
+                                salt="after-lookup", meaning=meaning, found=looked_up)
     report = _report_tool_results(messages)
     citations = _citations(retrieved, _first_tag(human, "goal") or human)
     return AIMessage(content=f"{report} (per {', '.join(citations)})" if citations else report)
 
 
+def _looked_up(called: list[tuple[str, ToolMessage]], tools: list[dict[str, Any]],
+               human: str, meaning: Meaning | None) -> str | None:
+    """What the look-up by name returned, when that is all that was called besides
+    ``retrieve`` and the goal's own tool is still to come; else None."""
+    others = [(name, m) for name, m in called if name != RETRIEVE_TOOL]
+    actions = [t for t in tools if t["function"]["name"] != RETRIEVE_TOOL]
+    if not others or not actions:
+        return None
+    goal = _first_tag(human, "goal") or human
+    target = _best_tool(goal, actions, meaning)
+    lookup = lookup_tool(actions, target["function"]["name"])
+    if lookup is None or any(name != lookup["function"]["name"] for name, _ in others):
+        return None
+    return "\n".join(str(m.text) for _, m in others)
+
+
 def _focus(knowledge: str, goal: str) -> str:
     """Sentences that mention the goal's identifiers first: what a reader would act on."""
-    anchors = [a for a in re.findall(r"\b[a-z]+-\d+\b", goal.lower())]
+    anchors = identifiers(goal)
     sentences = re.split(r"(?<=[.;!?])\s+", knowledge)
     if not anchors:
         return knowledge
@@ -412,7 +494,7 @@ def _focus(knowledge: str, goal: str) -> str:
 
 def _citations(retrieved: list[str], goal: str) -> list[str]:
     """The passages it used: those naming the goal's identifiers first, two per lookup."""
-    anchors = re.findall(r"\b[a-z]+-\d+\b", goal.lower())
+    anchors = identifiers(goal)
     found: list[str] = []
     for text in retrieved:
         passages = re.findall(r"^\[([^\]\s]+#\d+)\]([^\n]*(?:\n(?!\[)[^\n]*)*)", text,
@@ -424,76 +506,25 @@ def _citations(retrieved: list[str], goal: str) -> list[str]:
     return found
 
 
-def _best_tool(goal: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
+def _best_tool(goal: str, tools: list[dict[str, Any]], meaning: Meaning | None = None
+               ) -> dict[str, Any]:
+    """The tool that fits the goal: by word overlap with its name and description; by
+    meaning when no tool has a word in common with it and a model is at hand."""
     def score(tool: dict[str, Any]) -> int:
         fn = tool["function"]
         return overlap_score(goal, [(fn["name"], 3), (fn.get("description", ""), 1)])
 
-    return max(tools, key=score)  # first of equals wins: agents list their main tool first
-
-
-def fill_arguments(tool: dict[str, Any], goal: str, inputs: str = "", knowledge: str = "",
-                   passages: str = "") -> list[dict[str, Any]]:
-    """Arguments for ``tool`` from the text; one call per distinct id the goal names.
-
-    Ids come from the goal, then the dependencies' outputs; retrieved knowledge only fills
-    optional id fields (it says how to act, not on what); the retrieved ``passages``, as
-    they came with their citation markers, follow the goal in free text.
-    """
-    params = tool["function"].get("parameters", {})
-    required = set(params.get("required", []))
-    text = f"{goal} {inputs}".strip()
-    base: dict[str, Any] = {}
-    fan_out: tuple[str, list[str]] | None = None
-    for name, prop in params.get("properties", {}).items():
-        schema = non_null(prop)
-        value: Any = None
-        if "enum" in schema:
-            value = _enum_value(schema["enum"], text, prop.get("default"))
-        elif schema.get("type") == "string" and "pattern" in schema:
-            from_goal = find_pattern(schema["pattern"], goal)
-            found = from_goal
-            if not found and name not in required:
-                # An optional target (which pool) comes from procedure, not from what an
-                # earlier step saw (the current pool): inputs only fill what is required.
-                found = find_pattern(schema["pattern"], knowledge)
-            elif not found:
-                found = find_pattern(schema["pattern"], inputs)
-            if len(from_goal) > 1 and name in required and fan_out is None:
-                fan_out = (name, from_goal[:5])
-            value = found[0] if found else None
-        elif schema.get("type") == "string" and name in required:
-            # Free text: the goal and inputs, then what it looked up (with its citations).
-            extra = passages or knowledge
-            value = text[:600] if not extra else f"{text[:600]}\n{extra[:1500]}"
-        elif schema.get("type") in ("integer", "number"):
-            value = _number_near(name, text, schema.get("type") == "integer")
-        if value is None and "default" in prop:
-            continue
-        if value is not None:
-            base[name] = value
-    if fan_out is None:
-        return [base]
-    name, values = fan_out
-    return [{**base, name: value} for value in values]
-
-
-def _enum_value(options: list[Any], text: str, default: Any) -> Any:
-    lowered = text.lower()
-    hits = [(lowered.find(str(o).lower()), o) for o in options
-            if re.search(rf"\b{re.escape(str(o).lower())}\b", lowered)]
-    if hits:
-        return min(hits, key=lambda hit: hit[0])[1]
-    return default if default is not None else None
-
-
-def _number_near(name: str, text: str, integer: bool) -> float | int | None:
-    word = re.escape(name.replace("_", " "))
-    match = re.search(rf"{word}\D{{0,12}}(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*{word}", text, re.I)
-    if not match:
-        return None
-    number = float(match.group(1) or match.group(2))
-    return int(number) if integer else number
+    scores = [score(t) for t in tools]
+    top = max(scores)
+    tied = [t for t, s in zip(tools, scores, strict=True) if s == top]
+    if len(tied) > 1 and top == 0 and meaning is not None and not meaning.broken:
+        # The agent lists its main tool first: another wins only by a clear margin.
+        fits = meaning.similarities(goal, [tool_text(t) for t in tied])
+        if fits is not None:
+            best = max(range(len(tied)), key=lambda i: fits[i])
+            if fits[best] >= fits[0] + TOOL_MARGIN:
+                return tied[best]
+    return tied[0]  # first of equals wins: agents list their main tool first
 
 
 def _report_tool_results(messages: list[BaseMessage]) -> str:
