@@ -62,7 +62,7 @@ def test_unknown_prefix_is_one_line_listing_the_known_providers() -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert "'anthropic:claude'" in message and "'anthropic'" in message
-    assert "known providers: fake, openai, replay" in message
+    assert "known providers: fake, local, openai, replay" in message
 
 
 def test_provider_registered_at_run_time_drives_a_run(counting: CountingProvider,
