@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.messages import ToolCall
 
-_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_TAGGED = re.compile(r"<(tool_calls?|tools?|function_call)>\s*(.*?)\s*(?:</\1>|$)", re.S)
 _FENCED = re.compile(r"```[ \t]*(?:json|tool_call|tool)?[ \t]*\n(.*?)```", re.S)
 _DOUBLED_OPEN = re.compile(r"^\{\{")
 _DOUBLED_CLOSE = re.compile(r"\}\}$")
@@ -34,30 +34,72 @@ call (a log line it read, an escalation it would make), not a call: it is not pa
 def tool_calls_in_text(text: str) -> list[ToolCall]:
     """The tool calls a reply consists of, when it is a call written as text: JSON objects
     (or lists of them) with a ``name`` and ``arguments`` (or ``parameters``), or OpenAI's
-    ``{"type": "function", "function": {...}}``, inside ``<tool_call>`` tags, a fenced
-    block, or as the whole reply, with at most a short sentence around them.
+    ``{"type": "function", "function": {...}}``, inside ``<tool_call>`` (or ``<tools>``,
+    ``<function_call>``) tags, a fenced block, or bare JSON, either opening the reply
+    (what follows is ignored: a small model may go on to imagine the result) or with at
+    most a short sentence around them.
 
     [] for anything else: a report that quotes a call among other text, JSON of another
     shape (a record with a ``name``), or text that is not JSON. Ids are derived from the
     calls, so a recorded run replays."""
     stripped = text.strip()
-    tagged, fenced = _TAGGED.findall(stripped), _FENCED.findall(stripped)
+    tagged = [m.group(2) for m in _TAGGED.finditer(stripped)]
+    fenced = _FENCED.findall(stripped)
     if tagged:
         blocks, prose, explicit = tagged, _TAGGED.sub("", stripped), True
+        leads = _TAGGED.match(stripped) is not None
     elif fenced:
         blocks, prose, explicit = fenced, _FENCED.sub("", stripped), False
+        leads = _FENCED.match(stripped) is not None
     elif stripped[:1] in ("{", "["):
-        blocks, prose, explicit = [stripped], "", False
+        values = _leading_values(stripped)
+        calls = _all_calls(values, explicit=False)
+        # a call, then what the model imagined it returned: the call stands
+        return calls if calls and _calls_first(values) else []
     else:
         return []
-    if len(prose.strip()) > MAX_PROSE_CHARS:
+    calls = _all_calls([_json(block) for block in blocks], explicit=explicit)
+    # A reply that opens with a call is a call, whatever the model wrote after it (small
+    # models go on to imagine the result); one that opens with prose may be a report
+    # quoting a call, so only a short sentence may surround it.
+    if not leads and len(prose.strip()) > MAX_PROSE_CHARS:
         return []
+    return calls
+
+
+def _all_calls(values: list[Any], *, explicit: bool) -> list[ToolCall]:
     calls: list[ToolCall] = []
-    for block in blocks:
-        data = _json(block)
+    for data in values:
         if data is not None:
             calls.extend(_calls(data, explicit=explicit, first=len(calls)))
     return calls
+
+
+def _calls_first(values: list[Any]) -> bool:
+    """Whether the first of several JSON values is itself a call."""
+    return bool(values) and bool(list(_calls(values[0], explicit=False, first=0)))
+
+
+def _leading_values(text: str) -> list[Any]:
+    """The JSON values the text starts with, one after another (whitespace between); a
+    value written with a chat template's doubled braces is read on its own line."""
+    whole = _json(text)
+    if whole is not None:
+        return [whole]
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            line = text[at:].split("\n", 1)[0]
+            value = _json(line) if line.startswith("{{") else None
+            if value is None:
+                break
+            at += len(line)
+        values.append(value)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return values
 
 
 def json_in_text(text: str) -> Any:

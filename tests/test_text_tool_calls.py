@@ -40,6 +40,24 @@ def test_the_shapes_small_models_write_are_read(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
+    # seen with Qwen2.5-Coder-1.5B under llama.cpp: a call, then the result it imagined
+    '{"name": "alert_oncall", "arguments": {"service": "web-3"}}\n{"status": "sent", '
+    '"team": "web-platform", "severity": "high", "acknowledged": false, "note": "none"}',
+    '```json\n{"name": "alert_oncall", "arguments": {"service": "web-3"}}\n```\nThe page '
+    "was sent to the web-platform team, who acknowledged it within two minutes; the "
+    "incident commander is now on the bridge.",
+    # other tags, doubled braces
+    '<tools>\n{{"name": "alert_oncall", "arguments": {"service": "web-3"}}}\n</tools>',
+    '<function_call>{"name": "alert_oncall", "arguments": {"service": "web-3"}}'
+    "</function_call>",
+    '{{"name": "alert_oncall", "arguments": {"service": "web-3"}}}\nDone, I think.',
+])
+def test_a_reply_that_opens_with_a_call_is_that_call(text: str) -> None:
+    (call,) = tool_calls_in_text(text)
+    assert (call["name"], call["args"]) == ("alert_oncall", {"service": "web-3"})
+
+
+@pytest.mark.parametrize("text", [
     "web-3 is back on web-backup-a; I paged the on-call engineer.",
     '{"service": "web-3", "status": "down"}',            # JSON, but not a call
     '```json\n{"name": "web-3", "pool": "web-primary"}\n```',  # a record with a name
