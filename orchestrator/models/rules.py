@@ -360,8 +360,8 @@ def _not_understood(request: str, router: AgentRouter) -> str:
     closest = router.last
     near = (f" (closest: the {closest.closest} agent, not close enough to act)"
             if closest is not None and closest.closest else "")
-    return (f"I can't map \"{said}\" to one of my agents with confidence{near}, so I did "
-            f"nothing; {REAL_MODEL_HINT}.")
+    return (f"I can't help with \"{said}\" here: it maps to none of my agents with "
+            f"confidence{near}, so I did nothing; {REAL_MODEL_HINT}.")
 
 
 def _last_user_turn(history: str) -> str:
@@ -466,7 +466,7 @@ def _after_tool_results(messages: list[BaseMessage], human: str, tools: list[dic
     return AIMessage(content=f"{report} (per {', '.join(citations)})" if citations else report)
 
 
-def _looked_up(called: list[tuple[str, ToolMessage]], tools: list[dict[str, Any]],
+def _looked_up(called: list[tuple[str | None, ToolMessage]], tools: list[dict[str, Any]],
                human: str, meaning: Meaning | None) -> str | None:
     """What the look-up by name returned, when that is all that was called besides
     ``retrieve`` and the goal's own tool is still to come; else None."""
