@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict, cast
 
@@ -18,6 +18,7 @@ from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings, StructuredMethod
 from orchestrator.plan import Subtask
+from orchestrator.plan_schema import narrowed_plan_schema
 from orchestrator.pricing import PriceTable
 from orchestrator.results import SubtaskKind, Usage
 from orchestrator.retrieval.embedders import Embedder, get_embedder
@@ -221,21 +222,26 @@ class EngineContext:
         return cast(StructuredMethod, chosen)
 
     def planner_runnable(self, plan_schema: type[BaseModel],
-                         method: StructuredMethod | None = None
+                         method: StructuredMethod | None = None, agents: Sequence[str] = ()
                          ) -> Runnable[LanguageModelInput, BaseMessage]:
         """The supervisor's model asked for a ``plan_schema`` reply (``method``, default
         :attr:`structured`): the schema as a forced tool (``tools``, ``auto``), as a
         JSON-schema ``response_format`` (the server constrains the reply to it), or as JSON
-        mode (the schema is in the prompt)."""
+        mode (the schema is in the prompt). With ``agents`` (those the prompt shows), the
+        JSON schema admits only them, each for a kind of subtask it can do."""
         method = method or self.structured
-        key = f"planner:{method}"
+        key = f"planner:{method}:{','.join(agents) if method == 'json_schema' else ''}"
         if key not in self._bound:
             name = plan_schema.__name__
             if method == "json_schema":
+                schema = compact_schema(plan_schema.model_json_schema())
+                if agents:
+                    schema = narrowed_plan_schema(
+                        schema, agents, can_read=self.can_read, can_change=self.can_change,
+                        max_subtasks=self.settings.max_subtasks)
                 self._bound[key] = self.model.bind(response_format={
                     "type": "json_schema", "json_schema": {
-                        "name": name, "schema": compact_schema(plan_schema.model_json_schema()),
-                        "strict": False}})
+                        "name": name, "schema": schema, "strict": False}})
             elif method == "json":
                 self._bound[key] = self.model.bind(response_format={"type": "json_object"})
             else:

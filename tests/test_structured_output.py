@@ -137,3 +137,32 @@ def test_a_run_recorded_against_a_llamacpp_like_server_replays_offline(
     assert sorted(e.data["tool"] for e in replayed.events if e.type == "tool_called") == \
         sorted(e.data["tool"] for e in recorded.events if e.type == "tool_called")
 
+
+
+def test_a_json_schema_admits_only_the_agents_shown_each_for_what_it_can_do(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """Seen with a 1.5B model under llama.cpp, which enforces the schema as a grammar: an
+    agent named 'logs', reads planned as 'act', the same plan again after each repair."""
+    import jsonschema
+
+    server = serve(monkeypatch)
+    stop.append(server)
+    result, db = run("openai:fake-rules,structured=json_schema", tmp_path)
+    assert_incident_handled(result, db)
+    (body,) = planning(server)
+    schema = body["response_format"]["json_schema"]["schema"]
+
+    def plan(*subtasks: dict[str, Any]) -> dict[str, Any]:
+        return {"subtasks": [{"id": f"t{i}", "goal": "g", **s} for i, s in enumerate(subtasks)]}
+
+    valid = plan({"agent": "traffic", "kind": "act"}, {"agent": "monitoring", "kind": "answer"},
+                 {"agent": "traffic", "kind": "answer", "alternatives": ["monitoring"]})
+    jsonschema.validate(valid, schema)
+    for wrong in (plan({"agent": "logs", "kind": "answer"}),          # no such agent
+                  plan({"agent": "monitoring", "kind": "act"}),       # it only reads
+                  plan({"agent": "traffic", "kind": "act", "alternatives": ["pager"]}),
+                  plan({"agent": "traffic", "kind": "act", "goal": "x" * 401}),
+                  plan(*[{"agent": "traffic", "kind": "act"}] * 21)):  # over max_subtasks
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, schema)

@@ -147,12 +147,14 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
         return plan
 
     return await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
-                                   lambda raw: check(parse_plan(raw)))
+                                   lambda raw: check(parse_plan(raw)),
+                                   agents=[s.name for s in agents])
 
 
 async def plan_with_repairs(
     ctx: EngineContext, messages: list[BaseMessage], run_id: str, usage: Usage,
-    budget: RunBudget | None, accept: Callable[[AIMessage], Plan],
+    budget: RunBudget | None, accept: Callable[[AIMessage], Plan], *,
+    agents: Sequence[str] = (),
 ) -> Plan:
     """Call the supervisor until ``accept`` takes its reply; a :class:`PlanError` from
     ``accept`` goes back to the model, at most ``max_plan_repairs`` times.
@@ -161,11 +163,12 @@ async def plan_with_repairs(
     ``auto``, a first reply that carries no plan at all (no Plan call, no plan written as
     JSON) means the server ignores function calling, and this planning's next attempts ask
     with a JSON-schema ``response_format`` instead (the next run tries function calling
-    again: one odd reply must not change how every later run asks)."""
+    again: one odd reply must not change how every later run asks). ``agents`` are those
+    the prompt shows: a JSON schema admits only them (see ``plan_schema``)."""
     method = ctx.structured
     if method == "json":
         messages = [*messages, SystemMessage(_json_mode_note())]
-    planner = ctx.planner_runnable(Plan, method)
+    planner = ctx.planner_runnable(Plan, method, agents)
     last_error = ""
     for attempt in range(ctx.settings.max_plan_repairs + 1):
         if budget is not None:
@@ -205,7 +208,7 @@ async def plan_with_repairs(
         emit("plan_invalid", run_id, data=PlanInvalidData(error=last_error, attempt=attempt + 1))
         if method == "auto" and not raw.tool_calls and _written_plan(raw) is None:
             method = "json_schema"  # this server seems not to do function calling
-            planner = ctx.planner_runnable(Plan, method)
+            planner = ctx.planner_runnable(Plan, method, agents)
             messages = [*messages, raw, HumanMessage(render_prompt("plan_repair",
                                                                    error=last_error))]
             continue

@@ -108,7 +108,8 @@ async def replan_failed(
         return restored
 
     return await plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
-                                   state["run_id"], usage, budget, accept)
+                                   state["run_id"], usage, budget, accept,
+                                   agents=[s.name for s in catalog])
 
 
 def _replan_agents(ctx: EngineContext, goal: str, keep: list[str],
