@@ -38,6 +38,7 @@ from orchestrator.nodes.tool_calls import (
     capped,
 )
 from orchestrator.prompts import render_prompt, tagged
+from orchestrator.request_mood import has_condition
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord, Usage
 from orchestrator.text_tool_calls import tool_calls_in_text
 from orchestrator.write_journal import WriteJournal
@@ -79,13 +80,21 @@ class _AttemptFailed(Exception):
         self.kind: FailureKind = kind
 
 
+CONDITION_NOTE = (
+    " Your goal is to act only under a condition: if your inputs show it does not hold, change"
+    ' nothing and begin your reply with "NOT NEEDED:" and say why.')
+
+
 def specialist_messages(
     spec: AgentSpec, goal: str, inputs: list[DependencyOutput]
 ) -> list[BaseMessage]:
     """The agent's whole view of the world: its prompt, its goal, its inputs."""
+    # Only a goal with a condition may be declined; offered to every goal, small models
+    # decline unconditional ones (seen: "NOT NEEDED" for "page the on-call for api-1").
     system = render_prompt(
         "specialist", name=spec.name, description=spec.description,
         instructions=spec.prompt.strip(),
+        condition=CONDITION_NOTE if has_condition(goal) else "",
     )
     parts = [tagged("goal", goal)]
     if inputs:
