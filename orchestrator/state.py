@@ -17,6 +17,7 @@ from orchestrator.agents.policy import is_read_only
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings, StructuredMethod
+from orchestrator.json_actions import JsonActions
 from orchestrator.plan import Subtask
 from orchestrator.plan_schema import narrowed_plan_schema
 from orchestrator.pricing import PriceTable
@@ -133,15 +134,23 @@ class EngineContext:
     def agent_runnable(self, spec: AgentSpec, kind: SubtaskKind = "act"
                        ) -> Runnable[LanguageModelInput, BaseMessage]:
         """The agent's model with only its own tools bound, and for an answer subtask only
-        its read-only ones (built once per agent and kind: schemas are costly)."""
+        its read-only ones (built once per agent and kind: schemas are costly); for a model
+        whose provider asks for JSON-schema replies, each step as a JSON action
+        (``json_actions``)."""
         key = f"agent:{spec.name}:{kind}"
         if key not in self._bound:
             model = self.model_for(spec.name)
             tools = [t for t in self.agent_tools(spec).values()
                      if kind == "act" or is_read_only(t)]
             # The compact schema: it goes with every call (the tool still checks the call).
-            self._bound[key] = model.bind_tools([model_tool_schema(t) for t in tools]) \
-                if tools else model
+            schemas = [model_tool_schema(t) for t in tools]
+            if not tools:
+                self._bound[key] = model
+            elif (model.metadata or {}).get("orchestrator_structured") == "json_schema":
+                # a server that enforces a schema but does not parse tool calls (llama.cpp)
+                self._bound[key] = JsonActions(model, schemas)
+            else:
+                self._bound[key] = model.bind_tools(schemas)
         return self._bound[key]
 
     def catalog_line(self, spec: AgentSpec) -> str:

@@ -166,3 +166,57 @@ def test_a_json_schema_admits_only_the_agents_shown_each_for_what_it_can_do(
                   plan(*[{"agent": "traffic", "kind": "act"}] * 21)):  # over max_subtasks
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(wrong, schema)
+
+
+def test_agents_of_a_json_schema_model_act_in_schema_constrained_json(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """A server that enforces a schema but parses no tool calls (llama.cpp): each step of an
+    agent is one JSON action over its own tools; the first must be a call."""
+    server = serve(monkeypatch)
+    stop.append(server)
+    result, db = run("openai:fake-rules,structured=json_schema", tmp_path)
+    assert_incident_handled(result, db)
+    steps = [b for b in server.requests if "tools" not in b and not str(
+        b["messages"][0]["content"]).startswith(("You are the supervisor", "You write"))]
+    assert steps and all(b["response_format"]["json_schema"]["name"] == "Action" for b in steps)
+
+    def offered(body: dict[str, Any]) -> tuple[set[str], bool]:
+        schema = body["response_format"]["json_schema"]["schema"]
+        variants = schema.get("anyOf", [schema])
+        return ({v["properties"]["tool"]["enum"][0] for v in variants if "tool" in
+                 v["properties"]}, any("report" in v["properties"] for v in variants))
+
+    pager = next(b for b in steps if "You are notifications" in b["messages"][0]["content"])
+    tools, report = offered(pager)
+    assert tools == {"alert_oncall"} and not report  # its own tool; a call comes first
+    later = [b for b in steps if any(m["role"] == "tool" for m in b["messages"])]
+    assert later and all(offered(b)[1] for b in later)  # after a call, it may report
+
+
+def test_a_json_action_naming_a_tool_the_agent_lacks_is_refused(tmp_path: Path) -> None:
+    from langchain_core.messages import AIMessage
+
+    from orchestrator.models import FakeChatModel
+
+    plan = {"subtasks": [{"id": "t1", "goal": "Page the on-call for web-3: disk full",
+                          "agent": "notifications", "kind": "act"}]}
+    model = FakeChatModel(script=[
+        AIMessage(content=__import__("json").dumps(plan)),
+        AIMessage(content='{"tool": "reroute_traffic", "arguments": {"service": "web-3"}}'),
+        AIMessage(content='{"tool": "alert_oncall", "arguments": {"service": "web-3", '
+                          '"message": "disk full"}}'),
+        AIMessage(content='{"report": "Paged the web-3 on-call."}'),
+        "Paged the web-3 on-call about the full disk.",
+    ], metadata={"orchestrator_structured": "json_schema"})
+    result, db = Orchestrator(model, agents=it_ops_agents(), domain_db=tmp_path / "d.sqlite",
+                              settings=Settings(home=tmp_path / "home", knowledge=False)
+                              ).run("page the web-3 on-call: disk full"), tmp_path / "d.sqlite"
+    (subtask,) = result.results.values()
+    assert [(c.name, c.status) for c in subtask.tool_calls] == [
+        ("reroute_traffic", "refused"), ("alert_oncall", "ok")]
+    assert subtask.status == "done" and subtask.output == "Paged the web-3 on-call."
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT pool FROM routes WHERE service = 'web-3'").fetchone()[0] \
+            == "web-primary"
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1

@@ -169,7 +169,9 @@ class OpenAICompatServer:
 
         A ``response_format`` of type ``json_schema`` is honoured as llama.cpp does (the
         reply is constrained to the schema): the reply is the object the rules model fills
-        in for that schema, as JSON text.
+        in for that schema, as JSON text; for an agent's action schema, the rules model's
+        first call as ``{"tool": ..., "arguments": ...}`` or its text as
+        ``{"report": ...}``.
 
         ``before_piece``: called on the server's thread before each piece of a streamed
         reply's text is sent, with its index and text; it may wait (to see what the client
@@ -339,13 +341,21 @@ class OpenAICompatServer:
             raise RequestRejected(400, "'tools' must be a list of function tools", param="tools")
         schema = _json_schema_format(body.get("response_format"), messages)
         forced = isinstance(body.get("tool_choice"), dict)
-        if schema is not None:  # constrained to the schema: fill it in, answer as JSON
+        actions = _action_tools(schema[1]) if schema is not None else None
+        if actions is not None:  # one action of an agent: a tool of the schema's, or a report
+            tools = actions
+        elif schema is not None:  # constrained to the schema: fill it in, answer as JSON
             name, parameters = schema
             tools = [{"type": "function", "function": {"name": name,
                                                        "parameters": parameters}}]
         reply = rules.decide(messages, tools)
         usage = estimate_usage(messages, tools, reply)
-        if schema is not None:
+        if actions is not None:
+            first = reply.tool_calls[0] if reply.tool_calls else None
+            reply = AIMessage(content=json.dumps(
+                {"tool": first["name"], "arguments": first["args"]} if first
+                else {"report": reply.text}))
+        elif schema is not None:
             filled = reply.tool_calls[0]["args"] if reply.tool_calls else {}
             reply = AIMessage(content=json.dumps(filled))
         elif forced and self._ignores_this_one():
@@ -472,6 +482,19 @@ def _json_schema_format(value: Any, messages: list[BaseMessage]
         raise RequestRejected(400, "response_format.json_schema needs a schema",
                               param="response_format")
     return str(spec.get("name") or "response"), spec["schema"]
+
+
+def _action_tools(schema: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The tools an action schema (``{"tool": <one name>, "arguments": {...}}`` variants,
+    see ``orchestrator.json_actions``) offers, as function tools; None for other schemas."""
+    variants = schema.get("anyOf", [schema])
+    tools = []
+    for variant in variants:
+        props = variant.get("properties", {}) if isinstance(variant, dict) else {}
+        if "tool" in props:
+            tools.append({"type": "function", "function": {
+                "name": props["tool"]["enum"][0], "parameters": props.get("arguments", {})}})
+    return tools or None
 
 
 def _openai_usage(usage: dict[str, int]) -> dict[str, int]:
