@@ -213,15 +213,16 @@ class AgentRouter:
     last: Routed | None = None
     """The most recent routing that found no agent: what the refusal names."""
     _warm: bool = True
+    _pending: list[str] = field(default_factory=list)
 
     @property
     def by_meaning(self) -> bool:
         return self.meaning is not None and not self.meaning.broken
 
     def prefetch(self, texts: Sequence[str]) -> None:
-        """Embed the clauses a plan will route in one batch (one model pass, not one each)."""
-        if texts and self.by_meaning and self.meaning is not None:
-            self.meaning.similarities(texts[0], list(texts[1:]))
+        """The clauses a plan will route: the first look-up by meaning embeds them all in
+        one batch (one model pass, not one each)."""
+        self._pending = [t for t in texts if t]
 
     def best(self, clause: str, min_score: int = 1, *, needs_reads: bool = False,
              needs_changes: bool = False) -> str | None:
@@ -230,7 +231,7 @@ class AgentRouter:
         entries = [e for e in self.catalog
                    if not (needs_reads and e[4] and not e[3])
                    and not (needs_changes and not e[4])]
-        if self.by_meaning:
+        if self.by_meaning and not _plain(clause, entries):
             routed = self._by_meaning(clause, entries, strict=min_score > 1,
                                       question=needs_reads)
             if routed is not None:
@@ -250,10 +251,11 @@ class AgentRouter:
         pieces = {e[0]: self._pieces(e) for e in (self.catalog if self._warm else entries)}
         self._warm = False  # the first call embeds every card at once, in one batch
         texts = [p for ps in pieces.values() for p in ps]
-        found = self.meaning.similarities(clause, texts)
+        pending, self._pending = self._pending, []
+        found = self.meaning.similarities(clause, [*texts, *pending])
         if found is None:
             return None
-        by_text = dict(zip(texts, found, strict=True))
+        by_text = dict(zip(texts, found[:len(texts)], strict=True))
         scores: dict[str, float] = {}
         for entry in entries:
             near = [by_text[p] for p in pieces[entry[0]]]
@@ -287,6 +289,22 @@ def tool_text(tool: dict[str, Any]) -> str:
     fn = tool.get("function", tool)
     first = re.split(r"(?<=[.!?])\s", str(fn.get("description", "")).strip(), maxsplit=1)[0]
     return f"{humanize(fn['name'])}: {first}" if first else humanize(fn["name"])
+
+
+PLAIN_OVERLAP = 5
+PLAIN_MARGIN = 3
+"""A clause that names one agent's name or skills outright (overlap at least this, and this
+much more than any other agent's) is routed by overlap alone: no model is needed for "log
+the incident", and the first plan of a process does not wait for one to load."""
+
+
+def _plain(clause: str, entries: Catalog) -> bool:
+    scores = sorted((overlap_score(clause, [(e[0], 3), (e[2], 2), (e[1], 1)]) for e in entries),
+                    reverse=True)
+    if not scores:
+        return False
+    second = scores[1] if len(scores) > 1 else 0
+    return scores[0] >= PLAIN_OVERLAP and scores[0] - second >= PLAIN_MARGIN
 
 
 def _by_overlap(clause: str, entries: Catalog, min_score: int) -> str | None:
