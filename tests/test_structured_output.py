@@ -220,3 +220,18 @@ def test_a_json_action_naming_a_tool_the_agent_lacks_is_refused(tmp_path: Path) 
         assert conn.execute("SELECT pool FROM routes WHERE service = 'web-3'").fetchone()[0] \
             == "web-primary"
         assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+
+
+def test_a_plan_cut_off_at_max_tokens_is_asked_again_and_every_call_counted(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        stop: list[OpenAICompatServer]) -> None:
+    """Seen with llama.cpp: a JSON-schema plan cut at max_tokens made the openai client raise
+    LengthFinishReasonError, the run failed as a broken model and the call was not counted."""
+    server = serve(monkeypatch)
+    stop.append(server)
+    result, _ = run("openai:fake-rules,structured=json_schema,max_tokens=6", tmp_path)
+    assert result.status == "failed"
+    assert "cut off at the model's token limit (max_tokens)" in (result.error or "")
+    planned = planning(server)
+    assert len(planned) == 3  # the first ask and two repairs (max_plan_repairs)
+    assert result.usage.llm_calls == 3 and result.usage.output_tokens == 3 * 6

@@ -202,6 +202,9 @@ async def plan_with_repairs(
         if budget is not None:
             budget.charge(ctx.model_name(), raw.usage_metadata)
         try:
+            if (raw.response_metadata or {}).get("finish_reason") == "length":
+                raise PlanError("the reply was cut off at the model's token limit "
+                                "(max_tokens): write a shorter plan")
             return accept(raw)
         except PlanError as exc:
             last_error = str(exc)

@@ -279,6 +279,14 @@ class OpenAICompatServer:
     def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """The chat.completion answer to a request body (already authorised and parsed)."""
         reply, usage = self._answer(body)
+        finish = "tool_calls" if reply.tool_calls else "stop"
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(cap, int) and not reply.tool_calls and \
+                len(pieces := word_pieces(reply.text)) > cap:
+            # as llama.cpp does: the text up to the cap, finish_reason "length"
+            reply, finish = AIMessage(content="".join(pieces[:cap])), "length"
+            usage = {**usage, "output_tokens": cap,
+                     "total_tokens": usage["input_tokens"] + cap}
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -289,7 +297,7 @@ class OpenAICompatServer:
                 "index": 0,
                 "message": to_openai_message(reply),
                 "logprobs": None,
-                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                "finish_reason": finish,
             }],
             "usage": _openai_usage(usage),
         }
