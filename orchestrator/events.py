@@ -252,14 +252,19 @@ def emit(event_type: EventType, run_id: str, **fields: Any) -> Event:
     event = Event(type=event_type, run_id=run_id, **fields)
     if _STRICT and (problems := payload_problems(event_type, event.data)):
         raise AssertionError("; ".join(problems))
+    _write({EVENT_MARKER: True, **event.to_dict()})
+    return event
+
+
+def _write(payload: dict[str, Any]) -> None:
+    """Hand ``payload`` to the running graph's stream writer; nothing outside a graph."""
     try:
-        from langgraph.config import get_stream_writer  # loaded once, on the first event
+        from langgraph.config import get_stream_writer  # loaded once, on the first use
 
         writer = get_stream_writer()
     except RuntimeError:  # called outside a LangGraph run
-        return event
-    writer({EVENT_MARKER: True, **event.to_dict()})
-    return event
+        return
+    writer(payload)
 
 
 # --- answer chunks: the answer as the model writes it ---------------------------------------
@@ -293,13 +298,7 @@ def emit_answer_chunk(run_id: str, text: str, index: int) -> AnswerChunk:
     """Send a piece of the answer out through the graph's stream writer (a no-op outside a
     graph); the service layer passes it to ``on_answer_chunk`` and stores nothing."""
     chunk = AnswerChunk(run_id=run_id, text=text, index=index)
-    try:
-        from langgraph.config import get_stream_writer
-
-        writer = get_stream_writer()
-    except RuntimeError:  # called outside a LangGraph run
-        return chunk
-    writer({ANSWER_CHUNK_MARKER: True, **chunk.to_dict()})
+    _write({ANSWER_CHUNK_MARKER: True, **chunk.to_dict()})
     return chunk
 
 
