@@ -66,6 +66,17 @@ def has_condition(goal: str) -> bool:
     return bool(CONDITION_INSIDE.search(goal) or CONDITION_FIRST.match(goal.strip()))
 
 
+def only_asks(request: str) -> str | None:
+    """Why a whole request can only be answered, never acted on: one question (not a polite
+    "can you ...?") or a hypothetical; None otherwise."""
+    text = LEADING_FILLER.sub("", request.strip())
+    if HYPOTHETICAL.search(text):
+        return "it is hypothetical"
+    if text.endswith("?") and "?" not in text[:-1] and not POLITE_ASK.match(text):
+        return "it asks a question"
+    return None
+
+
 def not_an_instruction(request: str) -> str | None:
     """Why a request that a playbook pattern matched is not an instruction to run it now:
     a question, a hypothetical, a negation near its start, or a condition; None if it is."""

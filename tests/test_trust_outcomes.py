@@ -481,3 +481,25 @@ def test_tools_over_methods_of_two_clients_are_two_actions(domain_db: Path,
                      settings=Settings(home=tmp_path / "h"))
     assert o.run("page both teams about db-1").ok
     assert dba.sent == ["db-1 slow"] and network.sent == ["packet loss"]
+
+
+@pytest.mark.parametrize("question", [
+    "which backup pool may web-4 use for failover?",
+    "what would happen if we rerouted web-4 to web-backup-a",
+])
+def test_a_plan_that_acts_on_a_question_only_reads(
+        domain_db: Path, db: sqlite3.Connection, tmp_path: Path, question: str) -> None:
+    # Seen with a 1.5B model: a question planned as 'reroute web-4' (act), and it rerouted.
+    model = FakeChatModel(script=[
+        plan_reply(("t1", "Reroute web-4 traffic to web-backup-a", "traffic", [], "act")),
+        tool_call("reroute_traffic", {"service": "web-4", "backup_pool": "web-backup-a"}),
+        tool_call("show_route", {"service": "web-4"}),
+        "web-4 routes to web-primary; web-backup-a is its backup.",
+        "web-4 may fail over to web-backup-a.",
+    ])
+    result = orch(domain_db, tmp_path, model).run(question)
+    (subtask,) = result.results.values()
+    assert subtask.kind == "answer"
+    assert [(c.name, c.status) for c in subtask.tool_calls] == [
+        ("reroute_traffic", "refused"), ("show_route", "ok")]
+    assert route(db, "web-4") == "web-primary"

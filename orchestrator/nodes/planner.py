@@ -34,7 +34,7 @@ from orchestrator.nodes.specialist import estimate_tokens, invoke_model
 from orchestrator.plan import Plan, check_agents, check_kinds, copied_goals
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.prompts import render_prompt, tagged
-from orchestrator.request_mood import not_an_instruction
+from orchestrator.request_mood import not_an_instruction, only_asks
 from orchestrator.results import Usage
 from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
@@ -128,9 +128,14 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
 
     asked: set[str] = set()
 
+    question = only_asks(state["request"])
+
     def check(plan: Plan) -> Plan:
         check_agents(plan, ctx.agents)
         check_kinds(plan)
+        if question:  # enforced, not asked for: a question never writes
+            plan = plan.model_copy(update={"subtasks": [
+                s.model_copy(update={"kind": "answer"}) for s in plan.subtasks]})
         check_can_act(ctx, plan)
         check_not_copied(plan, state["request"], sources)
         # An id the request named and no goal carries goes back once: a plan may drop one
