@@ -223,6 +223,15 @@ class EngineContext:
         return list(dict.fromkeys(c for spec in self.agents.values() for c in spec.collections))
 
     @property
+    def shortlist_size(self) -> int:
+        """Most agents the planner is shown: ``planner_shortlist``, or fewer when the
+        supervisor's model says it plans better from fewer (``metadata
+        ["orchestrator_shortlist"]``, set by a provider: a small local model)."""
+        hint = (self.model.metadata or {}).get("orchestrator_shortlist")
+        limit = self.settings.planner_shortlist
+        return min(limit, int(hint)) if isinstance(hint, int) and hint > 0 else limit
+
+    @property
     def structured(self) -> StructuredMethod:
         """How the supervisor is asked for a plan (``orchestrator.config.StructuredMethod``):
         what its model says (``metadata["orchestrator_structured"]``, set by a provider from

@@ -262,3 +262,25 @@ def test_a_plan_for_an_agent_outside_the_shortlist_is_accepted_but_unknown_ones_
     assert result.ok, result.answer
     assert result.results["t1"].agent == "monitoring"
     assert isinstance(supervisor.calls[0].messages[0], SystemMessage)
+
+
+def test_a_model_that_plans_better_from_fewer_agents_is_shown_fewer(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    """A provider may say its model routes better among few agents (the local provider:
+    ``shortlist=8`` by default); the setting still caps it."""
+    from orchestrator.models import parse_model_spec
+
+    spec = parse_model_spec("local:http://127.0.0.1:9,shortlist=3")
+    assert spec.options["shortlist"] == "3"
+    model = FakeChatModel(metadata={"orchestrator_shortlist": 6})
+    settings = Settings(planner_shortlist=30, embedder="minilm", knowledge=False,
+                        coordination="adaptive")
+    result = Orchestrator(model, agents=large_catalog(), settings=settings,
+                          domain_db=domain_db).run(INCIDENT)
+    (system,) = planner_systems(model)
+    assert len(catalog_names(system)) == 6
+    assert result.ok, result.answer
+    assert [tuple(r) for r in db.execute("SELECT service FROM alerts")] == [("web-3",)]
+    capped = engine_context(FakeChatModel(metadata={"orchestrator_shortlist": 6}),
+                            large_catalog(), settings=Settings(planner_shortlist=4))
+    assert capped.shortlist_size == 4

@@ -35,13 +35,15 @@ if TYPE_CHECKING:
 OPTIONS: dict[str, float] = {
     "max_tokens": 1024, "timeout": 600.0, "retries": 0, "slots": 0,
     "ctx": LaunchOptions.ctx, "threads": 0, "parallel": LaunchOptions.parallel,
-    "cache_mib": LaunchOptions.cache_mib,
+    "cache_mib": LaunchOptions.cache_mib, "shortlist": 8,
 }
 """``max_tokens`` per reply; ``timeout`` per call (seconds; a small CPU model reads a long
 prompt slowly); ``retries`` (0: a timed-out call is not sent again to a busy server);
 ``slots`` (0: the server's own count); and for a server started here: ``ctx`` (context
 tokens, shared by the slots), ``threads`` (0: the machine's cores, at most 8),
-``parallel`` (slots) and ``cache_mib`` (llama.cpp's prompt cache)."""
+``parallel`` (slots) and ``cache_mib`` (llama.cpp's prompt cache); ``shortlist``: most
+agents the planner is shown (a small model routes better among few; ``planner_shortlist``
+still caps it)."""
 
 _LAUNCH_ONLY = ("ctx", "threads", "parallel", "cache_mib")
 _EXAMPLE = "local:qwen2.5-coder-1.5b"
@@ -86,8 +88,10 @@ class LocalProvider:
         else:
             base = server_url(self._launch(spec), load_settings().home / "logs")
             options.setdefault("slots", options.get("parallel", str(LaunchOptions.parallel)))
+        shortlist = int(float(options.pop("shortlist", OPTIONS["shortlist"])))
         return chat_openai(ALIAS, base_url=f"{base}/v1", api_key="local", options=options,
-                           defaults=OPTIONS, structured="json_schema")
+                           defaults=OPTIONS, structured="json_schema",
+                           hints={"orchestrator_shortlist": shortlist} if shortlist else None)
 
     def _launch(self, spec: ModelSpec) -> LaunchOptions:
         home = load_settings().home

@@ -73,11 +73,13 @@ def split_options(spec: ModelSpec, allowed: dict[str, float], example: str) -> M
 
 
 def chat_openai(model: str, *, base_url: str | None, api_key: str, options: dict[str, str],
-                defaults: dict[str, float], structured: str = "auto") -> BaseChatModel:
+                defaults: dict[str, float], structured: str = "auto",
+                hints: dict[str, int] | None = None) -> BaseChatModel:
     """A ``ChatOpenAI`` for ``model`` at ``base_url`` with the engine's metadata set.
 
     ``options`` are a checked spec's (``max_tokens``, ``timeout``, ``retries``, ``slots``,
     ``structured``); what they leave out comes from ``defaults`` and ``structured``.
+    ``hints`` are more engine metadata (``orchestrator_shortlist``).
     """
     import httpx
     from langchain_openai import ChatOpenAI
@@ -103,7 +105,7 @@ def chat_openai(model: str, *, base_url: str | None, api_key: str, options: dict
         metadata={"orchestrator_structured": options.get("structured", structured),
                   "orchestrator_slots": int(option("slots")) or None,
                   # calls to one server and model share its slots
-                  "orchestrator_endpoint": f"{base_url or ''}#{model}"},
+                  "orchestrator_endpoint": f"{base_url or ''}#{model}", **(hints or {})},
     )
 
 

@@ -87,7 +87,7 @@ def planner_agents(ctx: EngineContext, state: OrchestratorState) -> list[AgentSp
     "it" may refer to), the agents it names and a matching playbook's kept. An embedder
     that cannot load leaves the catalog whole. Blocks: call it off the event loop."""
     agents = list(ctx.agents.values())
-    if len(agents) <= ctx.settings.planner_shortlist:
+    if len(agents) <= ctx.shortlist_size:
         return agents
     request = state["request"]
     event = state.get("event")

@@ -33,7 +33,7 @@ def shortlist(ctx: EngineContext, queries: Sequence[str], *, keep: Iterable[str]
     closest agent, then the closest overall. All of ``among`` when it is not larger than
     the setting (no embedding then). Blocks while it embeds: call it off the event loop."""
     candidates = list(ctx.agents.values()) if among is None else list(among)
-    limit = ctx.settings.planner_shortlist
+    limit = ctx.shortlist_size
     if len(candidates) <= limit:
         return candidates
     names = {spec.name for spec in candidates}
