@@ -235,3 +235,19 @@ def test_a_plan_cut_off_at_max_tokens_is_asked_again_and_every_call_counted(
     planned = planning(server)
     assert len(planned) == 3  # the first ask and two repairs (max_plan_repairs)
     assert result.usage.llm_calls == 3 and result.usage.output_tokens == 3 * 6
+
+
+def test_a_dependency_written_as_an_agent_name_means_that_agents_subtask() -> None:
+    """Seen with a 1.5B model: ``"depends_on": ["monitoring"]``, repeated after each repair."""
+    from orchestrator.errors import PlanError
+    from orchestrator.nodes.planner import validate_plan
+
+    plan = validate_plan({"subtasks": [
+        {"id": "health", "goal": "Check web-3", "agent": "monitoring", "kind": "answer"},
+        {"id": "page", "goal": "Page web-3's on-call with the health", "agent": "notifications",
+         "kind": "act", "depends_on": ["monitoring", "page"]}]})
+    assert plan.subtasks[1].depends_on == ["health"]  # the name mapped, the self-loop gone
+    with pytest.raises(PlanError, match="depends on unknown subtask 'traffic'"):
+        validate_plan({"subtasks": [
+            {"id": "a", "goal": "g", "agent": "monitoring", "kind": "answer",
+             "depends_on": ["traffic"]}]})

@@ -311,11 +311,33 @@ def _json_mode_note() -> str:
 def validate_plan(args: dict[str, Any]) -> Plan:
     """A Plan from tool-call arguments; PlanError says what is wrong with them."""
     try:
-        return Plan.model_validate(args)
+        return Plan.model_validate(_dependencies_by_id(args))
     except ValidationError as exc:
         raise PlanError("; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()
         )) from None
+
+
+def _dependencies_by_id(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with a dependency written as the agent's name (seen: ``"depends_on":
+    ["monitoring"]`` from a 1.5B model) turned into the id of that agent's only subtask,
+    and a subtask's dependency on itself dropped; anything else is left for validation."""
+    subtasks = args.get("subtasks")
+    if not isinstance(subtasks, list) or not all(isinstance(s, dict) for s in subtasks):
+        return args
+    ids = {str(s.get("id")) for s in subtasks}
+    by_agent: dict[str, list[str]] = {}
+    for sub in subtasks:
+        by_agent.setdefault(str(sub.get("agent")), []).append(str(sub.get("id")))
+    fixed = []
+    for sub in subtasks:
+        deps = sub.get("depends_on")
+        if isinstance(deps, list) and all(isinstance(d, str) for d in deps):
+            named = [by_agent[d][0] if d not in ids and len(by_agent.get(d, [])) == 1 else d
+                     for d in deps]
+            sub = {**sub, "depends_on": [d for d in dict.fromkeys(named) if d != sub.get("id")]}
+        fixed.append(sub)
+    return {**args, "subtasks": fixed}
 
 
 def parse_plan(raw: AIMessage) -> Plan:
