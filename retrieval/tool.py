@@ -6,9 +6,10 @@ engine replaces it with a copy bound to the store and to that agent's ``collecti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Any
 
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema, create_model
 
 from orchestrator.retrieval.errors import CollectionAccessError
 from orchestrator.retrieval.search import Hit, Retriever
@@ -69,5 +70,19 @@ def bind_retrieve_tool(retriever: Retriever | None, agent: str, allowed: Sequenc
         return format_hits(retriever.search(query, [t for t in targets if t in present], k=k))
 
     return StructuredTool.from_function(run, name=RETRIEVE_TOOL_NAME, description=_DESCRIPTION,
-                                        args_schema=RetrieveArgs,
+                                        args_schema=_args_for(allowed_set),
                                         metadata=dict(READ_ONLY_ANNOTATIONS))
+
+
+def _args_for(allowed: list[str]) -> type[BaseModel]:
+    """The arguments with ``collection`` listed as one of the agent's own collections (an
+    enum in the schema the model sees: a server that enforces the schema cannot name
+    another). Not checked by validation: ``run`` refuses another collection in code, so the
+    refusal is recorded as one."""
+    if not allowed:
+        return RetrieveArgs
+    listed: Any = Annotated[str, WithJsonSchema({"type": "string", "enum": list(allowed)})]
+    return create_model(
+        "RetrieveArgs", __base__=RetrieveArgs,
+        collection=(listed | None, Field(default=None, description="One of your knowledge "
+                                         "collections; all of them when omitted.")))

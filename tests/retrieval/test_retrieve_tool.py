@@ -101,3 +101,16 @@ def test_card_can_list_the_retrieve_tool(tmp_path: Path, store: KnowledgeStore,
                           domain_db=domain_db).run("what are the office hours?")
     assert "Office hours are 9 to 5" in result.answer
     assert "[public.md#0]" in result.answer
+
+
+def test_the_schema_a_model_sees_lists_only_the_agents_collections(store: KnowledgeStore
+                                                                   ) -> None:
+    # Seen with a 1.5B model: it named collections it made up ("poems", "knowledge base");
+    # listed in the schema, a server that enforces the schema cannot name another.
+    from orchestrator.tool_schemas import model_tool_schema
+
+    tool = bind_retrieve_tool(Retriever(store), "helpdesk", ["public"])
+    sent = model_tool_schema(tool)["function"]["parameters"]["properties"]["collection"]
+    assert sent["enum"] == ["public"]
+    with pytest.raises(CollectionAccessError, match="may not read collection"):
+        tool.invoke({"query": "vault code", "collection": "secrets"})  # refused in code too
