@@ -247,7 +247,11 @@ def test_a_dependency_written_as_an_agent_name_means_that_agents_subtask() -> No
         {"id": "page", "goal": "Page web-3's on-call with the health", "agent": "notifications",
          "kind": "act", "depends_on": ["monitoring", "page"]}]})
     assert plan.subtasks[1].depends_on == ["health"]  # the name mapped, the self-loop gone
-    with pytest.raises(PlanError, match="depends on unknown subtask 'traffic'"):
+    alone = validate_plan({"subtasks": [  # an agent with no subtask: nothing to wait for
+        {"id": "a", "goal": "g", "agent": "monitoring", "kind": "answer",
+         "depends_on": ["traffic"]}]}, agents=["monitoring", "traffic"])
+    assert alone.subtasks[0].depends_on == []
+    with pytest.raises(PlanError, match="depends on unknown subtask 't2'"):  # a wrong id
         validate_plan({"subtasks": [
             {"id": "a", "goal": "g", "agent": "monitoring", "kind": "answer",
-             "depends_on": ["traffic"]}]})
+             "depends_on": ["t2"]}]}, agents=["monitoring", "traffic"])

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -152,7 +152,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
         return plan
 
     return await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
-                                   lambda raw: check(parse_plan(raw)),
+                                   lambda raw: check(parse_plan(raw, ctx.agents)),
                                    agents=[s.name for s in agents])
 
 
@@ -308,20 +308,24 @@ def _json_mode_note() -> str:
             f"{schema}")
 
 
-def validate_plan(args: dict[str, Any]) -> Plan:
-    """A Plan from tool-call arguments; PlanError says what is wrong with them."""
+def validate_plan(args: dict[str, Any], agents: Collection[str] = ()) -> Plan:
+    """A Plan from tool-call arguments; PlanError says what is wrong with them. ``agents``:
+    the known agents' names (a dependency on one is read as on its subtask)."""
     try:
-        return Plan.model_validate(_dependencies_by_id(args))
+        return Plan.model_validate(_dependencies_by_id(args, agents))
     except ValidationError as exc:
         raise PlanError("; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'plan'}: {e['msg']}" for e in exc.errors()
         )) from None
 
 
-def _dependencies_by_id(args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with a dependency written as the agent's name (seen: ``"depends_on":
-    ["monitoring"]`` from a 1.5B model) turned into the id of that agent's only subtask,
-    and a subtask's dependency on itself dropped; anything else is left for validation."""
+def _dependencies_by_id(args: dict[str, Any], agents: Collection[str] = ()
+                        ) -> dict[str, Any]:
+    """``args`` with a dependency written as an agent's name (seen: ``"depends_on":
+    ["monitoring"]`` from a 1.5B model, repeated after every repair) turned into the id of
+    that agent's only subtask, or dropped when one of ``agents`` has no subtask in the plan
+    (there is nothing to wait for); a subtask's dependency on itself is dropped too.
+    Anything else (a mistyped id) is left for validation."""
     subtasks = args.get("subtasks")
     if not isinstance(subtasks, list) or not all(isinstance(s, dict) for s in subtasks):
         return args
@@ -334,15 +338,15 @@ def _dependencies_by_id(args: dict[str, Any]) -> dict[str, Any]:
         deps = sub.get("depends_on")
         if isinstance(deps, list) and all(isinstance(d, str) for d in deps):
             named = [by_agent[d][0] if d not in ids and len(by_agent.get(d, [])) == 1 else d
-                     for d in deps]
+                     for d in deps if d in ids or d in by_agent or d not in agents]
             sub = {**sub, "depends_on": [d for d in dict.fromkeys(named) if d != sub.get("id")]}
         fixed.append(sub)
     return {**args, "subtasks": fixed}
 
 
-def parse_plan(raw: AIMessage) -> Plan:
+def parse_plan(raw: AIMessage, agents: Collection[str] = ()) -> Plan:
     """The Plan in the reply's first Plan tool call; PlanError says what is wrong with it."""
-    return validate_plan(plan_arguments(raw))
+    return validate_plan(plan_arguments(raw), agents)
 
 
 def _repair_messages(raw: AIMessage, error: str) -> list[BaseMessage]:
