@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                              "figures are saved)")
     args = parser.parse_args(argv)
     summary_path = args.cassette.with_suffix(".summary.json")
-    settings = load_settings()
+    # the knowledge base's embedder decides the passages in the planner's prompt: the one
+    # the recording used, whatever the environment says
+    settings = load_settings(embedder="minilm")
     if args.replay:
         if not args.cassette.is_file() or not summary_path.is_file():
             print(f"no recording at {args.cassette}: record one with --model", file=sys.stderr)
