@@ -14,16 +14,15 @@ calls meet every check a structured call meets.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolCall
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from orchestrator.text_tool_calls import json_in_text
+from orchestrator.text_tool_calls import derived_call, json_in_text
 
 REPORT_MAX_CHARS = 2000
 
@@ -84,10 +83,7 @@ def action_message(raw: BaseMessage) -> AIMessage:
             "id": raw.id}
     if isinstance(data, dict) and isinstance(data.get("tool"), str) and \
             isinstance(data.get("arguments", {}), dict):
-        args = data.get("arguments") or {}
-        digest = hashlib.sha256(json.dumps([data["tool"], args], sort_keys=True, default=str)
-                                .encode()).hexdigest()[:12]
-        call = ToolCall(name=data["tool"], args=args, id=f"json_{digest}", type="tool_call")
+        call = derived_call(data["tool"], data.get("arguments") or {}, "json_{digest}")
         return AIMessage(content="", tool_calls=[call], **keep)
     if isinstance(data, dict) and isinstance(data.get("report"), str):
         return AIMessage(content=data["report"], **keep)

@@ -150,7 +150,12 @@ def _calls(data: Any, *, explicit: bool, first: int) -> Iterator[ToolCall]:
             except json.JSONDecodeError:
                 continue
         if isinstance(name, str) and name and isinstance(args, dict):
-            digest = hashlib.sha256(json.dumps([name, args], sort_keys=True, default=str)
-                                    .encode()).hexdigest()[:12]
-            yield ToolCall(name=name, args=args, id=f"text_{digest}_{index}",
-                           type="tool_call")
+            yield derived_call(name, args, f"text_{{digest}}_{index}")
+
+
+def derived_call(name: str, args: dict[str, Any], id_format: str) -> ToolCall:
+    """A tool call read out of a reply's text, its id derived from the call
+    (``id_format`` holds ``{digest}``), so that a recorded run replays."""
+    digest = hashlib.sha256(json.dumps([name, args], sort_keys=True, default=str)
+                            .encode()).hexdigest()[:12]
+    return ToolCall(name=name, args=args, id=id_format.format(digest=digest), type="tool_call")
