@@ -146,7 +146,7 @@ class EngineContext:
             schemas = [model_tool_schema(t) for t in tools]
             if not tools:
                 self._bound[key] = model
-            elif (model.metadata or {}).get("orchestrator_structured") == "json_schema":
+            elif structured_method(model) == "json_schema":
                 # a server that enforces a schema but does not parse tool calls (llama.cpp)
                 self._bound[key] = JsonActions(model, schemas)
             else:
@@ -236,8 +236,7 @@ class EngineContext:
         """How the supervisor is asked for a plan (``orchestrator.config.StructuredMethod``):
         what its model says (``metadata["orchestrator_structured"]``, set by a provider from
         the spec), else ``auto``."""
-        chosen = (self.model.metadata or {}).get("orchestrator_structured", "auto")
-        return cast(StructuredMethod, chosen)
+        return structured_method(self.model)
 
     def planner_runnable(self, plan_schema: type[BaseModel],
                          method: StructuredMethod | None = None, agents: Sequence[str] = ()
@@ -266,3 +265,9 @@ class EngineContext:
                 self._bound[key] = self.model.bind_tools([model_tool_schema(plan_schema)],
                                                          tool_choice=name)
         return self._bound[key]
+
+
+def structured_method(model: BaseChatModel) -> StructuredMethod:
+    """How ``model`` is asked for structured replies: what its provider put in
+    ``metadata["orchestrator_structured"]``, else ``auto``."""
+    return cast(StructuredMethod, (model.metadata or {}).get("orchestrator_structured", "auto"))
