@@ -103,10 +103,12 @@ def test_a_spec_keeps_its_options_and_names_known_weights() -> None:
 
 @pytest.fixture
 def sliced_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, bytes]:
-    """Known weights 'tiny' in three installed parts (packages tinyw_part1..3)."""
+    """Known weights 'tiny' in three installed parts (packages tinyw<n>_part1..3, a new
+    name per test: Python keeps an imported module)."""
     content = os.urandom(3000)
+    prefix = f"tinyw{os.getpid()}{time.monotonic_ns()}"
     for i, piece in enumerate((content[:1000], content[1000:2000], content[2000:]), 1):
-        package = tmp_path / "site" / f"tinyw_part{i}"
+        package = tmp_path / "site" / f"{prefix}_part{i}"
         (package / "data").mkdir(parents=True)
         (package / "data" / "part.bin").write_bytes(piece)
         (package / "__init__.py").write_text(textwrap.dedent("""
@@ -116,7 +118,7 @@ def sliced_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str
             """))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     known = KnownWeights(file="tiny.gguf", size=3000, sha256=hashlib.sha256(content).hexdigest(),
-                         package="tinyw-part", parts=3, version="1.0", source="a test",
+                         package=f"{prefix}-part", parts=3, version="1.0", source="a test",
                          extra="tiny")
     monkeypatch.setitem(KNOWN_WEIGHTS, "tiny", known)
     return "tiny", content
@@ -234,3 +236,16 @@ def test_a_model_that_cannot_load_names_the_log(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith("llama.cpp's server did not start for broken.gguf")
     assert "log: " in message and "\n" not in message
+
+
+def test_a_partial_file_left_by_a_killed_assembly_is_removed(
+        sliced_weights: tuple[str, bytes], tmp_path: Path) -> None:
+    # kill -9 during assembly leaves ".tiny.gguf.<pid>.part" (a 1.1 GB file for the real
+    # model); the next assembly must not keep it forever
+    name, content = sliced_weights
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / ".tiny.gguf.999999.part").write_bytes(content[:100])
+    path = weights_file(name, folder)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.gguf", "tiny.gguf.sha256"]

@@ -78,6 +78,7 @@ def weights_file(name: str, folder: Path) -> Path:
         return target
     parts = _part_paths(name, known)
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(folder, known.file)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     digest, size = hashlib.sha256(), 0
     try:
@@ -98,6 +99,24 @@ def weights_file(name: str, folder: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def _remove_abandoned(folder: Path, file: str) -> None:
+    """Delete partial files of ``file`` whose assembling process is gone (killed midway)."""
+    for partial in folder.glob(f".{file}.*.part"):
+        pid = partial.name.removeprefix(f".{file}.").removesuffix(".part")
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _part_paths(name: str, known: KnownWeights) -> list[Path]:
