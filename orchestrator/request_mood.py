@@ -80,9 +80,10 @@ def only_asks(request: str) -> str | None:
 def not_an_instruction(request: str) -> str | None:
     """Why a request that a playbook pattern matched is not an instruction to run it now:
     a question, a hypothetical, a negation near its start, or a condition; None if it is."""
+    reason = only_asks(request)
+    if reason:
+        return reason
     text = LEADING_FILLER.sub("", request.strip())
-    if HYPOTHETICAL.search(text):
-        return "it is hypothetical"
     if (text.endswith("?") and not POLITE_ASK.match(text)) or asks(text):
         return "it asks a question"
     if NEGATION.search(text):  # the supervisor weighs each clause; a pattern cannot
