@@ -247,19 +247,20 @@ class EngineContext:
         mode (the schema is in the prompt). With ``agents`` (those the prompt shows), the
         JSON schema admits only them, each for a kind of subtask it can do."""
         method = method or self.structured
-        key = f"planner:{method}:{','.join(agents) if method == 'json_schema' else ''}"
+        name = plan_schema.__name__
+        if method == "json_schema":
+            # bound per call, not kept: each request's shortlist is another set of agents,
+            # and a long-running server would keep one binding for every set it met
+            schema = compact_schema(plan_schema.model_json_schema())
+            if agents:
+                schema = narrowed_plan_schema(
+                    schema, agents, can_read=self.can_read, can_change=self.can_change,
+                    max_subtasks=self.settings.max_subtasks)
+            return self.model.bind(response_format={"type": "json_schema", "json_schema": {
+                "name": name, "schema": schema, "strict": False}})
+        key = f"planner:{method}"
         if key not in self._bound:
-            name = plan_schema.__name__
-            if method == "json_schema":
-                schema = compact_schema(plan_schema.model_json_schema())
-                if agents:
-                    schema = narrowed_plan_schema(
-                        schema, agents, can_read=self.can_read, can_change=self.can_change,
-                        max_subtasks=self.settings.max_subtasks)
-                self._bound[key] = self.model.bind(response_format={
-                    "type": "json_schema", "json_schema": {
-                        "name": name, "schema": schema, "strict": False}})
-            elif method == "json":
+            if method == "json":
                 self._bound[key] = self.model.bind(response_format={"type": "json_object"})
             else:
                 self._bound[key] = self.model.bind_tools([model_tool_schema(plan_schema)],
