@@ -54,6 +54,8 @@ class PlanMadeData(TypedDict):
     plan: dict[str, Any]
     mode: str
     elapsed_s: float
+    adjusted: NotRequired[list[str]]
+    """What the engine changed in the supervisor's plan, one line each (``plan_fit``)."""
 
 
 class PlanInvalidData(TypedDict):
@@ -145,6 +147,8 @@ class ReplannedData(TypedDict):
     elapsed_s: NotRequired[float]
     error: NotRequired[str]
     plan: NotRequired[dict[str, Any]]
+    adjusted: NotRequired[list[str]]
+    """What the engine changed in the supervisor's replacement (``plan_fit``)."""
 
 
 class ApprovalRequestedData(TypedDict):

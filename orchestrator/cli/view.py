@@ -138,9 +138,13 @@ class RunView:
     def on_event(self, event: Event) -> None:
         sid, data = event.subtask_id or "", event.data
         if event.type == "plan_made":
-            plan = cast(PlanMadeData, data)["plan"]
+            made = cast(PlanMadeData, data)
+            plan, adjusted = made["plan"], made.get("adjusted") or []
             self.rationale = plan.get("rationale", "")
             self.note = "" if plan["subtasks"] else "answering directly"
+            if adjusted:  # what the engine changed in the model's plan (plan_fit)
+                more = f" (+{len(adjusted) - 1} more)" if len(adjusted) > 1 else ""
+                self.note = f"plan adjusted: {adjusted[0][:100]}{more}"
             for sub in plan["subtasks"]:
                 self.rows[sub["id"]] = _Row(sub["agent"], sub["goal"], sub["depends_on"])
         elif event.type == "plan_invalid":

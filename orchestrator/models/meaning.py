@@ -242,6 +242,21 @@ class AgentRouter:
 
     def _by_meaning(self, clause: str, entries: Catalog, strict: bool, question: bool = False
                     ) -> Routed | None:
+        found = self.scores(clause, entries)
+        if found is None:
+            return None
+        scores, top = found
+        best = max(scores, key=lambda n: scores[n])
+        needed = (CONFIDENT_WITH_ID if top else CONFIDENT) + (0.1 if strict else 0.0) - (
+            QUESTION_EASING if question else 0.0)
+        if scores[best] < needed:
+            return Routed(None, scores[best], best)
+        return Routed(best, scores[best], best)
+
+    def scores(self, clause: str, entries: Catalog) -> tuple[dict[str, float], int] | None:
+        """How well the clause fits each of ``entries`` whose tools take the ids it names
+        best (the others are left out), and that id fit (:func:`id_fit`); None without a
+        working embedding model."""
         if not entries or self.meaning is None:
             return None
         fits = {e[0]: id_fit(clause, self.tools.get(e[0], ())) for e in entries}
@@ -264,12 +279,7 @@ class AgentRouter:
             words = overlap_score(clause, [(entry[0], 3), (entry[2], 2), (entry[1], 1)])
             scores[entry[0]] = 0.8 * max(near[1:], default=near[0]) + 0.2 * near[0] + \
                 min(OVERLAP_CAP, OVERLAP_WEIGHT * words)
-        best = max(scores, key=lambda n: scores[n])
-        needed = (CONFIDENT_WITH_ID if top else CONFIDENT) + (0.1 if strict else 0.0) - (
-            QUESTION_EASING if question else 0.0)
-        if scores[best] < needed:
-            return Routed(None, scores[best], best)
-        return Routed(best, scores[best], best)
+        return scores, top
 
     def _pieces(self, entry: tuple[str, str, str, str, str]) -> list[str]:
         """The agent's whole card first, then each thing it says it does."""

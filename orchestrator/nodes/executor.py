@@ -123,6 +123,8 @@ class Scheduler:
         self._settled_some = False
         self._replanning: set[str] = set()
         """Failed subtasks the supervisor is replanning: their dependents wait."""
+        self._replan_notes: dict[str, list[str]] = {}
+        """What the engine changed in each replacement, by failed subtask (``plan_fit``)."""
 
     def _new_result(self, subtask: Subtask) -> SubtaskResult:
         return SubtaskResult(id=subtask.id, goal=subtask.goal, agent=subtask.agent,
@@ -308,8 +310,10 @@ class Scheduler:
     async def _ask_replan(self, failed: SubtaskResult) -> tuple[Plan, Usage, float]:
         before = self.supervisor_usage + Usage()  # a copy: the replan adds to it
         started = time.monotonic()
+        notes: list[str] = []
         new = await replan_failed(self.ctx, self.state, self.plan, self.results, failed,
-                                  self.supervisor_usage, self.budget)
+                                  self.supervisor_usage, self.budget, notes)
+        self._replan_notes[failed.id] = notes
         return new, self.supervisor_usage - before, time.monotonic() - started
 
     def _apply_replan(self, failed: SubtaskResult, future: asyncio.Future[Any]) -> None:
@@ -331,6 +335,8 @@ class Scheduler:
                     self.results[subtask.id] = self._new_result(subtask)
                 data["added"] = [s.model_dump(exclude_defaults=True) for s in added]
                 data["plan"] = self.plan.model_dump()
+                if self._replan_notes.get(failed.id):
+                    data["adjusted"] = self._replan_notes[failed.id]
         except Exception as exc:  # the supervisor could not replan: the failure stands
             data["error"] = str(exc)
         emit("replanned", self.run_id, subtask_id=failed.id, usage=usage, data=data)

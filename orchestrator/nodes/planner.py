@@ -29,9 +29,12 @@ from orchestrator.errors import (
     is_model_failure,
 )
 from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
+from orchestrator.models.meaning import IDENTIFIER
+from orchestrator.nodes.plan_fit import fit_plan
 from orchestrator.nodes.shortlist import named_agents, playbook_agents, shortlist
 from orchestrator.nodes.specialist import estimate_tokens, invoke_model
 from orchestrator.plan import Plan, check_agents, check_kinds, copied_goals
+from orchestrator.plan_schema import GOAL_MAX_CHARS
 from orchestrator.playbooks import Playbook, find_for_event, find_for_request
 from orchestrator.prompts import render_prompt, tagged
 from orchestrator.request_mood import not_an_instruction, only_asks
@@ -116,8 +119,12 @@ def format_history(messages: list[Any], turns: int) -> str:
 
 
 async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
-                    budget: RunBudget | None = None) -> Plan:
-    """Ask the model for a plan; invalid plans go back with the error, a bounded number of times."""
+                    budget: RunBudget | None = None, notes: list[str] | None = None) -> Plan:
+    """Ask the model for a plan; invalid plans go back with the error, a bounded number of
+    times. What the engine changed in the model's plan goes into ``notes`` (a goal that
+    copied a catalog line twice dropped; a subtask moved to the agent whose tools fit it; an
+    act that only reads made an answer: see ``plan_fit``)."""
+    notes = notes if notes is not None else []
     # Reading the knowledge base and embedding a shortlist block: keep them off the loop.
     context, agents = await asyncio.gather(
         asyncio.to_thread(knowledge_context, ctx, state["request"]),
@@ -127,6 +134,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
                                        for s in agents}}
 
     asked: set[str] = set()
+    copies_sent_back: list[bool] = []
 
     question = only_asks(state["request"])
 
@@ -137,7 +145,14 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
             plan = plan.model_copy(update={"subtasks": [
                 s.model_copy(update={"kind": "answer"}) for s in plan.subtasks]})
         check_can_act(ctx, plan)
-        check_not_copied(plan, state["request"], sources)
+        if copies_sent_back:  # sent back once and copied again: the copies go, not the plan
+            plan = drop_copied(plan, state["request"], sources, notes)
+        else:
+            try:
+                check_not_copied(plan, state["request"], sources)
+            except PlanError:
+                copies_sent_back.append(True)
+                raise
         # An id the request named and no goal carries goes back once: a plan may drop one
         # for a reason ("do not touch web-1"), so a second plan without it stands.
         lost = [i for i in lost_ids(plan, state["request"]) if i not in asked]
@@ -151,9 +166,12 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
                             f"{ctx.settings.max_subtasks} are allowed: merge related work")
         return plan
 
-    return await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
+    plan = await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
                                    lambda raw: check(parse_plan(raw, ctx.agents)),
                                    agents=[s.name for s in agents])
+    fitted, moved = await asyncio.to_thread(fit_plan, ctx, plan, agents, state["request"])
+    notes.extend(moved)
+    return fitted
 
 
 async def plan_with_repairs(
@@ -227,19 +245,13 @@ async def plan_with_repairs(
     )
 
 
-_ID = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*[-_][0-9][A-Za-z0-9]*"
-                 r"(?![\w-])")
-"""An identifier as requests write them: a word, then '-' or '_' and a part that starts
-with a digit (web-3, sku-12, INC-2041, o_1010); not '24-hour' or 'web-backup-a'."""
-
-
 def lost_ids(plan: Plan, request: str) -> list[str]:
     """The identifiers the request names that no subtask goal carries (the agent doing it
     would guess which one; seen: a tool schema's example id)."""
     if not plan.subtasks:
         return []
     goals = " ".join(s.goal for s in plan.subtasks).lower()
-    return [i for i in dict.fromkeys(_ID.findall(request))
+    return [i for i in dict.fromkeys(IDENTIFIER.findall(request))
             if not re.search(rf"(?<![\w-]){re.escape(i.lower())}(?![\w-])", goals)]
 
 
@@ -259,6 +271,28 @@ def check_not_copied(plan: Plan, request: str, sources: dict[str, str]) -> None:
         raise PlanError("; ".join(f"subtask {i!r} copies {label} as its goal" for i, label
                                   in copied) + ": a goal is work the request asks for, in its "
                         "own words; use passages only for facts in it, with the citation")
+
+
+def drop_copied(plan: Plan, request: str, sources: dict[str, str], notes: list[str]) -> Plan:
+    """``plan`` without the subtasks whose goals copy a source and that no other subtask
+    needs (one that others wait for stays: its agent still does the work the plan needs);
+    when every subtask would go, the first alone with the request as its goal (the request
+    is the work). A note says what went."""
+    copied = dict(copied_goals(plan, request, sources))
+    needed = {d for s in plan.subtasks for d in s.depends_on}
+    gone = {i: label for i, label in copied.items() if i not in needed}
+    if not gone:
+        return plan
+    kept = [s for s in plan.subtasks if s.id not in gone]
+    if not kept:
+        first = plan.subtasks[0]
+        notes.append(f"every goal copied a passage or catalog line again: subtask "
+                     f"{first.id!r} alone, with the request as its goal")
+        return plan.model_copy(update={"subtasks": [first.model_copy(update={
+            "goal": request.strip()[:GOAL_MAX_CHARS], "depends_on": []})]})
+    notes.append("; ".join(f"subtask {i!r} dropped: it copied {label} again"
+                           for i, label in gone.items()))
+    return plan.model_copy(update={"subtasks": kept})
 
 
 def check_can_act(ctx: EngineContext, plan: Plan) -> None:
@@ -299,7 +333,8 @@ def _written_plan(raw: AIMessage) -> dict[str, Any] | None:
     if written is not None:
         return dict(written["args"])
     data = json_in_text(raw.text)
-    return data if isinstance(data, dict) and "subtasks" in data else None
+    # {"answer": ...} alone is a plan too: no agent is needed (or, replanning, none can).
+    return data if isinstance(data, dict) and ("subtasks" in data or "answer" in data) else None
 
 
 def _json_mode_note() -> str:
@@ -369,18 +404,20 @@ def planner_node(ctx: EngineContext) -> NodeFn:
         usage = Usage()
         budget = ctx.budget(run_id)
         started = time.time()
+        adjusted: list[str] = []
         reset: dict[str, Any] = {"results": {}, "answer": "", "error": None, "plan": None,
                                  "replans": 0, "budget_hit": None, "approvals": {},
                                  "wall_used_s": None, "inputs": {}}
         try:
-            made, mode, inputs = await choose_plan(ctx, state, usage, budget)
+            made, mode, inputs = await choose_plan(ctx, state, usage, budget, adjusted)
         except (PlanError, RequestError, ModelError) as exc:
             # A supervisor model that failed is a failed run with the reason, not a crash.
             return {**reset, "error": str(exc), "supervisor_usage": usage.to_dict(),
                     "mode": "none", "budget_hit": budget.hit,
                     "answer": f"Sorry, I could not plan this request: {exc}"}
         emit("plan_made", run_id, usage=usage.to_dict(), data=PlanMadeData(
-            plan=made.model_dump(), mode=mode, elapsed_s=round(time.time() - started, 4)))
+            plan=made.model_dump(), mode=mode, elapsed_s=round(time.time() - started, 4),
+            adjusted=adjusted))
         update = {**reset, "plan": made.model_dump(), "supervisor_usage": usage.to_dict(),
                   "mode": mode, "inputs": inputs}
         if not made.subtasks:
@@ -391,9 +428,11 @@ def planner_node(ctx: EngineContext) -> NodeFn:
 
 
 async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
-                      budget: RunBudget) -> tuple[Plan, str, dict[str, Any]]:
+                      budget: RunBudget, adjusted: list[str] | None = None
+                      ) -> tuple[Plan, str, dict[str, Any]]:
     """The plan, how it was made (``playbook:<name>`` or ``supervisor``), and its inputs
-    (a playbook's data: defaults, then the event data or the pattern's captures).
+    (a playbook's data: defaults, then the event data or the pattern's captures); what the
+    engine changed in a supervisor's plan goes into ``adjusted``.
 
     rules: only playbooks; hybrid: a matching playbook first, else the supervisor;
     adaptive: always the supervisor (an event becomes a request it plans).
@@ -418,7 +457,7 @@ async def choose_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage
         raise PlanError(f"no playbook handles {what} in rules mode (playbooks: {names}); "
                         "use --coordination hybrid to let the supervisor plan it")
     data = dict((event or {}).get("data") or {})
-    return await make_plan(ctx, state, usage, budget), "supervisor", data
+    return await make_plan(ctx, state, usage, budget, adjusted), "supervisor", data
 
 
 def _matching_playbook(ctx: EngineContext, state: OrchestratorState

@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import ConfigError, PlanError
+from orchestrator.nodes.plan_fit import fit_plan
 from orchestrator.nodes.planner import (
     check_can_act,
     plan_arguments,
@@ -57,6 +58,7 @@ class _Replacement:
 async def replan_failed(
     ctx: EngineContext, state: OrchestratorState, plan: Plan,
     results: dict[str, SubtaskResult], failed: SubtaskResult, usage: Usage, budget: RunBudget,
+    notes: list[str] | None = None,
 ) -> Plan:
     """Ask the supervisor for subtasks that replace the failed one, keeping what is done.
 
@@ -65,7 +67,9 @@ async def replan_failed(
     hold agents the first plan's shortlist did not, and the failed subtask's alternatives.
     The returned plan holds only the new subtasks (their own ids; dependencies on done
     subtasks kept); an empty plan means no agent can do it. :func:`merge_replacement` puts
-    them into the running plan.
+    them into the running plan. A new subtask whose goal another shown agent's tools fit
+    clearly better moves to that agent (``plan_fit``; kinds stay as asked), with a line in
+    ``notes``.
     """
     others = [spec for spec in ctx.agents.values() if spec.name not in failed.agents_tried]
     if not others:
@@ -107,9 +111,14 @@ async def replan_failed(
         merge_replacement(plan, failed.id, restored, results)  # fits? (else: repair)
         return restored
 
-    return await plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
-                                   state["run_id"], usage, budget, accept,
-                                   agents=[s.name for s in catalog])
+    new = await plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
+                                  state["run_id"], usage, budget, accept,
+                                  agents=[s.name for s in catalog])
+    fitted, moved = await asyncio.to_thread(fit_plan, ctx, new, catalog, state["request"],
+                                            kinds=False)
+    if notes is not None:
+        notes.extend(moved)
+    return fitted
 
 
 def _replan_agents(ctx: EngineContext, goal: str, keep: list[str],

@@ -1,0 +1,178 @@
+"""A plan checked against what the agents' tools do, by meaning.
+
+A small model picks agents by their names and marks kinds by habit. Seen with a 1.5B model:
+"show the route of web-2" given to the agent that checks health (which then checked health),
+"page the on-call" given to customer support, "check the stock of sku-3" and "list
+suspicious transactions" planned as changes (the agent read, made no change, and the
+subtask failed). Each time another agent's tool, or one of the agent's own reading tools,
+said plainly what the goal asks.
+
+:func:`fit_plan` compares each goal with the tools of the agents the planner was shown, with
+the knowledge base's embedding model (the offline model's router, :class:`AgentRouter`):
+
+- a subtask moves to another agent only when that agent's card and tools fit the goal
+  clearly (:data:`CONFIDENT`) and much better than the chosen one's
+  (:data:`REROUTE_MARGIN`), or when that agent's tools take the id the goal names and the
+  chosen one's take none; an
+  agent the request names is never moved away from, and the chosen agent stays first among
+  the alternatives;
+- an ``act`` subtask becomes ``answer`` when its goal does not start with the verb of one of
+  its agent's changing tools ("set the stock ...") and either starts with the verb of one of
+  its reading tools ("check the documents of cl-3": check_documents) or fits a reading tool
+  better than any changing one by :data:`KIND_MARGIN`. Reading instead of writing is the
+  safe direction: an ``answer`` is never turned into an ``act``.
+
+Each move is returned as a note for the ``plan_made`` event. The plan is left as it is
+without an embedding model (the hashing test embedder), and when neither the knowledge base
+nor the shortlist loaded one for this plan (loading one takes seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from orchestrator.agents.policy import is_read_only
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.errors import ConfigError
+from orchestrator.models.meaning import (
+    CONFIDENT,
+    AgentRouter,
+    Catalog,
+    Meaning,
+    id_fit,
+    meaning_for,
+    tool_text,
+)
+from orchestrator.nodes.shortlist import named_agents
+from orchestrator.plan import Plan, Subtask
+from orchestrator.request_mood import LEADING_FILLER
+from orchestrator.state import EngineContext
+from orchestrator.text_match import tokens
+
+__all__ = ["KIND_MARGIN", "REROUTE_MARGIN", "fit_plan"]
+
+logger = logging.getLogger(__name__)
+
+REROUTE_MARGIN = 0.15
+"""How much better (router score: mostly cosine similarity) another agent must fit a goal
+before the subtask moves to it: a near tie is the planner's call."""
+KIND_MARGIN = 0.1
+"""How much better a reading tool must fit an ``act`` goal than every changing tool of the
+agent before the subtask only reads."""
+
+
+def fit_plan(ctx: EngineContext, plan: Plan, shown: Sequence[AgentSpec], request: str, *,
+             kinds: bool = True) -> tuple[Plan, list[str]]:
+    """``plan`` with subtasks moved to the agent whose tools do what the goal says and (with
+    ``kinds``) acts that only read made answers (see the module), and a note per change.
+    Blocks while it embeds: call it off the event loop."""
+    if not plan.subtasks or (ctx.retriever is None and len(shown) >= len(ctx.agents)):
+        return plan, []  # no embedding model is loaded for this plan: not for this alone
+    meaning = _meaning(ctx)
+    if meaning is None:
+        return plan, []
+    tools = {s.name: [convert_to_openai_tool(t) for t in ctx.agent_tools(s).values()]
+             for s in shown}
+    catalog: Catalog = [(s.name, s.description, ", ".join(s.skills),
+                         ", ".join(t["function"]["name"] for t in tools[s.name]
+                                   if _reads(ctx, s, t)),
+                         ", ".join(t["function"]["name"] for t in tools[s.name]
+                                   if not _reads(ctx, s, t)))
+                        for s in shown]
+    router = AgentRouter(catalog, meaning, tools)
+    router.prefetch([s.goal for s in plan.subtasks])
+    named = set(named_agents(request, [s.name for s in shown]))
+    notes: list[str] = []
+    subtasks: list[Subtask] = []
+    for subtask in plan.subtasks:
+        moved = subtask
+        if subtask.agent not in named:
+            moved = _reroute(router, catalog, moved, ctx.subtask_kind(moved), notes)
+        if kinds and ctx.subtask_kind(moved) == "act" and moved.agent in tools:
+            moved = _read_only(meaning, tools[moved.agent], ctx, moved, notes)
+        subtasks.append(moved)
+    if not notes:
+        return plan, []
+    return plan.model_copy(update={"subtasks": subtasks}), notes
+
+
+def _meaning(ctx: EngineContext) -> Meaning | None:
+    try:
+        meaning = meaning_for(ctx.embedder())
+    except (ConfigError, OSError, ImportError) as exc:
+        logger.warning("the plan is not checked by meaning: no embedding model (%s)", exc)
+        return None
+    return meaning if meaning is not None and not meaning.broken else None
+
+
+def _reads(ctx: EngineContext, spec: AgentSpec, tool: dict[str, Any]) -> bool:
+    return is_read_only(ctx.agent_tools(spec)[tool["function"]["name"]])
+
+
+def _reroute(router: AgentRouter, catalog: Catalog, subtask: Subtask, kind: str,
+             notes: list[str]) -> Subtask:
+    """The subtask given to the agent that fits its goal clearly better, if one does (among
+    those that can do its kind)."""
+    able = [e for e in catalog if (e[4] if kind == "act" else e[3])]
+    found = router.scores(subtask.goal, able)
+    if found is None:
+        return subtask
+    scores, _ = found
+    best = max(scores, key=lambda n: scores[n])
+    if best == subtask.agent or scores[best] < CONFIDENT:
+        return subtask
+    chosen = scores.get(subtask.agent)
+    if chosen is None and id_fit(subtask.goal, router.tools.get(subtask.agent, ())):
+        return subtask  # its tools take the goal's id, if less exactly than best's
+    if chosen is not None and scores[best] - chosen < REROUTE_MARGIN:
+        return subtask
+    why = (f"fits {best}'s tools ({scores[best]:.2f} against {chosen:.2f})"
+           if chosen is not None else f"names an id that only {best}'s tools take")
+    notes.append(f"subtask {subtask.id!r} moved from {subtask.agent} to {best}: its goal {why}")
+    alternatives = [a for a in dict.fromkeys([subtask.agent, *subtask.alternatives]) if a != best]
+    return subtask.model_copy(update={"agent": best, "alternatives": alternatives})
+
+
+def _read_only(meaning: Meaning, tools: list[dict[str, Any]], ctx: EngineContext,
+               subtask: Subtask, notes: list[str]) -> Subtask:
+    """The act subtask as an answer when a reading tool of its agent fits its goal clearly
+    better than every changing one."""
+    spec = ctx.agents.get(subtask.agent)
+    if spec is None:
+        return subtask
+    reads = [t for t in tools if _reads(ctx, spec, t)]
+    changes = [t for t in tools if not _reads(ctx, spec, t)]
+    if not reads or not changes:
+        return subtask
+    verb = _leading_verb(subtask.goal)
+    if verb and verb in {_tool_verb(t) for t in changes}:
+        return subtask  # "set the stock of sku-3 ...": says the change outright
+    same = next((t for t in reads if verb and _tool_verb(t) == verb), None)
+    if same is not None:  # "check the onboarding documents of cl-3": check_documents
+        notes.append(f"subtask {subtask.id!r} only reads: its goal starts with the verb of "
+                     f"{subtask.agent}'s reading tool {same['function']['name']}")
+        return subtask.model_copy(update={"kind": "answer"})
+    found = meaning.similarities(subtask.goal, [tool_text(t) for t in [*reads, *changes]])
+    if not found:
+        return subtask
+    best_read, best_change = max(found[:len(reads)]), max(found[len(reads):])
+    if best_read - best_change < KIND_MARGIN:
+        return subtask
+    name = reads[found.index(best_read)]["function"]["name"]
+    notes.append(f"subtask {subtask.id!r} only reads: its goal fits {subtask.agent}'s reading "
+                 f"tool {name} ({best_read:.2f}) better than any that changes things "
+                 f"({best_change:.2f})")
+    return subtask.model_copy(update={"kind": "answer"})
+
+
+def _tool_verb(tool: dict[str, Any]) -> str:
+    return _leading_verb(str(tool["function"]["name"]).replace("_", " "))
+
+
+def _leading_verb(text: str) -> str:
+    found = tokens(LEADING_FILLER.sub("", text))
+    return found[0] if found else ""
