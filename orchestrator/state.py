@@ -232,6 +232,14 @@ class EngineContext:
         return min(limit, int(hint)) if isinstance(hint, int) and hint > 0 else limit
 
     @property
+    def shortlist_spread(self) -> float | None:
+        """How close to the closest agent the shortlist's other agents must be, when the
+        supervisor's model says (``metadata["orchestrator_shortlist_spread"]``, set by a
+        provider: a small model plans a subtask for every agent it is shown); else None."""
+        hint = (self.model.metadata or {}).get("orchestrator_shortlist_spread")
+        return float(hint) if isinstance(hint, int | float) and hint > 0 else None
+
+    @property
     def structured(self) -> StructuredMethod:
         """How the supervisor is asked for a plan (``orchestrator.config.StructuredMethod``):
         what its model says (``metadata["orchestrator_structured"]``, set by a provider from

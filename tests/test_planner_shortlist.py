@@ -284,3 +284,23 @@ def test_a_model_that_plans_better_from_fewer_agents_is_shown_fewer(
     capped = engine_context(FakeChatModel(metadata={"orchestrator_shortlist": 6}),
                             large_catalog(), settings=Settings(planner_shortlist=4))
     assert capped.shortlist_size == 4
+
+
+def test_a_small_model_is_shown_only_agents_close_to_the_request(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    """A model that says it plans a subtask for every agent it sees (a provider's
+    ``orchestrator_shortlist_spread``: the local one) is shown the closest agent for each
+    part of the request, and others only as close as the closest, not six to fill up."""
+    settings = Settings(planner_shortlist=6, embedder="minilm", knowledge=False,
+                        coordination="adaptive")
+    wide, narrow = FakeChatModel(), FakeChatModel(
+        metadata={"orchestrator_shortlist_spread": 0.1})
+    results = [Orchestrator(model, agents=large_catalog(), settings=settings,
+                            domain_db=domain_db).run(INCIDENT) for model in (wide, narrow)]
+
+    (wide_system,), (narrow_system,) = planner_systems(wide), planner_systems(narrow)
+    assert len(catalog_names(wide_system)) == 6
+    shown = catalog_names(narrow_system)
+    assert {"monitoring", "notifications"} <= set(shown) and len(shown) < 6
+    assert all(r.ok for r in results), [r.answer for r in results]
+    assert [tuple(r) for r in db.execute("SELECT service FROM alerts")] == [("web-3",)] * 2

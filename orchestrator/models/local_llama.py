@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import load_settings
 from orchestrator.errors import ConfigError
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 OPTIONS: dict[str, float] = {
     "max_tokens": 1024, "timeout": 600.0, "retries": 0, "slots": 0,
     "ctx": LaunchOptions.ctx, "threads": 0, "parallel": LaunchOptions.parallel,
-    "cache_mib": LaunchOptions.cache_mib, "shortlist": 8,
+    "cache_mib": LaunchOptions.cache_mib, "shortlist": 8, "spread": 0.25,
 }
 """``max_tokens`` per reply; ``timeout`` per call (seconds; a small CPU model reads a long
 prompt slowly); ``retries`` (0: a timed-out call is not sent again to a busy server);
@@ -43,7 +43,9 @@ prompt slowly); ``retries`` (0: a timed-out call is not sent again to a busy ser
 tokens, shared by the slots), ``threads`` (0: the machine's cores, at most 8),
 ``parallel`` (slots) and ``cache_mib`` (llama.cpp's prompt cache); ``shortlist``: most
 agents the planner is shown (a small model routes better among few; ``planner_shortlist``
-still caps it)."""
+still caps it), and ``spread``: beyond the closest agent for each part of the request, only
+agents within this much similarity of the closest are shown (seen: a 1.5B model planned a
+subtask for each of the eight agents it was shown for "refund order o-1002"; 0: no limit)."""
 
 _LAUNCH_ONLY = ("ctx", "threads", "parallel", "cache_mib")
 _EXAMPLE = "local:qwen2.5-coder-1.5b"
@@ -89,9 +91,12 @@ class LocalProvider:
             base = server_url(self._launch(spec), load_settings().home / "logs")
             options.setdefault("slots", options.get("parallel", str(LaunchOptions.parallel)))
         shortlist = int(float(options.pop("shortlist", OPTIONS["shortlist"])))
+        spread = float(options.pop("spread", OPTIONS["spread"]))
+        hints: dict[str, Any] = {"orchestrator_shortlist": shortlist} if shortlist else {}
+        if spread > 0:
+            hints["orchestrator_shortlist_spread"] = spread
         return chat_openai(ALIAS, base_url=f"{base}/v1", api_key="local", options=options,
-                           defaults=OPTIONS, structured="json_schema",
-                           hints={"orchestrator_shortlist": shortlist} if shortlist else None)
+                           defaults=OPTIONS, structured="json_schema", hints=hints or None)
 
     def _launch(self, spec: ModelSpec) -> LaunchOptions:
         home = load_settings().home

@@ -28,10 +28,11 @@ _MAX_QUERIES = 12
 
 def shortlist(ctx: EngineContext, queries: Sequence[str], *, keep: Iterable[str] = (),
               among: Sequence[AgentSpec] | None = None) -> list[AgentSpec]:
-    """At most ``ctx.settings.planner_shortlist`` of ``among`` (default: every agent), in
-    catalog order: ``keep`` (those among them) first, then for each part of each query the
-    closest agent, then the closest overall. All of ``among`` when it is not larger than
-    the setting (no embedding then). Blocks while it embeds: call it off the event loop."""
+    """At most ``ctx.shortlist_size`` of ``among`` (default: every agent), in catalog
+    order: ``keep`` (those among them) first, then for each part of each query the closest
+    agent, then the closest overall (only those within ``ctx.shortlist_spread`` of the
+    closest, when the model sets one). All of ``among`` when it is not larger than the
+    setting (no embedding then). Blocks while it embeds: call it off the event loop."""
     candidates = list(ctx.agents.values()) if among is None else list(among)
     limit = ctx.shortlist_size
     if len(candidates) <= limit:
@@ -53,8 +54,10 @@ def shortlist(ctx: EngineContext, queries: Sequence[str], *, keep: Iterable[str]
             if best is not None and len(picked) < limit:
                 picked.append(best)
         overall = {name: max(row[name] for row in scores) for name in names}
+        spread = ctx.shortlist_spread
+        floor = max(overall.values()) - spread if spread is not None else float("-inf")
         for name in sorted(overall, key=lambda n: -overall[n]):
-            if len(picked) >= limit:
+            if len(picked) >= limit or overall[name] < floor:
                 break
             if name not in picked:
                 picked.append(name)

@@ -33,6 +33,7 @@ from orchestrator.agents.policy import (
     is_audited,
     is_read_only,
     needs_approval,
+    non_null,
     preview_of,
     refusal_reason,
     write_key,
@@ -41,6 +42,7 @@ from orchestrator.agents.spec import AgentSpec
 from orchestrator.effects import AlreadyApplied, WriteCall, earlier_result, write_call
 from orchestrator.errors import ToolRefusedError
 from orchestrator.events import ToolCalledData, ToolRefusedData, ToolStartedData, emit
+from orchestrator.models.meaning import IDENTIFIER
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.truncation import cap_text
@@ -119,6 +121,11 @@ class ToolCaller:
                                 "description, not a value from your goal, inputs or tool "
                                 "results: use the one the goal names", write=write,
                                 status="rejected")
+        invented = self._invented_id(tool, args)
+        if invented is not None:
+            return self._refuse(name, args, call_id, f"{invented!r} appears nowhere in your "
+                                "goal, inputs or tool results: use the id the goal names, or "
+                                "find it with a tool first", write=write, status="rejected")
         why_not = refusal_reason(tool, args)
         if why_not is not None:
             return self._refuse(name, args, call_id, why_not, write=write, status="rejected")
@@ -146,15 +153,34 @@ class ToolCaller:
         examples = schema_examples(tool)
         if not examples:
             return None
-        # what the agent was given, and what its successful calls returned (a refusal that
-        # names the example does not make it known)
-        seen = " ".join([self.given, *(c.output for c in self.result.tool_calls
-                                       if c.status == "ok")]).lower()
+        seen = self._seen()
         for value in args.values():
-            if isinstance(value, str) and value.lower() in examples and not re.search(
-                    rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", seen):
+            if isinstance(value, str) and value.lower() in examples and not _mentions(
+                    seen, value):
                 return value
         return None
+
+    def _invented_id(self, tool: BaseTool, args: dict[str, Any]) -> str | None:
+        """An id (the value of a parameter whose schema has a pattern, shaped like tx-1002)
+        that appears nowhere the agent was given or has read: made up. Seen with a 1.5B
+        model: order o-1002 scored as transaction tx-1002, and a visit summary written for
+        an appointment ap-123 that no one named."""
+        names = id_parameters(tool)
+        if not names:
+            return None
+        seen = self._seen()
+        for name in names:
+            value = args.get(name)
+            if isinstance(value, str) and IDENTIFIER.fullmatch(value.strip()) and not _mentions(
+                    seen, value.strip()):
+                return value
+        return None
+
+    def _seen(self) -> str:
+        """What the agent was given and what its successful calls returned, lower-cased (a
+        refusal that names a value does not make it known)."""
+        return " ".join([self.given, *(c.output for c in self.result.tool_calls
+                                       if c.status == "ok")]).lower()
 
     def _check_approval(self, tool: BaseTool, args: dict[str, Any]) -> str | None:
         """The approval key this call spends, None when it needs none; raises
@@ -365,6 +391,22 @@ def schema_examples(tool: BaseTool) -> frozenset[str]:
         texts += [str(p.get("description", "")) for p in (schema.get("properties") or {}
                                                           ).values() if isinstance(p, dict)]
     return frozenset(m.lower() for text in texts for m in _EXAMPLE.findall(text))
+
+
+def id_parameters(tool: BaseTool) -> tuple[str, ...]:
+    """The tool's string parameters whose JSON schema has a pattern (ids such as ``^tx-``)."""
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        schema = schema.model_json_schema()
+    if not isinstance(schema, dict):
+        return ()
+    return tuple(name for name, prop in (schema.get("properties") or {}).items()
+                 if isinstance(prop, dict) and "pattern" in non_null(prop))
+
+
+def _mentions(text: str, value: str) -> bool:
+    """Whether lower-cased ``text`` holds ``value`` as a whole word (web-3, not web-30)."""
+    return bool(re.search(rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", text))
 
 
 def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
