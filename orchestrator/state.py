@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypedDict, cast
+from typing import Annotated, Any, Literal, Protocol, TypedDict, cast
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AnyMessage, BaseMessage
@@ -238,6 +238,14 @@ class EngineContext:
         provider: a small model plans a subtask for every agent it is shown); else None."""
         hint = (self.model.metadata or {}).get("orchestrator_shortlist_spread")
         return float(hint) if isinstance(hint, int | float) and hint > 0 else None
+
+    @property
+    def summary(self) -> Literal["model", "list"]:
+        """How the answer of several subtasks is written: by the supervisor's model, or
+        (``metadata["orchestrator_summary"] == "list"``, set by a provider whose small model
+        drops the facts when it summarizes) as the agents' reports listed, with no call."""
+        return "list" if (self.model.metadata or {}).get("orchestrator_summary") == "list" \
+            else "model"
 
     @property
     def structured(self) -> StructuredMethod:

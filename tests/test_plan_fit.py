@@ -179,3 +179,44 @@ def test_a_plan_written_as_an_answer_alone_is_taken_without_a_repair(
     assert result.answer.startswith("No agent here writes poems")
     assert events(result, "plan_invalid") == [] and result.usage.llm_calls == 1
     assert db.execute("SELECT count(*) FROM incidents").fetchone()[0] == 0
+
+
+def test_a_small_models_answer_lists_the_reports_with_no_summary_call(
+        domain_db: Path, db: sqlite3.Connection) -> None:
+    """A provider whose model drops facts when it summarizes (``orchestrator_summary``:
+    list; the local one) gets the agents' reports listed as the answer: every fact kept,
+    one model call fewer, and the answer still goes out as a chunk."""
+    model = FakeChatModel(script=[plan_of(
+        {"id": "a", "goal": "check the health of web-1", "agent": "monitoring", "kind": "answer"},
+        {"id": "b", "goal": "check the health of web-2", "agent": "monitoring",
+         "kind": "answer"})], metadata={"orchestrator_summary": "list"})
+    agents = it_ops_agents()
+    chunks: list[str] = []
+    orch = Orchestrator(model, agents=agents, domain_db=domain_db,
+                        agent_models={a.name: "fake" for a in agents})
+    result = orch.run("check the health of web-1 and web-2",
+                      on_answer_chunk=lambda c: chunks.append(c.text))
+
+    assert result.ok, result.answer
+    model.assert_complete()  # the plan was its only call
+    reports = [r.output for r in result.results.values()]
+    assert all(r in result.answer for r in reports) and "web-1 is up" in result.answer
+    assert result.answer.startswith("Done (2 of 2 subtasks):")
+    assert chunks == [result.answer]
+    assert db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
+
+
+def test_a_catalog_line_with_the_requests_id_is_work_not_a_copy(
+        minilm: None, domain_db: Path, db: sqlite3.Connection) -> None:
+    request = "diagnose web-4, then page its on-call with the findings"
+    plan = plan_of(
+        {"id": "d", "goal": "Find the root cause of an outage from logs and metrics for web-4",
+         "agent": "diagnostics", "kind": "answer"},
+        {"id": "p", "goal": "page the web-4 on-call with the findings", "agent": "notifications",
+         "kind": "act", "depends_on": ["d"]})
+    result = run([plan, "Diagnosed and paged."], it_ops_agents(), request, domain_db)
+
+    assert result.ok, result.answer
+    assert events(result, "plan_invalid") == []  # not sent back
+    assert result.plan is not None and [s.id for s in result.plan.subtasks] == ["d", "p"]
+    assert [tuple(r) for r in db.execute("SELECT service FROM alerts")] == [("web-4",)]

@@ -48,7 +48,8 @@ def request_key(messages: list[BaseMessage], tools: list[dict[str, Any]] | None,
 
 #: The settings of the recorded model the engine reads (how plans were asked for, slots):
 #: kept in the cassette, so a replay asks the same way and its requests match.
-_ENGINE_METADATA = ("orchestrator_structured", "orchestrator_slots", "orchestrator_shortlist")
+_ENGINE_METADATA = ("orchestrator_structured", "orchestrator_slots", "orchestrator_shortlist",
+                    "orchestrator_shortlist_spread", "orchestrator_summary")
 
 
 class _CassetteModel(BaseChatModel):

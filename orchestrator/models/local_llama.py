@@ -36,6 +36,7 @@ OPTIONS: dict[str, float] = {
     "max_tokens": 1024, "timeout": 600.0, "retries": 0, "slots": 0,
     "ctx": LaunchOptions.ctx, "threads": 0, "parallel": LaunchOptions.parallel,
     "cache_mib": LaunchOptions.cache_mib, "shortlist": 8, "spread": 0.25,
+    "summarize": 0,
 }
 """``max_tokens`` per reply; ``timeout`` per call (seconds; a small CPU model reads a long
 prompt slowly); ``retries`` (0: a timed-out call is not sent again to a busy server);
@@ -45,7 +46,10 @@ tokens, shared by the slots), ``threads`` (0: the machine's cores, at most 8),
 agents the planner is shown (a small model routes better among few; ``planner_shortlist``
 still caps it), and ``spread``: beyond the closest agent for each part of the request, only
 agents within this much similarity of the closest are shown (seen: a 1.5B model planned a
-subtask for each of the eight agents it was shown for "refund order o-1002"; 0: no limit)."""
+subtask for each of the eight agents it was shown for "refund order o-1002"; 0: no limit);
+``summarize``: 1 to have the model write the answer of several subtasks (streamed); 0 (the
+default) lists the agents' reports instead, with no call (a 1.5B model's summaries said
+what was done and dropped what was found: the doctor, the allergy, the cost)."""
 
 _LAUNCH_ONLY = ("ctx", "threads", "parallel", "cache_mib")
 _EXAMPLE = "local:qwen2.5-coder-1.5b"
@@ -95,6 +99,8 @@ class LocalProvider:
         hints: dict[str, Any] = {"orchestrator_shortlist": shortlist} if shortlist else {}
         if spread > 0:
             hints["orchestrator_shortlist_spread"] = spread
+        if not float(options.pop("summarize", OPTIONS["summarize"])):
+            hints["orchestrator_summary"] = "list"
         return chat_openai(ALIAS, base_url=f"{base}/v1", api_key="local", options=options,
                            defaults=OPTIONS, structured="json_schema", hints=hints or None)
 

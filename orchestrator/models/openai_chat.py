@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import STRUCTURED_METHODS
 from orchestrator.errors import ConfigError
@@ -74,7 +74,7 @@ def split_options(spec: ModelSpec, allowed: dict[str, float], example: str) -> M
 
 def chat_openai(model: str, *, base_url: str | None, api_key: str, options: dict[str, str],
                 defaults: dict[str, float], structured: str = "auto",
-                hints: dict[str, int] | None = None) -> BaseChatModel:
+                hints: dict[str, Any] | None = None) -> BaseChatModel:
     """A ``ChatOpenAI`` for ``model`` at ``base_url`` with the engine's metadata set.
 
     ``options`` are a checked spec's (``max_tokens``, ``timeout``, ``retries``, ``slots``,

@@ -262,11 +262,22 @@ def passages(context: str) -> dict[str, str]:
     return {f"the knowledge passage [{cite}]": text for cite, text in found}
 
 
+def copied_work(plan: Plan, request: str, sources: dict[str, str]) -> list[tuple[str, str]]:
+    """:func:`copied_goals`, less a goal that copies an agent's catalog line and names an id
+    the request gave ("Find the root cause of an outage from logs and metrics for web-4"):
+    that is the agent's own work on what the request is about."""
+    ids = {i.lower() for i in IDENTIFIER.findall(request)}
+    goals = {s.id: s.goal.lower() for s in plan.subtasks}
+    return [(i, label) for i, label in copied_goals(plan, request, sources)
+            if not (label.startswith("the catalog line") and any(
+                re.search(rf"(?<![\w-]){re.escape(x)}(?![\w-])", goals[i]) for x in ids))]
+
+
 def check_not_copied(plan: Plan, request: str, sources: dict[str, str]) -> None:
     """Raise :class:`PlanError` for a goal that copies a knowledge passage or a catalog
     line (seen with a small model: the runbook's steps became nine subtasks): passages
     inform a plan, the request's work makes its subtasks."""
-    copied = copied_goals(plan, request, sources)
+    copied = copied_work(plan, request, sources)
     if copied:
         raise PlanError("; ".join(f"subtask {i!r} copies {label} as its goal" for i, label
                                   in copied) + ": a goal is work the request asks for, in its "
@@ -278,7 +289,7 @@ def drop_copied(plan: Plan, request: str, sources: dict[str, str], notes: list[s
     needs (one that others wait for stays: its agent still does the work the plan needs);
     when every subtask would go, the first alone with the request as its goal (the request
     is the work). A note says what went."""
-    copied = dict(copied_goals(plan, request, sources))
+    copied = dict(copied_work(plan, request, sources))
     needed = {d for s in plan.subtasks for d in s.depends_on}
     gone = {i: label for i, label in copied.items() if i not in needed}
     if not gone:

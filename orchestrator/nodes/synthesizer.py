@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 def synthesizer_node(ctx: EngineContext) -> NodeFn:
     """Build the synthesizer node: one call from the subtask results to the answer, streamed
-    (each piece goes out as an answer chunk as it arrives)."""
+    (each piece goes out as an answer chunk as it arrives); for a model that says its
+    summaries drop facts (``ctx.summary == "list"``: a small local one), the agents' reports
+    listed, with no call."""
 
     async def synthesize(state: OrchestratorState) -> dict[str, Any]:
         results = [SubtaskResult.from_dict(r) for r in state["results"].values()]
@@ -35,6 +37,10 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
             # No more model calls: a plain account of what was and was not done.
             return {"answer": f"Stopped early: {budget.hit}.\n" + fallback_answer(results),
                     "supervisor_usage": usage.to_dict(), "budget_hit": budget.hit}
+        if ctx.summary == "list":  # the model's summary would drop facts: list the reports
+            answer = fallback_answer(results)
+            emit_answer_chunk(state["run_id"], answer, 0)
+            return {"answer": answer, "supervisor_usage": usage.to_dict()}
         messages = [SystemMessage(load_prompt("synthesizer")), HumanMessage(human)]
         written = _StreamedAnswer(state["run_id"])
         try:
@@ -122,11 +128,14 @@ def _stream_options(model: BaseChatModel) -> dict[str, Any]:
 
 
 def fallback_answer(results: list[SubtaskResult]) -> str:
-    """A plain summary of the results, written without a model: done first, then not done."""
+    """A plain summary of the results, written without a model: done first, then not done
+    (a failure a replacement made good is not listed: its replacement is)."""
+    by_id = {r.id: r for r in results}
     done = [f"- {r.agent}: {r.output}" for r in results if r.status == "done"]
     unknown = [f"- {r.agent}: {r.goal}: {r.error}" for r in results if r.status == "unknown"]
     other = [f"- {r.agent} ({r.status}): {r.goal}: {r.error}" for r in results
-             if r.status not in ("done", "unknown") and r.failure_kind != "condition"]
+             if r.status not in ("done", "unknown") and r.failure_kind != "condition"
+             and not r.settled(by_id)]
     lines = [f"Done ({len(done)} of {len(results)} subtasks):", *(done or ["- nothing"])]
     if unknown:
         lines += ["Outcome unknown (check before trying again):", *unknown]
