@@ -17,6 +17,7 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.agents.commerce import commerce_agents
 from orchestrator.agents.finance import finance_agents
+from orchestrator.agents.healthcare import healthcare_agents
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.models import FakeChatModel, tool_call
 from orchestrator.nodes.planner import drop_copied
@@ -220,3 +221,37 @@ def test_a_catalog_line_with_the_requests_id_is_work_not_a_copy(
     assert events(result, "plan_invalid") == []  # not sent back
     assert result.plan is not None and [s.id for s in result.plan.subtasks] == ["d", "p"]
     assert [tuple(r) for r in db.execute("SELECT service FROM alerts")] == [("web-4",)]
+
+
+def test_a_one_action_command_makes_only_the_change_it_names(
+        minilm: None, domain_db: Path, db: sqlite3.Connection) -> None:
+    """Seen with a 1.5B model: for a cost estimate it also ordered diagnostics and wrote a
+    visit summary (which completes the visit)."""
+    request = "estimate the cost of appointment ap-1"
+    plan = plan_of(
+        {"id": "order", "goal": "order the diagnostic tests for appointment ap-1",
+         "agent": "diagnostics_prep", "kind": "act"},
+        {"id": "cost", "goal": "estimate the cost of appointment ap-1", "agent": "billing",
+         "kind": "act", "depends_on": ["order"]},
+        {"id": "summary", "goal": "write the visit summary for appointment ap-1",
+         "agent": "visit_documentation", "kind": "act"})
+    orders = db.execute("SELECT count(*) FROM diagnostic_orders").fetchone()[0]
+    result = run([plan], healthcare_agents(), request, domain_db)
+
+    assert result.ok, result.answer
+    assert result.plan is not None
+    assert [(s.id, s.depends_on) for s in result.plan.subtasks] == [("cost", [])]
+    (made,) = events(result, "plan_made")
+    assert any("dropped order, summary" in n for n in made["adjusted"])
+    assert db.execute("SELECT count(*) FROM diagnostic_orders").fetchone()[0] == orders
+    assert db.execute("SELECT count(*) FROM visit_summaries").fetchone()[0] == 0
+    assert [tuple(r)[0] for r in db.execute("SELECT appointment_id FROM estimates")] == ["ap-1"]
+
+    both = "order the diagnostic tests for appointment ap-1, then estimate its cost"
+    kept = run([plan_of({"id": "order", "goal": "order the diagnostic tests for ap-1",
+                         "agent": "diagnostics_prep", "kind": "act"},
+                        {"id": "cost", "goal": "estimate the cost of appointment ap-1",
+                         "agent": "billing", "kind": "act", "depends_on": ["order"]}),
+                "Ordered and estimated."], healthcare_agents(), both, domain_db)
+    assert kept.plan is not None and [s.id for s in kept.plan.subtasks] == ["order", "cost"]
+    assert db.execute("SELECT count(*) FROM diagnostic_orders").fetchone()[0] > orders

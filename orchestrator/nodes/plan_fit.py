@@ -20,7 +20,10 @@ the knowledge base's embedding model (the offline model's router, :class:`AgentR
   its agent's changing tools ("set the stock ...") and either starts with the verb of one of
   its reading tools ("check the documents of cl-3": check_documents) or fits a reading tool
   better than any changing one by :data:`KIND_MARGIN`. Reading instead of writing is the
-  safe direction: an ``answer`` is never turned into an ``act``.
+  safe direction: an ``answer`` is never turned into an ``act``;
+- when the request is one command that names its change by a changing tool's verb
+  ("refund order o-1002"), the acts of agents without such a tool are dropped: the model
+  added them.
 
 Each move is returned as a note for the ``plan_made`` event. The plan is left as it is
 without an embedding model (the hashing test embedder), and when neither the knowledge base
@@ -47,7 +50,7 @@ from orchestrator.models.meaning import (
     meaning_for,
     tool_text,
 )
-from orchestrator.nodes.shortlist import named_agents
+from orchestrator.nodes.shortlist import named_agents, query_parts
 from orchestrator.plan import Plan, Subtask
 from orchestrator.request_mood import LEADING_FILLER
 from orchestrator.state import EngineContext
@@ -95,9 +98,37 @@ def fit_plan(ctx: EngineContext, plan: Plan, shown: Sequence[AgentSpec], request
         if kinds and ctx.subtask_kind(moved) == "act" and moved.agent in tools:
             moved = _read_only(meaning, tools[moved.agent], ctx, moved, notes)
         subtasks.append(moved)
+    if kinds:
+        subtasks = _only_the_named_change(ctx, subtasks, request, shown, notes)
     if not notes:
         return plan, []
     return plan.model_copy(update={"subtasks": subtasks}), notes
+
+
+def _only_the_named_change(ctx: EngineContext, subtasks: list[Subtask], request: str,
+                           shown: Sequence[AgentSpec], notes: list[str]) -> list[Subtask]:
+    """The subtasks without the changes a one-action command did not ask for: when the
+    request is one clause that starts with the verb of a changing tool ("estimate the cost
+    of ap-1": estimate_visit_cost) and the plan makes that change, an ``act`` of an agent
+    without such a tool is the model's addition (seen with a 1.5B model: diagnostics
+    ordered and a visit summary written, completing the visit, for a cost estimate), and is
+    dropped. Work a policy adds to an action belongs in a playbook."""
+    if len(query_parts([request])) > 1:
+        return subtasks  # several clauses: each may ask for its own change
+    verb = _leading_verb(request)
+    named = {spec.name for spec in shown for tool in ctx.agent_tools(spec).values()
+             if verb and not is_read_only(tool)
+             and _leading_verb(tool.name.replace("_", " ")) == verb}
+    acts = [s for s in subtasks if ctx.subtask_kind(s) == "act"]
+    if not named or not any(s.agent in named for s in acts):
+        return subtasks
+    extra = {s.id for s in acts if s.agent not in named}
+    if not extra:
+        return subtasks
+    notes.append(f"dropped {', '.join(sorted(extra))}: the request asks for one change "
+                 f"('{verb}'), and those make others")
+    return [s.model_copy(update={"depends_on": [d for d in s.depends_on if d not in extra]})
+            for s in subtasks if s.id not in extra]
 
 
 def _meaning(ctx: EngineContext) -> Meaning | None:
