@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
+from orchestrator.cli.serve import register as register_serve
 from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, ensure_home, load_settings
 from orchestrator.errors import OrchestratorError
 
@@ -570,6 +571,9 @@ def kb_delete_command(
 
     if not kb_delete(_settings(None, None), collection, source, yes, as_json):
         raise typer.Exit(1)
+
+
+register_serve(app)  # serve, keys (orchestrator/cli/serve.py)
 
 
 def main() -> None:

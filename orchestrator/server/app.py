@@ -1,0 +1,77 @@
+"""The FastAPI app: one ``Orchestrator`` shared by every request, behind API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from orchestrator.api import Orchestrator
+from orchestrator.server.chat import router as chat_router
+from orchestrator.server.errors import install_error_handlers
+from orchestrator.server.keys import KeyStore
+from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from orchestrator.server.threads import THREAD_HEADER
+
+SHUTDOWN_GRACE_S = 30.0
+"""How long a stopping server lets runs whose client has left finish; the rest are stopped
+and recorded as interrupted (``orchestrator resume`` continues them)."""
+
+
+def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               cors_origins: Sequence[str] = ()) -> FastAPI:
+    """The HTTP server's app over ``orchestrator`` (its models, knowledge and stores are
+    loaded once and shared by all requests); the caller closes both when it is done.
+
+    Example:
+        ```python
+        orch = Orchestrator.from_settings()
+        app = create_app(orch, KeyStore.from_settings(orch.settings))
+        uvicorn.run(app, host="127.0.0.1", port=8000)
+        ```
+
+    Args:
+        orchestrator: Runs every request.
+        keys: The API keys; every route but ``GET /health`` needs one.
+        max_body_bytes: Larger request bodies are refused with 413.
+        cors_origins: Browser origins allowed to call the API; none (CORS off) by default.
+    """
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+    in_flight: set[asyncio.Task[Any]] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if in_flight:
+            left = (await asyncio.wait(set(in_flight), timeout=SHUTDOWN_GRACE_S))[1]
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+    app = FastAPI(title="agent-orchestrator", lifespan=lifespan,
+                  summary="An LLM supervisor that plans requests and runs specialist agents "
+                  "in parallel; OpenAI-compatible chat.")
+    app.state.orchestrator = orchestrator
+    app.state.keys = keys
+    app.state.runs_in_flight = in_flight
+    install_error_handlers(app)
+    app.include_router(chat_router)
+
+    @app.get("/health", tags=["server"])
+    async def health() -> dict[str, str]:
+        """Whether the server is up; needs no key."""
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if cors_origins:  # added last: outermost, so refusals carry the CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", THREAD_HEADER],
+                           expose_headers=[THREAD_HEADER])
+    return app

@@ -1,0 +1,103 @@
+"""The OpenAI-compatible routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+
+The last user message of a chat request is the orchestrator's request; the conversation
+before it lives in the thread (:mod:`orchestrator.server.threads`), not in the body, so a
+client that resends the whole history gets the same answers as one that sends only the new
+message.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from orchestrator.api import Orchestrator
+from orchestrator.results import RunResult
+from orchestrator.server.auth import require
+from orchestrator.server.errors import ApiError
+from orchestrator.server.keys import KeyInfo
+from orchestrator.server.openai_schema import ChatCompletionRequest, completion, model_list
+from orchestrator.server.progress import paused_answer
+from orchestrator.server.streaming import RunFeed, sse_stream
+from orchestrator.server.threads import THREAD_HEADER, ChatThread, chat_thread
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+_STARTED = int(time.time())
+
+
+def model_ids(orch: Orchestrator) -> list[str]:
+    """The models a client may name. The coordination mode is fixed per ``Orchestrator``
+    (the engine reads ``settings.coordination`` when the graph is built, and one graph serves
+    every request), so the server lists the mode it runs with and ``orchestrator`` as its
+    alias, and refuses the other modes rather than quietly run a mode not asked for."""
+    return ["orchestrator", f"orchestrator-{orch.settings.coordination}"]
+
+
+def _orchestrator(request: Request) -> Orchestrator:
+    orch: Orchestrator = request.app.state.orchestrator
+    return orch
+
+
+@router.get("/models")
+async def list_models(request: Request,
+                      _: Annotated[KeyInfo, Depends(require(None))]) -> dict[str, Any]:
+    """The orchestrator as OpenAI models: ``orchestrator`` and ``orchestrator-<mode>``."""
+    return model_list(model_ids(_orchestrator(request)), _STARTED)
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request,
+    caller: Annotated[KeyInfo, Depends(require("chat"))],
+    x_thread_id: Annotated[str | None, Header(
+        description="The conversation to continue (default: the `user` field, else a new "
+        "one; the id used comes back in this header).")] = None,
+) -> JSONResponse | StreamingResponse:
+    """Run the last user message as a request; the answer as a ``chat.completion``, or
+    streamed as ``chat.completion.chunk`` events with progress in SSE comment lines."""
+    orch = _orchestrator(request)
+    if body.model not in (known := model_ids(orch)):
+        raise ApiError(404, f"model {body.model!r} is not served here; use one of "
+                       f"{', '.join(known)}", code="model_not_found", param="model")
+    text = body.last_user_text()
+    if text is None:
+        raise ApiError(400, "the messages hold no user message to run", param="messages")
+    orch.check_request(text)
+    thread = chat_thread(caller.tenant, x_thread_id, body.user)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    headers = {THREAD_HEADER: thread.id}
+    answer_of = partial(_answer, thread=thread)
+    if not body.stream:
+        result = await orch.arun(text, thread_id=thread.stored)
+        return JSONResponse(completion(completion_id, body.model, answer_of(result),
+                                       result.usage, _about(result, thread)), headers=headers)
+    feed = RunFeed(partial(orch.arun, text, thread_id=thread.stored),
+                   request.app.state.runs_in_flight)
+    await feed.started()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        sse_stream(feed, completion_id, body.model, answer_of=answer_of,
+                   include_usage=include_usage),
+        media_type="text/event-stream",
+        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _answer(result: RunResult, thread: ChatThread) -> str:
+    """The text a chat client gets: the answer, how to approve a paused run, or why the run
+    ended without an answer."""
+    if result.status == "paused":
+        return paused_answer(result.pending_approvals, thread.id, thread.stored)
+    if result.answer:
+        return result.answer
+    return f"The run ended without an answer ({result.status}): {result.error or 'no reason'}"
+
+
+def _about(result: RunResult, thread: ChatThread) -> dict[str, Any]:
+    """The ``orchestrator`` field of a completion: the run behind it."""
+    return {"run_id": result.run_id, "thread_id": thread.id, "status": result.status,
+            "mode": result.mode}

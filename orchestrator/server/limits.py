@@ -1,0 +1,54 @@
+"""A cap on request bodies: anything larger is refused with 413 before a route sees it."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.server.errors import ApiError
+
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` with a 413 JSON error.
+
+    A declared ``Content-Length`` over the cap is refused without reading; a chunked body
+    is read up to the cap (and no further) and handed on as it came, so routes never see a
+    body larger than the cap.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = ApiError(413, f"the request body is over the limit of {self.max_bytes} bytes",
+                         code="request_too_large")
+        await error.response()(scope, receive, send)
