@@ -245,7 +245,7 @@ def test_a_one_action_command_makes_only_the_change_it_names(
     assert any("dropped order, summary" in n for n in made["adjusted"])
     assert db.execute("SELECT count(*) FROM diagnostic_orders").fetchone()[0] == orders
     assert db.execute("SELECT count(*) FROM visit_summaries").fetchone()[0] == 0
-    assert [tuple(r)[0] for r in db.execute("SELECT appointment_id FROM estimates")] == ["ap-1"]
+    assert [r[0] for r in db.execute("SELECT appointment_id FROM estimates")] == ["ap-1"]
 
     both = "order the diagnostic tests for appointment ap-1, then estimate its cost"
     kept = run([plan_of({"id": "order", "goal": "order the diagnostic tests for ap-1",

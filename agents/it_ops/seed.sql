@@ -96,10 +96,13 @@ INSERT INTO services VALUES
     ('api-2', 'api', 'api-core', 1, 'up', 900),
     ('db-1',  'data', 'data-infra', 1, 'up', 400);
 
-INSERT INTO routes (service, pool) VALUES
-    ('web-1', 'web-primary'), ('web-2', 'web-primary'), ('web-3', 'web-primary'),
-    ('web-4', 'web-primary'), ('api-1', 'api-primary'), ('api-2', 'api-primary'),
-    ('db-1', 'data-primary');
+-- A fixed time for the initial routes: a tool's output must not depend on when the demo
+-- database was made (recorded model replies are matched on what the tools returned).
+INSERT INTO routes (service, pool, updated_at) VALUES
+    ('web-1', 'web-primary', '2026-11-30 08:00:00'), ('web-2', 'web-primary', '2026-11-30 08:00:00'),
+    ('web-3', 'web-primary', '2026-11-30 08:00:00'), ('web-4', 'web-primary', '2026-11-30 08:00:00'),
+    ('api-1', 'api-primary', '2026-11-30 08:00:00'), ('api-2', 'api-primary', '2026-11-30 08:00:00'),
+    ('db-1', 'data-primary', '2026-11-30 08:00:00');
 
 INSERT INTO metrics VALUES
     ('web-1', 41, 55, 62, 0.002, 88,  '2026-11-23T09:00:00Z'),
