@@ -125,7 +125,8 @@ def test_retrieval_depends_only_on_the_core() -> None:
                          ids=["domain packs", "evals", "cli", "fake-model internals",
                               "service api"])
 def test_the_engine_names_no_pack_eval_cli_or_model_internals(banned: set[str]) -> None:
-    outside = PACKS | MODEL_INTERNALS | {"evals", "cli", "api", "records", "knowledge", "demo"}
+    outside = PACKS | MODEL_INTERNALS | {"evals", "cli", "server", "api", "records",
+                                         "knowledge", "demo"}
     # the root package and orchestrator.models are facades that re-export (lazily) what
     # their users may name; an import through them counts as one of the module behind
     engine = {m for m in modules() if m not in ("", "models") and not within(m, outside)}
@@ -140,6 +141,16 @@ def test_model_providers_name_no_eval_code_cli_or_pack() -> None:
 
 def test_nothing_below_the_cli_imports_it() -> None:
     assert edges({m for m in modules() if not within(m, {"cli"})}, {"cli"}) == []
+
+
+def test_nothing_below_the_front_doors_imports_them() -> None:
+    front = {"cli", "server"}
+    assert edges({m for m in modules() if not within(m, front)}, front) == []
+
+
+def test_the_http_server_uses_the_service_api_not_engine_internals() -> None:
+    assert edges({m for m in modules() if within(m, {"server"})}, ENGINE_INTERNALS) == []
+    assert "api" in {d for m in modules() if within(m, {"server"}) for d in imports_of(m)}
 
 
 def test_the_cli_uses_the_service_api_not_engine_internals() -> None:
