@@ -11,11 +11,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from orchestrator.api import Orchestrator
+from orchestrator.server.catalog import router as catalog_router
 from orchestrator.server.chat import router as chat_router
 from orchestrator.server.errors import install_error_handlers
 from orchestrator.server.keys import KeyStore
+from orchestrator.server.knowledge_api import router as knowledge_router
 from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from orchestrator.server.threads import THREAD_HEADER
+from orchestrator.server.traces_api import router as traces_router
 
 SHUTDOWN_GRACE_S = 30.0
 """How long a stopping server lets runs whose client has left finish; the rest are stopped
@@ -62,6 +65,9 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.state.runs_in_flight = in_flight
     install_error_handlers(app)
     app.include_router(chat_router)
+    app.include_router(catalog_router)
+    app.include_router(knowledge_router)
+    app.include_router(traces_router)
 
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, str]:
