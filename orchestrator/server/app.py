@@ -17,7 +17,10 @@ from orchestrator.server.errors import install_error_handlers
 from orchestrator.server.keys import KeyStore
 from orchestrator.server.knowledge_api import router as knowledge_router
 from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from orchestrator.server.run_events import router as run_events_router
+from orchestrator.server.runs import router as runs_router
 from orchestrator.server.threads import THREAD_HEADER
+from orchestrator.server.threads_api import router as threads_router
 from orchestrator.server.traces_api import router as traces_router
 
 SHUTDOWN_GRACE_S = 30.0
@@ -65,6 +68,9 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.state.runs_in_flight = in_flight
     install_error_handlers(app)
     app.include_router(chat_router)
+    app.include_router(runs_router)
+    app.include_router(run_events_router)
+    app.include_router(threads_router)
     app.include_router(catalog_router)
     app.include_router(knowledge_router)
     app.include_router(traces_router)
