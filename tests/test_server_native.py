@@ -71,26 +71,28 @@ class Frame:
     data: dict[str, Any]
 
 
+def frames_of(response: httpx.Response) -> Iterator[Frame]:
+    """The SSE events of a streamed response, as they arrive."""
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if line:
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        elif fields:
+            yield Frame(int(fields["id"]) if "id" in fields else None, fields["event"],
+                        json.loads(fields["data"]))
+            fields = {}
+
+
 def read_events(chat: httpx.Client, run_id: str, last_id: int | None = None) -> list[Frame]:
     """Every SSE event of a run's stream, to its end."""
     headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
-    frames: list[Frame] = []
     with chat.stream("GET", f"/api/runs/{run_id}/events", headers=headers) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        fields: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line.startswith(":"):
-                continue
-            if line:
-                name, _, value = line.partition(": ")
-                fields[name] = value
-                continue
-            if fields:
-                frames.append(Frame(int(fields["id"]) if "id" in fields else None,
-                                    fields["event"], json.loads(fields["data"])))
-                fields = {}
-    return frames
+        return list(frames_of(response))
 
 
 def test_a_synchronous_run_writes_once_and_is_on_record(
@@ -117,6 +119,13 @@ def test_a_synchronous_run_writes_once_and_is_on_record(
     history = chat.get("/api/threads/inc-1/history").json()
     assert history == {"thread_id": "inc-1", "turns": [
         {"role": "user", "text": PAGE}, {"role": "assistant", "text": body["answer"]}]}
+    # A thread id may hold a slash, as in chat requests.
+    chat.post("/api/runs", json={"request": TWO_CHECKS, "thread_id": "team/inc-2"})
+    turns = chat.get("/api/threads/team/inc-2/history").json()["turns"]
+    assert turns[0] == {"role": "user", "text": TWO_CHECKS} and len(turns) == 2
+    bad = chat.post("/api/runs", json={"request": PAGE, "thread_id": "../x"})
+    assert bad.status_code == 422 and error_of(bad)["param"] == "thread_id"
+    assert alerts(db) == ["web-3"]
 
 
 def test_a_background_run_answers_202_at_once_then_completes(
@@ -129,7 +138,13 @@ def test_a_background_run_answers_202_at_once_then_completes(
     assert chat.get(f"/api/runs/{run_id}").json()["status"] == "running"
     assert alerts(db) == []  # not yet: the planner is still thinking
 
-    frames = read_events(chat, run_id)  # follows the run live to its end
+    with chat.stream("GET", f"/api/runs/{run_id}/events") as response:
+        live = frames_of(response)
+        first = next(live)
+        # Sent while the run goes on (each model call takes 0.5 s), not at its end.
+        assert (first.id, first.event) == (0, "run_started")
+        assert chat.get(f"/api/runs/{run_id}").json()["status"] == "running"
+        frames = [first, *live]
     assert frames[-1] == Frame(None, "end", {"run_id": run_id, "status": "ok"})
     done = chat.get(f"/api/runs/{run_id}").json()
     assert done["status"] == "ok" and done["answer"].startswith("Paged Dana Okafor")

@@ -40,7 +40,7 @@ _PAUSED_SCAN = 200
 """How many of the tenant's paused runs ``GET /api/approvals`` without a thread reads."""
 
 
-@router.get("/threads/{thread_id}/history", response_model=ThreadHistory)
+@router.get("/threads/{thread_id:path}/history", response_model=ThreadHistory)
 async def thread_history(thread_id: str, request: Request, caller: Chat) -> ThreadHistory:
     """The thread's turns so far, oldest first."""
     thread = await own_existing_thread(request, caller, thread_id)
@@ -71,7 +71,7 @@ async def list_approvals(
     return ApprovalList(approvals=found)
 
 
-@router.post("/threads/{thread_id}/approvals", response_model=RunOut)
+@router.post("/threads/{thread_id:path}/approvals", response_model=RunOut)
 async def decide_approvals(
     thread_id: str, body: ApprovalDecisionBody, request: Request,
     caller: Annotated[KeyInfo, Depends(require("approve"))],
