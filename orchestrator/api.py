@@ -708,6 +708,10 @@ class Orchestrator:
         if size > limit:
             raise RequestError(f"the event data is {size} bytes; the limit is {limit} "
                                "(raise ORCHESTRATOR_MAX_EVENT_BYTES or send less)")
+        depth = _nesting(payload)
+        if depth > MAX_EVENT_DEPTH:  # the checkpointer's serializer stops at about 250
+            raise RequestError(f"the event data is nested {depth} levels deep; at most "
+                               f"{MAX_EVENT_DEPTH} are accepted")
         return f"Event {name}: {body}", payload
 
     @asynccontextmanager
@@ -764,6 +768,22 @@ class Orchestrator:
 async def _in_scope(scope: AbstractContextManager[Any]) -> AsyncIterator[None]:
     with scope:
         yield
+
+
+MAX_EVENT_DEPTH = 32
+"""How deeply an event's data may nest objects and lists."""
+
+
+def _nesting(value: Any) -> int:
+    """How deeply ``value`` nests objects and lists (a scalar is 0), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, Mapping | list):
+            deepest = max(deepest, depth + 1)
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, Mapping)
+                                                 else item))
+    return deepest
 
 
 def _waiting_approvals(snapshot: StateSnapshot) -> list[ApprovalRequest]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
@@ -30,7 +31,9 @@ DEFAULT_TENANT = "default"
 KEY_PREFIX = "ok_"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # no ':': it separates tenant and thread
+_TENANT = re.compile(r"[a-z0-9](?:[a-z0-9_]|-(?!-)){0,62}(?<!-)")
+"""No ':' (it separates tenant and thread), no '--' and no '-' at the end: a tenant's
+collections are stored as ``<tenant>--<name>``, and tenant ``a`` must never read ``a-``'s."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id INTEGER PRIMARY KEY,
@@ -95,6 +98,8 @@ class KeyStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(mode=0o600, exist_ok=True)  # key digests: readable by the owner only
+        os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False,
                                      isolation_level=None)

@@ -57,7 +57,9 @@ def stored_name(tenant: str, name: str) -> str:
         raise ApiError(400, f"collection name {name!r} must not contain "
                        f"{TENANT_SEPARATOR!r}", code="invalid_collection", param="collection")
     stored = name if tenant == DEFAULT_TENANT else f"{tenant}{TENANT_SEPARATOR}{name}"
-    if not _STORED_NAME.fullmatch(stored) or ".." in stored:
+    # the name itself is checked, not only the stored one: "-plans" of tenant "a" would be
+    # stored as "a---plans", which reads as tenant "a-"'s "plans"
+    if not (_STORED_NAME.fullmatch(stored) and _STORED_NAME.fullmatch(name)) or ".." in stored:
         room = 63 - (len(stored) - len(name))
         raise ApiError(400, f"invalid collection name {name!r}: use 3-{room} letters, digits, "
                        "'.', '_' or '-', starting and ending with a letter or digit",
@@ -70,7 +72,8 @@ def shown_name(tenant: str, stored: str) -> str | None:
     if tenant == DEFAULT_TENANT:
         return None if TENANT_SEPARATOR in stored else stored
     name = stored.removeprefix(f"{tenant}{TENANT_SEPARATOR}")
-    return name if name != stored and TENANT_SEPARATOR not in name else None
+    own = name != stored and TENANT_SEPARATOR not in name and bool(_STORED_NAME.fullmatch(name))
+    return name if own else None
 
 
 def _knowledge(request: Request) -> KnowledgeBase:

@@ -1,4 +1,5 @@
-"""A cap on request bodies: anything larger is refused with 413 before a route sees it."""
+"""Caps on requests: a body over the limit is refused with 413, headers or a query string over
+theirs with 431, before a route sees them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrator.server.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+MAX_HEADER_BYTES = 32_768
+"""All request headers together (uvicorn's httptools parser sets no limit of its own)."""
+MAX_QUERY_BYTES = 8_192
 
 
 class BodyLimit:
@@ -24,6 +28,13 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        headers = sum(len(k) + len(v) for k, v in scope["headers"])
+        if headers > MAX_HEADER_BYTES or len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            error = ApiError(431, f"the request's headers or query string are too large (at "
+                             f"most {MAX_HEADER_BYTES} and {MAX_QUERY_BYTES} bytes)",
+                             code="request_too_large")
+            await error.response()(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
