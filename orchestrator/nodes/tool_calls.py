@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -397,9 +398,16 @@ def id_parameters(tool: BaseTool) -> tuple[str, ...]:
     """The tool's string parameters whose JSON schema has a pattern (ids such as ``^tx-``)."""
     schema = tool.args_schema
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        schema = schema.model_json_schema()
-    if not isinstance(schema, dict):
-        return ()
+        return _patterned(schema)  # a schema class: read once per process
+    return _patterned_in(schema) if isinstance(schema, dict) else ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _patterned(model: type[BaseModel]) -> tuple[str, ...]:
+    return _patterned_in(model.model_json_schema())
+
+
+def _patterned_in(schema: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name, prop in (schema.get("properties") or {}).items()
                  if isinstance(prop, dict) and "pattern" in non_null(prop))
 
