@@ -257,6 +257,7 @@ def test_a_run_that_needs_approval_answers_how_to_approve_and_holds_the_thread(
     assert answer.startswith("Paused")
     assert "reroute_traffic" in answer and "web-primary -> web-backup-b" in answer
     assert "orchestrator approve acme:cr-42" in answer
+    assert "POST /api/threads/cr-42/approvals" in answer
     assert reply.model_extra is not None and reply.model_extra["orchestrator"]["status"] == (
         "paused")
     assert db.execute(route).fetchone()[0] == before  # nothing done before the approval

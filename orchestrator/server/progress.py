@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from orchestrator.approvals import ApprovalRequest
 from orchestrator.events import Event
@@ -64,7 +65,9 @@ def paused_answer(pending: list[ApprovalRequest], thread: str, stored_thread: st
                 if request.tool else request.goal)
         detail = request.preview or request.why
         lines.append(f"- {request.agent}: {call}" + (f" ({detail})" if detail else ""))
-    lines.append(f"Thread {thread!r} stays paused until someone decides: on the server, "
+    lines.append(f"Thread {thread!r} stays paused until someone decides: with a key that has "
+                 f"the approve scope, POST /api/threads/{quote(thread, safe='')}/approvals "
+                 '{"approve": true} (or false, with a "reason"); or on the server, '
                  f"`orchestrator approve {stored_thread}` (add --deny to refuse). New "
                  "messages on this thread are refused until then.")
     return "\n".join(lines)
