@@ -47,6 +47,12 @@ def tokens(text: str) -> list[str]:
     return [t for t in out if len(t) > 1 and t not in STOPWORDS]
 
 
+def mentions(text: str, word: str) -> bool:
+    """Whether ``text`` holds ``word`` whole, in any case (web-3 in "page web-3", not in
+    "web-30" or "web-3-b")."""
+    return bool(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.IGNORECASE))
+
+
 def overlap_score(query: str, weighted_fields: Iterable[tuple[str, int]]) -> int:
     """Sum, over the distinct words of ``query``, of the best weight of a field containing it."""
     best: dict[str, int] = {}

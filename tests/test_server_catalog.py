@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from orchestrator import Orchestrator
-from orchestrator.config import load_settings
 from orchestrator.retrieval.store import KnowledgeStore
-from orchestrator.server import KeyStore, create_app
+from orchestrator.server import KeyStore
 from orchestrator.server.knowledge_api import MAX_UPLOAD_BYTES
 from tests.test_server_openai import PAGE, TWO_CHECKS, LiveServer, alerts, error_of, serving
 
@@ -50,16 +49,9 @@ Served = tuple[LiveServer, Orchestrator, KeyStore]
 
 @pytest.fixture
 def served(domain_db: Path, tmp_path: Path) -> Iterator[Served]:
-    store = KnowledgeStore(tmp_path / "chroma", embedder="hash")
-    orch = Orchestrator("fake", domain_db=domain_db, knowledge=store,
-                        checkpointer=tmp_path / "checkpoints.sqlite",
-                        settings=load_settings())
-    try:
-        with KeyStore.from_settings() as keys, LiveServer(
-                create_app(orch, keys, max_body_bytes=MAX_BODY)) as live:
-            yield live, orch, keys
-    finally:
-        orch.close()
+    with serving(domain_db, tmp_path, KnowledgeStore(tmp_path / "chroma", embedder="hash"),
+                 max_body_bytes=MAX_BODY) as running:
+        yield running
 
 
 @pytest.fixture

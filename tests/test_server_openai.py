@@ -23,6 +23,7 @@ from langchain_openai import ChatOpenAI
 
 from orchestrator import Orchestrator
 from orchestrator.config import load_settings
+from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.server import KeyStore, create_app
 
 PAGE = "alert the on-call team that web-3 is down"
@@ -66,13 +67,16 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextmanager
-def serving(domain_db: Path, folder: Path) -> Iterator[tuple[LiveServer, Orchestrator, KeyStore]]:
-    """The server over an orchestrator on the offline model and the data folder's keys."""
-    orch = Orchestrator("fake", domain_db=domain_db, checkpointer=folder / "checkpoints.sqlite",
-                        settings=load_settings(knowledge=False))
+def serving(domain_db: Path, folder: Path, knowledge: KnowledgeStore | None = None,
+            max_body_bytes: int = MAX_BODY) -> Iterator[tuple[LiveServer, Orchestrator, KeyStore]]:
+    """The server over an orchestrator on the offline model and the data folder's keys (and
+    ``knowledge``, when given)."""
+    settings = load_settings() if knowledge is not None else load_settings(knowledge=False)
+    orch = Orchestrator("fake", domain_db=domain_db, knowledge=knowledge,
+                        checkpointer=folder / "checkpoints.sqlite", settings=settings)
     try:
         with KeyStore.from_settings() as keys, LiveServer(
-                create_app(orch, keys, max_body_bytes=MAX_BODY)) as live:
+                create_app(orch, keys, max_body_bytes=max_body_bytes)) as live:
             yield live, orch, keys
     finally:
         orch.close()

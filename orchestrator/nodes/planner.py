@@ -41,6 +41,7 @@ from orchestrator.request_mood import not_an_instruction, only_asks
 from orchestrator.results import Usage
 from orchestrator.retrieval.tool import format_hits
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
+from orchestrator.text_match import mentions
 from orchestrator.text_tool_calls import json_in_text, tool_calls_in_text
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ def lost_ids(plan: Plan, request: str) -> list[str]:
         return []
     goals = " ".join(s.goal for s in plan.subtasks).lower()
     return [i for i in dict.fromkeys(IDENTIFIER.findall(request))
-            if not re.search(rf"(?<![\w-]){re.escape(i.lower())}(?![\w-])", goals)]
+            if not mentions(goals, i)]
 
 
 def passages(context: str) -> dict[str, str]:
@@ -270,7 +271,7 @@ def copied_work(plan: Plan, request: str, sources: dict[str, str]) -> list[tuple
     goals = {s.id: s.goal.lower() for s in plan.subtasks}
     return [(i, label) for i, label in copied_goals(plan, request, sources)
             if not (label.startswith("the catalog line") and any(
-                re.search(rf"(?<![\w-]){re.escape(x)}(?![\w-])", goals[i]) for x in ids))]
+                mentions(goals[i], x) for x in ids))]
 
 
 def check_not_copied(plan: Plan, request: str, sources: dict[str, str]) -> None:

@@ -46,6 +46,7 @@ from orchestrator.events import ToolCalledData, ToolRefusedData, ToolStartedData
 from orchestrator.models.meaning import IDENTIFIER
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
+from orchestrator.text_match import mentions
 from orchestrator.truncation import cap_text
 from orchestrator.write_journal import WriteJournal
 
@@ -156,7 +157,7 @@ class ToolCaller:
             return None
         seen = self._seen()
         for value in args.values():
-            if isinstance(value, str) and value.lower() in examples and not _mentions(
+            if isinstance(value, str) and value.lower() in examples and not mentions(
                     seen, value):
                 return value
         return None
@@ -172,7 +173,7 @@ class ToolCaller:
         seen = self._seen()
         for name in names:
             value = args.get(name)
-            if isinstance(value, str) and IDENTIFIER.fullmatch(value.strip()) and not _mentions(
+            if isinstance(value, str) and IDENTIFIER.fullmatch(value.strip()) and not mentions(
                     seen, value.strip()):
                 return value
         return None
@@ -410,11 +411,6 @@ def _patterned(model: type[BaseModel]) -> tuple[str, ...]:
 def _patterned_in(schema: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name, prop in (schema.get("properties") or {}).items()
                  if isinstance(prop, dict) and "pattern" in non_null(prop))
-
-
-def _mentions(text: str, value: str) -> bool:
-    """Whether lower-cased ``text`` holds ``value`` as a whole word (web-3, not web-30)."""
-    return bool(re.search(rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", text))
 
 
 def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
