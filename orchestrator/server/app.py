@@ -22,6 +22,7 @@ from orchestrator.server.runs import router as runs_router
 from orchestrator.server.threads import THREAD_HEADER
 from orchestrator.server.threads_api import router as threads_router
 from orchestrator.server.traces_api import router as traces_router
+from orchestrator.server.webapp import router as webapp_router
 
 SHUTDOWN_GRACE_S = 30.0
 """How long a stopping server lets runs whose client has left finish; the rest are stopped
@@ -74,6 +75,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.include_router(catalog_router)
     app.include_router(knowledge_router)
     app.include_router(traces_router)
+    app.include_router(webapp_router)
 
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, str]:

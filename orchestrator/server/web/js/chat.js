@@ -1,0 +1,265 @@
+// Chat with the supervisor: conversations (threads) and, per turn, the plan as a live graph
+// and the answer as it is written.
+//
+// Why POST /v1/chat/completions with stream: true (read with fetch, since EventSource cannot
+// send the Authorization header) rather than a background run and its event stream: the
+// chat stream is the only one that carries the answer as the synthesizer writes it, and its
+// progress comments come from the same run, in order, before each answer piece, so the graph
+// and the text never disagree. The run store's event stream (run_follow.js) is used where the
+// chat stream cannot reach: a run resumed by an approval, and the runs page.
+
+import {ApiError, api, enc, request, withQuery} from './api.js';
+import {approvalCard, pendingByThread} from './approvals.js';
+import {emptyState, errorBox, fill, h, statusPill} from './dom.js';
+import {seconds, shortId, tokens, when} from './format.js';
+import {PlanGraph} from './plan_graph.js';
+import {sseEvents} from './sse.js';
+
+const PROGRESS = 'orchestrator ';
+const EXAMPLES = [
+  'check web-1 health, check web-2 health, check web-3 health',
+  'web-3 is down: find the root cause, reroute its traffic to a backup, alert the on-call team and log the incident',
+  'planned failover for web-2',
+];
+
+function newThreadId() {
+  return `web-${crypto.getRandomValues(new Uint32Array(2)).reduce(
+    (text, n) => text + n.toString(16).padStart(8, '0'), '')}`;
+}
+
+export class ChatPage {
+  constructor(root, ctx) {
+    this.ctx = ctx;
+    this.views = new Map();  // thread id -> its messages element, kept while the page lives
+    this.busy = new Set();  // threads with a turn streaming
+    this.thread = null;
+    this.threadList = h('ul', {class: 'thread-list', 'aria-label': 'Conversations'});
+    this.title = h('h1', {class: 'chat-title'}, 'New conversation');
+    this.messagesSlot = h('div', {class: 'messages-slot'});
+    this.input = h('textarea', {id: 'chat-input', rows: 2, name: 'message', required: true,
+      placeholder: 'Ask the supervisor, e.g. “check web-1 health, check web-2 health”',
+      onkeydown: (event) => {
+        if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          this.form.requestSubmit();
+        }
+      }});
+    this.sendButton = h('button', {type: 'submit', class: 'primary'}, 'Send');
+    this.form = h('form', {class: 'composer', onsubmit: (event) => {
+      event.preventDefault();
+      const text = this.input.value.trim();
+      if (text && !this.busy.has(this.thread)) {
+        this.input.value = '';
+        this.send(text);
+      }
+    }}, h('label', {for: 'chat-input', class: 'sr-only'}, 'Message to the supervisor'),
+    this.input, this.sendButton);
+    fill(root, h('div', {class: 'chat'},
+      h('aside', {class: 'threads', 'aria-label': 'Conversations'},
+        h('div', {class: 'threads-head'}, h('h2', {}, 'Conversations'),
+          h('a', {class: 'button primary small', href: '#/chat/new'}, 'New')),
+        this.threadList),
+      h('div', {class: 'conversation'},
+        h('div', {class: 'conversation-head'}, this.title,
+          this.runsLink = h('a', {class: 'muted', hidden: true}, 'Runs of this conversation')),
+        this.messagesSlot, this.form)));
+  }
+
+  /** Show `threadId` ('new' or null: a new conversation, or the one already open). */
+  async show(threadId) {
+    this.loadThreads();
+    if (threadId === 'new') {
+      location.replace(`#/chat/${newThreadId()}`);
+      return;
+    }
+    if (!threadId) {
+      if (this.thread) location.replace(`#/chat/${enc(this.thread)}`);
+      else location.replace(`#/chat/${newThreadId()}`);
+      return;
+    }
+    if (threadId === this.thread) return;
+    this.thread = threadId;
+    this.title.textContent = threadId.startsWith('web-') ? 'Conversation' : threadId;
+    this.runsLink.href = `#/runs?thread=${enc(threadId)}`;
+    this.updateComposer();
+    this.markCurrent();
+    let view = this.views.get(threadId);
+    if (!view) {
+      view = h('ol', {class: 'messages', 'aria-label': 'Messages'});
+      this.views.set(threadId, view);
+      fill(this.messagesSlot, view);
+      await this.loadHistory(threadId, view);
+    } else {
+      fill(this.messagesSlot, view);
+    }
+    this.input.focus();
+  }
+
+  updateComposer() {
+    this.sendButton.disabled = this.busy.has(this.thread);
+    this.sendButton.textContent = this.sendButton.disabled ? 'Working…' : 'Send';
+  }
+
+  async loadHistory(thread, view) {
+    let turns = [];
+    try {
+      ({turns} = await api(`/api/threads/${enc(thread)}/history`));
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) {
+        view.append(h('li', {}, errorBox(error, 'The conversation could not be loaded')));
+        return;
+      }
+    }
+    this.runsLink.hidden = turns.length === 0;
+    if (!turns.length) {
+      view.append(h('li', {class: 'intro'}, emptyState('Start a conversation',
+        'The supervisor plans your request, runs its agents (several at once where it can) ',
+        'and answers here; the plan shows as a graph while it works. Try one of these:'),
+      h('div', {class: 'examples'}, EXAMPLES.map((text) => h('button', {type: 'button',
+        class: 'example', onclick: () => {
+          this.input.value = text;
+          this.input.focus();
+        }}, text)))));
+      return;
+    }
+    for (const turn of turns) {
+      view.append(turn.role === 'user' ? this.userMessage(turn.text)
+        : h('li', {class: 'message assistant'}, h('div', {class: 'answer'}, turn.text)));
+    }
+    try {
+      const pending = (await pendingByThread(thread)).get(thread);
+      if (pending) {
+        view.append(h('li', {class: 'message assistant'},
+          this.pausedBlock(thread, pending, null, null)));
+      }
+    } catch { /* the history still shows */ }
+    view.lastElementChild?.scrollIntoView({block: 'end'});
+  }
+
+  userMessage(text) {
+    return h('li', {class: 'message user'}, h('div', {class: 'bubble'}, text));
+  }
+
+  async loadThreads() {
+    try {
+      const {runs} = await api(withQuery('/api/runs', {limit: 200}));
+      const threads = new Map();
+      for (const run of runs) {  // newest first: the first run seen is the latest
+        const seen = threads.get(run.thread_id);
+        if (!seen) threads.set(run.thread_id, {latest: run, first: run});
+        else seen.first = run;
+      }
+      if (this.thread && !threads.has(this.thread)) {
+        threads.set(this.thread, null);
+      }
+      fill(this.threadList, [...threads].map(([id, info]) => h('li', {},
+        h('a', {href: `#/chat/${enc(id)}`, class: 'thread-link', dataset: {thread: id}},
+          h('span', {class: 'thread-title'}, info ? info.first.request : 'New conversation'),
+          h('span', {class: 'thread-meta'}, info ? when(info.latest.started_at) : 'not started',
+            info && info.latest.status === 'paused' ? statusPill('paused') : null)))));
+      if (!threads.size) {
+        this.threadList.append(h('li', {class: 'muted'}, 'No conversations yet.'));
+      }
+      this.markCurrent();
+    } catch (error) {
+      fill(this.threadList, h('li', {}, errorBox(error)));
+    }
+  }
+
+  markCurrent() {
+    for (const link of this.threadList.querySelectorAll('.thread-link')) {
+      if (link.dataset.thread === this.thread) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+  }
+
+  /** One turn: the user's message, then the plan and the answer as they arrive. */
+  async send(text) {
+    const thread = this.thread;
+    const view = this.views.get(thread);
+    view.querySelector('.intro')?.remove();
+    const graph = new PlanGraph();
+    const answer = h('div', {class: 'answer', 'aria-busy': 'true'});
+    const status = h('p', {class: 'turn-status muted', role: 'status'}, 'Planning…');
+    const turn = h('li', {class: 'message assistant streaming'}, graph.el, answer, status);
+    view.append(this.userMessage(text), turn);
+    turn.scrollIntoView({block: 'end'});
+    this.busy.add(thread);
+    this.updateComposer();
+    let paused = false;
+    try {
+      const response = await request('/v1/chat/completions', {method: 'POST',
+        headers: {'X-Thread-Id': thread},
+        json: {model: 'orchestrator', stream: true,
+          messages: [{role: 'user', content: text}]}});
+      for await (const frame of sseEvents(response)) {
+        if (frame.comment !== undefined) {
+          if (!frame.comment.startsWith(PROGRESS)) continue;
+          const item = JSON.parse(frame.comment.slice(PROGRESS.length));
+          graph.apply(item);
+          if (item.type === 'approval_requested') paused = true;
+          status.textContent = this.progressLine(graph);
+          continue;
+        }
+        if (frame.data === '[DONE]') break;
+        const chunk = JSON.parse(frame.data);
+        if (chunk.error) {
+          answer.append(errorBox(chunk.error, 'The run failed'));
+          continue;
+        }
+        const piece = chunk.choices?.[0]?.delta?.content;
+        if (piece) {
+          if (!answer.textContent) status.textContent = 'Writing the answer…';
+          answer.append(piece);
+        }
+      }
+      await this.finishTurn(thread, turn, status, graph, paused);
+    } catch (error) {
+      fill(status);
+      status.replaceWith(errorBox(error, 'The message was not answered'));
+    } finally {
+      answer.removeAttribute('aria-busy');
+      turn.classList.remove('streaming');
+      this.busy.delete(thread);
+      this.updateComposer();
+      this.runsLink.hidden = false;
+      this.loadThreads();
+      this.ctx.refreshCount();
+    }
+  }
+
+  progressLine(graph) {
+    const items = [...graph.items.values()];
+    const running = items.filter((i) => i.status === 'running').length;
+    const done = items.filter((i) => i.status === 'done').length;
+    return `${done} of ${items.length} subtasks done` + (running ? `, ${running} running` : '');
+  }
+
+  /** Under the answer: the run it came from; for a paused run, its approval card. */
+  async finishTurn(thread, turn, status, graph, paused) {
+    const {runs} = await api(withQuery('/api/runs', {thread_id: thread, limit: 1}));
+    const run = runs[0];
+    fill(status, run ? this.runLine(run) : '');
+    status.classList.remove('muted');
+    if (paused || (run && run.status === 'paused')) {
+      const pending = (await pendingByThread(thread)).get(thread);
+      if (pending) turn.append(this.pausedBlock(thread, pending, graph, status));
+    }
+  }
+
+  runLine(run) {
+    return h('span', {class: 'run-line'}, 'Run ',
+      h('a', {href: `#/runs/${enc(run.run_id)}`}, shortId(run.run_id)), ' ',
+      statusPill(run.status), ` · ${seconds(run.elapsed_s)} · ${tokens(run.tokens)} · `,
+      h('a', {href: `#/runs/${enc(run.run_id)}`}, 'trace'));
+  }
+
+  pausedBlock(thread, pending, graph, status) {
+    return approvalCard(thread, pending, this.ctx.me, {graph, onDecided: (run) => {
+      if (status) fill(status, this.runLine({...run, tokens: run.usage.input_tokens +
+        run.usage.output_tokens}));
+      this.ctx.refreshCount();
+      this.loadThreads();
+    }});
+  }
+}
