@@ -4,6 +4,12 @@ The run goes on in a task of its own and sends its events and answer pieces to a
 response reads the queue. A client that disconnects does not stop the run: its writes finish
 and its answer lands in the thread, where the next turn sees it (stopping a run half-way
 through its writes would leave their outcome unknown).
+
+A client that reads slowly, or not at all, costs the server a bounded buffer: the queue
+holds at most :attr:`RunFeed.limit` items. Past that, progress lines are dropped (the
+client is told how many; ``GET /api/runs/{id}/events`` has them all) and answer pieces stop
+being queued: the rest of the answer is sent in one piece from the run's result at the end,
+so the answer is never lost.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from orchestrator.events import AnswerChunk, Event
 from orchestrator.results import RunResult
 from orchestrator.server.errors import api_error_of
 from orchestrator.server.openai_schema import chunk, usage_chunk
-from orchestrator.server.progress import progress_comment
+from orchestrator.server.progress import PROGRESS_PREFIX, progress_comment
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +35,40 @@ _DONE = object()
 class RunFeed:
     """A run started in the background, with what it sends on a queue, in order."""
 
+    limit = 256
+    """Most items queued for a reader that has not taken them (events, answer pieces)."""
+
     def __init__(self, start: Callable[..., Any], keep: set[asyncio.Task[Any]]) -> None:
         """``start(on_event=..., on_answer_chunk=...)`` returns the run's coroutine; ``keep``
         holds the task until it ends, so a run whose client left is not collected."""
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.dropped = 0
+        """Progress events not queued because the reader was too far behind."""
+        self.answer_cut = False
+        """Whether answer pieces stopped being queued (the rest comes from the result)."""
         self.task: asyncio.Task[RunResult] = asyncio.ensure_future(start(
-            on_event=self.queue.put_nowait, on_answer_chunk=self.queue.put_nowait))
+            on_event=self._event, on_answer_chunk=self._piece))
         keep.add(self.task)
         self.task.add_done_callback(self._ended)
         self.task.add_done_callback(keep.discard)
         self._first: Any = None
+
+    def _full(self) -> bool:
+        return self.queue.qsize() >= self.limit
+
+    def _event(self, event: Event) -> None:
+        if self._full():
+            self.dropped += 1
+        else:
+            self.queue.put_nowait(event)
+
+    def _piece(self, piece: AnswerChunk) -> None:
+        # Once one piece is dropped, all later ones are: what was sent stays a prefix of
+        # the answer, and the rest is sent from the result.
+        if self.answer_cut or self._full():
+            self.answer_cut = True
+        else:
+            self.queue.put_nowait(piece)
 
     def _ended(self, task: asyncio.Task[RunResult]) -> None:
         self.queue.put_nowait(_DONE)
@@ -73,6 +103,8 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
             yield _data(chunk(completion_id, model, {"content": item.text}))
         elif (line := progress_comment(item)) is not None:
             yield line
+    if feed.dropped:
+        yield dropped_comment(feed.dropped)
     try:
         result = feed.task.result()
     except Exception as exc:  # a bug was logged when the run ended
@@ -98,6 +130,13 @@ def _unsent(answer: str, streamed: str) -> str:
     if streamed.strip() == answer.strip():
         return ""
     return f"\n\n---\n{answer}"
+
+
+def dropped_comment(count: int) -> str:
+    """The progress line that says ``count`` events were not sent to a slow reader."""
+    item = {"type": "progress_dropped", "count": count,
+            "why": "the client read too slowly; GET /api/runs/{run_id}/events has them all"}
+    return f"{PROGRESS_PREFIX}{json.dumps(item)}\n\n"
 
 
 def _data(payload: dict[str, Any]) -> str:
