@@ -27,6 +27,15 @@ class RunRequest(BaseModel):
                              "goes on in the server (follow it at /api/runs/{id}/events).")
 
 
+class ResumeRequest(BaseModel):
+    """How to resume an interrupted run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    background: bool = Field(False, description="Answer 202 at once; the run goes on in the "
+                             "server (follow it at /api/runs/{id}/events).")
+
+
 class ApprovalDecisionBody(BaseModel):
     """A decision on every call the thread's paused run waits for."""
 

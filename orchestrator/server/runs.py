@@ -5,8 +5,11 @@ Every run goes on in a task of its own (:mod:`orchestrator.server.run_hub`): a c
 disconnects does not stop it, and ``POST /api/runs/{id}/cancel`` can. The service API has
 no cancel of its own, so cancelling stops the run's task; the engine then records the run
 as ``interrupted`` (as for Ctrl-C or SIGTERM): subtasks that finished keep their results,
-a write cut off mid-call is reported ``unknown``, and `orchestrator resume` could go on
-with it.
+a write cut off mid-call is reported ``unknown``.
+
+An interrupted run (cancelled, or its server stopped or killed mid-run) goes on from its
+last checkpoint with ``POST /api/runs/{id}/resume`` (or `orchestrator resume`): finished
+subtasks are not redone and writes that happened return their earlier results.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from orchestrator.errors import RequestError
 from orchestrator.results import RunResult
 from orchestrator.server.auth import require
 from orchestrator.server.errors import ApiError
@@ -32,6 +36,7 @@ from orchestrator.server.native import (
     tenant_thread,
 )
 from orchestrator.server.native_schema import (
+    ResumeRequest,
     RunAccepted,
     RunList,
     RunOut,
@@ -116,6 +121,41 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> RunOut:
     task.cancel()
     await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
     return await _run_out(request, caller, await own_run(request, caller, run_id))
+
+
+@router.post("/{run_id}/resume", response_model=RunOut, responses={
+    202: {"model": RunAccepted, "description": "Resumed in the background."},
+    409: {"description": "The run is not interrupted, or cannot be resumed now."}})
+async def resume_run(run_id: str, request: Request, caller: Caller,
+                     body: Annotated[ResumeRequest | None, Body()] = None) -> Any:
+    """Continue an interrupted run from its last checkpoint (finished subtasks are not
+    redone; writes that happened are not repeated): its result, or with ``background`` 202
+    at once. A run that was waiting for a decision when it stopped goes back to ``paused``."""
+    record = await own_run(request, caller, run_id)
+    if record["status"] != "interrupted":
+        raise ApiError(409, f"run {run_id} cannot be resumed: {_why_not(record)}",
+                       code="not_resumable")
+    orch = orchestrator_of(request)
+    thread = client_thread_id(caller, record["thread_id"]) or ""
+    try:
+        found, task = await run_hub(request).start(
+            lambda on_event: orch.aresume_run(run_id, on_event=on_event))
+    except RequestError as exc:  # resumed by someone else meanwhile; the thread went on
+        raise ApiError(409, str(exc), code="not_resumable") from None
+    if body is not None and body.background and found is not None:
+        accepted = RunAccepted(run_id=run_id, thread_id=thread, status="resuming")
+        return JSONResponse(accepted.model_dump(), status_code=202,
+                            headers={"Location": f"/api/runs/{run_id}"})
+    return await run_outcome(request, caller, found or run_id, task, thread)
+
+
+def _why_not(record: dict[str, Any]) -> str:
+    status = record["status"]
+    if status in LIVE_STATUSES:
+        return "it is running"
+    if status == "paused":
+        return "it waits for approval: decide with POST /api/threads/{thread_id}/approvals"
+    return f"it has ended ({status})"
 
 
 async def _run_out(request: Request, caller: KeyInfo, record: dict[str, Any]) -> RunOut:
