@@ -19,6 +19,7 @@ import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -48,7 +49,7 @@ from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.text_match import mentions
 from orchestrator.truncation import cap_text
-from orchestrator.write_journal import WriteJournal
+from orchestrator.write_journal import JournalEntry, WriteJournal
 
 REJECTIONS = (ValueError, LookupError, TypeError, PermissionError, ToolException)
 """Exceptions by which a tool rejects its input (unknown id, bad value): not transient."""
@@ -94,6 +95,8 @@ class ToolCaller:
     example in the tool's description must come from here or from a tool's output."""
     _in_flight: dict[str, asyncio.Future[str]] = field(default_factory=dict, repr=False)
     """Writes of this step under way, by key: the same action twice at once runs once."""
+    _checking: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    """Held while a write is checked, until it is under way (or answered without running)."""
 
     async def call(self, call: ToolCall) -> ToolMessage:
         name, args = call["name"], dict(call.get("args") or {})
@@ -131,20 +134,30 @@ class ToolCaller:
         why_not = refusal_reason(tool, args)
         if why_not is not None:
             return self._refuse(name, args, call_id, why_not, write=write, status="rejected")
-        key = (write_key(self.run_id, self.result.origin or self.result.id, tool, args)
-               if write else None)
-        if key is not None:
-            if key in self._in_flight:  # the same action, asked twice in one step
-                return self._replayed(tool, args, call_id, key,
-                                      await asyncio.shield(self._in_flight[key]))
-            earlier = self._earlier(key, tool.name, ledgers=needs_approval(tool))
-            if earlier is not None:
-                return self._replayed(tool, args, call_id, key, earlier)
-        try:
-            spent = self._check_approval(tool, args)
-        except (ValueError, LookupError) as exc:  # the preview shows it would be rejected
-            return self._refuse(name, args, call_id, str(exc), write=write, status="rejected")
-        return await self._run(tool, args, call_id, key, spent)
+        if not write:
+            try:
+                spent = self._check_approval(tool, args)
+            except (ValueError, LookupError) as exc:  # the preview shows it would be rejected
+                return self._refuse(name, args, call_id, str(exc), status="rejected")
+            return await self._run(tool, args, call_id, None, spent)
+        key = write_key(self.run_id, self.result.origin or self.result.id, tool, args)
+        # The writes of a step are checked one at a time (the stores are read in a thread),
+        # so a twin of a write sees it under way and waits for it instead of running too.
+        async with self._checking:
+            twin = self._in_flight.get(key)
+            if twin is None:
+                earlier = await self._earlier(key, tool.name, ledgers=needs_approval(tool))
+                if earlier is not None:
+                    return self._replayed(tool, args, call_id, key, earlier)
+                try:
+                    spent = self._check_approval(tool, args)
+                except (ValueError, LookupError) as exc:  # the preview shows a rejection
+                    return self._refuse(name, args, call_id, str(exc), write=True,
+                                        status="rejected")
+                marker = self._begin_write(tool, args, key)
+        if twin is not None:  # the same action, asked twice in one step
+            return self._replayed(tool, args, call_id, key, await asyncio.shield(twin))
+        return await self._run(tool, args, call_id, key, spent, marker)
 
     # --- the steps ---------------------------------------------------------------------
 
@@ -200,7 +213,7 @@ class ToolCaller:
             "key": key if not used else f"{key}#{used}", "tool": tool.name,
             "args": _jsonable(args), "why": why, "preview": preview, "again": used > 0})
 
-    def _earlier(self, key: str, tool: str, *, ledgers: bool) -> str | None:
+    async def _earlier(self, key: str, tool: str, *, ledgers: bool) -> str | None:
         """The result of this write if it already happened; raises :class:`OutcomeUnknown`
         when it was in flight in a process that died and nothing says how it ended.
 
@@ -209,10 +222,11 @@ class ToolCaller:
         for record in self.result.tool_calls:
             if record.key == key and record.status == "ok":
                 return record.output
-        found, output = earlier_result(key) if ledgers else (False, None)
+        if not ledgers and self.journal is None:
+            return None
+        found, output, entry = await asyncio.to_thread(self._stored, key, ledgers)
         if found:
             return output or "(done earlier; its result was not recorded)"
-        entry = self.journal.lookup(key) if self.journal is not None else None
         if entry is not None and entry.state == "done":
             return entry.output or "(done earlier)"
         if entry is not None and entry.state == "started":
@@ -220,14 +234,22 @@ class ToolCaller:
                                  "whether it took effect is unknown, so it is not made again")
         return None
 
+    def _stored(self, key: str, ledgers: bool
+                ) -> tuple[bool, str | None, JournalEntry | None]:
+        """What the stores' ledgers (when ``ledgers``) and the journal hold for ``key``
+        (SQLite reads: run in a thread, off the event loop)."""
+        found, output = earlier_result(key) if ledgers else (False, None)
+        if found:
+            return found, output, None
+        return False, None, self.journal.lookup(key) if self.journal is not None else None
+
     async def _run(self, tool: BaseTool, args: dict[str, Any], call_id: str, key: str | None,
-                   approval: str | None) -> ToolMessage:
+                   approval: str | None, marker: WriteCall | None = None) -> ToolMessage:
         audit = is_audited(tool)
         started = time.perf_counter()
         record = ToolCallRecord(tool.name, args, "ok", write=key is not None, key=key)
         if approval is not None:
             self.result.used_approvals.append(approval)
-        marker = self._begin_write(tool, args, key) if key is not None else None
         try:
             output = await self._settled_invoke(tool, args, marker)
         except AlreadyApplied as exc:  # another process or an earlier attempt did it
@@ -249,12 +271,11 @@ class ToolCaller:
         return ToolMessage(output, tool_call_id=call_id, name=tool.name)
 
     def _begin_write(self, tool: BaseTool, args: dict[str, Any], key: str) -> WriteCall:
-        """Note the write before it runs (journal, event), so a crash mid-call is known."""
+        """Announce the write (event) and mark it under way for twin calls; the journal
+        notes it just before it runs (see :meth:`_invoke`), so a crash mid-call is known."""
         journal = self.journal
         marker = WriteCall(key, tool.name, _jsonable(args), on_ledger=(
             (lambda: journal.mark_ledger(key)) if journal is not None else None))
-        if journal is not None:
-            journal.begin(key, tool.name, marker.args)
         self._in_flight[key] = asyncio.get_running_loop().create_future()
         emit("tool_started", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
              data=ToolStartedData(tool=tool.name, args=marker.args, key=key))
@@ -281,11 +302,12 @@ class ToolCaller:
         except (TypeError, ValueError):  # not JSON (a circular structure): its repr
             text = repr(output)
         text = capped(text, self.max_output_chars)
-        try:
-            if marker is not None and marker.save_output is not None:
-                marker.save_output(text)
+        if marker is None:
+            return text
+        try:  # it ran: a twin or a later attempt sees its result
+            await _to_thread_whole(_record_output, marker, self.journal, text)
         finally:
-            self._settle(marker, text)  # it ran: a twin or a later attempt sees its result
+            self._settle(marker, text, journaled=True)
         return text
 
     async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
@@ -299,11 +321,23 @@ class ToolCaller:
         # (handle_tool_error) is seen to have failed, not to have done its write.
         call: ToolCall = {"name": tool.name, "args": args, "id": "orchestrator",
                           "type": "tool_call"}
+        journal = self.journal if marker is not None else None
+
+        def note() -> None:  # the journal's note, just before the write runs
+            assert journal is not None and marker is not None
+            journal.begin(marker.key, marker.tool, marker.args)
+
+        def run_sync() -> Any:
+            if journal is not None:
+                note()  # in the tool's thread: noted if and only if the tool is started
+            return tool.invoke(call)
+
         with write_call(marker) if marker is not None else nullcontext():
             if sync:
-                output = await run_in_tool_thread(lambda: tool.invoke(call),
-                                                  limit=self.tool_threads)
+                output = await run_in_tool_thread(run_sync, limit=self.tool_threads)
             else:
+                if journal is not None:
+                    await _to_thread_whole(note)
                 output = await tool.ainvoke(call)
         self.result.unsettled_tool = None
         if isinstance(output, ToolMessage):
@@ -313,12 +347,14 @@ class ToolCaller:
         return output
 
     def _settle(self, marker: WriteCall | None, output: str | None,
-                error: BaseException | None = None) -> None:
-        """A write ended: note it in the journal and hand its result to a twin call."""
+                error: BaseException | None = None, *, journaled: bool = False) -> None:
+        """A write ended: note it in the journal (unless ``journaled`` already) and hand
+        its result to a twin call."""
         if marker is None:
             return
         settled = self._in_flight.pop(marker.key, None)
-        if self.journal is not None and not isinstance(error, asyncio.CancelledError):
+        if self.journal is not None and not journaled and not isinstance(
+                error, asyncio.CancelledError):
             # Cancelled (a timeout): still in flight as far as anyone can tell.
             if error is None:
                 self.journal.finish(marker.key, output or "")
@@ -422,6 +458,27 @@ def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in parsed.model_dump().items() if k in fields and
                 (k in args or v is not None)}
     return args
+
+
+def _record_output(marker: WriteCall, journal: WriteJournal | None, text: str) -> None:
+    """A write's output, kept by the store that asked for it and noted in the journal."""
+    try:
+        if marker.save_output is not None:
+            marker.save_output(text)
+    finally:
+        if journal is not None:
+            journal.finish(marker.key, text)
+
+
+async def _to_thread_whole(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a thread, off the event loop (these are SQLite writes that must
+    land): if the caller is cancelled meanwhile, it still waits for ``fn`` to end."""
+    done = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await asyncio.wait([done])
+        raise
 
 
 def capped(text: str, limit: int) -> str:
