@@ -21,8 +21,8 @@ _SHOWN = frozenset({
     "plan_made", "plan_invalid", "subtask_started", "tool_called", "tool_refused",
     "subtask_finished", "subtask_failed", "subtask_skipped", "retried", "reassigned",
     "replanned", "approval_requested", "approval_decided", "budget_hit"})
-_KEPT = ("mode", "goal", "status", "error", "tool", "attempt", "replaced", "key", "preview",
-         "why", "approved", "limit", "reason")
+_KEPT = ("mode", "goal", "status", "error", "tool", "attempt", "attempts", "replaced", "key",
+         "preview", "why", "approved", "limit", "reason", "elapsed_s", "from", "after")
 _MAX_TEXT = 300
 
 
@@ -39,8 +39,12 @@ def progress(event: Event) -> dict[str, Any] | None:
         value = event.data.get(key)
         if value is not None:
             item[key] = value[:_MAX_TEXT] if isinstance(value, str) else value
+    if event.usage and (tokens := event.usage.get("input_tokens", 0) + event.usage.get(
+            "output_tokens", 0)):
+        item["tokens"] = tokens
     plan = event.data.get("plan")
-    if event.type == "plan_made" and isinstance(plan, dict):
+    # A replan's plan is the whole new one: a client redraws its graph from it.
+    if event.type in ("plan_made", "replanned") and isinstance(plan, dict):
         item["subtasks"] = [{"id": s.get("id"), "agent": s.get("agent"),
                              "goal": str(s.get("goal", ""))[:_MAX_TEXT],
                              "depends_on": s.get("depends_on", [])}

@@ -1,0 +1,432 @@
+"""The web app in a real browser: Debian's Chromium driven by Playwright against the server
+under uvicorn on 127.0.0.1 with the offline model; checked on the page (Playwright's
+auto-waiting ``expect``, no sleeps) and in the business database and the run store."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import sqlite3
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from orchestrator import Orchestrator
+from orchestrator.config import load_settings
+from orchestrator.events import Event
+from orchestrator.retrieval.store import KnowledgeStore
+from orchestrator.server import KeyStore, create_app
+from orchestrator.server.progress import progress
+from orchestrator.server.webapp import WEB_ROOT
+from tests.conftest import INCIDENT_REQUEST
+from tests.test_server_openai import LiveServer, alerts
+from tests.test_server_openai import no_proxy as no_proxy  # autouse: straight to 127.0.0.1
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKS = "check web-1 health, check web-2 health, check web-3 health"
+FAILOVER = "planned failover for web-2"
+ROUTE = "SELECT pool FROM routes WHERE service = 'web-2'"
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+RUNBOOK = b"""# Failover of the quasar pool
+
+When the quasar pool is saturated, move traffic to quasar-backup-7 and page the owner.
+"""
+# Counts, from inside the page, what a test cannot see by polling: how many times the answer
+# grew while it streamed, and the most subtasks running at one moment.
+WATCH = """() => {
+  window.watched = {answerUpdates: 0, maxRunning: 0};
+  new MutationObserver(() => {
+    const running = document.querySelectorAll('.node[data-status="running"]').length;
+    window.watched.maxRunning = Math.max(window.watched.maxRunning, running);
+  }).observe(document.body, {subtree: true, childList: true, attributes: true});
+  new MutationObserver((changes) => {
+    if (changes.some((c) => c.target.closest && c.target.closest('.answer'))) {
+      window.watched.answerUpdates += 1;
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@dataclass
+class Served:
+    live: LiveServer
+    orch: Orchestrator
+    keys: KeyStore
+
+    def api(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.live.url, timeout=60,
+                            headers={"Authorization": f"Bearer {key}"})
+
+
+@contextmanager
+def serving(domain_db: Path, folder: Path) -> Iterator[Served]:
+    """The server over the offline model at 0.2 s a call (a run lasts long enough to be
+    watched), a knowledge store on the hash embedder and the test's business database."""
+    orch = Orchestrator("fake:latency=0.2", domain_db=domain_db,
+                        knowledge=KnowledgeStore(folder / "chroma", embedder="hash"),
+                        checkpointer=folder / "checkpoints.sqlite", settings=load_settings())
+    try:
+        with KeyStore.from_settings() as keys, LiveServer(create_app(orch, keys)) as live:
+            yield Served(live, orch, keys)
+    finally:
+        orch.close()
+
+
+@pytest.fixture
+def served(domain_db: Path, tmp_path: Path) -> Iterator[Served]:
+    with serving(domain_db, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium (``apt-get install chromium``); a missing one fails the tests."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: apt-get install chromium (the web app's "
+                    "tests drive it with Playwright)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser profile (no key stored) at laptop size; page errors fail the test."""
+    context = browser.new_context(viewport=LAPTOP)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert errors == [], f"errors in the page's scripts: {errors}"
+
+
+def sign_in(page: Page, served: Served, key: str, path: str = "/") -> None:
+    page.goto(served.live.url + path)
+    dialog = page.get_by_role("dialog", name="Sign in with an API key")
+    expect(dialog).to_be_visible()
+    page.get_by_label("API key", exact=True).fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(dialog).to_be_hidden()
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_label("Message to the supervisor").fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def route_of(db: sqlite3.Connection) -> str:
+    return str(db.execute(ROUTE).fetchone()[0])
+
+
+# --- chat ---------------------------------------------------------------------------------
+
+
+def test_a_key_is_asked_for_then_the_answer_streams_in_and_the_key_is_kept(
+        page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys.create("ops", "chat", tenant="acme"))
+    expect(page.get_by_text("ops · acme")).to_be_visible()
+    page.evaluate(WATCH)
+    send(page, CHECKS)
+
+    answer = page.locator(".message.assistant .answer").last
+    expect(answer).to_contain_text("Completed 3 of 3 subtasks", timeout=30_000)
+    expect(page.locator(".run-line")).to_contain_text("ok")
+    (run,) = served.orch.records.runs()
+    record = served.orch.records.run(run.run_id)
+    assert run.thread_id.startswith("acme:web-")
+    assert answer.inner_text().strip() == record["answer"].strip()
+    # The answer was written piece by piece as the synthesizer streamed it, not in one go.
+    assert page.evaluate("window.watched.answerUpdates") > 5
+
+    # The key stays in this browser: a new visit goes straight to the conversation.
+    page.reload()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator(".message.user .bubble")).to_have_text(CHECKS)
+    expect(page.locator(".thread-link[aria-current=page]")).to_contain_text(CHECKS[:20])
+
+
+def test_a_parallel_plan_is_a_graph_whose_subtasks_run_side_by_side_and_finish(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    sign_in(page, served, served.keys.create("ops", "chat"))
+    page.evaluate(WATCH)
+    send(page, INCIDENT_REQUEST)
+
+    nodes = page.locator(".plan .node")
+    expect(nodes).to_have_count(4, timeout=30_000)
+    expect(page.locator(".plan .plan-row")).to_have_count(1)  # no dependencies: one row
+    expect(page.locator('.plan .node[data-status="done"]')).to_have_count(4, timeout=30_000)
+    expect(page.locator(".run-line")).to_contain_text("ok", timeout=30_000)
+    assert page.evaluate("window.watched.maxRunning") >= 2  # seen running at the same time
+    agents = [nodes.nth(i).locator(".node-agent").inner_text() for i in range(4)]
+    assert sorted(agents) == ["diagnostics", "incident_log", "notifications", "traffic"]
+    for i in range(4):  # each finished node shows its time and its tokens
+        expect(nodes.nth(i).locator(".elapsed")).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s)$"))
+        expect(nodes.nth(i).locator(".tokens")).to_have_text(re.compile(r"^[\d,]+ tok$"))
+    assert alerts(db) == ["web-3"]
+
+
+# --- approvals ----------------------------------------------------------------------------
+
+
+def test_approving_a_paused_run_from_its_card_moves_the_traffic(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    sign_in(page, served, served.keys.create("ana", "chat,approve"))
+    send(page, FAILOVER)
+
+    card = page.locator(".approval")
+    expect(card).to_be_visible(timeout=30_000)
+    expect(card.locator(".call-tool")).to_have_text("reroute_traffic")
+    expect(card.locator(".call-args")).to_contain_text('"service": "web-2"')
+    expect(card.locator(".call-preview")).to_contain_text("web-primary -> web-backup-b")
+    expect(page.locator('.plan .node[data-subtask-id="reroute"]')).to_have_attribute(
+        "data-status", "approval")
+    expect(page.locator(".plan .plan-row")).to_have_count(2)  # log waits for the other two
+    expect(page.locator(".plan .edge")).to_have_count(2)
+    assert route_of(db) == "web-primary"  # nothing moved before the approval
+
+    card.get_by_label("Reason (stored with the decision)").fill("change CR-42")
+    card.get_by_role("button", name="Approve").click()
+    expect(card.locator(".decided")).to_contain_text("Approved by ana", timeout=30_000)
+    expect(card.locator(".decided .pill")).to_have_text("ok")
+    expect(card.locator(".answer")).to_contain_text("web-backup-b")
+    expect(page.locator('.plan .node[data-status="done"]')).to_have_count(3)
+    assert route_of(db) == "web-backup-b"
+    (run,) = served.orch.records.runs()
+    (decided,) = [e for e in served.orch.records.events(run.run_id)
+                  if e.type == "approval_decided"]
+    assert (decided.data["approved"], decided.data["approver"], decided.data["reason"]) == (
+        True, "ana", "change CR-42")
+
+
+def test_a_denial_on_the_approvals_page_leaves_the_database_as_it_was(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    key = served.keys.create("ana", "chat,approve")
+    paused = served.api(key).post("/api/runs", json={"request": FAILOVER,
+                                                     "thread_id": "cr-7"}).json()
+    assert paused["status"] == "paused"
+    sign_in(page, served, key, "/#/approvals")
+    expect(page.locator("#approval-count")).to_have_text("1")
+
+    card = page.locator('.approval[data-thread="cr-7"]')
+    expect(card.locator(".call-why")).to_contain_text("needs an approval")
+    card.get_by_label("Reason (stored with the decision)").fill("not in the window")
+    card.get_by_role("button", name="Deny").click()
+    expect(card.locator(".decided")).to_contain_text("Denied by ana", timeout=30_000)
+    assert route_of(db) == "web-primary"
+    (decided,) = [e for e in served.orch.records.events(paused["run_id"])
+                  if e.type == "approval_decided"]
+    assert (decided.data["approved"], decided.data["reason"]) == (False, "not in the window")
+    page.reload()
+    expect(page.get_by_text("Nothing waits for an approval.")).to_be_visible()
+    expect(page.locator("#approval-count")).to_be_hidden()
+
+
+def test_a_key_without_the_approve_scope_sees_the_call_and_why_it_cannot_decide(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    key = served.keys.create("bob", "chat")
+    served.api(key).post("/api/runs", json={"request": FAILOVER, "thread_id": "cr-9"})
+    sign_in(page, served, key, "/#/approvals")
+
+    card = page.locator('.approval[data-thread="cr-9"]')
+    expect(card.locator(".call-tool")).to_have_text("reroute_traffic")
+    expect(card.locator(".scope-notice")).to_contain_text("needs the approve scope")
+    expect(card.get_by_role("button")).to_have_count(0)
+    assert route_of(db) == "web-primary"
+
+
+# --- runs and traces ------------------------------------------------------------------------
+
+
+def test_the_runs_list_opens_a_trace_with_one_lane_per_agent(
+        page: Page, served: Served) -> None:
+    key = served.keys.create("ops", "chat")
+    done = served.api(key).post("/api/runs", json={"request": INCIDENT_REQUEST,
+                                                   "thread_id": "inc-1"}).json()
+    assert done["status"] == "ok"
+    sign_in(page, served, key, "/#/runs")
+
+    item = page.locator(f'.run-item[data-run-id="{done["run_id"]}"]')
+    expect(item).to_contain_text(INCIDENT_REQUEST)
+    expect(item.locator(".pill")).to_have_text("ok")
+    item.click()
+    expect(page.locator(".run-title")).to_have_text(INCIDENT_REQUEST)
+    lanes = page.locator(".timeline .lane[data-agent]")
+    expect(lanes).to_have_count(4)
+    trace = served.api(key).get(f"/api/runs/{done['run_id']}/trace").json()
+    assert sorted(lanes.evaluate_all("ls => ls.map(l => l.dataset.agent)")) == sorted(
+        lane["agent"] for lane in trace["agents"])
+    for span in trace["subtasks"]:
+        expect(page.locator(f'.bar.run[data-subtask-id="{span["id"]}"]')).to_be_visible()
+    expect(page.locator(".trace-summary")).to_contain_text("Ran in parallel: t1")
+    expect(page.locator('.plan .node[data-status="done"]')).to_have_count(4)
+    expect(page.locator(".answer")).to_contain_text("Completed 4 of 4 subtasks")
+
+
+# --- agents and knowledge -------------------------------------------------------------------
+
+
+def test_agents_show_their_tools_and_statistics(page: Page, served: Served) -> None:
+    key = served.keys.create("ops", "chat")
+    served.api(key).post("/api/runs", json={"request": CHECKS})
+    sign_in(page, served, key, "/#/agents")
+
+    monitoring = page.locator('.agent[data-agent="monitoring"]')
+    expect(monitoring.locator(".stats")).to_contain_text("Success")
+    stats = served.api(key).get("/api/agents").json()
+    (mine,) = [a for a in stats if a["name"] == "monitoring"]
+    expect(monitoring.locator(".stats")).to_contain_text(f"Attempts{mine['stats']['attempts']}")
+    expect(monitoring.get_by_text("check_service_health")).to_be_visible()
+    page.get_by_label("Filter").fill("zzz-no-such-agent")
+    expect(page.get_by_text("No agent matches.")).to_be_visible()
+
+
+def test_a_file_is_uploaded_then_found_with_its_citation(
+        page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys.create("kb", "chat,ingest"), "/#/knowledge")
+    expect(page.get_by_text("No collections yet.")).to_be_visible()
+    page.get_by_label("Collection (new or existing)").fill("runbooks")
+    page.get_by_label("File (Markdown, text, HTML, PDF or JSONL)").set_input_files(
+        files=[{"name": "quasar.md", "mimeType": "text/markdown", "buffer": RUNBOOK}])
+    page.get_by_role("button", name="Upload and ingest").click()
+    expect(page.locator(".success")).to_contain_text("Ingested quasar.md into runbooks")
+    expect(page.locator('tr[data-collection="runbooks"]')).to_be_visible()
+
+    page.get_by_label("What to look for").fill("where does quasar traffic go when saturated")
+    page.get_by_role("button", name="Search", exact=True).click()
+    hit = page.locator(".hit").first
+    expect(hit.locator(".citation")).to_have_text(re.compile(r"^quasar\.md#\d+$"))
+    expect(hit).to_contain_text("quasar-backup-7")
+
+    # A wrong upload is refused in the server's words.
+    page.get_by_label("Collection (new or existing)").fill("runbooks")
+    page.get_by_label("File (Markdown, text, HTML, PDF or JSONL)").set_input_files(
+        files=[{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}])
+    page.get_by_role("button", name="Upload and ingest").click()
+    expect(page.locator("#page-knowledge .error")).to_contain_text("unsupported file type '.exe'")
+
+
+# --- keys and layout ------------------------------------------------------------------------
+
+
+def test_a_wrong_or_revoked_key_is_refused_in_words_and_asked_again(
+        page: Page, served: Served) -> None:
+    page.goto(served.live.url + "/")
+    page.get_by_label("API key", exact=True).fill("ok_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    error = page.locator("#key-error")
+    expect(error).to_contain_text("That key was refused (invalid or revoked API key)")
+    expect(page.get_by_role("dialog")).to_be_visible()
+
+    page.get_by_label("API key", exact=True).fill(served.keys.create("temp", "chat"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    served.keys.revoke("temp")
+    page.reload()  # the key kept in the browser is checked again, and refused
+    expect(page.get_by_role("dialog")).to_be_visible()
+    expect(error).to_contain_text("That key was refused (invalid or revoked API key)")
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280x800", "390x844"])
+def test_every_page_fits_the_window_without_horizontal_scroll(
+        browser: Browser, served: Served, viewport: dict[str, int]) -> None:
+    key = served.keys.create("ana", "chat,approve,ingest")
+    api = served.api(key)
+    done = api.post("/api/runs", json={"request": INCIDENT_REQUEST, "thread_id": "inc-2"}).json()
+    api.post("/api/runs", json={"request": FAILOVER, "thread_id": "cr-1"})
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        sign_in(page, served, key, "/#/chat/inc-2")
+        checks = {
+            "/#/chat/inc-2": "#page-chat .message.assistant .answer",
+            "/#/chat/cr-1": "#page-chat .approval .call-args",
+            "/#/approvals": "#page-approvals .approval .decide",
+            "/#/runs": "#page-runs .run-item",
+            f"/#/runs/{done['run_id']}": "#page-runs .timeline .bar.run",
+            "/#/agents": "#page-agents .agent .tools",
+            "/#/knowledge": "#page-knowledge #kb-query",
+        }
+        for path, ready in checks.items():
+            page.goto(served.live.url + path)
+            expect(page.locator(ready).first).to_be_visible()
+            width, inner = page.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width <= inner, f"{path} is {width}px wide in a {inner}px window"
+    finally:
+        context.close()
+
+
+# --- the server side of the app -------------------------------------------------------------
+
+
+def test_the_page_and_its_files_need_no_key_and_nothing_else_is_served(
+        served: Served) -> None:
+    url = served.live.url
+    page = httpx.get(f"{url}/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="/app/js/app.js"' in page.text
+    script = httpx.get(f"{url}/app/js/chat.js", timeout=30)
+    assert script.headers["content-type"].startswith("text/javascript")
+    for missing in ("/app/js/nope.js", "/app/../webapp.py", "/app/%2e%2e/webapp.py",
+                    "/app/js/../../webapp.py"):
+        assert httpx.get(f"{url}{missing}", timeout=30).status_code == 404, missing
+    # No CDN, no external font: every file the page loads comes from this server.
+    for path in WEB_ROOT.rglob("*"):
+        if path.is_file():
+            text = path.read_text("utf-8")
+            assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+            assert "https://" not in text, path
+
+
+def test_api_me_says_who_the_key_is(served: Served) -> None:
+    key = served.keys.create("ana", "chat,approve", tenant="acme")
+    assert served.api(key).get("/api/me").json() == {
+        "name": "ana", "tenant": "acme", "scopes": ["approve", "chat"]}
+    assert httpx.get(f"{served.live.url}/api/me", timeout=30).status_code == 401
+
+
+def test_the_wheel_ships_every_file_of_the_web_app() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["orchestrator.server"]
+    files = [p.relative_to(WEB_ROOT.parent).as_posix() for p in WEB_ROOT.rglob("*")
+             if p.is_file()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
+
+
+# --- progress for the graph -----------------------------------------------------------------
+
+
+def test_progress_carries_what_the_graph_shows_time_tokens_attempts_and_recovery() -> None:
+    finished = progress(Event(
+        "subtask_finished", "r1", subtask_id="t1", agent="monitoring",
+        usage={"llm_calls": 2, "input_tokens": 300, "output_tokens": 45},
+        data={"status": "done", "kind": None, "attempts": 2, "elapsed_s": 1.25,
+              "agents_tried": ["monitoring"]}))
+    assert finished == {"type": "subtask_finished", "subtask_id": "t1", "agent": "monitoring",
+                        "status": "done", "attempts": 2, "elapsed_s": 1.25, "tokens": 345}
+    retried = progress(Event("retried", "r1", subtask_id="t1", agent="monitoring", data={
+        "attempt": 2, "after": "timeout", "kind": "timeout", "delay_s": 0.5}))
+    assert retried == {"type": "retried", "subtask_id": "t1", "agent": "monitoring",
+                       "attempt": 2, "after": "timeout"}
+    moved = progress(Event("reassigned", "r1", subtask_id="t1", agent="diagnostics", data={
+        "from": "monitoring", "to": "diagnostics", "reason": "failed twice", "after": None,
+        "kind": "error"}))
+    assert moved is not None and (moved["from"], moved["agent"]) == ("monitoring", "diagnostics")
+    plan = {"subtasks": [{"id": "t1", "agent": "a", "goal": "g", "depends_on": []},
+                         {"id": "t2", "agent": "b", "goal": "h", "depends_on": ["t1"]}]}
+    replanned = progress(Event("replanned", "r1", subtask_id="t0", data={
+        "replaced": "t0", "added": [plan["subtasks"][1]], "plan": plan}))
+    assert replanned is not None and replanned["replaced"] == "t0"
+    assert [(s["id"], s["depends_on"]) for s in replanned["subtasks"]] == [
+        ("t1", []), ("t2", ["t1"])]
