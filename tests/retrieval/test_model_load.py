@@ -23,7 +23,7 @@ LOAD_S = 1.5
 
 class SlowLoadingEmbedder(HashEmbedder):
     """The hashing embedder behind a one-off model load of ``delay`` seconds, the way
-    MiniLM's first use imports torch and reads the model."""
+    MiniLM's first use reads the model."""
 
     def __init__(self, delay: float) -> None:
         super().__init__()
