@@ -19,6 +19,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import tools as it_tools
+from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import load_settings
 from orchestrator.events import Event
 from orchestrator.retrieval.store import KnowledgeStore
@@ -26,6 +28,7 @@ from orchestrator.server import KeyStore, create_app
 from orchestrator.server.progress import progress
 from orchestrator.server.webapp import WEB_ROOT
 from tests.conftest import INCIDENT_REQUEST
+from tests.test_recovery import Faults, agents_with, alert_rows
 from tests.test_server_openai import LiveServer, alerts
 from tests.test_server_openai import no_proxy as no_proxy  # autouse: straight to 127.0.0.1
 
@@ -67,12 +70,14 @@ class Served:
 
 
 @contextmanager
-def serving(domain_db: Path, folder: Path) -> Iterator[Served]:
+def serving(domain_db: Path, folder: Path, agents: list[AgentSpec] | None = None,
+            **settings: object) -> Iterator[Served]:
     """The server over the offline model at 0.2 s a call (a run lasts long enough to be
     watched), a knowledge store on the hash embedder and the test's business database."""
-    orch = Orchestrator("fake:latency=0.2", domain_db=domain_db,
+    orch = Orchestrator("fake:latency=0.2", domain_db=domain_db, agents=agents,
                         knowledge=KnowledgeStore(folder / "chroma", embedder="hash"),
-                        checkpointer=folder / "checkpoints.sqlite", settings=load_settings())
+                        checkpointer=folder / "checkpoints.sqlite",
+                        settings=load_settings(**settings))
     try:
         with KeyStore.from_settings() as keys, LiveServer(create_app(orch, keys)) as live:
             yield Served(live, orch, keys)
@@ -174,6 +179,29 @@ def test_a_parallel_plan_is_a_graph_whose_subtasks_run_side_by_side_and_finish(
         expect(nodes.nth(i).locator(".elapsed")).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s)$"))
         expect(nodes.nth(i).locator(".tokens")).to_have_text(re.compile(r"^[\d,]+ tok$"))
     assert alerts(db) == ["web-3"]
+
+
+def test_recovery_shows_on_the_node_as_it_happens_retried_then_reassigned(
+        page: Page, domain_db: Path, tmp_path: Path, db: sqlite3.Connection) -> None:
+    broken = Faults().wrap("alert_oncall", it_tools.alert_oncall, "Page the on-call engineer.")
+    backup = AgentSpec(
+        name="backup_pager", description="Second paging channel: pages on-call engineers.",
+        skills=["alert", "page", "on-call"], tools=[it_tools.alert_oncall], domain="it_ops")
+    with serving(domain_db, tmp_path, agents_with(broken, backup), max_retries=1) as served:
+        sign_in(page, served, served.keys.create("ops", "chat"))
+        send(page, "check the health of web-2 and alert the on-call engineer for web-3: "
+             "disk full")
+
+        paged = page.locator(".plan .node", has_text="alert the on-call engineer")
+        expect(paged).to_have_attribute("data-status", "done", timeout=30_000)
+        expect(paged.locator(".node-agent")).to_have_text("backup_pager")
+        notes = paged.locator(".node-notes li")
+        expect(notes).to_have_count(2)
+        expect(notes.nth(0)).to_contain_text("retried, attempt 2 after:")
+        expect(notes.nth(0)).to_contain_text("503")
+        expect(notes.nth(1)).to_contain_text("reassigned from notifications to backup_pager")
+        expect(paged.locator(".attempts")).to_have_text("3 attempts")
+        assert alert_rows(db) == [("web-3", "Dana Okafor")]
 
 
 # --- approvals ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ export class ChatPage {
     this.ctx = ctx;
     this.views = new Map();  // thread id -> its messages element, kept while the page lives
     this.busy = new Set();  // threads with a turn streaming
+    this.fresh = new Set();  // threads started here that have no history to read yet
     this.thread = null;
     this.threadList = h('ul', {class: 'thread-list', 'aria-label': 'Conversations'});
     this.title = h('h1', {class: 'chat-title'}, 'New conversation');
@@ -68,13 +69,14 @@ export class ChatPage {
   /** Show `threadId` ('new' or null: a new conversation, or the one already open). */
   async show(threadId) {
     this.loadThreads();
-    if (threadId === 'new') {
-      location.replace(`#/chat/${newThreadId()}`);
+    if (threadId === 'new' || (!threadId && !this.thread)) {
+      const fresh = newThreadId();
+      this.fresh.add(fresh);
+      location.replace(`#/chat/${fresh}`);
       return;
     }
     if (!threadId) {
-      if (this.thread) location.replace(`#/chat/${enc(this.thread)}`);
-      else location.replace(`#/chat/${newThreadId()}`);
+      location.replace(`#/chat/${enc(this.thread)}`);
       return;
     }
     if (threadId === this.thread) return;
@@ -103,7 +105,7 @@ export class ChatPage {
   async loadHistory(thread, view) {
     let turns = [];
     try {
-      ({turns} = await api(`/api/threads/${enc(thread)}/history`));
+      if (!this.fresh.has(thread)) ({turns} = await api(`/api/threads/${enc(thread)}/history`));
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) {
         view.append(h('li', {}, errorBox(error, 'The conversation could not be loaded')));
