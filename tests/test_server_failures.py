@@ -256,12 +256,13 @@ class ServerProcess:
     log: Path
 
     @classmethod
-    def start(cls, home: Path, model: str, env: dict[str, str]) -> ServerProcess:
+    def start(cls, home: Path, model: str, env: dict[str, str],
+              *options: str) -> ServerProcess:
         log = home / f"serve-{time.monotonic_ns()}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.cli", "serve", "--port", "0",
-                 "--model", model], stdout=out, stderr=subprocess.STDOUT, env=env)
+                 "--model", model, *options], stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120
         while True:  # polling the server's log for the line that names its port
             text = log.read_text(errors="replace")
@@ -408,3 +409,55 @@ def test_a_server_stopped_with_sigterm_lets_its_run_finish_first(
         second.stop(signal.SIGTERM)
     assert writes(home / "domain.sqlite") == {"alert web-3": 1, "alert web-4": 1,
                                               "incident web-2": 1}
+
+
+def test_an_open_stream_does_not_hold_a_stopping_server_past_its_grace(
+        orchestrator_home: Path) -> None:
+    """SIGTERM with a chat stream open and a background run going, ``--shutdown-grace 1``:
+    the stream is closed and both runs are stopped and recorded interrupted, instead of the
+    server waiting for the stream's run to end; after a restart both resume, writing once."""
+    home = orchestrator_home
+    env = server_env(home)
+    made = run_cli("keys", "create", "ops", "--scopes", "chat", "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    first = ServerProcess.start(home, "fake:latency=3", env, "--shutdown-grace", "1")
+    try:
+        chat = httpx.Client(base_url=first.url, timeout=120, headers=headers)
+        started = chat.post("/api/runs", json={"request": CHAIN, "thread_id": "ops-1",
+                                               "background": True})
+        assert started.status_code == 202, started.text
+        background = started.json()["run_id"]
+        body, thread = chat_body(WRITES), {"X-Thread-Id": "ops-2"}
+        with httpx.Client(base_url=first.url, timeout=120, headers=headers) as streaming, \
+                streaming.stream("POST", "/v1/chat/completions", json=body,
+                                 headers=thread) as open_stream:
+            lines = open_stream.iter_lines()
+            assert any(line.startswith(PROGRESS) for line in lines)  # its run has begun
+            wait_for_event(home, background, "subtask_started", "t1", first.proc)
+            code = first.stop(signal.SIGTERM)
+            # The server cut the stream off: reading the rest ends, without [DONE].
+            with pytest.raises(httpx.RemoteProtocolError):
+                list(lines)
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+    assert code == -signal.SIGTERM, first.log.read_text()[-3000:]
+    with sqlite3.connect(home / "runs.sqlite") as runs:
+        stored = dict(runs.execute("SELECT thread_id, status FROM runs WHERE thread_id IN "
+                                   "('ops-1', 'ops-2') OR thread_id LIKE '%:ops-%'"))
+    assert sorted(stored.values()) == ["interrupted", "interrupted"], stored
+
+    second = ServerProcess.start(home, "fake", env)
+    try:
+        chat = httpx.Client(base_url=second.url, timeout=120, headers=headers)
+        runs_out = chat.get("/api/runs").json()["runs"]
+        assert {r["status"] for r in runs_out} == {"interrupted"}, runs_out
+        for run in runs_out:
+            resumed = chat.post(f"/api/runs/{run['run_id']}/resume")
+            assert resumed.status_code == 200 and resumed.json()["status"] == "ok", resumed.text
+    finally:
+        second.stop(signal.SIGTERM)
+    assert writes(home / "domain.sqlite") == {"alert web-3": 2, "alert web-4": 1,
+                                              "incident web-2": 1, "incident web-3": 1}

@@ -48,6 +48,10 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="A browser origin allowed to call the API (repeat); CORS is "
         "off when none is given.")] = None,
+    shutdown_grace: Annotated[float, typer.Option(
+        "--shutdown-grace", min=0, help="Seconds a stopping server (SIGTERM, Ctrl-C) gives "
+        "open requests, then runs still going, to finish; the rest are recorded "
+        "interrupted and can be resumed.")] = 30.0,  # the server's SHUTDOWN_GRACE_S
 ) -> None:
     """Serve the orchestrator over HTTP: OpenAI-compatible chat at /v1, keys required."""
     import uvicorn
@@ -63,9 +67,12 @@ def serve(
                           soft_wrap=True)
     orch = _orchestrator(settings)
     app = create_app(orch, keys, max_body_bytes=max_body_bytes,
-                     cors_origins=tuple(cors_origin or ()))
+                     cors_origins=tuple(cors_origin or ()), shutdown_grace_s=shutdown_grace)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # Without a timeout uvicorn waits for every open connection before the app's own
+        # grace starts, so one stalled stream would hold the stop for good.
+        uvicorn.run(app, host=host, port=port, log_level="info",
+                    timeout_graceful_shutdown=max(1, round(shutdown_grace)))
     finally:
         orch.close()
         keys.close()

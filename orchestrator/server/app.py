@@ -25,13 +25,15 @@ from orchestrator.server.traces_api import router as traces_router
 from orchestrator.server.webapp import router as webapp_router
 
 SHUTDOWN_GRACE_S = 30.0
-"""How long a stopping server lets runs whose client has left finish; the rest are stopped
-and recorded as interrupted (``orchestrator resume`` continues them)."""
+"""How long a stopping server lets runs in flight finish, by default; the rest are stopped
+and recorded as interrupted (``POST /api/runs/{id}/resume`` or ``orchestrator resume``
+continues them)."""
 
 
 def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               cors_origins: Sequence[str] = ()) -> FastAPI:
+               cors_origins: Sequence[str] = (),
+               shutdown_grace_s: float = SHUTDOWN_GRACE_S) -> FastAPI:
     """The HTTP server's app over ``orchestrator`` (its models, knowledge and stores are
     loaded once and shared by all requests); the caller closes both when it is done.
 
@@ -47,16 +49,20 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
         keys: The API keys; every route but ``GET /health`` needs one.
         max_body_bytes: Larger request bodies are refused with 413.
         cors_origins: Browser origins allowed to call the API; none (CORS off) by default.
+        shutdown_grace_s: When the server stops, runs still going get this long to finish
+            before they are stopped and recorded as interrupted.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+    if not shutdown_grace_s >= 0:
+        raise ValueError(f"shutdown_grace_s must be 0 or more, not {shutdown_grace_s}")
     in_flight: set[asyncio.Task[Any]] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         if in_flight:
-            left = (await asyncio.wait(set(in_flight), timeout=SHUTDOWN_GRACE_S))[1]
+            left = (await asyncio.wait(set(in_flight), timeout=shutdown_grace_s))[1]
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
