@@ -11,9 +11,8 @@ chat state below (its schema must be a ``typing_extensions.TypedDict`` for the s
 schema generation on Python 3.11), and a turn's approval pause and resume go through the
 server's checkpointer like any interrupt.
 
-Run it with ``langgraph dev --allow-blocking``: the engine notes each write call in its
-SQLite write journal on the event loop (a small insert, cheaper than a thread hop), which
-the dev server's blocking-call guard would otherwise refuse.
+Run it with ``langgraph dev`` from the project folder; the engine's SQLite calls (write
+journal, ledger) run in threads, so the dev server's blocking-call guard stays on.
 """
 
 from __future__ import annotations

@@ -141,9 +141,9 @@ def langgraph_dev(tmp_path: Path, domain_db: Path,
     env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
            "LANGCHAIN_TRACING_V2": "false", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        # --allow-blocking: the engine notes each write in its SQLite journal on the event
-        # loop, which the dev server's blocking-call guard would refuse (see langgraph_app)
-        ["langgraph", "dev", "--no-browser", "--no-reload", "--allow-blocking",
+        # No --allow-blocking: the dev server's blocking-call guard is on, and a write turn
+        # passes it (the engine's journal and ledger calls run in threads)
+        ["langgraph", "dev", "--no-browser", "--no-reload",
          "--host", "127.0.0.1", "--port", str(port), "--config", str(work / "langgraph.json")],
         cwd=work, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: queue.Queue[str | None] = queue.Queue()
