@@ -18,7 +18,7 @@ from typing import Any
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import RequestError
 from orchestrator.events import Event
-from orchestrator.runs import AgentStats, BaseRunStore, RunSummary
+from orchestrator.runs import AgentStats, BaseRunStore, RunSummary, ThreadSummary
 from orchestrator.traces import Trace
 
 
@@ -42,6 +42,18 @@ class RunRecords:
             raise RequestError(f"limit must be a whole number of runs, at least 1, not "
                                f"{limit!r}")
         return self.store.list_runs(limit)
+
+    def threads(self, prefix: str = "", limit: int = 20) -> list[ThreadSummary]:
+        """Conversations whose thread id starts with ``prefix`` (a tenant's: ``acme:``), the
+        one with the latest run first (``limit`` of them, at least 1)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise RequestError(f"limit must be a whole number of threads, at least 1, not "
+                               f"{limit!r}")
+        return self.store.list_threads(prefix, limit)
+
+    def thread_runs(self, thread_id: str) -> list[RunSummary]:
+        """The runs of one conversation, oldest first."""
+        return self.store.thread_runs(thread_id)
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's record, by id or a unique prefix of one (RequestError otherwise)."""

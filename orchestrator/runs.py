@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from orchestrator.storage.sqlite_runs import SqliteRunStore as RunStore
 
 __all__ = ["FINISHED_RUN_STATUSES", "HOST", "AgentStats", "BaseRunStore", "Owner", "RunStore",
-           "RunSummary"]
+           "RunSummary", "ThreadSummary"]
 
 FINISHED_RUN_STATUSES = frozenset({"ok", "partial", "failed", "unknown"})
 
@@ -75,6 +75,22 @@ class RunSummary:
     elapsed_s: float
     llm_calls: int
     tokens: int
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """A conversation as its runs tell it: how it began, how it stands."""
+
+    thread_id: str
+    """The stored thread id."""
+    title: str
+    """The request of its first run."""
+    runs: int
+    last_run_id: str
+    last_status: str
+    """The status of its latest run (``interrupted`` when that run's owner is gone)."""
+    last_active_at: float
+    """When its latest run last did something: its last event, else its start."""
 
 
 @runtime_checkable
@@ -136,6 +152,13 @@ class BaseRunStore(Protocol):
     # reading
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """Recent runs, newest first (a run whose owner is gone reads ``interrupted``)."""
+
+    def list_threads(self, prefix: str, limit: int) -> list[ThreadSummary]:
+        """The threads whose id starts with ``prefix``, at most ``limit``, the one whose
+        latest run started last first."""
+
+    def thread_runs(self, thread_id: str) -> list[RunSummary]:
+        """The runs of one thread, oldest first."""
 
     def resolve(self, run_id: str) -> str:
         """The full id of a run from its id or a unique prefix; RequestError otherwise."""

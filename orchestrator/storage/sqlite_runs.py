@@ -22,7 +22,7 @@ from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, Replan
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.runs import AgentStats, RunSummary
+from orchestrator.runs import AgentStats, RunSummary, ThreadSummary
 from orchestrator.storage.sqlite import connect
 from orchestrator.truncation import cap_json, cap_text
 
@@ -363,6 +363,44 @@ class SqliteRunStore:
             row = conn.execute("SELECT run_id FROM runs WHERE thread_id = ? AND started_at > ? "
                                "ORDER BY started_at LIMIT 1", (thread_id, after)).fetchone()
         return str(row[0]) if row else None
+
+    def list_threads(self, prefix: str, limit: int) -> list[ThreadSummary]:
+        """The threads whose id starts with ``prefix``, at most ``limit``, the one whose
+        latest run started last first (read on the ``runs_thread`` index)."""
+        where, bounds = "", ()
+        if prefix:  # a range, not LIKE: the index serves it and _ or % in a prefix are text
+            where = "WHERE thread_id >= ? AND thread_id < ?"
+            bounds = (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT t.thread_id, t.n, "
+                "(SELECT request FROM runs f WHERE f.thread_id = t.thread_id "
+                " ORDER BY started_at, rowid LIMIT 1), "
+                "l.run_id, l.status, l.started_at, l.pid, l.host, l.lease_until, "
+                "(SELECT MAX(time) FROM events e WHERE e.run_id = l.run_id) "
+                "FROM (SELECT thread_id, COUNT(*) AS n, MAX(started_at) AS last FROM runs "
+                f"{where} GROUP BY thread_id ORDER BY last DESC LIMIT ?) t "
+                "JOIN runs l ON l.run_id = (SELECT run_id FROM runs r WHERE r.thread_id = "
+                "t.thread_id ORDER BY started_at DESC, rowid DESC LIMIT 1) "
+                "ORDER BY t.last DESC", (*bounds, limit)).fetchall()
+        now = time.time()
+        return [ThreadSummary(thread_id=row[0], title=row[2] or "", runs=row[1],
+                              last_run_id=row[3],
+                              last_status=effective_status(row[4], row[6], row[7], row[8], now),
+                              last_active_at=max(row[5] or 0.0, row[9] or 0.0))
+                for row in rows]
+
+    def thread_runs(self, thread_id: str) -> list[RunSummary]:
+        """The runs of one thread, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT run_id, thread_id, request, mode, status, started_at, elapsed_s, "
+                "llm_calls, input_tokens + output_tokens, pid, host, lease_until FROM runs "
+                "WHERE thread_id = ? ORDER BY started_at, rowid", (thread_id,)).fetchall()
+        now = time.time()
+        return [RunSummary(row[0], row[1], row[2], row[3],
+                           effective_status(row[4], row[9], row[10], row[11], now),
+                           row[5], row[6], row[7], row[8]) for row in rows]
 
     def events(self, run_id: str) -> list[Event]:
         full = self.resolve(run_id)
