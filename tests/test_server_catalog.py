@@ -15,10 +15,10 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.server import KeyStore
-from orchestrator.server.knowledge_api import MAX_UPLOAD_BYTES
 from tests.test_server_openai import PAGE, TWO_CHECKS, LiveServer, alerts, error_of, serving
 
 MAX_BODY = 200_000
+MAX_UPLOAD = 400_000
 RUNBOOK = b"""# Failover of the quasar pool
 
 When the quasar pool is saturated, move traffic to quasar-backup-7 and page the owner.
@@ -50,7 +50,7 @@ Served = tuple[LiveServer, Orchestrator, KeyStore]
 @pytest.fixture
 def served(domain_db: Path, tmp_path: Path) -> Iterator[Served]:
     with serving(domain_db, tmp_path, KnowledgeStore(tmp_path / "chroma", embedder="hash"),
-                 max_body_bytes=MAX_BODY) as running:
+                 max_body_bytes=MAX_BODY, max_upload_bytes=MAX_UPLOAD) as running:
         yield running
 
 
@@ -181,17 +181,30 @@ def test_an_unsupported_or_too_large_upload_is_refused_and_nothing_is_ingested(
     assert exe.status_code == 415
     assert error_of(exe)["code"] == "unsupported_file_type" and ".md" in exe.json()[
         "error"]["message"]
-    over_body = editor.upload("handbook", "big.md", b"# big\n" + b"x" * MAX_BODY)
+    # An upload's body may be larger than other bodies, up to the upload limit and its framing.
+    over_body = editor.upload("handbook", "big.md", b"# big\n" + b"x" * (MAX_UPLOAD + 70_000))
     assert over_body.status_code == 413 and error_of(over_body)["code"] == "request_too_large"
-    monkeypatch.setattr("orchestrator.server.knowledge_api.MAX_UPLOAD_BYTES", 1_000)
-    over_file = editor.upload("handbook", "big.md", b"# big\n" + b"x" * 2_000)
+    over_file = editor.upload("handbook", "big.md", b"# big\n" + b"x" * (MAX_UPLOAD + 10))
     assert over_file.status_code == 413 and error_of(over_file)["code"] == "file_too_large"
     empty = editor.upload("handbook", "empty.md", b"   \n")
     assert empty.status_code == 422 and "empty file" in error_of(empty)["message"]
     bad_name = editor.upload("bad--name", "a.md", RUNBOOK)
     assert bad_name.status_code == 400 and error_of(bad_name)["code"] == "invalid_collection"
     assert editor.get("/api/knowledge/collections").json() == []
-    assert orch.knowledge is not None and MAX_UPLOAD_BYTES > MAX_BODY
+    assert orch.knowledge is not None
+
+
+def test_a_file_larger_than_the_body_limit_uploads_up_to_the_upload_limit(
+        live: LiveServer, keys: KeyStore) -> None:
+    editor = api(live, keys, "editor", "chat,ingest")
+    words = b" ".join(b"quasar-%d" % i for i in range(25_000))  # about 310 KB, over MAX_BODY
+    assert MAX_BODY < len(words) < MAX_UPLOAD
+    done = editor.upload("handbook", "big.md", b"# Big\n\nquasar pool failover.\n" + words)
+    assert done.status_code == 201, done.text
+    assert editor.search("quasar pool failover", collection="handbook").json()["hits"]
+    # Only the upload route takes it: a chat body that large is still refused.
+    chat = editor.client.post("/api/runs", json={"request": "x" * len(words)})
+    assert chat.status_code == 413 and error_of(chat)["code"] == "request_too_large"
 
 
 def test_tenants_see_only_their_own_collections_and_runs(

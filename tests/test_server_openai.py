@@ -68,15 +68,16 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextmanager
 def serving(domain_db: Path, folder: Path, knowledge: KnowledgeStore | None = None,
-            max_body_bytes: int = MAX_BODY) -> Iterator[tuple[LiveServer, Orchestrator, KeyStore]]:
+            max_body_bytes: int = MAX_BODY, **options: Any
+            ) -> Iterator[tuple[LiveServer, Orchestrator, KeyStore]]:
     """The server over an orchestrator on the offline model and the data folder's keys (and
-    ``knowledge``, when given)."""
+    ``knowledge``, when given); ``options`` go to ``create_app``."""
     settings = load_settings() if knowledge is not None else load_settings(knowledge=False)
     orch = Orchestrator("fake", domain_db=domain_db, knowledge=knowledge,
                         checkpointer=folder / "checkpoints.sqlite", settings=settings)
     try:
         with KeyStore.from_settings() as keys, LiveServer(
-                create_app(orch, keys, max_body_bytes=max_body_bytes)) as live:
+                create_app(orch, keys, max_body_bytes=max_body_bytes, **options)) as live:
             yield live, orch, keys
     finally:
         orch.close()

@@ -45,6 +45,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(
         "--max-body-bytes", min=1, help="Larger request bodies are refused (413).")
     ] = 1_000_000,
+    max_upload_bytes: Annotated[int, typer.Option(
+        "--max-upload-bytes", min=1, help="Larger files are refused by the knowledge upload "
+        "route (413).")] = 5_000_000,
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="A browser origin allowed to call the API (repeat); CORS is "
         "off when none is given.")] = None,
@@ -67,6 +70,7 @@ def serve(
                           soft_wrap=True)
     orch = _orchestrator(settings)
     app = create_app(orch, keys, max_body_bytes=max_body_bytes,
+                     max_upload_bytes=max_upload_bytes,
                      cors_origins=tuple(cors_origin or ()), shutdown_grace_s=shutdown_grace)
     try:
         # Without a timeout uvicorn waits for every open connection before the app's own

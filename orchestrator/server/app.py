@@ -16,7 +16,7 @@ from orchestrator.server.chat import router as chat_router
 from orchestrator.server.errors import install_error_handlers
 from orchestrator.server.keys import KeyStore
 from orchestrator.server.knowledge_api import router as knowledge_router
-from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from orchestrator.server.run_events import router as run_events_router
 from orchestrator.server.runs import router as runs_router
 from orchestrator.server.threads import THREAD_HEADER
@@ -32,6 +32,7 @@ continues them)."""
 
 def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                cors_origins: Sequence[str] = (),
                shutdown_grace_s: float = SHUTDOWN_GRACE_S) -> FastAPI:
     """The HTTP server's app over ``orchestrator`` (its models, knowledge and stores are
@@ -48,12 +49,16 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
         orchestrator: Runs every request.
         keys: The API keys; every route but ``GET /health`` needs one.
         max_body_bytes: Larger request bodies are refused with 413.
+        max_upload_bytes: Larger files are refused with 413 by the knowledge upload route,
+            whose body may be this large (plus its multipart framing).
         cors_origins: Browser origins allowed to call the API; none (CORS off) by default.
         shutdown_grace_s: When the server stops, runs still going get this long to finish
             before they are stopped and recorded as interrupted.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive, not {max_upload_bytes}")
     if not shutdown_grace_s >= 0:
         raise ValueError(f"shutdown_grace_s must be 0 or more, not {shutdown_grace_s}")
     in_flight: set[asyncio.Task[Any]] = set()
@@ -73,6 +78,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.state.orchestrator = orchestrator
     app.state.keys = keys
     app.state.runs_in_flight = in_flight
+    app.state.max_upload_bytes = max_upload_bytes
     install_error_handlers(app)
     app.include_router(chat_router)
     app.include_router(runs_router)
@@ -88,7 +94,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
         """Whether the server is up; needs no key."""
         return {"status": "ok"}
 
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
     if cors_origins:  # added last: outermost, so refusals carry the CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],

@@ -12,9 +12,9 @@ Agents retrieve from the collections their specs name, as stored: the default te
 Files another tenant uploads are for its own search; its agents do not read them.
 
 Uploads go through the project's ingest path (:meth:`KnowledgeBase.ingest`), one file at a
-time, its source named after the file; a file over :data:`MAX_UPLOAD_BYTES` (and any body
-over the server's body limit) or of a type the ingest path cannot read is refused before
-anything is stored.
+time, its source named after the file; a file over the server's upload limit
+(``create_app(max_upload_bytes=...)``, 5 MB by default) or of a type the ingest path cannot
+read is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ from orchestrator.server.keys import DEFAULT_TENANT, KeyInfo
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 
-MAX_UPLOAD_BYTES = 5_000_000
-"""The largest file an upload may carry (the server's body limit may be lower)."""
 TENANT_SEPARATOR = "--"
 # The store's rule for collection names (3-63 characters; see retrieval.store), checked here
 # on the stored name so that a tenant's prefix counts against the length.
@@ -195,15 +193,15 @@ def _file_name(upload: UploadFile) -> str:
     return name
 
 
-async def _save(upload: UploadFile, path: Path) -> None:
-    """Copy the upload to ``path``; ApiError 413 once it is over :data:`MAX_UPLOAD_BYTES`."""
+async def _save(upload: UploadFile, path: Path, limit: int) -> None:
+    """Copy the upload to ``path``; ApiError 413 once it is over ``limit`` bytes."""
     size = 0
     with path.open("wb") as out:
         while piece := await upload.read(_READ_CHUNK):
             size += len(piece)
-            if size > MAX_UPLOAD_BYTES:
-                raise ApiError(413, f"the file is over the upload limit of {MAX_UPLOAD_BYTES} "
-                               "bytes", code="file_too_large", param="file")
+            if size > limit:
+                raise ApiError(413, f"the file is over the upload limit of {limit} bytes",
+                               code="file_too_large", param="file")
             out.write(piece)
 
 
@@ -217,7 +215,7 @@ async def upload_file(collection: str, file: UploadFile, request: Request,
     name = _file_name(file)
     with tempfile.TemporaryDirectory(prefix="orchestrator-upload-") as folder:
         path = Path(folder) / name
-        await _save(file, path)
+        await _save(file, path, request.app.state.max_upload_bytes)
         report = await asyncio.to_thread(kb.ingest, [path], stored)
     if report.failed:
         reason = "; ".join(why for _, why in report.failed)

@@ -3,27 +3,43 @@ theirs with 431, before a route sees them."""
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.server.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+DEFAULT_MAX_UPLOAD_BYTES = 5_000_000
+"""The largest file a knowledge upload may carry."""
+MULTIPART_SLACK_BYTES = 64 * 1024
+"""What an upload's body may carry besides its file (multipart boundaries and headers)."""
+UPLOAD_PATH = re.compile(r"/api/knowledge/[^/]+/files")
 MAX_HEADER_BYTES = 32_768
 """All request headers together (uvicorn's httptools parser sets no limit of its own)."""
 MAX_QUERY_BYTES = 8_192
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with a 413 JSON error.
+    """ASGI middleware: refuse bodies over ``max_bytes`` with a 413 JSON error; a file
+    upload (``POST /api/knowledge/{collection}/files``) may carry ``max_upload_bytes`` of
+    file instead.
 
     A declared ``Content-Length`` over the cap is refused without reading; a chunked body
     is read up to the cap (and no further) and handed on as it came, so routes never see a
     body larger than the cap.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    def _cap(self, scope: Scope) -> int:
+        if scope.get("method") == "POST" and UPLOAD_PATH.fullmatch(scope.get("path", "")):
+            return max(self.max_bytes, self.max_upload_bytes + MULTIPART_SLACK_BYTES)
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,9 +52,10 @@ class BodyLimit:
                              code="request_too_large")
             await error.response()(scope, receive, send)
             return
+        cap = self._cap(scope)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            await self._refuse(scope, receive, send, cap)
             return
         received: list[Message] = []
         size = 0
@@ -48,8 +65,8 @@ class BodyLimit:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > cap:
+                await self._refuse(scope, receive, send, cap)
                 return
             if not message.get("more_body", False):
                 break
@@ -59,7 +76,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = ApiError(413, f"the request body is over the limit of {self.max_bytes} bytes",
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
+        error = ApiError(413, f"the request body is over the limit of {cap} bytes",
                          code="request_too_large")
         await error.response()(scope, receive, send)
