@@ -367,7 +367,7 @@ class SqliteRunStore:
     def list_threads(self, prefix: str, limit: int) -> list[ThreadSummary]:
         """The threads whose id starts with ``prefix``, at most ``limit``, the one whose
         latest run started last first (read on the ``runs_thread`` index)."""
-        where, bounds = "", ()
+        where, bounds = "", tuple[str, ...]()
         if prefix:  # a range, not LIKE: the index serves it and _ or % in a prefix are text
             where = "WHERE thread_id >= ? AND thread_id < ?"
             bounds = (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
