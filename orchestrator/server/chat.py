@@ -22,7 +22,7 @@ from orchestrator.server.auth import require
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.openai_schema import ChatCompletionRequest, completion, model_list
-from orchestrator.server.progress import paused_answer
+from orchestrator.server.progress import RUN_HEADER, paused_answer
 from orchestrator.server.streaming import RunFeed, sse_stream
 from orchestrator.server.threads import THREAD_HEADER, ChatThread, chat_thread
 
@@ -75,7 +75,8 @@ async def chat_completions(
     if not body.stream:
         result = await orch.arun(text, thread_id=thread.stored)
         return JSONResponse(completion(completion_id, body.model, answer_of(result),
-                                       result.usage, _about(result, thread)), headers=headers)
+                                       result.usage, _about(result, thread)),
+                            headers={**headers, RUN_HEADER: result.run_id})
     feed = RunFeed(partial(orch.arun, text, thread_id=thread.stored),
                    request.app.state.runs_in_flight)
     await feed.started()
