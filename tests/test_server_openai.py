@@ -194,8 +194,8 @@ def test_openai_client_streams_the_answer_as_it_is_written_with_progress_as_comm
     progress = [json.loads(line.removeprefix(": orchestrator ")) for line in lines
                 if line.startswith(": orchestrator ")]
     kinds = [p["type"] for p in progress]
-    assert kinds[0] == "plan_made" and kinds.count("subtask_finished") == 2
-    assert [s["agent"] for s in progress[0]["subtasks"]] == ["monitoring", "monitoring"]
+    assert kinds[:2] == ["run_started", "plan_made"] and kinds.count("subtask_finished") == 2
+    assert [s["agent"] for s in progress[1]["subtasks"]] == ["monitoring", "monitoring"]
     first_piece = next(i for i, line in enumerate(lines) if '"content": "Completed' in line)
     assert max(i for i, line in enumerate(lines) if line.startswith(":")) < first_piece
     assert lines[-1] == "data: [DONE]"

@@ -16,9 +16,12 @@ from orchestrator.approvals import ApprovalRequest
 from orchestrator.events import Event
 
 PROGRESS_PREFIX = ": orchestrator "
+RUN_HEADER = "X-Run-Id"
+"""The response header that names the run behind a chat answer that is not streamed (a
+streamed one says it in its first progress line, ``run_started``)."""
 
 _SHOWN = frozenset({
-    "plan_made", "plan_invalid", "subtask_started", "tool_called", "tool_refused",
+    "run_started", "plan_made", "plan_invalid", "subtask_started", "tool_called", "tool_refused",
     "subtask_finished", "subtask_failed", "subtask_skipped", "retried", "reassigned",
     "replanned", "approval_requested", "approval_decided", "budget_hit"})
 _KEPT = ("mode", "goal", "status", "error", "tool", "attempt", "attempts", "replaced", "key",
@@ -31,6 +34,8 @@ def progress(event: Event) -> dict[str, Any] | None:
     if event.type not in _SHOWN:
         return None
     item: dict[str, Any] = {"type": event.type}
+    if event.type == "run_started":  # what a client needs to follow or look the run up
+        item["run_id"] = event.run_id
     if event.subtask_id:
         item["subtask_id"] = event.subtask_id
     if event.agent:
