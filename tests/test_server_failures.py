@@ -92,7 +92,8 @@ def test_a_chat_client_that_leaves_mid_stream_does_not_stop_its_run(
     assert writes(domain_db) == {"alert web-3": 1, "incident web-3": 1}
     turns = chat.get("/api/threads/left-1/history").json()["turns"]
     assert turns == [{"role": "user", "text": WRITES},
-                     {"role": "assistant", "text": record["answer"]}]
+                     {"role": "assistant", "text": record["answer"], "run_id": run.run_id,
+                      "status": "ok"}]
     # The thread is free: the next turn runs and sees the answer in its history.
     follow = chat.post("/v1/chat/completions", json=chat_body(CHECK, stream=False),
                        headers={"X-Thread-Id": "left-1"})
@@ -353,7 +354,8 @@ def test_a_server_killed_mid_run_reports_it_interrupted_and_resumes_it_once(
         assert frames[-1].data == {"run_id": run_id, "status": "interrupted"}
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
         assert turns[:2] == [{"role": "user", "text": CHECK},
-                             {"role": "assistant", "text": earlier["answer"]}]
+                             {"role": "assistant", "text": earlier["answer"],
+                              "run_id": earlier["run_id"], "status": "ok"}]
 
         # Another tenant cannot resume it; its own tenant can, once.
         them = json.loads(run_cli("keys", "create", "them", "--scopes", "chat", "--tenant",
@@ -374,8 +376,9 @@ def test_a_server_killed_mid_run_reports_it_interrupted_and_resumes_it_once(
         assert [f.event for f in after[:len(before)]] == before  # appended to, not redone
         assert [f.id for f in after[:-1]] == list(range(len(after) - 1))
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
-        assert turns[2:] == [{"role": "user", "text": CHAIN},
-                             {"role": "assistant", "text": body["answer"]}]
+        assert turns[2:] == [{"role": "user", "text": CHAIN},  # the resumed run's answer
+                             {"role": "assistant", "text": body["answer"], "run_id": run_id,
+                              "status": "ok"}]
     finally:
         second.stop(signal.SIGTERM)
     assert writes(home / "domain.sqlite") == {"alert web-3": 1, "alert web-4": 1,
@@ -400,9 +403,11 @@ def test_a_server_stopped_with_sigterm_lets_its_run_finish_first(
         assert [f.event for f in read_events(chat, run_id)[:-1]] == before
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
         assert turns == [{"role": "user", "text": CHECK},
-                         {"role": "assistant", "text": earlier["answer"]},
+                         {"role": "assistant", "text": earlier["answer"],
+                          "run_id": earlier["run_id"], "status": "ok"},
                          {"role": "user", "text": CHAIN},
-                         {"role": "assistant", "text": got["answer"]}]
+                         {"role": "assistant", "text": got["answer"], "run_id": run_id,
+                          "status": "ok"}]
         refused = chat.post(f"/api/runs/{run_id}/resume")
         assert refused.status_code == 409 and "has ended (ok)" in refused.text
     finally:

@@ -118,7 +118,8 @@ def test_a_synchronous_run_writes_once_and_is_on_record(
 
     history = chat.get("/api/threads/inc-1/history").json()
     assert history == {"thread_id": "inc-1", "turns": [
-        {"role": "user", "text": PAGE}, {"role": "assistant", "text": body["answer"]}]}
+        {"role": "user", "text": PAGE},
+        {"role": "assistant", "text": body["answer"], "run_id": body["run_id"], "status": "ok"}]}
     # A thread id may hold a slash, as in chat requests.
     chat.post("/api/runs", json={"request": TWO_CHECKS, "thread_id": "team/inc-2"})
     turns = chat.get("/api/threads/team/inc-2/history").json()["turns"]

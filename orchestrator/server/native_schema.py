@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.approvals import ApprovalRequest
 from orchestrator.results import RunResult
-from orchestrator.runs import RunSummary
+from orchestrator.runs import RunSummary, ThreadSummary
 
 RunStatusName = Literal["running", "resuming", "paused", "ok", "partial", "failed", "unknown",
                         "interrupted"]
@@ -147,11 +147,37 @@ class RunList(BaseModel):
 class Turn(BaseModel):
     role: str
     text: str
+    run_id: str | None = Field(default=None, description="An answer's run, where the run store has "
+                               "it (null for user turns).")
+    status: RunStatusName | None = Field(default=None, description="That run's status.")
 
 
 class ThreadHistory(BaseModel):
     thread_id: str
     turns: list[Turn]
+
+
+class ThreadOut(BaseModel):
+    """A conversation of the caller's tenant, as its runs tell it."""
+
+    thread_id: str = Field(description="The id the client knows it by (X-Thread-Id).")
+    title: str = Field(description="Its first request.")
+    last_active_at: float = Field(description="When its latest run last did something "
+                                  "(Unix time).")
+    runs: int = Field(description="How many runs it has had.")
+    status: RunStatusName = Field(description="Its latest run's status.")
+    last_run_id: str
+
+    @classmethod
+    def of(cls, thread: ThreadSummary, thread_id: str) -> ThreadOut:
+        return cls(thread_id=thread_id, title=thread.title, last_active_at=thread.last_active_at,
+                   runs=thread.runs, status=thread.last_status,  # type: ignore[arg-type]
+                   last_run_id=thread.last_run_id)
+
+
+class ThreadList(BaseModel):
+    threads: list[ThreadOut] = Field(description="Newest first: the thread whose latest run "
+                                     "started last leads.")
 
 
 class ApprovalList(BaseModel):

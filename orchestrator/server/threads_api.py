@@ -1,4 +1,5 @@
-"""Threads over HTTP: a conversation's turns, and the approvals its paused run waits for.
+"""Threads over HTTP: the tenant's conversations, a conversation's turns (each answer with
+the run that wrote it), and the approvals its paused run waits for.
 
 Approving needs the ``approve`` scope; the approver stored with the decision is the API
 key's name. A decision is strict: ``{"approve": true|false, "reason": ...}`` and nothing
@@ -13,6 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from orchestrator.approvals import ApprovalRequest
+from orchestrator.records import RunRecords
+from orchestrator.runs import RunSummary
 from orchestrator.server.auth import require
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.native import (
@@ -29,6 +32,8 @@ from orchestrator.server.native_schema import (
     ApprovalOut,
     RunOut,
     ThreadHistory,
+    ThreadList,
+    ThreadOut,
     Turn,
 )
 from orchestrator.server.run_hub import run_hub
@@ -40,13 +45,53 @@ _PAUSED_SCAN = 200
 """How many of the tenant's paused runs ``GET /api/approvals`` without a thread reads."""
 
 
-@router.get("/threads/{thread_id:path}/history", response_model=ThreadHistory)
+@router.get("/threads", response_model=ThreadList)
+async def list_threads(
+    request: Request, caller: Chat,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+) -> ThreadList:
+    """The tenant's conversations, newest first: each with its first request as a title, its
+    last activity, how many runs it has had and how its latest run stands."""
+    found = await asyncio.to_thread(records_of(request).threads, f"{caller.tenant}:", limit)
+    return ThreadList(threads=[ThreadOut.of(t, client) for t in found
+                               if (client := client_thread_id(caller, t.thread_id))])
+
+
+@router.get("/threads/{thread_id:path}/history", response_model=ThreadHistory,
+            response_model_exclude_none=True)
 async def thread_history(thread_id: str, request: Request, caller: Chat) -> ThreadHistory:
-    """The thread's turns so far, oldest first."""
+    """The thread's turns so far, oldest first; each answer names its run and the run's
+    status where the run store has it."""
     thread = await own_existing_thread(request, caller, thread_id)
     turns = await orchestrator_of(request).history(thread.stored)
-    return ThreadHistory(thread_id=thread.id,
-                         turns=[Turn(role=role, text=text) for role, text in turns])
+    records = records_of(request)
+    runs = await asyncio.to_thread(records.thread_runs, thread.stored)
+    return ThreadHistory(thread_id=thread.id, turns=turns_with_runs(turns, runs, records))
+
+
+def turns_with_runs(turns: list[tuple[str, str]], runs: list[RunSummary],
+                    records: RunRecords) -> list[Turn]:
+    """The turns, each answer with the run that wrote it. Every run adds its request as a
+    user turn and, once it ends, its answer after it; so the runs are matched, oldest first,
+    to the user turns whose text is their stored request (a run the thread has no turn of,
+    such as one killed before its first step, is passed over)."""
+    out: list[Turn] = []
+    start = 0  # the runs before it are matched or passed over
+    current: RunSummary | None = None
+    for role, text in turns:
+        if role == "user":
+            stored = records.store.capped(text)
+            found = next((i for i in range(start, len(runs)) if runs[i].request == stored),
+                         None)
+            current = None if found is None else runs[found]
+            start = start if found is None else found + 1
+            out.append(Turn(role=role, text=text))
+        elif role == "assistant" and current is not None:
+            out.append(Turn(role=role, text=text, run_id=current.run_id,
+                            status=current.status))  # type: ignore[arg-type]
+        else:
+            out.append(Turn(role=role, text=text))
+    return out
 
 
 @router.get("/approvals", response_model=ApprovalList)
