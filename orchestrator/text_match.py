@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 STOPWORDS = frozenset("""
 a an the of to for and or in on at by with from its it is are was be this that these those
@@ -33,6 +34,14 @@ def stem(word: str) -> str:
 def tokens(text: str) -> list[str]:
     """Content words of ``text``, stemmed; also the joined form of hyphenated words and of
     adjacent word pairs, so "on-call" meets "oncall" and "fail over" meets "failover"."""
+    return list(_tokens(text))
+
+
+@lru_cache(maxsize=8192)
+def _tokens(text: str) -> tuple[str, ...]:
+    # Cached: the offline model scores every agent's name, skills and description (the same
+    # few hundred texts) against each clause of every plan; splitting them again each time
+    # was a fifth of the server's CPU under load.
     out: list[str] = []
     previous = ""
     for raw in _TOKEN.findall(text.lower().replace("_", " ")):
@@ -44,7 +53,12 @@ def tokens(text: str) -> list[str]:
         if previous and content:
             out.append(stem(previous + raw))
         previous = raw if content else ""
-    return [t for t in out if len(t) > 1 and t not in STOPWORDS]
+    return tuple(t for t in out if len(t) > 1 and t not in STOPWORDS)
+
+
+@lru_cache(maxsize=8192)
+def _token_set(text: str) -> frozenset[str]:
+    return frozenset(_tokens(text))
 
 
 def mentions(text: str, word: str) -> bool:
@@ -55,11 +69,19 @@ def mentions(text: str, word: str) -> bool:
 
 def overlap_score(query: str, weighted_fields: Iterable[tuple[str, int]]) -> int:
     """Sum, over the distinct words of ``query``, of the best weight of a field containing it."""
+    best = _best_weights(tuple(weighted_fields))
+    return sum(best.get(token, 0) for token in _token_set(query))
+
+
+@lru_cache(maxsize=4096)
+def _best_weights(weighted_fields: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    # Cached (read only by overlap_score): an agent's fields are the same for every clause.
     best: dict[str, int] = {}
     for text, weight in weighted_fields:
-        for token in set(tokens(text)):
-            best[token] = max(best.get(token, 0), weight)
-    return sum(best.get(token, 0) for token in set(tokens(query)))
+        for token in _token_set(text):
+            if weight > best.get(token, 0):
+                best[token] = weight
+    return best
 
 
 def find_pattern(pattern: str, text: str) -> list[str]:
