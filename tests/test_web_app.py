@@ -142,6 +142,8 @@ def test_a_key_is_asked_for_then_the_answer_streams_in_and_the_key_is_kept(
     sign_in(page, served, served.keys.create("ops", "chat", tenant="acme"))
     expect(page.get_by_text("ops · acme")).to_be_visible()
     page.evaluate(WATCH)
+    asked: list[str] = []
+    page.on("request", lambda sent: asked.append(sent.url))
     send(page, CHECKS)
 
     answer = page.locator(".message.assistant .answer").last
@@ -153,12 +155,73 @@ def test_a_key_is_asked_for_then_the_answer_streams_in_and_the_key_is_kept(
     assert answer.inner_text().strip() == record["answer"].strip()
     # The answer was written piece by piece as the synthesizer streamed it, not in one go.
     assert page.evaluate("window.watched.answerUpdates") > 5
+    # The stream named its run: the turn shows that run, read by its id, not looked up.
+    expect(page.locator(f'.message.assistant[data-run-id="{run.run_id}"] .run-line a')
+           .first).to_have_text(run.run_id[:8])
+    assert f"{served.live.url}/api/runs/{run.run_id}" in asked
+    assert not [url for url in asked if "/api/runs?" in url], asked
 
     # The key stays in this browser: a new visit goes straight to the conversation.
     page.reload()
     expect(page.get_by_role("dialog")).to_be_hidden()
     expect(page.locator(".message.user .bubble")).to_have_text(CHECKS)
     expect(page.locator(".thread-link[aria-current=page]")).to_contain_text(CHECKS[:20])
+
+
+def test_a_reloaded_conversation_shows_each_earlier_plan_folded_and_only_its_tenants(
+        page: Page, served: Served) -> None:
+    key = served.keys.create("ops", "chat", tenant="acme")
+    api = served.api(key)
+    first = api.post("/api/runs", json={"request": INCIDENT_REQUEST,
+                                        "thread_id": "inc-7"}).json()
+    second = api.post("/api/runs", json={"request": CHECKS, "thread_id": "inc-7"}).json()
+    assert (first["status"], second["status"]) == ("ok", "ok")
+    theirs = served.api(served.keys.create("them", "chat", tenant="globex"))
+    assert theirs.post("/api/runs", json={"request": FAILOVER,
+                                          "thread_id": "cr-8"}).status_code == 200
+    sign_in(page, served, key, "/#/chat/inc-7")
+
+    plans = page.locator(".message.assistant .past-plan")
+    expect(plans).to_have_count(2)
+    assert plans.evaluate_all("ps => ps.map(p => [p.dataset.runId, p.open])") == [
+        [first["run_id"], False], [second["run_id"], False]]
+    expect(plans.nth(0).locator(".node")).to_be_hidden()  # folded until asked for
+    plans.nth(0).locator("summary").click()
+    nodes = plans.nth(0).locator(".plan .node")
+    expect(nodes).to_have_count(4)
+    expect(plans.nth(0).locator('.node[data-status="done"]')).to_have_count(4)
+    assert sorted(nodes.locator(".node-agent").all_inner_texts()) == [
+        "diagnostics", "incident_log", "notifications", "traffic"]
+    plans.nth(1).locator("summary").click()
+    expect(plans.nth(1).locator('.plan .node[data-status="done"]')).to_have_count(3)
+    line = page.locator(".message.assistant .run-line").nth(1)
+    expect(line.locator(".pill")).to_have_text("ok")
+    expect(line.locator("a").first).to_have_attribute("href", f"#/runs/{second['run_id']}")
+
+    # The list of conversations is the tenant's, from GET /api/threads.
+    links = page.locator(".thread-link")
+    expect(links).to_have_count(1)
+    expect(links.first).to_have_attribute("data-thread", "inc-7")
+    expect(links.first.locator(".thread-title")).to_have_text(INCIDENT_REQUEST)
+    expect(links.first.locator(".thread-meta")).to_contain_text("2 runs")
+
+
+def test_a_reopened_paused_conversation_draws_its_plan_and_follows_the_decision(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    key = served.keys.create("ana", "chat,approve")
+    paused = served.api(key).post("/api/runs", json={"request": FAILOVER,
+                                                     "thread_id": "cr-3"}).json()
+    assert paused["status"] == "paused"
+    sign_in(page, served, key, "/#/chat/cr-3")
+
+    reroute = page.locator('.message.assistant .plan .node[data-subtask-id="reroute"]')
+    expect(reroute).to_have_attribute("data-status", "approval")
+    expect(page.locator(".thread-link .pill")).to_have_text("paused")
+    page.locator(".approval").get_by_role("button", name="Approve").click()
+    expect(page.locator(".approval .decided")).to_contain_text("Approved by ana",
+                                                               timeout=30_000)
+    expect(page.locator('.message.assistant .plan .node[data-status="done"]')).to_have_count(3)
+    assert route_of(db) == "web-backup-b"
 
 
 def test_a_parallel_plan_is_a_graph_whose_subtasks_run_side_by_side_and_finish(

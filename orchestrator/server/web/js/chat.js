@@ -6,16 +6,20 @@
 // chat stream is the only one that carries the answer as the synthesizer writes it, and its
 // progress comments come from the same run, in order, before each answer piece, so the graph
 // and the text never disagree. The run store's event stream (run_follow.js) is used where the
-// chat stream cannot reach: a run resumed by an approval, and the runs page.
+// chat stream cannot reach: a run resumed by an approval, the plans of a conversation's
+// earlier turns (GET /api/threads/{id}/history names each answer's run), and the runs page.
+// The stream's first progress line, run_started, names the turn's run.
 
 import {ApiError, api, enc, request, withQuery} from './api.js';
 import {approvalCard, pendingByThread} from './approvals.js';
 import {emptyState, errorBox, fill, h, statusPill} from './dom.js';
 import {seconds, shortId, tokens, when} from './format.js';
 import {PlanGraph} from './plan_graph.js';
+import {followRun} from './run_follow.js';
 import {sseEvents} from './sse.js';
 
 const PROGRESS = 'orchestrator ';
+const THREADS_SHOWN = 100;
 const EXAMPLES = [
   'check web-1 health, check web-2 health, check web-3 health',
   'web-3 is down: find the root cause, reroute its traffic to a backup, alert the on-call team and log the incident',
@@ -33,6 +37,8 @@ export class ChatPage {
     this.views = new Map();  // thread id -> its messages element, kept while the page lives
     this.busy = new Set();  // threads with a turn streaming
     this.fresh = new Set();  // threads started here that have no history to read yet
+    this.threadInfo = new Map();  // thread id -> its entry in GET /api/threads
+    this.threadsLoaded = Promise.resolve();
     this.thread = null;
     this.threadList = h('ul', {class: 'thread-list', 'aria-label': 'Conversations'});
     this.title = h('h1', {class: 'chat-title'}, 'New conversation');
@@ -68,7 +74,7 @@ export class ChatPage {
 
   /** Show `threadId` ('new' or null: a new conversation, or the one already open). */
   async show(threadId) {
-    this.loadThreads();
+    this.threadsLoaded = this.loadThreads();
     if (threadId === 'new' || (!threadId && !this.thread)) {
       const fresh = newThreadId();
       this.fresh.add(fresh);
@@ -126,16 +132,46 @@ export class ChatPage {
     }
     for (const turn of turns) {
       view.append(turn.role === 'user' ? this.userMessage(turn.text)
-        : h('li', {class: 'message assistant'}, h('div', {class: 'answer'}, turn.text)));
+        : h('li', {class: 'message assistant'}, turn.run_id ? this.pastPlan(turn) : null,
+          h('div', {class: 'answer'}, turn.text),
+          turn.run_id ? h('p', {class: 'turn-status'}, this.pastRunLine(turn)) : null));
     }
     try {
       const pending = (await pendingByThread(thread)).get(thread);
       if (pending) {
-        view.append(h('li', {class: 'message assistant'},
-          this.pausedBlock(thread, pending, null, null)));
+        // The paused run is the thread's latest: its plan is drawn open, as in a live turn.
+        await this.threadsLoaded;
+        const info = this.threadInfo.get(thread);
+        const graph = info && info.status === 'paused' ? new PlanGraph() : null;
+        if (graph) followRun(info.last_run_id, graph).catch(() => {});
+        view.append(h('li', {class: 'message assistant'}, graph ? graph.el : null,
+          this.pausedBlock(thread, pending, graph, null)));
       }
     } catch { /* the history still shows */ }
     view.lastElementChild?.scrollIntoView({block: 'end'});
+  }
+
+  /** An earlier turn's plan, folded; its run's events are read when it is opened. */
+  pastPlan(turn) {
+    const graph = new PlanGraph();
+    let read = null;
+    const box = h('details', {class: 'past-plan', dataset: {runId: turn.run_id},
+      ontoggle: () => {
+        if (!box.open || read) return;
+        read = followRun(turn.run_id, graph).catch((error) => {
+          read = null;  // opened again, it tries again
+          graph.el.replaceWith(errorBox(error, 'The plan could not be read'));
+        });
+      }},
+    h('summary', {}, 'Plan of this answer'), graph.el);
+    return box;
+  }
+
+  pastRunLine(turn) {
+    return h('span', {class: 'run-line'}, 'Run ',
+      h('a', {href: `#/runs/${enc(turn.run_id)}`}, shortId(turn.run_id)), ' ',
+      turn.status ? statusPill(turn.status) : null, ' · ',
+      h('a', {href: `#/runs/${enc(turn.run_id)}`}, 'trace'));
   }
 
   userMessage(text) {
@@ -144,22 +180,18 @@ export class ChatPage {
 
   async loadThreads() {
     try {
-      const {runs} = await api(withQuery('/api/runs', {limit: 200}));
-      const threads = new Map();
-      for (const run of runs) {  // newest first: the first run seen is the latest
-        const seen = threads.get(run.thread_id);
-        if (!seen) threads.set(run.thread_id, {latest: run, first: run});
-        else seen.first = run;
-      }
-      if (this.thread && !threads.has(this.thread)) {
-        threads.set(this.thread, null);
-      }
-      fill(this.threadList, [...threads].map(([id, info]) => h('li', {},
+      const {threads: listed} = await api(withQuery('/api/threads', {limit: THREADS_SHOWN}));
+      const threads = new Map(listed.map((t) => [t.thread_id, t]));  // newest first
+      this.threadInfo = threads;
+      const shown = [...threads];
+      if (this.thread && !threads.has(this.thread)) shown.unshift([this.thread, null]);
+      fill(this.threadList, shown.map(([id, info]) => h('li', {},
         h('a', {href: `#/chat/${enc(id)}`, class: 'thread-link', dataset: {thread: id}},
-          h('span', {class: 'thread-title'}, info ? info.first.request : 'New conversation'),
-          h('span', {class: 'thread-meta'}, info ? when(info.latest.started_at) : 'not started',
-            info && info.latest.status === 'paused' ? statusPill('paused') : null)))));
-      if (!threads.size) {
+          h('span', {class: 'thread-title'}, info ? info.title || '(event)' : 'New conversation'),
+          h('span', {class: 'thread-meta'}, info ? when(info.last_active_at) : 'not started',
+            info ? `· ${info.runs} run${info.runs === 1 ? '' : 's'}` : null,
+            info && info.status !== 'ok' ? statusPill(info.status) : null)))));
+      if (!shown.length) {
         this.threadList.append(h('li', {class: 'muted'}, 'No conversations yet.'));
       }
       this.markCurrent();
@@ -189,6 +221,7 @@ export class ChatPage {
     this.busy.add(thread);
     this.updateComposer();
     let paused = false;
+    let runId = null;
     try {
       const response = await request('/v1/chat/completions', {method: 'POST',
         headers: {'X-Thread-Id': thread},
@@ -198,6 +231,7 @@ export class ChatPage {
         if (frame.comment !== undefined) {
           if (!frame.comment.startsWith(PROGRESS)) continue;
           const item = JSON.parse(frame.comment.slice(PROGRESS.length));
+          if (item.type === 'run_started') runId = item.run_id;
           graph.apply(item);
           if (item.type === 'approval_requested') paused = true;
           status.textContent = this.progressLine(graph);
@@ -215,7 +249,7 @@ export class ChatPage {
           answer.append(piece);
         }
       }
-      await this.finishTurn(thread, turn, status, graph, paused);
+      await this.finishTurn(thread, runId, turn, status, graph, paused);
     } catch (error) {
       fill(status);
       status.replaceWith(errorBox(error, 'The message was not answered'));
@@ -238,9 +272,11 @@ export class ChatPage {
   }
 
   /** Under the answer: the run it came from; for a paused run, its approval card. */
-  async finishTurn(thread, turn, status, graph, paused) {
-    const {runs} = await api(withQuery('/api/runs', {thread_id: thread, limit: 1}));
-    const run = runs[0];
+  async finishTurn(thread, runId, turn, status, graph, paused) {
+    // The stream named its run as it started: its record, not the thread's latest run
+    // (another tab or client may have started one since).
+    const run = runId ? await api(`/api/runs/${enc(runId)}`) : null;
+    if (run) turn.dataset.runId = run.run_id;
     fill(status, run ? this.runLine(run) : '');
     status.classList.remove('muted');
     if (paused || (run && run.status === 'paused')) {
@@ -249,17 +285,18 @@ export class ChatPage {
     }
   }
 
+  /** A run's line: `run` as GET /api/runs/{id} or an approval decision returns it. */
   runLine(run) {
+    const spent = run.usage.input_tokens + run.usage.output_tokens;
     return h('span', {class: 'run-line'}, 'Run ',
       h('a', {href: `#/runs/${enc(run.run_id)}`}, shortId(run.run_id)), ' ',
-      statusPill(run.status), ` · ${seconds(run.elapsed_s)} · ${tokens(run.tokens)} · `,
+      statusPill(run.status), ` · ${seconds(run.elapsed_s)} · ${tokens(spent)} · `,
       h('a', {href: `#/runs/${enc(run.run_id)}`}, 'trace'));
   }
 
   pausedBlock(thread, pending, graph, status) {
     return approvalCard(thread, pending, this.ctx.me, {graph, onDecided: (run) => {
-      if (status) fill(status, this.runLine({...run, tokens: run.usage.input_tokens +
-        run.usage.output_tokens}));
+      if (status) fill(status, this.runLine(run));
       this.ctx.refreshCount();
       this.loadThreads();
     }});
