@@ -19,6 +19,7 @@ from orchestrator.server.knowledge_api import router as knowledge_router
 from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from orchestrator.server.run_events import router as run_events_router
 from orchestrator.server.runs import router as runs_router
+from orchestrator.server.progress import RUN_HEADER
 from orchestrator.server.threads import THREAD_HEADER
 from orchestrator.server.threads_api import router as threads_router
 from orchestrator.server.traces_api import router as traces_router
@@ -99,5 +100,5 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", THREAD_HEADER],
-                           expose_headers=[THREAD_HEADER])
+                           expose_headers=[THREAD_HEADER, RUN_HEADER])
     return app
