@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.events import Event
@@ -58,7 +59,8 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {"llm_calls": self.llm_calls, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
@@ -143,7 +145,10 @@ class SubtaskResult:
         return self.finished_at - self.started_at
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What ``dataclasses.asdict`` gives (a deep copy), made faster: results go into
+        the graph's state and the run's record several times a run, and ``asdict``
+        deep-copies every string of an attempt's transcript one call at a time."""
+        return {name: _plain(getattr(self, name)) for name in _SUBTASK_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubtaskResult:
@@ -152,6 +157,27 @@ class SubtaskResult:
         fields["usage"] = Usage.from_dict(fields.get("usage"))
         fields["tool_calls"] = [ToolCallRecord(**c) for c in fields.get("tool_calls", [])]
         return cls(**fields)
+
+
+_SUBTASK_FIELDS = tuple(f.name for f in dataclasses.fields(SubtaskResult))
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as ``dataclasses.asdict`` copies a field: dataclasses as dicts, lists,
+    tuples and dicts copied through, immutable atoms kept, anything else deep-copied."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is list:
+        return [_plain(v) for v in value]
+    if kind is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if kind is tuple:
+        return tuple(_plain(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return copy.deepcopy(value)
 
 
 def run_status(results: Mapping[str, SubtaskResult], *, paused: bool, error: str | None,

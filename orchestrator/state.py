@@ -118,6 +118,7 @@ class EngineContext:
         return list(self._budgets)
 
     _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
+    _catalog_lines: dict[str, str] = field(default_factory=dict, repr=False)
     _card_vectors: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict,
                                                                    repr=False)
 
@@ -155,7 +156,14 @@ class EngineContext:
 
     def catalog_line(self, spec: AgentSpec) -> str:
         """The line the planner sees for an agent: what it is for, and which of its tools
-        only read and which change things (so the planner can tell answer from act)."""
+        only read and which change things (so the planner can tell answer from act).
+        Made once per agent, as its tools are (reading every tool's policy on every plan
+        was a few per cent of a busy server's CPU)."""
+        if spec.name not in self._catalog_lines:
+            self._catalog_lines[spec.name] = self._catalog_line(spec)
+        return self._catalog_lines[spec.name]
+
+    def _catalog_line(self, spec: AgentSpec) -> str:
         tools = self.agent_tools(spec).values()
         reads = [t.name for t in tools if is_read_only(t)]
         changes = [t.name for t in tools if not is_read_only(t)]
