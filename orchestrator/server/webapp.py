@@ -24,8 +24,14 @@ _TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8"
           ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 _ASSETS = {path.relative_to(WEB_ROOT).as_posix(): path for path in WEB_ROOT.rglob("*")
            if path.is_file() and path.suffix in _TYPES}
+CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                           "form-action 'self'; object-src 'none'")
+"""The page shows what models and tools wrote and holds a key that may approve actions: it
+runs only its own files, and no other site may frame it (clickjacking of Approve)."""
 # The page is small and changes with the server: browsers check it again each time.
-_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer"}
 
 router = APIRouter(tags=["web app"])
 
