@@ -329,3 +329,28 @@ def test_routes_need_a_key_and_are_described_in_openapi(served: Served) -> None:
     assert "text/event-stream" in paths["/api/runs/{run_id}/events"]["get"]["responses"][
         "200"]["content"]
     assert httpx.get(f"{served.live.url}/docs", timeout=30).status_code == 200
+
+
+def test_a_decision_naming_the_calls_it_saw_is_refused_once_they_changed(
+        served: Served, db: sqlite3.Connection) -> None:
+    chat = served.client("ops")
+    boss = served.client("ana", scopes="chat,approve")
+    paused = chat.post("/api/runs", json={"request": FAILOVER, "thread_id": "cr-7"}).json()
+    (shown,) = chat.get("/api/approvals", params={"thread_id": "cr-7"}).json()["approvals"]
+
+    for stale in ([shown["key"] + "x"], [shown["key"], "t9:reroute_traffic:{}"]):
+        refused = boss.post("/api/threads/cr-7/approvals",
+                            json={"approve": True, "reason": "seen", "keys": stale})
+        assert refused.status_code == 409, refused.text
+        assert error_of(refused)["code"] == "approval_changed"
+        assert db.execute(ROUTE).fetchone()[0] == "web-primary"  # nothing was decided
+    assert boss.post("/api/threads/cr-7/approvals",
+                     json={"approve": True, "keys": []}).status_code == 422
+
+    done = boss.post("/api/threads/cr-7/approvals",
+                     json={"approve": True, "reason": "seen", "keys": [shown["key"]]})
+    assert done.status_code == 200 and done.json()["run_id"] == paused["run_id"]
+    assert done.json()["status"] == "ok" and db.execute(ROUTE).fetchone()[0] == "web-backup-b"
+    decided = [e for e in chat.get(f"/api/runs/{paused['run_id']}/events").text.splitlines()
+               if e.startswith("event: approval_decided")]
+    assert len(decided) == 1

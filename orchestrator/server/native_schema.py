@@ -44,6 +44,12 @@ class ApprovalDecisionBody(BaseModel):
     approve: bool = Field(description="true to let the calls run, false to refuse them "
                           "(a JSON boolean: \"false\" as a string is refused).")
     reason: str | None = Field(None, description="Why; stored with the decision.")
+    keys: list[str] | None = Field(
+        None, min_length=1, max_length=100,
+        description="The approval keys the decider was shown (each item's `key` from GET "
+        "/api/approvals). When given, the decision applies only if they are exactly the calls "
+        "the run waits for now; otherwise nothing is decided and the answer is 409 "
+        "`approval_changed`. Without it, the decision covers whatever the run waits for.")
 
 
 class UsageOut(BaseModel):

@@ -2,14 +2,16 @@
 the run that wrote it), and the approvals its paused run waits for.
 
 Approving needs the ``approve`` scope; the approver stored with the decision is the API
-key's name. A decision is strict: ``{"approve": true|false, "reason": ...}`` and nothing
-else, a JSON boolean (``"false"`` is refused with 422, never read as a yes).
+key's name. A decision is strict: ``{"approve": true|false, "reason": ..., "keys": [...]}``
+and nothing else, a JSON boolean (``"false"`` is refused with 422, never read as a yes).
+``keys`` binds the decision to the calls the decider saw: a screen shown before the run
+moved on to other calls cannot approve those.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -17,6 +19,7 @@ from orchestrator.approvals import ApprovalRequest
 from orchestrator.records import RunRecords
 from orchestrator.runs import RunSummary
 from orchestrator.server.auth import require
+from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.native import (
     NativeRoute,
@@ -125,7 +128,18 @@ async def decide_approvals(
     run goes on, and its result is returned."""
     thread = await own_existing_thread(request, caller, thread_id)
     orch = orchestrator_of(request)
+    decision: bool | dict[str, Any] = body.approve
+    if body.keys is not None:
+        waiting = sorted({p.key for p in await orch.apending_approvals(thread.stored)})
+        if sorted(set(body.keys)) != waiting:
+            raise ApiError(409, "the calls waiting for approval are not the ones named in "
+                           "'keys' (they changed since they were shown): get them again with "
+                           "GET /api/approvals and decide on what waits now",
+                           code="approval_changed", param="keys")
+        # Keyed, so the engine too refuses it if the run moves on before the resume.
+        decision = {key: {"approved": body.approve, "reason": body.reason or ""}
+                    for key in waiting}
     run_id, task = await run_hub(request).start(lambda on_event: orch.aresume(
-        thread.stored, body.approve, reason=body.reason or "", approver=caller.name,
+        thread.stored, decision, reason=body.reason or "", approver=caller.name,
         on_event=on_event))
     return await run_outcome(request, caller, run_id, task, thread.id)
