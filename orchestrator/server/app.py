@@ -17,9 +17,9 @@ from orchestrator.server.errors import install_error_handlers
 from orchestrator.server.keys import KeyStore
 from orchestrator.server.knowledge_api import router as knowledge_router
 from orchestrator.server.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
+from orchestrator.server.progress import RUN_HEADER
 from orchestrator.server.run_events import router as run_events_router
 from orchestrator.server.runs import router as runs_router
-from orchestrator.server.progress import RUN_HEADER
 from orchestrator.server.threads import THREAD_HEADER
 from orchestrator.server.threads_api import router as threads_router
 from orchestrator.server.traces_api import router as traces_router
@@ -73,7 +73,9 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
 
-    app = FastAPI(title="agent-orchestrator", lifespan=lifespan,
+    # /docs is our own page (webapp.py): FastAPI's loads its script from a CDN, on the
+    # origin whose storage holds the web app's key, and needs the network.
+    app = FastAPI(title="agent-orchestrator", lifespan=lifespan, docs_url=None, redoc_url=None,
                   summary="An LLM supervisor that plans requests and runs specialist agents "
                   "in parallel; OpenAI-compatible chat.")
     app.state.orchestrator = orchestrator
