@@ -466,3 +466,70 @@ def test_an_open_stream_does_not_hold_a_stopping_server_past_its_grace(
         second.stop(signal.SIGTERM)
     assert writes(home / "domain.sqlite") == {"alert web-3": 2, "alert web-4": 1,
                                               "incident web-2": 1, "incident web-3": 1}
+
+
+# --- event streams held open -----------------------------------------------------------------
+
+
+def test_a_key_holds_a_bounded_number_of_event_streams_and_closing_one_frees_it(
+        slow: Served) -> None:
+    """One key's open event streams are capped (each reads the run store): the next is a
+    429 in words, another key still gets its stream, and a closed stream's slot comes back."""
+    from orchestrator.server.run_events import MAX_STREAMS_PER_KEY
+
+    mallory = slow.client("mallory", tenant="evil")
+    run_id = mallory.post("/api/runs", json={"request": THREE_WRITES,
+                                             "background": True}).json()["run_id"]
+    url = f"{slow.live.url}/api/runs/{run_id}/events"
+    headers = {"Authorization": mallory.headers["authorization"]}
+    streams: list[socket.socket] = []
+
+    def open_stream() -> bytes:
+        conn = socket.create_connection(("127.0.0.1", slow.live.port), timeout=60)
+        conn.sendall(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: {headers['Authorization']}\r\n\r\n".encode())
+        streams.append(conn)
+        return conn.recv(200)  # the status line comes first
+
+    try:
+        for _ in range(MAX_STREAMS_PER_KEY):
+            assert open_stream().startswith(b"HTTP/1.1 200")
+        refused = httpx.get(url, headers=headers, timeout=60)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "too_many_streams"
+        assert f"already has {MAX_STREAMS_PER_KEY} event streams open" in refused.text
+        # Another tenant's key is not held up by mallory's streams.
+        ana = slow.client("ana", tenant="acme")
+        own = ana.post("/api/runs", json={"request": CHECK}).json()
+        assert own["status"] == "ok"
+        with ana.stream("GET", f"/api/runs/{own['run_id']}/events") as theirs:
+            assert theirs.status_code == 200
+        # A stream that is closed gives its slot back once the server notices (its next
+        # frame of the live run): then mallory may open one again.
+        streams.pop().close()
+        deadline = time.monotonic() + 60
+        while (again := httpx.get(url, headers=headers, timeout=60)).status_code == 429:
+            assert time.monotonic() < deadline, "the closed stream's slot never came back"
+            time.sleep(0.1)  # polling the server for the freed slot, not timing it
+        assert again.status_code == 200
+    finally:
+        for conn in streams:
+            conn.close()
+
+
+def test_stream_slots_cap_each_key_and_the_server() -> None:
+    from orchestrator.server.errors import ApiError
+    from orchestrator.server.keys import KeyInfo
+    from orchestrator.server.run_events import StreamSlots
+
+    def key(name: str) -> KeyInfo:
+        return KeyInfo(name=name, tenant="acme", scopes=frozenset({"chat"}), created_at=0.0)
+
+    slots = StreamSlots(per_key=2, total=3)
+    held = [slots.take(key("a")), slots.take(key("a")), slots.take(key("b"))]
+    for name in ("a", "c"):  # a is at its own cap, c meets the server's
+        with pytest.raises(ApiError, match="event streams open") as refused:
+            slots.take(key(name))
+        assert refused.value.status == 429
+    slots.give_back(held.pop())
+    assert slots.take(key("c")) == ("acme", "c")
