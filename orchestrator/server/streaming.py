@@ -84,10 +84,21 @@ class RunFeed:
             self.task.result()
 
     async def items(self) -> AsyncIterator[AnswerChunk | Event]:
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+    async def batches(self) -> AsyncIterator[list[AnswerChunk | Event]]:
+        """What the run sends, in order, in lists: each holds what had arrived by the time
+        the reader came back for more (at least one item)."""
         item = self._first
         while item is not _DONE:
-            yield item
-            item = await self.queue.get()
+            batch = [item]
+            while not self.queue.empty() and (item := self.queue.get_nowait()) is not _DONE:
+                batch.append(item)
+            yield batch
+            if item is not _DONE:
+                item = await self.queue.get()
 
 
 async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
@@ -97,27 +108,32 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
     as SSE comments; an error mid-run as an OpenAI error object (the SDKs raise it)."""
     yield _data(chunk(completion_id, model, {"role": "assistant", "content": ""}))
     streamed: list[str] = []
-    async for item in feed.items():
-        if isinstance(item, AnswerChunk):
-            streamed.append(item.text)
-            yield _data(chunk(completion_id, model, {"content": item.text}))
-        elif (line := progress_comment(item)) is not None:
-            yield line
-    if feed.dropped:
-        yield dropped_comment(feed.dropped)
+    # What has arrived together goes out in one write: the same events, in the same order,
+    # without a send (and a socket write) per answer piece for a reader that is behind.
+    async for batch in feed.batches():
+        lines = []
+        for item in batch:
+            if isinstance(item, AnswerChunk):
+                streamed.append(item.text)
+                lines.append(_data(chunk(completion_id, model, {"content": item.text})))
+            elif (line := progress_comment(item)) is not None:
+                lines.append(line)
+        if lines:
+            yield "".join(lines)
+    end = [dropped_comment(feed.dropped)] if feed.dropped else []
     try:
         result = feed.task.result()
     except Exception as exc:  # a bug was logged when the run ended
-        yield _data(api_error_of(exc).body())
-        yield "data: [DONE]\n\n"
+        yield "".join([*end, _data(api_error_of(exc).body()), "data: [DONE]\n\n"])
         return
     rest = _unsent(answer_of(result), "".join(streamed))
     if rest:
-        yield _data(chunk(completion_id, model, {"content": rest}))
-    yield _data(chunk(completion_id, model, {}, finish_reason="stop"))
+        end.append(_data(chunk(completion_id, model, {"content": rest})))
+    end.append(_data(chunk(completion_id, model, {}, finish_reason="stop")))
     if include_usage:
-        yield _data(usage_chunk(completion_id, model, result.usage))
-    yield "data: [DONE]\n\n"
+        end.append(_data(usage_chunk(completion_id, model, result.usage)))
+    end.append("data: [DONE]\n\n")
+    yield "".join(end)
 
 
 def _unsent(answer: str, streamed: str) -> str:
