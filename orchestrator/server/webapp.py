@@ -1,4 +1,5 @@
-"""The web app: a page at ``/`` and its static assets, plus ``GET /api/me`` for it.
+"""The web app: a page at ``/``, the API's reference at ``/docs``, their static assets, and
+``GET /api/me`` for the app.
 
 The page and its assets hold no data, so they need no key (the page asks for one and sends it
 with every API call). They are plain files under ``web/`` (HTML, CSS and JavaScript modules,
@@ -47,6 +48,12 @@ def _asset(name: str) -> FileResponse:
 async def page() -> FileResponse:
     """The web app's page."""
     return _asset("index.html")
+
+
+@router.get("/docs", include_in_schema=False)
+async def api_reference() -> FileResponse:
+    """The API's reference, drawn in the page from ``/openapi.json`` (no CDN, no key)."""
+    return _asset("docs.html")
 
 
 @router.get("/app/{name:path}", include_in_schema=False)
