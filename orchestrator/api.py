@@ -679,10 +679,16 @@ class Orchestrator:
         return message
 
     def check_request(self, request: str) -> str:
-        """The request stripped; RequestError if it is empty or over the size limit."""
+        """The request stripped; RequestError if it is empty, not valid Unicode text or over
+        the size limit."""
         text = (request or "").strip()
         if not text:
             raise RequestError("the request is empty: say what you need done")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no store or model can hold it
+            raise RequestError(f"the request holds an unpaired surrogate at character "
+                               f"{exc.start}, which is not text: send valid UTF-8") from None
         limit = self.settings.max_request_chars
         if len(text) > limit:
             raise RequestError(

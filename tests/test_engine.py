@@ -259,6 +259,7 @@ def test_stream_yields_events_as_they_happen(domain_db: Path) -> None:
 @pytest.mark.parametrize(("request_text", "message"), [
     ("   ", "the request is empty"),
     ("x" * 9000, "the limit is 8000"),
+    ("check web-1 \ud800 health", "unpaired surrogate at character 12"),
 ])
 def test_bad_requests_are_rejected_before_any_model_call(
     domain_db: Path, request_text: str, message: str
