@@ -196,9 +196,6 @@ def test_hostile_text_from_requests_tools_approvals_uploads_and_errors_never_run
         assert page.evaluate(NOT_PWNED) == CLEAN
 
 
-@pytest.mark.xfail(strict=True, reason="route() in app.js calls decodeURIComponent on the "
-                   "address's hash unguarded: a link with a malformed %-escape (#/chat/%E0%A4%A) "
-                   "throws URIError and leaves the app blank")
 def test_a_malformed_escape_in_the_address_does_not_break_the_app(
         browser: Browser, served: Served) -> None:
     context = browser.new_context(viewport=ViewportSize(width=LAPTOP["width"],
@@ -220,9 +217,6 @@ def test_a_malformed_escape_in_the_address_does_not_break_the_app(
 # --- headers: CSP, framing, third-party script on the key's origin ----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="webapp.py sends only Cache-Control and "
-                   "X-Content-Type-Options: no Content-Security-Policy and no frame-ancestors / "
-                   "X-Frame-Options on a page that shows model output and holds an approve key")
 def test_the_page_sends_a_strict_csp_and_refuses_to_be_framed(served: Served) -> None:
     page = httpx.get(f"{served.live.url}/", timeout=30)
     assert page.headers["x-content-type-options"] == "nosniff"
@@ -262,9 +256,6 @@ def attacker_site(html: str) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="clickjacking: with no frame-ancestors/X-Frame-Options "
-                   "another origin of the same site frames /#/approvals, the framed app uses the "
-                   "stored key and its Approve button can be placed under a decoy click")
 def test_another_origin_cannot_frame_the_approve_button(
         page: Page, served: Served, db: sqlite3.Connection) -> None:
     key = served.keys.create("ana", "chat,approve")
@@ -285,9 +276,6 @@ def test_another_origin_cannot_frame_the_approve_button(
     assert route_of(db, "web-2") == "web-primary"
 
 
-@pytest.mark.xfail(strict=True, reason="/docs (FastAPI's Swagger UI) loads swagger-ui-bundle.js "
-                   "from cdn.jsdelivr.net without integrity into the origin whose localStorage "
-                   "holds the web app's key: a third party's script can read every visitor's key")
 def test_no_page_on_the_apps_origin_runs_a_third_party_script(served: Served) -> None:
     for path in ("/", "/docs", "/redoc"):
         response = httpx.get(f"{served.live.url}{path}", timeout=30)

@@ -288,20 +288,12 @@ function applyFilter() {
 }
 
 function openFromAddress() {
-  const id = decodeURIComponentSafe(location.hash.slice(1));
+  const id = location.hash.slice(1);  // route ids are plain ASCII: nothing to decode
   const target = id ? document.getElementById(id) : null;
   if (target && target.classList.contains('route')) {
     target.hidden = false;
     target.open = true;
     target.scrollIntoView({block: 'start'});
-  }
-}
-
-function decodeURIComponentSafe(text) {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
   }
 }
 

@@ -77,11 +77,21 @@ async function refreshCount() {
   } catch { /* the count is a hint; pages show their own errors */ }
 }
 
+/** A %-escaped part of the address; a malformed escape (a cut link) is kept as typed, so the
+ * page says in words that no run or conversation has that id instead of going blank. */
+function decodedOrAsTyped(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 function route() {
   if (!ctx.me) return;
   const [path, queryText] = (location.hash.slice(1) || '/chat').split('?');
   const [, page = 'chat', ...rest] = path.split('/');
-  const param = rest.length ? decodeURIComponent(rest.join('/')) : null;
+  const param = rest.length ? decodedOrAsTyped(rest.join('/')) : null;
   const query = new URLSearchParams(queryText || '');
   const known = ['chat', 'approvals', 'runs', 'agents', 'knowledge'].includes(page);
   const name = known ? page : 'chat';
