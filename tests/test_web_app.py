@@ -5,6 +5,7 @@ auto-waiting ``expect``, no sleeps) and in the business database and the run sto
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shutil
 import sqlite3
@@ -336,6 +337,44 @@ def test_a_key_without_the_approve_scope_sees_the_call_and_why_it_cannot_decide(
     assert route_of(db) == "web-primary"
 
 
+
+def test_a_card_that_went_stale_between_its_check_and_its_decision_decides_nothing(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    ops = served.api(served.keys.create("ops", "chat,approve"))
+    assert ops.post("/api/runs", json={"request": FAILOVER, "thread_id": "cr-1"}
+                    ).json()["status"] == "paused"
+    shown = ops.get("/api/approvals", params={"thread_id": "cr-1"}).text
+    sign_in(page, served, served.keys.create("ana", "chat,approve"), "/#/approvals")
+    card = page.locator('.approval[data-thread="cr-1"]')
+    expect(card.locator(".call-args")).to_contain_text('"service": "web-2"')
+    # A colleague denies it and the thread goes on to another call; the card's own check
+    # still sees the old call (the change lands between its check and its decision).
+    assert ops.post("/api/threads/cr-1/approvals", json={"approve": False}).status_code == 200
+    assert ops.post("/api/runs", json={"request": "planned failover for web-1",
+                                       "thread_id": "cr-1"}).json()["status"] == "paused"
+    page.route("**/api/approvals?thread_id=cr-1",
+               lambda route: route.fulfill(status=200, body=shown,
+                                           content_type="application/json"), times=1)
+    decisions: list[object] = []
+    page.on("request", lambda r: decisions.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/threads/cr-1/approvals") else None)
+
+    card.get_by_role("button", name="Approve").click()
+    expect(card.locator(".changed")).to_contain_text(
+        "changed since this card was shown, so nothing was decided")
+    expect(card.locator(".call-args")).to_contain_text('"service": "web-1"')
+    expect(card.locator(".call-args")).to_have_count(1)
+    (key,) = [a["key"] for a in ops.get("/api/approvals").json()["approvals"]]
+    assert decisions == [{"approve": True, "reason": None,
+                          "keys": [a["key"] for a in json.loads(shown)["approvals"]]}]
+    web_1 = "SELECT pool FROM routes WHERE service = 'web-1'"
+    assert db.execute(web_1).fetchone()[0] == "web-primary"  # nothing moved
+
+    card.get_by_role("button", name="Approve").click()  # what it shows now, seen
+    expect(card.locator(".decided")).to_contain_text("Approved by ana", timeout=30_000)
+    assert decisions[1] == {"approve": True, "reason": None, "keys": [key]}
+    assert db.execute(web_1).fetchone()[0] == "web-backup-b"
+
 # --- runs and traces ------------------------------------------------------------------------
 
 
@@ -479,6 +518,77 @@ def test_the_page_and_its_files_need_no_key_and_nothing_else_is_served(
             assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
             assert "https://" not in text, path
 
+
+
+def test_the_api_reference_at_docs_is_drawn_from_the_schema_by_the_servers_own_files(
+        page: Page, served: Served) -> None:
+    sign_in(page, served, served.keys.create("ana", "chat"))  # a key is stored in the browser
+    sent: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))))
+    response = page.goto(f"{served.live.url}/docs")
+    assert response is not None and "frame-ancestors 'none'" in response.headers[
+        "content-security-policy"]
+
+    page.get_by_label("Filter routes").fill("POST runs")
+    start = page.locator("#post-api-runs")
+    expect(start).to_have_attribute("open", "")  # a filter that leaves a few opens them
+    expect(start.locator(".route-head")).to_contain_text("Start Run")
+    body = start.locator(".media.body")
+    expect(body.locator(".media-head")).to_contain_text("application/json · RunRequest")
+    expect(body.locator("> .fields > .field")).to_have_count(3)
+    request = body.locator('.field[data-field="request"]')
+    expect(request.locator(".field-required")).to_have_text("required")
+    expect(request).to_contain_text("What to do, in words.")
+    expect(body.locator('.field[data-field="thread_id"] .field-type')).to_have_text(
+        "string or null")
+    expect(body.locator('.field[data-field="background"]')).to_contain_text("default false")
+    expect(start.locator('.response[data-status="202"]')).to_contain_text("RunAccepted")
+    expect(page.locator("#docs-count")).to_contain_text(" of ")
+
+    page.get_by_label("Filter routes").fill("")
+    page.goto(f"{served.live.url}/docs#get-api-runs")  # a link to a route opens it
+    listing = page.locator("#get-api-runs")
+    expect(listing).to_have_attribute("open", "")
+    limit = listing.locator('.params .field[data-field="limit"]')
+    expect(limit).to_contain_text("in query")
+    expect(limit.locator(".field-limits")).to_have_text("default 20 · 1 to 1000")
+    decide = page.locator("#post-api-threads-thread_id-approvals")
+    expect(decide.locator('.field[data-field="keys"] .field-type')).to_have_text(
+        "array of string or null")
+    expect(page.locator("#get-health .route-scope")).to_have_text("Needs no key.")
+    expect(page.locator("section.tag h2")).to_contain_text(["runs"])
+
+    page.get_by_label("Filter routes").fill("no-such-route")
+    expect(page.locator(".no-match")).to_contain_text("No route matches “no-such-route”")
+    expect(page.locator(".route:not([hidden])")).to_have_count(0)
+    # Only this server was asked, and the page never sent the stored key.
+    assert sent and all(url.startswith(served.live.url) for url, _ in sent), sent
+    assert {url.removeprefix(served.live.url) for url, key in sent if key} == set()
+
+
+def test_no_page_breaks_the_content_security_policy(page: Page, served: Served) -> None:
+    """The CSP allows only the server's own files: no inline script or style, no eval; each
+    page, /docs included, is drawn whole with nothing refused."""
+    page.add_init_script("""window.__refused = [];
+      document.addEventListener('securitypolicyviolation', (e) =>
+        window.__refused.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}`));""")
+    key = served.keys.create("ana", "chat,approve,ingest")
+    done = served.api(key).post("/api/runs", json={"request": INCIDENT_REQUEST,
+                                                   "thread_id": "inc-1"}).json()
+    served.api(key).post("/api/runs", json={"request": FAILOVER, "thread_id": "cr-1"})
+    sign_in(page, served, key, "/#/chat/inc-1")
+    for path, ready in (("/#/chat/inc-1", ".message.assistant .answer"),
+                        ("/#/chat/cr-1", ".approval .call-args"),
+                        ("/#/approvals", ".approval .decide"),
+                        (f"/#/runs/{done['run_id']}", ".timeline .bar.run"),
+                        ("/#/agents", ".agent .tools"),
+                        ("/#/knowledge", "#kb-query"),
+                        ("/docs#post-api-runs", "#post-api-runs .field")):
+        page.goto(served.live.url + path)
+        if path.startswith("/#"):
+            page.reload()  # a new document: the listener sees everything from the start
+        expect(page.locator(ready).first).to_be_visible()
+        assert page.evaluate("window.__refused") == [], path
 
 def test_api_me_says_who_the_key_is(served: Served) -> None:
     key = served.keys.create("ana", "chat,approve", tenant="acme")

@@ -508,10 +508,6 @@ def test_another_tenants_event_stream_trace_and_history_are_404(native: NativeSe
 # --- an approval card decides what it showed, not what came after ----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="POST /api/threads/{id}/approvals takes only "
-                   "{approve, reason} and decides whatever the thread waits for at that moment; "
-                   "a card shown before the thread moved on approves a call its approver never "
-                   "saw (the engine's keyed decisions are not reachable over HTTP)")
 def test_a_stale_approval_card_cannot_approve_a_call_it_never_showed(
         page: Page, served: Served, db: sqlite3.Connection) -> None:
     ana = served.keys.create("ana", "chat,approve")

@@ -1,9 +1,11 @@
 // Approval cards: the exact call a paused run waits for (tool, arguments, preview, reason) and
 // a decision with a reason. One card per thread: a decision covers every call its paused run
-// waits for (POST /api/threads/{id}/approvals). After deciding, the run's progress is followed
-// live and its result shown on the card.
+// waits for (POST /api/threads/{id}/approvals), and names them by the keys the card shows, so
+// a card shown before the thread moved on decides nothing (409 approval_changed): it says so
+// and shows what waits now instead. After deciding, the run's progress is followed live and
+// its result shown on the card.
 
-import {api, enc, withQuery} from './api.js';
+import {ApiError, api, enc, withQuery} from './api.js';
 import {emptyState, errorBox, fill, h, loading, statusPill} from './dom.js';
 import {shortId} from './format.js';
 import {PlanGraph} from './plan_graph.js';
@@ -37,19 +39,31 @@ function callOf(approval) {
       'Asked again: the systems changed since an earlier approval of this call.') : null);
 }
 
+function sameCalls(shown, now) {
+  const keys = (list) => [...new Set(list.map((a) => a.key))].sort().join('\n');
+  return keys(shown) === keys(now);
+}
+
+const CHANGED = 'The calls waiting on this thread changed since this card was shown, so ' +
+  'nothing was decided.';
+
 /**
  * A card for `thread`'s pending `approvals`. `graph`: a PlanGraph to follow the run in (the
- * chat's own); otherwise the card draws one. `onDecided(run)` is told the outcome.
+ * chat's own); otherwise the card draws one. `onDecided(run)` is told the outcome. `changed`:
+ * the card replaces one that went stale, and says so.
  */
-export function approvalCard(thread, approvals, me, {graph = null, onDecided = null} = {}) {
+export function approvalCard(thread, approvals, me, options = {}) {
+  const {graph = null, onDecided = null, changed = false} = options;
   const result = h('div', {class: 'decision-result', 'aria-live': 'polite'});
+  const notice = changed ? h('p', {class: 'error changed', role: 'alert', tabindex: -1},
+    `${CHANGED} Below is what the run waits for now: read it before you decide.`) : null;
   const card = h('article', {class: 'card approval', dataset: {thread},
     'aria-label': `Approval for thread ${thread}`},
   h('header', {class: 'card-head'},
     h('h3', {}, approvals.length > 1 ? `${approvals.length} calls need an approval`
       : 'A call needs an approval'),
     h('a', {href: `#/chat/${enc(thread)}`, class: 'muted'}, `thread ${thread}`)),
-  approvals.map(callOf), result);
+  notice, approvals.map(callOf), result);
 
   if (!me.scopes.includes('approve')) {
     card.append(h('p', {class: 'notice scope-notice', role: 'note'},
@@ -68,15 +82,44 @@ export function approvalCard(thread, approvals, me, {graph = null, onDecided = n
     h('div', {class: 'row end'}, deny, approve));
   card.append(form);
 
+  // What waits now replaces this card, which decided nothing; with nothing left, it says so.
+  const showChanged = async () => {
+    let now;
+    try {
+      now = (await pendingByThread(thread)).get(thread) || [];
+    } catch (error) {
+      fill(result, h('p', {class: 'error', role: 'alert'}, CHANGED), errorBox(error,
+        'What waits now could not be loaded'));
+      approve.disabled = deny.disabled = reason.disabled = false;  // trying again checks again
+      return;
+    }
+    if (!now.length) {
+      form.remove();
+      fill(result, h('p', {class: 'error changed', role: 'alert'}, CHANGED,
+        ' Nothing waits for an approval on this thread any more.'));
+      return;
+    }
+    const fresh = approvalCard(thread, now, me, {...options, changed: true});
+    card.replaceWith(fresh);
+    fresh.querySelector('.changed').focus();
+  };
+
   const decide = async (yes) => {
     approve.disabled = deny.disabled = reason.disabled = true;
     fill(result, h('p', {class: 'muted', role: 'status'},
       yes ? 'Approved: the run goes on…' : 'Denied: the run goes on without it…'));
     const shown = graph || new PlanGraph();
-    if (!graph) result.append(shown.el);
     let deciding = true;
     let follow = Promise.resolve();
     try {
+      // Checked first so a stale card does not draw another run's plan; the server checks
+      // again (keys), which settles a change between the two.
+      const now = (await pendingByThread(thread)).get(thread) || [];
+      if (!sameCalls(approvals, now)) {
+        await showChanged();
+        return;
+      }
+      if (!graph) result.append(shown.el);
       const {runs} = await api(withQuery('/api/runs', {thread_id: thread, status: 'paused',
         limit: 1}));
       if (runs.length) {
@@ -84,7 +127,8 @@ export function approvalCard(thread, approvals, me, {graph = null, onDecided = n
           .catch(() => {});  // the live view is a bonus: the decision's answer still shows
       }
       const run = await api(`/api/threads/${enc(thread)}/approvals`, {method: 'POST',
-        json: {approve: yes, reason: reason.value.trim() || null}});
+        json: {approve: yes, reason: reason.value.trim() || null,
+          keys: approvals.map((a) => a.key)}});
       deciding = false;
       await follow;
       form.remove();
@@ -98,6 +142,11 @@ export function approvalCard(thread, approvals, me, {graph = null, onDecided = n
       if (onDecided) onDecided(run);
     } catch (error) {
       deciding = false;
+      if (error instanceof ApiError && error.code === 'approval_changed') {
+        await follow;
+        await showChanged();
+        return;
+      }
       fill(result, errorBox(error, 'The decision was not taken'));
       approve.disabled = deny.disabled = reason.disabled = false;
     }
