@@ -561,9 +561,6 @@ def test_malformed_bodies_are_client_errors_and_the_server_stays_up(
     assert chat.post("/api/runs", json={"request": "check web-1 health"}).json()["status"] == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="a lone surrogate (\\ud800) in a request passes "
-                   "validation and check_request, then sqlite_runs.start_run fails to encode it: "
-                   "a 500 (UnicodeEncodeError) instead of a 4xx for bad input")
 @pytest.mark.parametrize("path", ["/api/runs", "/v1/chat/completions"])
 def test_a_lone_surrogate_in_a_request_is_a_client_error(native: NativeServed,
                                                          path: str) -> None:
@@ -581,10 +578,6 @@ def test_a_lone_surrogate_in_a_request_is_a_client_error(native: NativeServed,
     assert 400 <= answer.status_code < 500, answer.text
 
 
-@pytest.mark.xfail(strict=True, reason="no cap on event streams: each open GET "
-                   "/api/runs/{id}/events re-reads the run's record and all its events in the "
-                   "shared thread pool at every event (and every 0.5 s); one chat key's 600 idle "
-                   "streams on its own live run make another tenant's run several times slower")
 def test_one_keys_idle_event_streams_do_not_stall_other_tenants(
         domain_db: Path, tmp_path: Path) -> None:
     with native_serving(domain_db, tmp_path, "fake:latency=0.2") as served:
