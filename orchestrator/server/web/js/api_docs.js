@@ -146,10 +146,11 @@ function fieldList(schemas, schema, seen = new Set(), depth = 0) {
     : null];
 }
 
-/** What the description says a route needs: a scope, any key, or no key. */
+/** What a route needs, as its `x-scope` or its description says: a scope, any key, no key. */
 function scopeOf(operation) {
   const text = `${operation.summary || ''} ${operation.description || ''}`;
-  const named = new Set();
+  const declared = operation['x-scope'];
+  const named = new Set([declared].flat().filter((s) => typeof s === 'string' && s));
   for (const pattern of [new RegExp(`\\b(${SCOPE_WORDS})\\b\`*\\s+scope`, 'gi'),
     new RegExp(`\\bscopes?\\s*:?\\s*\`*(${SCOPE_WORDS})\\b`, 'gi')]) {
     for (const match of text.matchAll(pattern)) named.add(match[1].toLowerCase());
