@@ -13,6 +13,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ def tool_call(
     }])
 
 
+CALL_LOG = 1000
+"""Most calls a :class:`FakeChatModel` keeps for :attr:`FakeChatModel.calls` (the latest)."""
+
+
 class FakeChatModel(BaseChatModel):
     """Deterministic offline chat model.
 
@@ -76,7 +81,10 @@ class FakeChatModel(BaseChatModel):
     model_name: str = "fake"
 
     _queue: list[Any] = PrivateAttr(default_factory=list)
-    _calls: list[FakeCall] = PrivateAttr(default_factory=list)
+    # Bounded: a server on the offline model answers calls for as long as it runs, and
+    # kept every one of them (with its messages) until then.
+    _calls: deque[FakeCall] = PrivateAttr(default_factory=lambda: deque(maxlen=CALL_LOG))
+    _answered: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _knows: OfflineKnowledge = PrivateAttr(default_factory=OfflineKnowledge)
 
@@ -93,7 +101,7 @@ class FakeChatModel(BaseChatModel):
 
     @property
     def calls(self) -> list[FakeCall]:
-        """Every call answered so far, in order of completion."""
+        """The calls answered so far, in order of completion (the last :data:`CALL_LOG`)."""
         with self._lock:
             return list(self._calls)
 
@@ -129,7 +137,7 @@ class FakeChatModel(BaseChatModel):
         with self._lock:
             if not self._queue:
                 raise ScriptExhaustedError(
-                    f"FakeChatModel script exhausted after {len(self._calls)} call(s); "
+                    f"FakeChatModel script exhausted after {self._answered} call(s); "
                     f"last message: {messages[-1].text[:120]!r}" if messages else ""
                 )
             item = self._queue.pop(0)
@@ -149,6 +157,7 @@ class FakeChatModel(BaseChatModel):
         with self._lock:
             self._calls.append(FakeCall(list(messages), [t["function"]["name"] for t in tools],
                                         reply, started, time.perf_counter()))
+            self._answered += 1
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
     def _generate(
