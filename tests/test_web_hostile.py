@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,6 @@ from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import load_settings
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.server import KeyStore, create_app
-from tests.conftest import INCIDENT_REQUEST
 from tests.test_server_native import Served as NativeServed
 from tests.test_server_native import serving as native_serving
 from tests.test_server_openai import LiveServer
@@ -85,6 +85,20 @@ def echoing_pager() -> BaseTool:
                                         args_schema=it_tools.AlertArgs)
 
 
+def own_copy(tool: BaseTool) -> BaseTool:
+    """``tool`` over a function of its own: a policy declared on it (which goes on the tool
+    and the function behind it) must not reach the shared function other tests use."""
+    func = tool.func  # type: ignore[attr-defined]
+
+    def call(*args: Any, **kwargs: Any) -> Any:  # not functools.wraps: policies follow
+        return func(*args, **kwargs)             # __wrapped__ to the shared function
+
+    call.__name__, call.__doc__ = func.__name__, func.__doc__
+
+    return StructuredTool.from_function(call, name=tool.name, description=tool.description,
+                                        args_schema=getattr(tool, "args_schema", None))
+
+
 def hostile_agents() -> list[AgentSpec]:
     """IT ops agents where logging an incident needs an approval whose reason and preview
     repeat the summary (tool arguments, preview and why all carry the request's text)."""
@@ -93,7 +107,7 @@ def hostile_agents() -> list[AgentSpec]:
         tools = list(spec.tools)
         if spec.name == "incident_log":
             tools = [requires_approval(
-                t.model_copy(), when=lambda a: f"the summary says {a.get('summary')}",
+                own_copy(t), when=lambda a: f"the summary says {a.get('summary')}",
                 preview=lambda a: f"would log: {a.get('summary')}")
                 if t.name == "log_incident" else t for t in tools]
         if spec.name == "notifications":
@@ -577,38 +591,8 @@ def test_a_lone_surrogate_in_a_request_is_a_client_error(native: NativeServed,
     assert after.status_code == 200 and after.json()["status"] == "ok"  # the thread is free
     assert 400 <= answer.status_code < 500, answer.text
 
-
-def test_one_keys_idle_event_streams_do_not_stall_other_tenants(
-        domain_db: Path, tmp_path: Path) -> None:
-    with native_serving(domain_db, tmp_path, "fake:latency=0.2") as served:
-        attacker = served.keys.create("mallory", "chat", tenant="evil")
-        victim = served.client("ana", tenant="acme")
-
-        def victim_run() -> float:
-            began = time.monotonic()
-            done = victim.post("/api/runs", json={"request": "check web-1 health"})
-            assert done.status_code == 200 and done.json()["status"] == "ok"
-            return time.monotonic() - began
-
-        alone = min(victim_run() for _ in range(2))
-        with client(served.live, attacker) as mallory:
-            run_id = mallory.post("/api/runs", json={"request": INCIDENT_REQUEST,
-                                                     "background": True}).json()["run_id"]
-            streams: list[socket.socket] = []
-            try:
-                for _ in range(600):
-                    conn = socket.create_connection(("127.0.0.1", served.live.port), timeout=30)
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-                    conn.sendall(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: x\r\n"
-                                 f"Authorization: Bearer {attacker}\r\n\r\n".encode())
-                    streams.append(conn)
-                time.sleep(1.0)  # past the burst of 600 new requests: the steady state
-                attacked = victim_run()
-            finally:
-                for conn in streams:
-                    conn.close()
-    assert attacked < max(3 * alone, 1.5), (
-        f"another tenant's run took {attacked:.1f} s instead of {alone:.1f} s")
+# One key's idle event streams: capped per key and per server, tested without timing in
+# tests/test_server_failures.py (test_a_key_holds_a_bounded_number_of_event_streams_...).
 
 
 def test_a_chat_stream_nobody_reads_does_not_hold_the_run(native: NativeServed) -> None:
