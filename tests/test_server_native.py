@@ -329,6 +329,11 @@ def test_routes_need_a_key_and_are_described_in_openapi(served: Served) -> None:
     assert "text/event-stream" in paths["/api/runs/{run_id}/events"]["get"]["responses"][
         "200"]["content"]
     assert httpx.get(f"{served.live.url}/docs", timeout=30).status_code == 200
+    # Each route says the scope its key needs (the reference page shows it).
+    assert paths["/api/threads/{thread_id}/approvals"]["post"]["x-scope"] == "approve"
+    assert paths["/api/runs"]["post"]["x-scope"] == "chat"
+    assert paths["/api/knowledge/{collection}/files"]["post"]["x-scope"] == "ingest"
+    assert "x-scope" not in paths["/health"]["get"] and "x-scope" not in paths["/api/me"]["get"]
 
 
 def test_a_decision_naming_the_calls_it_saw_is_refused_once_they_changed(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from orchestrator.api import Orchestrator
+from orchestrator.server.auth import declare_scopes
 from orchestrator.server.catalog import router as catalog_router
 from orchestrator.server.chat import router as chat_router
 from orchestrator.server.errors import install_error_handlers
@@ -83,14 +84,14 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.state.runs_in_flight = in_flight
     app.state.max_upload_bytes = max_upload_bytes
     install_error_handlers(app)
-    app.include_router(chat_router)
-    app.include_router(runs_router)
-    app.include_router(run_events_router)
-    app.include_router(threads_router)
-    app.include_router(catalog_router)
-    app.include_router(knowledge_router)
-    app.include_router(traces_router)
-    app.include_router(webapp_router)
+    app.include_router(declare_scopes(chat_router))
+    app.include_router(declare_scopes(runs_router))
+    app.include_router(declare_scopes(run_events_router))
+    app.include_router(declare_scopes(threads_router))
+    app.include_router(declare_scopes(catalog_router))
+    app.include_router(declare_scopes(knowledge_router))
+    app.include_router(declare_scopes(traces_router))
+    app.include_router(declare_scopes(webapp_router))
 
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, str]:

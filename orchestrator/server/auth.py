@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import Request
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo, KeyStore
@@ -35,4 +36,26 @@ def require(scope: str | None) -> Callable[[Request], KeyInfo]:
                            type="permission_error", code="missing_scope")
         return info
 
+    caller.required_scope = scope  # type: ignore[attr-defined]  # read by declare_scopes
     return caller
+
+
+def declare_scopes(router: APIRouter) -> APIRouter:
+    """Write the scope each of the router's routes needs into its OpenAPI operation
+    (``x-scope``), as its :func:`require` dependency says, so ``/docs`` shows it; the
+    router, for ``app.include_router(declare_scopes(router))``."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        pending, scopes = [route.dependant], []
+        while pending:
+            dependant = pending.pop()
+            pending.extend(dependant.dependencies)
+            scope = getattr(dependant.call, "required_scope", None)
+            if scope is not None:
+                scopes.append(scope)
+        needed = sorted(set(scopes))
+        if needed:
+            route.openapi_extra = {**(route.openapi_extra or {}),
+                                   "x-scope": needed[0] if len(needed) == 1 else needed}
+    return router
