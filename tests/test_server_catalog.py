@@ -184,6 +184,7 @@ def test_an_unsupported_or_too_large_upload_is_refused_and_nothing_is_ingested(
     # An upload's body may be larger than other bodies, up to the upload limit and its framing.
     over_body = editor.upload("handbook", "big.md", b"# big\n" + b"x" * (MAX_UPLOAD + 70_000))
     assert over_body.status_code == 413 and error_of(over_body)["code"] == "request_too_large"
+    assert f"upload limit of {MAX_UPLOAD} bytes a file" in error_of(over_body)["message"]
     over_file = editor.upload("handbook", "big.md", b"# big\n" + b"x" * (MAX_UPLOAD + 10))
     assert over_file.status_code == 413 and error_of(over_file)["code"] == "file_too_large"
     empty = editor.upload("handbook", "empty.md", b"   \n")

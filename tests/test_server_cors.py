@@ -16,6 +16,8 @@ from tests.test_server_openai import no_proxy as no_proxy  # autouse: straight t
 APP = "https://ops.example.com"
 PREFLIGHT = {"Access-Control-Request-Method": "POST",
              "Access-Control-Request-Headers": "authorization,content-type,x-thread-id"}
+EVENTS_PREFLIGHT = {"Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "authorization,last-event-id"}
 
 
 @pytest.fixture
@@ -38,6 +40,9 @@ def test_a_named_origin_may_call_and_read_the_thread_and_run_ids(
                               headers={"Origin": APP, **PREFLIGHT})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == APP
+    resume = httpx.options(f"{live.url}/api/runs/r1/events",
+                           headers={"Origin": APP, **EVENTS_PREFLIGHT})
+    assert resume.status_code == 200, resume.text  # a browser may resume with Last-Event-ID
     other = httpx.options(f"{live.url}/v1/chat/completions",
                           headers={"Origin": "https://evil.example", **PREFLIGHT})
     assert other.headers.get("access-control-allow-origin") != "https://evil.example"

@@ -102,6 +102,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     if cors_origins:  # added last: outermost, so refusals carry the CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", THREAD_HEADER],
+                           allow_headers=["Authorization", "Content-Type", THREAD_HEADER,
+                                          "Last-Event-ID"],
                            expose_headers=[THREAD_HEADER, RUN_HEADER])
     return app

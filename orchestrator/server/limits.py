@@ -77,6 +77,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
-        error = ApiError(413, f"the request body is over the limit of {cap} bytes",
-                         code="request_too_large")
+        limit = (f"the upload limit of {self.max_upload_bytes} bytes a file"
+                 if cap > self.max_bytes else f"the limit of {cap} bytes")
+        error = ApiError(413, f"the request body is over {limit}", code="request_too_large")
         await error.response()(scope, receive, send)
