@@ -40,10 +40,10 @@ from orchestrator.server.native_schema import (
     Turn,
 )
 from orchestrator.server.run_hub import run_hub
-from orchestrator.server.runs import run_outcome
+from orchestrator.server.runs import Caller, run_outcome
 
 router = APIRouter(prefix="/api", tags=["threads and approvals"], route_class=NativeRoute)
-Chat = Annotated[KeyInfo, Depends(require("chat"))]
+Chat = Caller  # a key with the chat scope
 _PAUSED_SCAN = 200
 """How many of the tenant's paused runs ``GET /api/approvals`` without a thread reads."""
 

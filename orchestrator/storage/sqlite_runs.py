@@ -48,6 +48,20 @@ _RUN_COLUMNS = {"owner": "TEXT", "pid": "INTEGER", "host": "TEXT", "lease_until"
                 "request_id": "TEXT", "results": "TEXT", "budget_hit": "TEXT"}
 """Columns added to ``runs`` after its first release (stores made before get them)."""
 
+_SUMMARY_COLUMNS = ("run_id, thread_id, request, mode, status, started_at, elapsed_s, "
+                    "llm_calls, input_tokens + output_tokens, pid, host, lease_until")
+"""What a :class:`RunSummary` is read from (see :func:`_summaries`)."""
+
+
+def _summaries(rows: list[Any]) -> list[RunSummary]:
+    """Rows of :data:`_SUMMARY_COLUMNS` as summaries; a run whose owner is gone reads
+    ``interrupted``."""
+    now = time.time()
+    return [RunSummary(row[0], row[1], row[2], row[3],
+                       effective_status(row[4], row[9], row[10], row[11], now),
+                       row[5], row[6], row[7], row[8]) for row in rows]
+
+
 _USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
 """Events whose usage adds up to a run's so far (the others repeat part of it); the total,
 with the answer's call, is written when the run ends."""
@@ -313,14 +327,9 @@ class SqliteRunStore:
     def list_runs(self, limit: int = 20) -> list[RunSummary]:
         """Recent runs, newest first; a run whose owner is gone reads ``interrupted``."""
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT run_id, thread_id, request, mode, status, started_at, elapsed_s, "
-                "llm_calls, input_tokens + output_tokens, pid, host, lease_until FROM runs "
-                "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-        now = time.time()
-        return [RunSummary(row[0], row[1], row[2], row[3],
-                           effective_status(row[4], row[9], row[10], row[11], now),
-                           row[5], row[6], row[7], row[8]) for row in rows]
+            rows = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM runs "
+                                "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return _summaries(rows)
 
     def resolve(self, run_id: str) -> str:
         """The full id of a run from its id or a unique prefix; RequestError otherwise."""
@@ -393,14 +402,9 @@ class SqliteRunStore:
     def thread_runs(self, thread_id: str) -> list[RunSummary]:
         """The runs of one thread, oldest first."""
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT run_id, thread_id, request, mode, status, started_at, elapsed_s, "
-                "llm_calls, input_tokens + output_tokens, pid, host, lease_until FROM runs "
-                "WHERE thread_id = ? ORDER BY started_at, rowid", (thread_id,)).fetchall()
-        now = time.time()
-        return [RunSummary(row[0], row[1], row[2], row[3],
-                           effective_status(row[4], row[9], row[10], row[11], now),
-                           row[5], row[6], row[7], row[8]) for row in rows]
+            rows = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE thread_id = ? "
+                                "ORDER BY started_at, rowid", (thread_id,)).fetchall()
+        return _summaries(rows)
 
     def events(self, run_id: str) -> list[Event]:
         full = self.resolve(run_id)
