@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.text_match import tokens
@@ -157,12 +158,23 @@ def capable_agents(agent: str, goal: str, alternatives: Sequence[str],
     primary = agents.get(agent)
     if primary is None:
         return found
-    goal_words = set(tokens(goal))
-    shared_skills = {s.lower().strip() for s in primary.skills}
+    goal_words = _words(goal)
+    shared_skills = _skill_names(tuple(primary.skills))
     for name, spec in agents.items():
         if name in found:
             continue
-        common = shared_skills & {s.lower().strip() for s in spec.skills}
-        if any(set(tokens(skill)) & goal_words for skill in common):
+        common = shared_skills & _skill_names(tuple(spec.skills))
+        if any(_words(skill) & goal_words for skill in common):
             found.append(name)
     return found
+
+
+# Cached: every dispatch of every run asks again about the same skills (and its goal).
+@lru_cache(maxsize=1024)
+def _skill_names(skills: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(s.lower().strip() for s in skills)
+
+
+@lru_cache(maxsize=4096)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(tokens(text))

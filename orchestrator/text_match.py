@@ -64,12 +64,24 @@ def _token_set(text: str) -> frozenset[str]:
 def mentions(text: str, word: str) -> bool:
     """Whether ``text`` holds ``word`` whole, in any case (web-3 in "page web-3", not in
     "web-30" or "web-3-b")."""
-    return bool(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.IGNORECASE))
+    return _whole_word(word).search(text) is not None
+
+
+@lru_cache(maxsize=1024)
+def _whole_word(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])", re.IGNORECASE)
 
 
 def overlap_score(query: str, weighted_fields: Iterable[tuple[str, int]]) -> int:
     """Sum, over the distinct words of ``query``, of the best weight of a field containing it."""
-    best = _best_weights(tuple(weighted_fields))
+    return _overlap_score(query, tuple(weighted_fields))
+
+
+@lru_cache(maxsize=16384)
+def _overlap_score(query: str, weighted_fields: tuple[tuple[str, int], ...]) -> int:
+    # Cached: a plan scores each clause against every agent's card and tool names, and the
+    # same clauses and cards come back in every plan of a conversation and every replan.
+    best = _best_weights(weighted_fields)
     return sum(best.get(token, 0) for token in _token_set(query))
 
 

@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.agents.policy import non_null
@@ -25,7 +26,9 @@ from orchestrator.text_match import find_pattern, overlap_score
 
 logger = logging.getLogger(__name__)
 
-Catalog = list[tuple[str, str, str, str, str]]
+CatalogEntry = tuple[str, str, str, str, str]
+"""(name, description, skills, read tools, change tools) of one agent."""
+Catalog = list[CatalogEntry]
 """(name, description, skills, read tools, change tools) per agent (the planner's catalog)."""
 AgentTools = Mapping[str, Sequence[dict[str, Any]]]
 """Agent name -> its tools in OpenAI format (name, description, JSON-schema parameters)."""
@@ -309,6 +312,18 @@ the incident", and the first plan of a process does not wait for one to load."""
 
 
 def _plain(clause: str, entries: Catalog) -> bool:
+    return _plain_fit(clause, tuple(entries))
+
+
+def _by_overlap(clause: str, entries: Catalog, min_score: int) -> str | None:
+    return _best_overlap(clause, tuple(entries), min_score)
+
+
+# Cached on the clause and the cards (both immutable): a plan routes each clause two or
+# three times (to split it, then to pick an agent for it), and a conversation's plans route
+# the same clauses over the same catalog again.
+@lru_cache(maxsize=4096)
+def _plain_fit(clause: str, entries: tuple[CatalogEntry, ...]) -> bool:
     scores = sorted((overlap_score(clause, [(e[0], 3), (e[2], 2), (e[1], 1)]) for e in entries),
                     reverse=True)
     if not scores:
@@ -317,7 +332,9 @@ def _plain(clause: str, entries: Catalog) -> bool:
     return scores[0] >= PLAIN_OVERLAP and scores[0] - second >= PLAIN_MARGIN
 
 
-def _by_overlap(clause: str, entries: Catalog, min_score: int) -> str | None:
+@lru_cache(maxsize=4096)
+def _best_overlap(clause: str, entries: tuple[CatalogEntry, ...], min_score: int
+                  ) -> str | None:
     best, best_score = None, min_score - 1
     for name, description, skills, _reads, _changes in entries:
         score = overlap_score(clause, [(name, 3), (skills, 2), (description, 1)])

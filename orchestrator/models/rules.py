@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -28,6 +29,7 @@ from orchestrator.models.arguments import (
 from orchestrator.models.meaning import (
     AgentRouter,
     Catalog,
+    CatalogEntry,
     Meaning,
     OfflineKnowledge,
     identifiers,
@@ -72,7 +74,7 @@ def decide(messages: list[BaseMessage], tools: list[dict[str, Any]],
     if PLAN_TOOL in names:
         return _plan_reply(messages, knows)
     human = _last_human(messages)
-    if extract_tag(human, "results"):
+    if _first_tag(human, "results") is not None:
         return AIMessage(content=synthesize_answer(human))
     meaning = knows.meaning
     if messages and isinstance(messages[-1], ToolMessage):
@@ -264,13 +266,19 @@ def _negated(clause: str, catalog: Catalog) -> bool:
     negation = NEGATION.search(text)
     if negation is None:
         return False
-    verbs = {_leading_verb(t) for e in catalog for field in (e[3], e[4])
-             for t in field.split(",") if t.strip()}
+    verbs = _tool_verbs(tuple(catalog))
     if any(w in verbs for w in tokens(text[:negation.start()])):
         return False  # the action comes first; the negation is about something else
     if any(w in verbs for w in tokens(text[negation.end():])):
         return True  # "we should not reroute ..."
     return len(text[:negation.start()].split()) <= 3  # no known verb: only near the start
+
+
+@lru_cache(maxsize=256)
+def _tool_verbs(catalog: tuple[CatalogEntry, ...]) -> frozenset[str]:
+    """The leading verbs of every agent's tools (cached: the same catalog for each clause)."""
+    return frozenset(_leading_verb(t) for e in catalog for field in (e[3], e[4])
+                     for t in field.split(",") if t.strip())
 
 
 def _starts_with_id(text: str) -> bool:
@@ -282,7 +290,8 @@ def _entry(catalog: Catalog, agent: str) -> tuple[str, str, str, str, str]:
     return next(e for e in catalog if e[0] == agent)
 
 
-def _kind_for(clause: str, entry: tuple[str, str, str, str, str]) -> str:
+@lru_cache(maxsize=4096)
+def _kind_for(clause: str, entry: CatalogEntry) -> str:
     """act when the agent's best-fitting tool for the clause changes things (or the clause
     leads with such a tool's verb), else answer."""
     reads = [t.strip() for t in entry[3].split(",") if t.strip()]
@@ -298,6 +307,12 @@ def _kind_for(clause: str, entry: tuple[str, str, str, str, str]) -> str:
 
 def parse_catalog(system_text: str) -> Catalog:
     """(name, description, skills, reads, changes) for each agent line in the prompt."""
+    return list(_parse_catalog(system_text))
+
+
+@lru_cache(maxsize=64)
+def _parse_catalog(system_text: str) -> tuple[CatalogEntry, ...]:
+    # Cached: every plan of a process reads the same few system prompts, line by line.
     block = _first_tag(system_text, "agents") or system_text
     catalog = []
     for line in block.splitlines():
@@ -305,7 +320,7 @@ def parse_catalog(system_text: str) -> Catalog:
         if match:
             catalog.append((match.group(1), match.group(2), match.group(3),
                             match.group(4) or "", match.group(5) or ""))
-    return catalog
+    return tuple(catalog)
 
 
 def _plan_reply(messages: list[BaseMessage], knows: OfflineKnowledge) -> AIMessage:
@@ -339,6 +354,11 @@ def _split_clauses(request: str, router: AgentRouter) -> list[str]:
 def _asks_for_change(clause: str, catalog: Catalog) -> bool:
     """Whether the clause fits a tool that changes things better than any tool that reads,
     or its leading verb is the verb of such a tool ("log an incident" -> log_incident)."""
+    return _fits_a_change(clause, tuple(catalog))
+
+
+@lru_cache(maxsize=1024)
+def _fits_a_change(clause: str, catalog: tuple[CatalogEntry, ...]) -> bool:
     changes = [t.strip() for e in catalog for t in e[4].split(",") if t.strip()]
     reads = [t.strip() for e in catalog for t in e[3].split(",") if t.strip()]
     best_change = max((overlap_score(clause, [(t, 1)]) for t in changes), default=0)
@@ -347,6 +367,7 @@ def _asks_for_change(clause: str, catalog: Catalog) -> bool:
         _leading_verb(t) for t in changes}
 
 
+@lru_cache(maxsize=4096)
 def _leading_verb(text: str) -> str:
     found = tokens(LEADING_FILLER.sub("", text.replace("_", " ")))
     return found[0] if found else ""
@@ -596,7 +617,9 @@ def tool_call_id(name: str, args: dict[str, Any], salt: str, index: int = 0) -> 
     return f"call_{digest[:16]}"
 
 
+@lru_cache(maxsize=256)
 def _first_tag(text: str, tag: str) -> str | None:
+    # Cached: one call reads several tags of the same prompt, some of them twice.
     found = extract_tag(text, tag)
     return found[0][1] if found else None
 
