@@ -49,6 +49,7 @@ from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import (
+    ANSWER_CHUNKS_KEY,
     EVENT_MARKER,
     AnswerChunkSink,
     Event,
@@ -399,6 +400,8 @@ class Orchestrator:
         """
         events: list[Event] = []
         config = _config(thread, run_id)
+        # Nobody listens for answer chunks: the answer is written in one model call.
+        config["configurable"][ANSWER_CHUNKS_KEY] = on_answer_chunk is not None
         started = time.perf_counter()
         db_scope = use_domain_db(self.domain_db) if self.domain_db else nullcontext()
         values: dict[str, Any] = {}

@@ -274,6 +274,21 @@ def _write(payload: dict[str, Any]) -> None:
 # --- answer chunks: the answer as the model writes it ---------------------------------------
 
 ANSWER_CHUNK_MARKER = "__orchestrator_answer_chunk__"
+ANSWER_CHUNKS_KEY = "orchestrator_answer_chunks"
+"""The run config's ``configurable`` flag: False when nobody listens for answer chunks (the
+answer is then written in one model call, not streamed). Absent means they are wanted."""
+
+
+def answer_chunks_wanted() -> bool:
+    """Whether the running graph's caller listens for answer chunks (True outside a graph
+    and when the run's config does not say)."""
+    try:
+        from langgraph.config import get_config
+
+        config = get_config()
+    except RuntimeError:  # called outside a LangGraph run
+        return True
+    return bool(config.get("configurable", {}).get(ANSWER_CHUNKS_KEY, True))
 
 
 @dataclass(frozen=True)

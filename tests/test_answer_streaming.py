@@ -215,6 +215,27 @@ def test_answer_streams_over_http_piece_by_piece(
     assert http_server.rejected == [] and http_server.cut_off == []
 
 
+def test_a_run_nobody_streams_asks_for_its_answer_in_one_plain_call(
+        http_server: OpenAICompatServer, tmp_path: Path, orchestrator_home: Path) -> None:
+    """No chunk listener (a plain HTTP answer, a script): the answer is not streamed, which
+    spares the model server and the engine the work per piece, and the run is the same."""
+    timeline = Timeline()
+    result = Orchestrator(model="openai:fake-rules", domain_db=tmp_path / "d.sqlite").run(
+        INCIDENT_REQUEST, on_event=timeline.on_event)
+
+    assert result.ok, result.error
+    assert not any(b.get("stream") for b in http_server.requests)
+    answers = [b for b in http_server.requests if "<results>" in b["messages"][-1]["content"]]
+    assert len(answers) == 1
+    local_usage, _, call = _local_run(tmp_path)
+    assert result.answer == call.reply.text.strip()
+    assert result.usage == local_usage
+    assert timeline.chunks == [] and timeline.kinds()[-1] == "answer"
+    row, _ = _stored(orchestrator_home, result.run_id)
+    assert row == (result.answer, 11, local_usage.input_tokens, local_usage.output_tokens,
+                   "ok")
+
+
 def test_a_stream_cut_off_part_way_falls_back_and_counts_what_was_served(
         http_server: OpenAICompatServer, tmp_path: Path, orchestrator_home: Path) -> None:
     def before_piece(index: int, text: str) -> None:

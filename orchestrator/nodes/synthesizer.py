@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from orchestrator.errors import is_model_failure
-from orchestrator.events import AnswerData, emit, emit_answer_chunk
+from orchestrator.events import AnswerData, answer_chunks_wanted, emit, emit_answer_chunk
 from orchestrator.model_slots import model_slot
 from orchestrator.nodes.specialist import cut_off, estimate_tokens
 from orchestrator.prompts import load_prompt, tagged
@@ -45,7 +45,8 @@ def synthesizer_node(ctx: EngineContext) -> NodeFn:
         written = _StreamedAnswer(state["run_id"])
         try:
             async with model_slot(ctx.model):
-                await asyncio.wait_for(written.read(ctx.model, messages),
+                await asyncio.wait_for(written.read(ctx.model, messages,
+                                                    stream=answer_chunks_wanted()),
                                        timeout=budget.remaining_s())
         except TimeoutError as exc:
             left = budget.remaining_s()
@@ -86,7 +87,15 @@ class _StreamedAnswer:
     def text(self) -> str:
         return "".join(self.pieces)
 
-    async def read(self, model: BaseChatModel, messages: list[BaseMessage]) -> None:
+    async def read(self, model: BaseChatModel, messages: list[BaseMessage], *,
+                   stream: bool = True) -> None:
+        """Read the answer; with ``stream`` off (nobody listens for chunks) in one call, which
+        saves the model's and the graph's work per piece."""
+        if not stream:
+            written = await model.ainvoke(messages)
+            self._add_usage(getattr(written, "usage_metadata", None))
+            self.pieces.append(str(written.text).lstrip())
+            return
         # A model without streaming answers in one piece (langchain-core falls back to
         # ainvoke), so recorded cassettes and plain models work unchanged.
         async for chunk in model.astream(messages, **_stream_options(model)):

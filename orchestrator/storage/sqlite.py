@@ -14,9 +14,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from orchestrator.errors import ConfigError
+from orchestrator.storage.group_commit import GroupCommitter
 from orchestrator.write_journal import JournalEntry, JournalState
 
 _T = TypeVar("_T")
@@ -57,22 +57,31 @@ def _tune(conn: sqlite3.Connection) -> None:
 
 
 class SqliteCheckpointSaver(SqliteSaver):
-    """LangGraph's ``SqliteSaver`` with its async methods run on one thread of its own.
+    """LangGraph's ``SqliteSaver`` with its async methods run on one thread of its own,
+    which commits the writes waiting together at once (:mod:`.group_commit`).
 
     ``AsyncSqliteSaver`` (aiosqlite) makes three or four thread hops per checkpoint (execute,
     commit, cursor) and belongs to the event loop that opened it; this saver makes one hop
     per call, and works from any event loop, so one instance serves a process (the
-    synchronous API runs each call in a loop of its own). Statements are serialised on the
-    one connection; other processes wait for the file up to :data:`BUSY_TIMEOUT_S`.
+    synchronous API runs each call in a loop of its own, committed at once). A call returns
+    once its write is committed. Statements are serialised on the one connection; other
+    processes wait for the file up to :data:`BUSY_TIMEOUT_S`.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="checkpoints")
+        self.lock = threading.RLock()  # type: ignore[assignment]  # held by a whole batch
+        self._worker = GroupCommitter(conn, self.lock, name="checkpoints")
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        """The saver's cursor; inside a batch of the worker the batch commits, not each
+        statement."""
+        with super().cursor(transaction=transaction and not self._worker.in_batch()) as cur:
+            yield cur
 
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, partial(fn, *args, **kwargs))
+        return await self._worker.call(fn, *args, **kwargs)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._call(self.get_tuple, config)
@@ -125,7 +134,7 @@ class SqliteCheckpointSaver(SqliteSaver):
 
     def close(self) -> None:
         """Finish the queued statements, then close the connection."""
-        self._worker.shutdown(wait=True)
+        self._worker.close()
         self.conn.close()
 
 

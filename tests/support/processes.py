@@ -77,9 +77,10 @@ def run_on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
                    dict(env))
     out, pending = b"", list(answers)
     deadline = time.monotonic() + timeout
+    poller = select.poll()  # not select(): it fails on a descriptor numbered past 1023
+    poller.register(fd, select.POLLIN)
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
+        if not poller.poll(500):
             continue
         try:
             chunk = os.read(fd, 4096)
