@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool, StructuredTool
 
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.agents.external import ExternalAgent
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -50,6 +53,9 @@ class AgentSpec:
     """Business domain it belongs to (it_ops, commerce, ...)."""
     source: str = "python"
     """Where it was defined (built-in, entry point, card file); used in error messages."""
+    external: ExternalAgent | None = None
+    """Runs its subtasks instead of the engine's model-and-tools loop (a remote A2A agent,
+    a LangGraph graph, an OpenAI Agents SDK agent); it then has no tools of ours."""
 
     def __post_init__(self) -> None:
         if not _NAME_PATTERN.match(self.name):
@@ -59,6 +65,9 @@ class AgentSpec:
         if not self.description.strip():
             raise ConfigError(f"agent {self.name!r} ({self.source}) needs a description")
         tools = [as_tool(t) for t in self.tools]
+        if self.external is not None and tools:
+            raise ConfigError(f"agent {self.name!r} ({self.source}) is run by "
+                              f"{type(self.external).__name__}: it cannot also list tools")
         self.tools = tools
         names = [t.name for t in tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -24,6 +24,7 @@ EventType = Literal[
     "tool_started",
     "tool_called",
     "tool_refused",
+    "agent_status",
     "subtask_finished",
     "subtask_failed",
     "subtask_skipped",
@@ -181,6 +182,13 @@ class BudgetHitData(TypedDict):
     cost_usd: float
 
 
+class AgentStatusData(TypedDict):
+    """An external agent's status update (a remote A2A task's state and message)."""
+
+    state: str
+    text: str
+
+
 class AnswerData(TypedDict):
     answer: str
     error: str | None
@@ -194,6 +202,7 @@ EVENT_DATA: dict[str, type] = {
     "tool_started": ToolStartedData,
     "tool_called": ToolCalledData,
     "tool_refused": ToolRefusedData,
+    "agent_status": AgentStatusData,
     "subtask_finished": SubtaskEndedData,
     "subtask_failed": SubtaskEndedData,
     "subtask_skipped": SubtaskEndedData,

@@ -164,6 +164,10 @@ class EngineContext:
         return self._catalog_lines[spec.name]
 
     def _catalog_line(self, spec: AgentSpec) -> str:
+        if spec.external is not None:  # what it does are its skills, done in its own system
+            what = ", ".join(spec.skills) or spec.name
+            verb = "reads" if spec.external.kind.read_only else "changes"
+            return f"{spec.catalog_line()} | {verb}: {what}"
         tools = self.agent_tools(spec).values()
         reads = [t.name for t in tools if is_read_only(t)]
         changes = [t.name for t in tools if not is_read_only(t)]
@@ -215,14 +219,20 @@ class EngineContext:
         return "act" if self.can_change(subtask.agent) else "answer"
 
     def can_read(self, agent: str) -> bool:
-        """Whether the agent can answer: it has a tool that reads, or no tools at all."""
+        """Whether the agent can answer: it has a tool that reads, or no tools at all (an
+        external agent: it is declared read-only)."""
         spec = self.agents.get(agent)
+        if spec is not None and spec.external is not None:  # declared, not inferred
+            return spec.external.kind.read_only
         tools = list(self.agent_tools(spec).values()) if spec is not None else []
         return not tools or any(is_read_only(t) for t in tools)
 
     def can_change(self, agent: str) -> bool:
-        """Whether the agent has a tool that writes (only such an agent can do an act)."""
+        """Whether the agent has a tool that writes (only such an agent can do an act; an
+        external agent: it is not declared read-only)."""
         spec = self.agents.get(agent)
+        if spec is not None and spec.external is not None:
+            return not spec.external.kind.read_only
         tools = self.agent_tools(spec).values() if spec is not None else []
         return any(not is_read_only(t) for t in tools)
 

@@ -77,8 +77,8 @@ def export_run(events: Sequence[Event], provider: Any) -> None:
                             or "", "orchestrator.goal":
                             cast(SubtaskStartedData, event.data)["goal"][:500]})
             attempt_start[sid] = event.time
-        elif event.type in ("tool_called", "tool_refused", "retried", "reassigned",
-                            "agent_chosen") and sid in subtasks:
+        elif event.type in ("tool_called", "tool_refused", "agent_status", "retried",
+                            "reassigned", "agent_chosen") and sid in subtasks:
             subtasks[sid].add_event(event.type, timestamp=_ns(event.time),
                                     attributes=_flat(event.data))
         elif event.type in _ATTEMPT_ENDS and sid in subtasks:

@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CORE = {"errors", "config", "events", "agents.spec", "agents.policy", "text_match",
-        "request_mood", "truncation"}
+CORE = {"errors", "config", "events", "agents.spec", "agents.policy", "agents.external",
+        "text_match", "request_mood", "truncation"}
 """Errors, settings, events, the spec of an agent and of a tool, and small text helpers."""
 PACKS = {"agents.it_ops", "agents.commerce", "agents.finance", "agents.healthcare",
          "agents.marketing"}

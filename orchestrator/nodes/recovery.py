@@ -26,6 +26,7 @@ from orchestrator.events import (
     emit,
 )
 from orchestrator.model_slots import Waits, run_within, waiting_clock
+from orchestrator.nodes.external import run_external
 from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
@@ -181,12 +182,17 @@ async def _attempts_on_agent(
             # A one-off embedding-model load and waits for a free model slot are not this
             # subtask's time: the timeout counts without them.
             with model_load_clock(loads), waiting_clock(waits):
-                await run_within(run_specialist(
+                attempt = (run_external(
+                    spec, spec.external, result, inputs, run_id=run_id, budget=budget,
+                    timeout_s=timeout, max_output_chars=settings.max_tool_output_chars,
+                ) if spec.external is not None else run_specialist(
                     spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
                     inputs,
                     run_id=run_id, limits=limits, budget=budget,
                     model_name=ctx.model_name(spec.name), grants=grants, journal=ctx.journal,
-                ), timeout, functools.partial(_excluded, loads, waits), hard_limit=remaining)
+                ))
+                await run_within(attempt, timeout, functools.partial(_excluded, loads, waits),
+                                 hard_limit=remaining)
         except TimeoutError:
             _timed_out(result, spec.name, budget, timeout, wall_bound, ctx)
         except Exception as exc:

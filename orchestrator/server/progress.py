@@ -22,10 +22,11 @@ streamed one says it in its first progress line, ``run_started``)."""
 
 _SHOWN = frozenset({
     "run_started", "plan_made", "plan_invalid", "subtask_started", "tool_called", "tool_refused",
-    "subtask_finished", "subtask_failed", "subtask_skipped", "retried", "reassigned",
-    "replanned", "approval_requested", "approval_decided", "budget_hit"})
+    "agent_status", "subtask_finished", "subtask_failed", "subtask_skipped", "retried",
+    "reassigned", "replanned", "approval_requested", "approval_decided", "budget_hit"})
 _KEPT = ("mode", "goal", "status", "error", "tool", "attempt", "attempts", "replaced", "key",
-         "preview", "why", "approved", "limit", "reason", "elapsed_s", "from", "after")
+         "preview", "why", "approved", "limit", "reason", "elapsed_s", "from", "after",
+         "state", "text")
 _MAX_TEXT = 300
 
 

@@ -1,0 +1,124 @@
+"""One attempt of an external specialist (:mod:`orchestrator.agents.external`): its steps
+become events and tool-call records, its reply the subtask's result.
+
+It runs where the engine's own tool loop runs (inside the recovery policy's attempt), so a
+timeout, a retry, another agent or a replan follow a failure exactly as for a built-in
+agent. An ``answer`` subtask goes only to an agent declared read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from orchestrator.agents.external import (
+    ExternalAgent,
+    ExternalInput,
+    ExternalStatus,
+    ExternalStep,
+    ExternalTask,
+    ExternalToolCall,
+)
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.budget import RunBudget
+from orchestrator.errors import BudgetExceededError
+from orchestrator.events import AgentStatusData, ToolCalledData, emit
+from orchestrator.nodes.outcome import judge
+from orchestrator.nodes.specialist import DependencyOutput
+from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
+from orchestrator.truncation import cap_text
+
+MAX_STEP_TEXT = 2_000
+"""Longest status text or tool output kept per step (the reply itself is capped apart)."""
+
+
+async def run_external(
+    spec: AgentSpec, agent: ExternalAgent, result: SubtaskResult,
+    inputs: list[DependencyOutput], *, run_id: str, budget: RunBudget | None = None,
+    model_name: str = "", timeout_s: float | None = None, max_output_chars: int = 20_000,
+) -> SubtaskResult:
+    """Run one attempt at ``result``'s subtask with ``agent``; the result is done, failed
+    (with a ``failure_kind``) or, when the budget ran out, cancelled. A failure worth
+    another try (the agent raised: a lost connection, a timeout) is raised to the caller's
+    recovery policy, as a model error is for a built-in agent."""
+    result.started_at = result.started_at or time.time()
+    result.status, result.error, result.failure_kind = "running", None, None
+    result.awaiting = None
+    result.attempts += 1
+    result.attempt_first_call = len(result.tool_calls)
+    if result.kind == "answer" and not agent.kind.read_only:
+        result.status, result.failure_kind = "failed", "refused"
+        result.error = (f"{spec.name} is not declared read-only, so it does not take questions "
+                        "(its card can declare it read-only if it only reads)")
+        result.finished_at = time.time()
+        return result
+    if budget is not None:
+        budget.check()
+    task = ExternalTask(run_id=run_id, subtask_id=result.id, goal=result.goal,
+                        kind=result.kind, inputs=tuple(
+                            ExternalInput(i.subtask_id, i.agent, i.output) for i in inputs),
+                        timeout_s=timeout_s)
+    try:
+        reply = await agent.run(task, _Reporter(spec, result, run_id))
+    except BudgetExceededError as exc:
+        result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", \
+            "budget"
+        result.finished_at = time.time()
+        return result
+    spent = Usage(reply.llm_calls, reply.input_tokens, reply.output_tokens)
+    result.usage = result.usage + spent
+    if budget is not None and spent.llm_calls:
+        budget.charge(model_name or spec.name, {"input_tokens": reply.input_tokens,
+                                                "output_tokens": reply.output_tokens})
+    if reply.status == "failed":
+        result.status, result.failure_kind = "failed", "no_result"
+        result.error = cap_text(reply.error or "the agent reported a failure",
+                                max_output_chars)
+        result.output = cap_text(reply.output, max_output_chars) or ""
+    else:
+        # What it did, by its own account, when it reported no call of that kind: the
+        # change (or the reading) is the agent's own, done in its own system.
+        act = result.kind == "act"
+        own = [c for c in result.tool_calls[result.attempt_first_call:]
+               if c.status == "ok" and c.write == act]
+        if not own:
+            result.tool_calls.append(ToolCallRecord(
+                name=spec.name, args={"goal": result.goal}, status="ok",
+                output=cap_text(reply.output, MAX_STEP_TEXT) or "", write=act))
+        judge(result, cap_text(reply.output.strip(), max_output_chars) or "", [])
+    result.finished_at = time.time()
+    return result
+
+
+class _Reporter:
+    """The ``report`` callback an external agent gets: each step is an event at once."""
+
+    def __init__(self, spec: AgentSpec, result: SubtaskResult, run_id: str) -> None:
+        self.spec, self.result, self.run_id = spec, result, run_id
+
+    def __call__(self, step: ExternalStep) -> None:
+        if isinstance(step, ExternalToolCall):
+            args = _jsonable(dict(step.args))
+            output = cap_text(step.output, MAX_STEP_TEXT) or ""
+            self.result.tool_calls.append(ToolCallRecord(
+                name=step.name, args=args, status="ok" if step.ok else "error", output=output,
+                write=step.write))
+            data = ToolCalledData(tool=step.name, args=args,
+                                  status="ok" if step.ok else "error")
+            if not step.ok:
+                data["error"] = output
+            emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
+                 data=data)
+        elif isinstance(step, ExternalStatus):
+            emit("agent_status", self.run_id, subtask_id=self.result.id,
+                 agent=self.spec.name, data=AgentStatusData(
+                     state=step.state, text=cap_text(step.text, MAX_STEP_TEXT) or ""))
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(args)
+        return args
+    except (TypeError, ValueError):
+        return {k: str(v) for k, v in args.items()}

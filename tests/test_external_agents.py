@@ -1,0 +1,164 @@
+"""External specialists (``AgentSpec.external``): an agent run by something other than the
+engine's tool loop gets the subtask's goal and inputs only, its steps are events and
+records, and the engine's guarantees hold around it: a question never goes to an agent
+that may change things, a failure is retried, a hang is cut at the subtask's timeout, usage
+and the run record are kept."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.agents.external import (
+    ExternalReply,
+    ExternalStatus,
+    ExternalTask,
+    ExternalToolCall,
+    Report,
+)
+from orchestrator.agents.policy import ToolKind
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.config import Settings
+from orchestrator.errors import ConfigError
+from orchestrator.nodes.external import run_external
+from orchestrator.results import SubtaskResult
+
+ACTS = ToolKind(read_only=False, destructive=False)
+READS = ToolKind(read_only=True, destructive=False, idempotent=True)
+
+
+class Desk:
+    """A service desk reached from outside the engine: it opens tickets, or fails, or
+    hangs, as a test tells it."""
+
+    def __init__(self, kind: ToolKind = ACTS, *, fail_first: int = 0, hang: bool = False,
+                 refuse: bool = False) -> None:
+        self.kind = kind
+        self.tasks: list[ExternalTask] = []
+        self.fail_first, self.hang, self.refuse = fail_first, hang, refuse
+
+    async def run(self, task: ExternalTask, report: Report) -> ExternalReply:
+        self.tasks.append(task)
+        if len(self.tasks) <= self.fail_first:
+            raise ConnectionError("the service desk closed the connection")
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.refuse:
+            return ExternalReply("", status="failed", error="the desk is read-only today")
+        if task.kind == "answer":  # it says nothing of how it looked: its own reading
+            return ExternalReply("Open tickets: T-1 (checkout outage).")
+        report(ExternalStatus("working", "opening the ticket"))
+        report(ExternalToolCall("create_ticket", {"title": task.goal}, "ticket T-1 opened",
+                                write=True))
+        return ExternalReply(f"Opened ticket T-1: {task.goal}", llm_calls=1, input_tokens=40,
+                             output_tokens=12)
+
+
+def desk_agent(desk: Desk) -> AgentSpec:
+    return AgentSpec(name="service_desk", description="Opens tickets in the service desk.",
+                     skills=["open a ticket", "file an incident ticket"], external=desk)
+
+
+def orchestrator(tmp_path: Path, desk: Desk, **settings: object) -> Orchestrator:
+    return Orchestrator("fake", agents=[desk_agent(desk)], settings=Settings(
+        home=tmp_path, knowledge=False, retry_backoff_s=0, **settings))  # type: ignore[arg-type]
+
+
+def test_an_external_agent_does_its_subtask_and_its_steps_are_on_record(tmp_path: Path
+                                                                        ) -> None:
+    desk = Desk()
+    orch = orchestrator(tmp_path, desk)
+    result = orch.run("open a ticket for the checkout outage")
+
+    assert result.ok, result.error
+    (task,) = desk.tasks
+    assert task.kind == "act" and "checkout outage" in task.goal and task.inputs == ()
+    assert task.context_id == f"{result.run_id}:{task.subtask_id}"
+    assert "T-1" in result.answer
+    (sub,) = result.results.values()
+    assert sub.agent == "service_desk" and sub.status == "done"
+    assert [(c.name, c.write, c.status) for c in sub.tool_calls] == [
+        ("create_ticket", True, "ok")]
+    assert sub.usage.llm_calls == 1 and sub.usage.input_tokens == 40
+    kinds = [e.type for e in result.events if e.agent == "service_desk"]
+    assert kinds == ["subtask_started", "agent_status", "tool_called", "attempt_finished",
+                     "subtask_finished"]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        stored = [r[0] for r in db.execute(
+            "SELECT type FROM events WHERE run_id = ? AND agent = 'service_desk' ORDER BY seq",
+            (result.run_id,))]
+        llm_calls = db.execute("SELECT llm_calls FROM runs WHERE run_id = ?",
+                               (result.run_id,)).fetchone()[0]
+    assert stored == kinds
+    assert llm_calls == result.usage.llm_calls >= 2  # the plan and the desk's own call
+    orch.close()
+
+
+def test_a_question_never_reaches_an_agent_that_may_change_things(tmp_path: Path) -> None:
+    desk = Desk()
+    orch = orchestrator(tmp_path, desk)
+    orch.run("which tickets are open for the checkout outage?")
+    assert desk.tasks == []  # not declared read-only: the planner is not offered it
+    orch.close()
+    # And were a plan to give it a question anyway, the engine would not run it.
+    question = SubtaskResult(id="t1", goal="which tickets are open?", agent="service_desk",
+                             kind="answer")
+    asyncio.run(run_external(desk_agent(desk), desk, question, [], run_id="r1"))
+    assert desk.tasks == [] and question.status == "failed"
+    assert question.failure_kind == "refused" and "not declared read-only" in (
+        question.error or "")
+
+
+def test_a_read_only_external_agent_answers_questions(tmp_path: Path) -> None:
+    desk = Desk(READS)
+    orch = orchestrator(tmp_path, desk)
+    result = orch.run("which tickets are open for the checkout outage?")
+    assert [t.kind for t in desk.tasks] == ["answer"]
+    assert result.ok, result.error
+    (sub,) = result.results.values()
+    assert sub.status == "done" and "T-1" in sub.output
+    assert [(c.name, c.write) for c in sub.tool_calls] == [("service_desk", False)]
+    orch.close()
+
+
+def test_a_lost_connection_is_retried_on_the_same_agent(tmp_path: Path) -> None:
+    desk = Desk(fail_first=1)
+    orch = orchestrator(tmp_path, desk, max_retries=2)
+    result = orch.run("open a ticket for the checkout outage")
+    assert result.ok, result.error
+    assert len(desk.tasks) == 2
+    retried = [e for e in result.events if e.type == "retried"]
+    assert len(retried) == 1 and "closed the connection" in retried[0].data["after"]
+    orch.close()
+
+
+def test_a_failed_task_fails_its_subtask_with_the_agents_reason(tmp_path: Path) -> None:
+    orch = orchestrator(tmp_path, Desk(refuse=True))
+    result = orch.run("open a ticket for the checkout outage")
+    (sub,) = result.results.values()
+    assert sub.status == "failed" and "read-only today" in (sub.error or "")
+    assert result.status != "ok"
+    orch.close()
+
+
+def test_a_hung_agent_is_cut_at_the_subtask_timeout(tmp_path: Path) -> None:
+    desk = Desk(hang=True)
+    orch = orchestrator(tmp_path, desk, subtask_timeout_s=0.5, max_retries=0)
+    result = orch.run("open a ticket for the checkout outage")
+    (sub,) = result.results.values()
+    assert sub.status == "failed" and sub.failure_kind == "timeout"
+    orch.close()
+
+
+def test_an_external_agent_cannot_also_list_tools() -> None:
+    def create_ticket(title: str) -> str:
+        """Open a ticket."""
+        return title
+
+    with pytest.raises(ConfigError, match="cannot also list tools"):
+        AgentSpec(name="desk", description="Opens tickets.", tools=[create_ticket],
+                  external=Desk())
