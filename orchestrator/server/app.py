@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from orchestrator.api import Orchestrator
+from orchestrator.server.a2a import mount_a2a
 from orchestrator.server.auth import declare_scopes
 from orchestrator.server.catalog import router as catalog_router
 from orchestrator.server.chat import router as chat_router
@@ -92,6 +93,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
     app.include_router(declare_scopes(knowledge_router))
     app.include_router(declare_scopes(traces_router))
     app.include_router(declare_scopes(webapp_router))
+    mount_a2a(app)  # the A2A card and JSON-RPC endpoint (orchestrator.server.a2a)
 
     @app.get("/health", tags=["server"])
     async def health() -> dict[str, str]:
