@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
+from orchestrator.cli.mcp_command import register as register_mcp
 from orchestrator.cli.serve import register as register_serve
 from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, ensure_home, load_settings
 from orchestrator.errors import OrchestratorError
@@ -574,6 +575,7 @@ def kb_delete_command(
 
 
 register_serve(app)  # serve, keys (orchestrator/cli/serve.py)
+register_mcp(app)  # mcp (orchestrator/cli/mcp_command.py)
 
 
 def main() -> None:
