@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool, StructuredTool
@@ -18,6 +18,24 @@ if TYPE_CHECKING:
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 ToolLike = BaseTool | Callable[..., Any]
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """Tools an agent gets from elsewhere (an MCP server's), known once loaded."""
+
+    @property
+    def name(self) -> str:
+        """What it is called in errors (``mcp:time``)."""
+        ...
+
+    async def aload(self) -> list[BaseTool]:
+        """The tools (loaded on first use, then kept); raises when they cannot be had."""
+        ...
+
+    def loaded(self) -> list[BaseTool] | None:
+        """The tools if loaded, else None."""
+        ...
 
 
 @dataclass
@@ -53,6 +71,9 @@ class AgentSpec:
     """Business domain it belongs to (it_ops, commerce, ...)."""
     source: str = "python"
     """Where it was defined (built-in, entry point, card file); used in error messages."""
+    toolsets: Sequence[Toolset] = ()
+    """More tools, from elsewhere (MCP servers), loaded when the agent is first planned for;
+    the same policy applies to them as to ``tools``."""
     external: ExternalAgent | None = None
     """Runs its subtasks instead of the engine's model-and-tools loop (a remote A2A agent,
     a LangGraph graph, an OpenAI Agents SDK agent); it then has no tools of ours."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol, TypedDict, cast
 
@@ -17,6 +19,7 @@ from orchestrator.agents.policy import is_read_only
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.config import Settings, StructuredMethod
+from orchestrator.errors import ConfigError
 from orchestrator.json_actions import JsonActions
 from orchestrator.plan import Subtask
 from orchestrator.plan_schema import narrowed_plan_schema
@@ -28,6 +31,8 @@ from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 from orchestrator.routing import AgentStatsBook
 from orchestrator.tool_schemas import compact_schema, model_tool_schema
 from orchestrator.write_journal import WriteJournal
+
+logger = logging.getLogger(__name__)
 
 
 class OrchestratorState(TypedDict, total=False):
@@ -118,19 +123,55 @@ class EngineContext:
         return list(self._budgets)
 
     _tools: dict[str, dict[str, BaseTool]] = field(default_factory=dict, repr=False)
+    toolset_problems: dict[str, str] = field(default_factory=dict, repr=False)
+    """Why an agent's toolset could not be loaded (its MCP server did not start), by agent."""
     _catalog_lines: dict[str, str] = field(default_factory=dict, repr=False)
     _card_vectors: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict,
                                                                    repr=False)
 
     def agent_tools(self, spec: AgentSpec) -> dict[str, BaseTool]:
-        """The tools this agent may call, ``retrieve`` bound to its own collections."""
+        """The tools this agent may call, ``retrieve`` bound to its own collections, and
+        those of its toolsets that are loaded (:meth:`load_toolsets`)."""
         if spec.name not in self._tools:
             tools = dict(spec.tool_map)
             if RETRIEVE_TOOL_NAME in tools:
                 tools[RETRIEVE_TOOL_NAME] = bind_retrieve_tool(
                     self.retriever, spec.name, spec.collections)
+            loaded = [toolset.loaded() for toolset in spec.toolsets]
+            for more in loaded:
+                for tool in more or ():
+                    if tool.name in tools:
+                        raise ConfigError(f"agent {spec.name!r} has two tools named "
+                                          f"{tool.name!r}: give its MCP server a prefix")
+                    tools[tool.name] = tool
+            if any(more is None for more in loaded):
+                return tools  # not kept: the rest come once their server answers
             self._tools[spec.name] = tools
         return self._tools[spec.name]
+
+    async def load_toolsets(self, agents: Iterable[AgentSpec] | None = None) -> None:
+        """Load the toolsets (MCP servers' tools) of ``agents`` (all) not loaded yet, all at
+        once; one that cannot be loaded is logged and left out until it can."""
+        specs = [s for s in (self.agents.values() if agents is None else agents)
+                 if any(t.loaded() is None for t in s.toolsets)]
+        if not specs:
+            return
+        pending = [(spec, t) for spec in specs for t in spec.toolsets if t.loaded() is None]
+        outcomes = await asyncio.gather(*(t.aload() for _, t in pending),
+                                        return_exceptions=True)
+        for (spec, toolset), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, ConfigError):
+                    raise outcome
+                logger.warning("agent %s: %s: %s", spec.name, toolset.name, outcome)
+                self.toolset_problems[spec.name] = str(outcome)
+            else:
+                self.toolset_problems.pop(spec.name, None)
+        for spec in specs:  # what was made from their tools is made again
+            self._tools.pop(spec.name, None)
+            self._catalog_lines.pop(spec.name, None)
+            for key in [k for k in self._bound if k.startswith(f"agent:{spec.name}:")]:
+                del self._bound[key]
 
     def agent_runnable(self, spec: AgentSpec, kind: SubtaskKind = "act"
                        ) -> Runnable[LanguageModelInput, BaseMessage]:
@@ -159,6 +200,8 @@ class EngineContext:
         only read and which change things (so the planner can tell answer from act).
         Made once per agent, as its tools are (reading every tool's policy on every plan
         was a few per cent of a busy server's CPU)."""
+        if spec.name in self.toolset_problems:
+            return self._catalog_line(spec)
         if spec.name not in self._catalog_lines:
             self._catalog_lines[spec.name] = self._catalog_line(spec)
         return self._catalog_lines[spec.name]
@@ -168,6 +211,9 @@ class EngineContext:
             what = ", ".join(spec.skills) or spec.name
             verb = "reads" if spec.external.kind.read_only else "changes"
             return f"{spec.catalog_line()} | {verb}: {what}"
+        if spec.name in self.toolset_problems:  # not kept: it says so until it is fixed
+            return (f"{spec.catalog_line()} | unavailable: "
+                    f"{self.toolset_problems[spec.name]}")
         tools = self.agent_tools(spec).values()
         reads = [t.name for t in tools if is_read_only(t)]
         changes = [t.name for t in tools if not is_read_only(t)]

@@ -312,11 +312,15 @@ def check_can_act(ctx: EngineContext, plan: Plan) -> None:
     anything (it would report the change as done without making it), or an answer subtask
     given to an agent whose tools all write (it would answer from nothing)."""
     wrong = [f"subtask {s.id!r} is 'act' but {s.agent} has no tool that changes anything"
+             + (f" ({ctx.toolset_problems[s.agent]})" if s.agent in ctx.toolset_problems
+                else "")
              for s in plan.subtasks if s.kind == "act" and not ctx.can_change(s.agent)]
     if wrong:
         raise PlanError("; ".join(wrong) + ": give it to an agent whose tools change "
                         "things, or make it 'answer'")
     blind = [f"subtask {s.id!r} is 'answer' but {s.agent} has no tool that reads"
+             + (f" ({ctx.toolset_problems[s.agent]})" if s.agent in ctx.toolset_problems
+                else "")
              for s in plan.subtasks if s.kind == "answer" and not ctx.can_read(s.agent)]
     if blind:
         raise PlanError("; ".join(blind) + ": give it to an agent that can look it up, or "
@@ -421,6 +425,7 @@ def planner_node(ctx: EngineContext) -> NodeFn:
                                  "replans": 0, "budget_hit": None, "approvals": {},
                                  "wall_used_s": None, "inputs": {}}
         try:
+            await ctx.load_toolsets()  # MCP servers' tools: started on first use
             made, mode, inputs = await choose_plan(ctx, state, usage, budget, adjusted)
         except (PlanError, RequestError, ModelError) as exc:
             # A supervisor model that failed is a failed run with the reason, not a crash.
