@@ -297,3 +297,18 @@ def test_the_reference_time_and_sqlite_servers_serve_an_agent(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT text FROM notes").fetchall() == [("outage ended",)]
     orch.close()
+
+
+def test_header_secrets_come_from_the_environment(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESK_TOKEN", "s3cret")
+    spec = load_agent_card(write_card(tmp_path, [{
+        "server": "desk", "url": "http://127.0.0.1:9/mcp", "tools": ["list_tickets"],
+        "headers": {"Authorization": "Bearer ${DESK_TOKEN}"}}]))
+    server = spec.toolsets[0].server  # type: ignore[attr-defined]
+    assert server.connection()["headers"] == {"Authorization": "Bearer s3cret"}
+    monkeypatch.delenv("DESK_TOKEN")
+    with pytest.raises(ConfigError, match="DESK_TOKEN is not set"):
+        load_agent_card(write_card(tmp_path, [{
+            "server": "desk", "url": "http://127.0.0.1:9/mcp", "tools": ["list_tickets"],
+            "headers": {"Authorization": "Bearer ${DESK_TOKEN}"}}]))

@@ -23,6 +23,8 @@ import atexit
 import contextlib
 import json
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -385,6 +387,20 @@ def _text_of(server: McpServer, tool: str, result: Any) -> str:
     return text
 
 
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expanded(values: Mapping[str, str], where: str) -> dict[str, str]:
+    """``values`` with each ``${VAR}`` taken from the environment (secrets stay out of
+    cards); a variable that is not set is a ConfigError naming it."""
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: the environment variable {name} is not set")
+        return os.environ[name]
+    return {key: _VARIABLE.sub(one, value) for key, value in values.items()}
+
+
 def mcp_server_from_card(entry: Mapping[str, Any], source: str) -> McpServer:
     """An :class:`McpServer` from one entry of a card's ``mcp`` list (already validated by
     the card schema)."""
@@ -392,11 +408,13 @@ def mcp_server_from_card(entry: Mapping[str, Any], source: str) -> McpServer:
     if not isinstance(approval, list) and approval not in ("none", "writes", "destructive"):
         raise ConfigError(f"{source}: MCP server {entry['server']!r}: approval is none, "
                           f"writes, destructive or a list of tool names, not {approval!r}")
+    where = f"{source}: MCP server {entry['server']!r}"
+    env = entry.get("env")
     return McpServer(
         name=entry["server"], command=entry.get("command"), args=tuple(entry.get("args") or ()),
-        env=tuple(sorted(entry["env"].items())) if entry.get("env") is not None else None,
+        env=tuple(sorted(expanded(env, where).items())) if env is not None else None,
         cwd=entry.get("cwd"), url=entry.get("url"),
-        headers=tuple(sorted((entry.get("headers") or {}).items())),
+        headers=tuple(sorted(expanded(entry.get("headers") or {}, where).items())),
         tools=tuple(entry.get("tools") or ()), all_tools=bool(entry.get("all_tools")),
         approval=tuple(approval) if isinstance(approval, list) else cast(Any, approval),
         timeout_s=float(entry.get("timeout_s") or CALL_TIMEOUT_S),
