@@ -56,7 +56,8 @@ class AgentCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    description: str
+    description: str = Field("", description="What it is for (an A2A agent's own card "
+                             "gives it when left out)")
     skills: list[str] = Field(default_factory=list)
     prompt: str = ""
     tools: list[str] = Field(

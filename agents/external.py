@@ -93,14 +93,30 @@ class ExternalReply:
     output_tokens: int = 0
 
 
+class ExternalUnreachable(ConnectionError):
+    """The agent could not be reached, so nothing of the task started: safe to try again."""
+
+
 @runtime_checkable
 class ExternalAgent(Protocol):
-    """A specialist run by something other than the engine's own tool loop."""
+    """A specialist run by something other than the engine's own tool loop.
+
+    An adapter may also set ``reports_writes = True`` when every change the agent makes is
+    reported as an :class:`ExternalToolCall` before ``run`` returns or raises (an agent run
+    in this process). For any other agent (a remote one) the engine cannot see what it did:
+    an action cut off or lost mid-way has an unknown outcome and is not tried again.
+    """
 
     kind: ToolKind
     """What it may do (MCP's vocabulary): read-only agents may serve questions."""
 
     async def run(self, task: ExternalTask, report: Report) -> ExternalReply:
-        """Do the task; raise only for a failure worth a retry (a connection lost, a
-        timeout): a refusal or a failed task is an :class:`ExternalReply` that says so."""
+        """Do the task; raise only for a failure worth a retry: :class:`ExternalUnreachable`
+        when nothing started, another ConnectionError or a TimeoutError when contact was
+        lost. A refusal or a failed task is an :class:`ExternalReply` that says so."""
         ...
+
+
+def reports_writes(agent: ExternalAgent) -> bool:
+    """Whether every change ``agent`` makes is reported to the engine as it happens."""
+    return bool(getattr(agent, "reports_writes", False))

@@ -18,6 +18,7 @@ from orchestrator.agents.external import (
     ExternalStatus,
     ExternalTask,
     ExternalToolCall,
+    ExternalUnreachable,
     Report,
 )
 from orchestrator.agents.policy import ToolKind
@@ -35,15 +36,18 @@ class Desk:
     """A service desk reached from outside the engine: it opens tickets, or fails, or
     hangs, as a test tells it."""
 
-    def __init__(self, kind: ToolKind = ACTS, *, fail_first: int = 0, hang: bool = False,
-                 refuse: bool = False) -> None:
+    def __init__(self, kind: ToolKind = ACTS, *, unreachable_first: int = 0,
+                 lost_first: int = 0, hang: bool = False, refuse: bool = False) -> None:
         self.kind = kind
         self.tasks: list[ExternalTask] = []
-        self.fail_first, self.hang, self.refuse = fail_first, hang, refuse
+        self.unreachable_first, self.lost_first = unreachable_first, lost_first
+        self.hang, self.refuse = hang, refuse
 
     async def run(self, task: ExternalTask, report: Report) -> ExternalReply:
         self.tasks.append(task)
-        if len(self.tasks) <= self.fail_first:
+        if len(self.tasks) <= self.unreachable_first:
+            raise ExternalUnreachable("the service desk refused the connection")
+        if len(self.tasks) <= self.lost_first:  # after it took the task: it may have acted
             raise ConnectionError("the service desk closed the connection")
         if self.hang:
             await asyncio.sleep(3600)
@@ -125,14 +129,45 @@ def test_a_read_only_external_agent_answers_questions(tmp_path: Path) -> None:
     orch.close()
 
 
-def test_a_lost_connection_is_retried_on_the_same_agent(tmp_path: Path) -> None:
-    desk = Desk(fail_first=1)
+def test_an_agent_that_could_not_be_reached_is_tried_again(tmp_path: Path) -> None:
+    desk = Desk(unreachable_first=1)
     orch = orchestrator(tmp_path, desk, max_retries=2)
     result = orch.run("open a ticket for the checkout outage")
     assert result.ok, result.error
     assert len(desk.tasks) == 2
     retried = [e for e in result.events if e.type == "retried"]
-    assert len(retried) == 1 and "closed the connection" in retried[0].data["after"]
+    assert len(retried) == 1 and "refused the connection" in retried[0].data["after"]
+    orch.close()
+
+
+def test_an_action_lost_mid_way_is_not_done_twice(tmp_path: Path) -> None:
+    """Contact lost after a remote agent took the task: it may have acted, so the action
+    is not sent again (nor to another agent), and the run says its outcome is unknown."""
+    desk = Desk(lost_first=1)
+    orch = orchestrator(tmp_path, desk, max_retries=2)
+    result = orch.run("open a ticket for the checkout outage")
+    assert len(desk.tasks) == 1
+    (sub,) = result.results.values()
+    assert sub.status == "unknown" and sub.failure_kind == "outcome_unknown"
+    assert "closed the connection" in (sub.error or "") and "not tried again" in (
+        sub.error or "")
+    assert result.status == "unknown" and not result.ok
+    orch.close()
+
+
+class ReportingDesk(Desk):
+    """An agent run in this process: every change it makes is reported as it happens."""
+
+    reports_writes = True
+
+
+def test_an_agent_that_reports_its_writes_is_tried_again_when_it_made_none(tmp_path: Path
+                                                                           ) -> None:
+    desk = ReportingDesk(lost_first=1)
+    orch = orchestrator(tmp_path, desk, max_retries=2)
+    result = orch.run("open a ticket for the checkout outage")
+    assert result.ok, result.error
+    assert len(desk.tasks) == 2  # nothing was changed the first time, as it reported
     orch.close()
 
 
@@ -145,12 +180,23 @@ def test_a_failed_task_fails_its_subtask_with_the_agents_reason(tmp_path: Path) 
     orch.close()
 
 
-def test_a_hung_agent_is_cut_at_the_subtask_timeout(tmp_path: Path) -> None:
-    desk = Desk(hang=True)
-    orch = orchestrator(tmp_path, desk, subtask_timeout_s=0.5, max_retries=0)
-    result = orch.run("open a ticket for the checkout outage")
+@pytest.mark.parametrize(("desk", "request_text", "status", "kind"), [
+    (Desk(hang=True), "open a ticket for the checkout outage", "unknown", "outcome_unknown"),
+    (ReportingDesk(hang=True), "open a ticket for the checkout outage", "failed",
+     "timeout"),
+    (Desk(READS, hang=True), "which tickets are open for the checkout outage?", "failed",
+     "timeout"),
+])
+def test_a_hung_agent_is_cut_at_the_subtask_timeout(
+        tmp_path: Path, desk: Desk, request_text: str, status: str, kind: str) -> None:
+    """Cut off, a remote action's outcome is unknown (it is not sent again); an agent that
+    reports its writes and made none, or one that only reads, simply timed out."""
+    orch = orchestrator(tmp_path, desk, subtask_timeout_s=0.5, max_retries=1,
+                        max_reassigns=0, max_replans=0)
+    result = orch.run(request_text)
     (sub,) = result.results.values()
-    assert sub.status == "failed" and sub.failure_kind == "timeout"
+    assert (sub.status, sub.failure_kind) == (status, kind), sub.error
+    assert len(desk.tasks) == (1 if status == "unknown" else 2)
     orch.close()
 
 

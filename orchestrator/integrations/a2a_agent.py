@@ -50,7 +50,12 @@ from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
 from a2a.utils.errors import A2AError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.agents.external import ExternalReply, ExternalTask, Report
+from orchestrator.agents.external import (
+    ExternalReply,
+    ExternalTask,
+    ExternalUnreachable,
+    Report,
+)
 from orchestrator.agents.policy import ToolKind
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.errors import ConfigError
@@ -116,11 +121,11 @@ class A2AAgent:
             status = _http_status(exc)
             if status is not None and status < 500 and status not in (408, 429):
                 return ExternalReply("", status="failed", error=_http_refusal(self.url, status))
-            raise ConnectionError(f"cannot reach the A2A agent at {self.url}: "
-                                  f"{_reason(exc)}") from None
+            lost = ExternalUnreachable if _not_sent(exc, status) else ConnectionError
+            raise lost(f"cannot reach the A2A agent at {self.url}: {_reason(exc)}") from None
         except httpx.TransportError as exc:
-            raise ConnectionError(f"cannot reach the A2A agent at {self.url}: "
-                                  f"{_reason(exc)}") from None
+            lost = ExternalUnreachable if _not_sent(exc, None) else ConnectionError
+            raise lost(f"cannot reach the A2A agent at {self.url}: {_reason(exc)}") from None
         except A2AError as exc:  # a JSON-RPC error: the agent answered, and said no
             return ExternalReply("", status="failed",
                                  error=f"the A2A agent at {self.url} answered with an error: "
@@ -365,6 +370,19 @@ def _http_status(exc: BaseException) -> int | None:
         return exc.status_code
     cause = exc.__cause__
     return cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
+
+
+def _not_sent(exc: BaseException, status: int | None) -> bool:
+    """Whether the message never reached the agent (no connection was made, or the server
+    turned the request away unread: 429, 503), so sending it again cannot do it twice."""
+    if status in (429, 503):
+        return True
+    root: BaseException | None = exc
+    while root is not None:
+        if isinstance(root, httpx.ConnectError | httpx.ConnectTimeout):
+            return True
+        root = root.__cause__ or root.__context__
+    return False
 
 
 def _http_refusal(url: str, status: int) -> str:

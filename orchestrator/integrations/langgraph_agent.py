@@ -62,6 +62,9 @@ class LangGraphAgent:
             read-only while a known tool writes.
     """
 
+    reports_writes = True
+    """Its tools run in this process and each call is reported as it ends."""
+
     def __init__(self, graph: Pregel[Any, Any, Any, Any] | StateGraph[Any, Any, Any, Any], *,
                  kind: ToolKind | None = None, input_key: str = "messages") -> None:
         self.graph: Pregel[Any, Any, Any, Any] = (

@@ -127,6 +127,9 @@ class OpenAIAgentsAgent:
         ConfigError: ``kind`` is read-only and a tool is declared as a write.
     """
 
+    reports_writes = True
+    """Its tools run in this process and each call is reported as it ends."""
+
     def __init__(self, agent: Agent[Any], *, kind: ToolKind, max_turns: int = 10,
                  run_config: RunConfig | None = None) -> None:
         if max_turns < 1:

@@ -19,6 +19,8 @@ from orchestrator.agents.external import (
     ExternalStep,
     ExternalTask,
     ExternalToolCall,
+    ExternalUnreachable,
+    reports_writes,
 )
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
@@ -59,13 +61,32 @@ async def run_external(
                         kind=result.kind, inputs=tuple(
                             ExternalInput(i.subtask_id, i.agent, i.output) for i in inputs),
                         timeout_s=timeout_s)
+    acting = result.kind == "act" and not agent.kind.read_only
+    if acting:  # until it answers, a cut-off leaves the change's outcome unknown
+        result.unsettled_tool = spec.name
     try:
         reply = await agent.run(task, _Reporter(spec, result, run_id))
     except BudgetExceededError as exc:
+        result.unsettled_tool = None
         result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", \
             "budget"
         result.finished_at = time.time()
         return result
+    except ExternalUnreachable:
+        result.unsettled_tool = None
+        raise  # nothing started: the recovery policy may try again
+    except Exception as exc:
+        result.unsettled_tool = None
+        if not acting or not outcome_unknown(agent, result):
+            raise  # nothing changed (as far as it is seen): a retry cannot do it twice
+        result.status, result.failure_kind = "unknown", "outcome_unknown"
+        result.error = (f"{spec.name} lost contact during the action ({type(exc).__name__}: "
+                        f"{exc}); whether it took effect is unknown, so it is not tried again")
+        result.finished_at = time.time()
+        return result
+    # (Cut off by the engine's timeout, the attempt is cancelled with unsettled_tool still
+    # naming the agent, so the recovery policy knows the action may be under way.)
+    result.unsettled_tool = None
     spent = Usage(reply.llm_calls, reply.input_tokens, reply.output_tokens)
     result.usage = result.usage + spent
     if budget is not None and spent.llm_calls:
@@ -89,6 +110,14 @@ async def run_external(
         judge(result, cap_text(reply.output.strip(), max_output_chars) or "", [])
     result.finished_at = time.time()
     return result
+
+
+def outcome_unknown(agent: ExternalAgent, result: SubtaskResult) -> bool:
+    """Whether an action of ``agent`` stopped mid-way may have changed something unseen: a
+    remote agent's always may; one that reports its writes, only once it made one."""
+    if not reports_writes(agent):
+        return True
+    return any(c.write for c in result.tool_calls[result.attempt_first_call:])
 
 
 class _Reporter:

@@ -26,7 +26,7 @@ from orchestrator.events import (
     emit,
 )
 from orchestrator.model_slots import Waits, run_within, waiting_clock
-from orchestrator.nodes.external import run_external
+from orchestrator.nodes.external import outcome_unknown, run_external
 from orchestrator.nodes.outcome import judge_cut_short
 from orchestrator.nodes.specialist import DependencyOutput, LoopLimits, run_specialist
 from orchestrator.plan import Subtask
@@ -116,8 +116,12 @@ def _timed_out(result: SubtaskResult, agent: str, budget: RunBudget, timeout: fl
                wall_bound: bool, ctx: EngineContext) -> None:
     """An attempt cut off by its timeout or the run's wall time: say what is known."""
     unsettled = result.unsettled_tool
-    tool = ctx.agent_tools(ctx.agents[agent]).get(unsettled or "")
-    write_in_flight = tool is not None and not is_read_only(tool)
+    spec = ctx.agents[agent]
+    if spec.external is not None:  # the agent's own action, unless it is seen to be none
+        write_in_flight = unsettled == agent and outcome_unknown(spec.external, result)
+    else:
+        tool = ctx.agent_tools(spec).get(unsettled or "")
+        write_in_flight = tool is not None and not is_read_only(tool)
     result.unsettled_tool = None
     result.finished_at = time.time()
     if write_in_flight:
