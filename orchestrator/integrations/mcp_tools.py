@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from orchestrator.agents.policy import is_read_only, policy_of, requires_approval
+from orchestrator.agents.policy import is_read_only, policy_of, requires_approval, writes
 from orchestrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -360,12 +360,15 @@ class McpToolset:
 
     def _with_approval(self, tool: BaseTool) -> BaseTool:
         rule = self.server.approval
+        named = isinstance(rule, tuple) and tool.name.removeprefix(self.server.prefix) in rule
+        if named and is_read_only(tool):
+            # The card's word wins over the server's annotations (hints a server may get
+            # wrong or lie about): a tool it names for approval is a write that waits.
+            tool = writes(tool)
         if rule == "none" or is_read_only(tool):
             return tool
         kind = policy_of(tool).effective_kind
-        needs = (rule == "writes" or (rule == "destructive" and kind.destructive)
-                 or (isinstance(rule, tuple) and tool.name.removeprefix(self.server.prefix)
-                     in rule))
+        needs = (rule == "writes" or (rule == "destructive" and kind.destructive) or named)
         if not needs:
             return tool
         return requires_approval(tool, reason=f"{tool.name} (MCP server {self.server.name}) "
