@@ -349,9 +349,11 @@ async def _cancel_remote(client: Client, task_id: str) -> None:
 
 
 def _card_description(card: AgentCard) -> str:
-    text = " ".join(card.description.split()) or " ".join(
-        s.description.strip() for s in card.skills) or f"The remote A2A agent {card.name}."
-    return text[:400]
+    # One line, whatever the remote card holds: the planner's catalog is a line per agent,
+    # and a remote agent must not add lines (agents) of its own to it.
+    text = (card.description.strip() or " ".join(s.description for s in card.skills).strip()
+            or f"The remote A2A agent {card.name}.")
+    return " ".join(text.split())[:400]
 
 
 def _card_skills(card: AgentCard) -> list[str]:
