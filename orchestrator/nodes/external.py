@@ -33,6 +33,9 @@ from orchestrator.truncation import cap_text
 
 MAX_STEP_TEXT = 2_000
 """Longest status text or tool output kept per step (the reply itself is capped apart)."""
+MAX_STATUS_EVENTS = 100
+"""Status updates reported per attempt; the agent's further ones are dropped (one event
+says so): a remote agent decides how many it sends, the run's events must stay bounded."""
 
 
 async def run_external(
@@ -125,6 +128,7 @@ class _Reporter:
 
     def __init__(self, spec: AgentSpec, result: SubtaskResult, run_id: str) -> None:
         self.spec, self.result, self.run_id = spec, result, run_id
+        self.statuses = 0
 
     def __call__(self, step: ExternalStep) -> None:
         if isinstance(step, ExternalToolCall):
@@ -140,9 +144,15 @@ class _Reporter:
             emit("tool_called", self.run_id, subtask_id=self.result.id, agent=self.spec.name,
                  data=data)
         elif isinstance(step, ExternalStatus):
+            self.statuses += 1
+            if self.statuses > MAX_STATUS_EVENTS:
+                return
+            text = cap_text(step.text, MAX_STEP_TEXT) or ""
+            if self.statuses == MAX_STATUS_EVENTS:
+                text = (f"{text} (its {MAX_STATUS_EVENTS}th status update: further ones are "
+                        "not shown)").strip()
             emit("agent_status", self.run_id, subtask_id=self.result.id,
-                 agent=self.spec.name, data=AgentStatusData(
-                     state=step.state, text=cap_text(step.text, MAX_STEP_TEXT) or ""))
+                 agent=self.spec.name, data=AgentStatusData(state=step.state, text=text))
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
