@@ -227,3 +227,96 @@ def test_a_remote_agent_flooding_its_status_does_not_flood_the_events(hostile: s
     stored = orch.records.run(result.run_id)
     assert stored["status"] == "ok"
     orch.close()
+
+
+SLOW_WRITER = '''
+import sqlite3, sys, time
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+DB = sys.argv[1]
+desk = FastMCP("slow")
+
+
+@desk.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+def open_ticket(title: str) -> str:
+    """Open a ticket (it answers long after it wrote it)."""
+    with sqlite3.connect(DB) as conn:
+        conn.execute("INSERT INTO tickets (title) VALUES (?)", (title,))
+    time.sleep(60)
+    return "opened"
+
+
+if __name__ == "__main__":
+    desk.run("stdio")
+'''
+
+
+def test_an_mcp_write_that_outlives_its_timeout_is_not_made_again(tmp_path: Path) -> None:
+    db = tmp_path / "tickets.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE tickets (id INTEGER PRIMARY KEY, title TEXT)")
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_WRITER, "utf-8")
+    card = tmp_path / "desk.yaml"
+    card.write_text(yaml.safe_dump({
+        "name": "desk", "description": "Service desk tickets.", "skills": ["tickets"],
+        "mcp": [{"server": "slow", "command": sys.executable, "args": [str(script), str(db)],
+                 "tools": ["open_ticket"], "timeout_s": 2}]}))
+    spec = load_agent_card(card)
+    orch = scripted(tmp_path, [spec], [
+        plan_reply(("t1", "Open a ticket for the outage", "desk", [], "act")),
+        tool_call("open_ticket", {"title": "outage"}),
+        tool_call("open_ticket", {"title": "outage"}),
+        tool_call("open_ticket", {"title": "outage"}),
+        "Opened.", "Opened.", "Opened.",
+    ], max_retries=2, max_replans=0)
+    result = run_guarded(orch, "open a ticket for the outage")
+    with sqlite3.connect(db) as conn:
+        made = conn.execute("SELECT title FROM tickets").fetchall()
+    # It took the call and went quiet: whether it wrote is unknown, so it is not sent again.
+    assert made == [("outage",)], [(e.type, e.data) for e in result.events]
+    assert result.results["t1"].status != "done"
+    orch.close()
+
+
+NOISY_SERVER = '''
+import sys
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+desk = FastMCP("noisy")
+
+
+@desk.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def list_tickets() -> str:
+    """List the tickets."""
+    return "T-1: printer on fire"
+
+
+if __name__ == "__main__":
+    print("Starting the desk... {not json", flush=True)
+    print("\\x00\\xff garbage", flush=True)
+    desk.run("stdio")
+'''
+
+
+def test_an_mcp_server_that_prints_garbage_on_stdout_still_serves(tmp_path: Path) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY_SERVER, "utf-8")
+    card = tmp_path / "desk.yaml"
+    card.write_text(yaml.safe_dump({
+        "name": "desk", "description": "Service desk tickets.", "skills": ["tickets"],
+        "mcp": [{"server": "noisy", "command": sys.executable, "args": [str(script)],
+                 "tools": ["list_tickets"]}]}))
+    spec = load_agent_card(card)
+    orch = scripted(tmp_path, [spec], [
+        plan_reply(("t1", "List the tickets", "desk", [], "answer")),
+        tool_call("list_tickets", {}),
+        "T-1: printer on fire.",
+        "T-1 is open.",
+    ], max_replans=0)
+    result = run_guarded(orch, "which tickets are open?")
+    assert result.ok, result.error
+    assert result.results["t1"].tool_calls[0].output == "T-1: printer on fire"
+    orch.close()
