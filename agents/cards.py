@@ -36,6 +36,11 @@ class McpServerCard(BaseModel):
         "none", description="Which of its tools need a person's approval")
     timeout_s: float = Field(60.0, gt=0, description="Longest one call may take")
     prefix: str = Field("", description="Put before each tool's name")
+    trust_annotations: bool = Field(True, description="Take the server's word (its tool "
+                                    "annotations) for what a tool does; false: every tool is "
+                                    "a destructive write unless read_only names it")
+    read_only: list[str] = Field(default_factory=list, description="Tools that only read, "
+                                 "whatever the server says")
 
 
 class A2AAgentCard(BaseModel):

@@ -320,3 +320,22 @@ def test_an_mcp_server_that_prints_garbage_on_stdout_still_serves(tmp_path: Path
     assert result.ok, result.error
     assert result.results["t1"].tool_calls[0].output == "T-1: printer on fire"
     orch.close()
+
+
+def test_a_remote_agents_artifacts_are_kept_to_a_bound_as_they_stream() -> None:
+    """A remote agent streaming a huge artifact in pieces cannot fill this process's memory:
+    what is kept stops at a bound (the engine then cuts the output it stores far shorter)."""
+    from a2a.types import Artifact, Part, StreamResponse, TaskArtifactUpdateEvent
+
+    from orchestrator.integrations._a2a_replies import MAX_OUTPUT_CHARS, TaskProgress
+
+    progress = TaskProgress()
+    piece = "x" * 100_000
+    for _ in range(3 * MAX_OUTPUT_CHARS // len(piece)):
+        progress.take(StreamResponse(artifact_update=TaskArtifactUpdateEvent(
+            task_id="t", artifact=Artifact(artifact_id="a", parts=[Part(text=piece)]),
+            append=True)), lambda _step: None)
+        progress.take(StreamResponse(artifact_update=TaskArtifactUpdateEvent(
+            task_id="t", artifact=Artifact(artifact_id="b", parts=[Part(text=piece)]),
+            append=True)), lambda _step: None)
+    assert sum(len(t) for t in progress.artifacts.values()) == MAX_OUTPUT_CHARS

@@ -312,3 +312,19 @@ def test_header_secrets_come_from_the_environment(tmp_path: Path,
         load_agent_card(write_card(tmp_path, [{
             "server": "desk", "url": "http://127.0.0.1:9/mcp", "tools": ["list_tickets"],
             "headers": {"Authorization": "Bearer ${DESK_TOKEN}"}}]))
+
+
+def test_a_card_may_distrust_the_servers_annotations(tmp_path: Path) -> None:
+    """MCP annotations are hints from the server: a card can decline them, so every tool is
+    a destructive write (approval: destructive then covers all) except those it vouches
+    for as read-only."""
+    db = tmp_path / "tickets.sqlite"
+    spec = load_agent_card(write_card(tmp_path, [{
+        "server": "desk", **desk_command(db), "all_tools": True, "trust_annotations": False,
+        "read_only": ["pid"], "approval": "destructive"}]))
+    tools = {t.name: t for t in asyncio.run(spec.toolsets[0].aload())}
+    assert is_read_only(tools["pid"])  # the card's word (the server declares nothing)
+    assert not is_read_only(tools["list_tickets"])  # the server's readOnlyHint not taken
+    assert policy_of(tools["open_ticket"]).effective_kind.destructive
+    assert policy_of(tools["open_ticket"]).approval is not None
+    assert policy_of(tools["pid"]).approval is None

@@ -25,6 +25,10 @@ _ASKED_FOR = {TaskState.TASK_STATE_INPUT_REQUIRED: "input",
               TaskState.TASK_STATE_AUTH_REQUIRED: "authorization"}
 
 
+MAX_OUTPUT_CHARS = 1_000_000
+"""Most text kept of a task's artifacts (the engine caps the output it stores far lower)."""
+
+
 @dataclass
 class TaskProgress:
     """What the remote agent has said so far about one message's task."""
@@ -51,12 +55,17 @@ class TaskProgress:
         if payload == "artifact_update":
             update = response.artifact_update
             key, text = update.artifact.artifact_id, parts_text(update.artifact.parts)
-            self.artifacts[key] = self.artifacts.get(key, "") + text if update.append else text
+            have = self.artifacts.get(key, "") if update.append else ""
+            # Kept to a bound as it arrives: a remote agent cannot fill this process's memory
+            # (the engine cuts the output it keeps far shorter, saying so).
+            room = MAX_OUTPUT_CHARS - len(have) - sum(
+                len(t) for k, t in self.artifacts.items() if k != key)
+            self.artifacts[key] = have + text[:max(room, 0)]
             return
         if payload == "task":
             task = response.task
             self.task_id = task.id or self.task_id
-            self.artifacts = {a.artifact_id or str(i): parts_text(a.parts)
+            self.artifacts = {a.artifact_id or str(i): parts_text(a.parts)[:MAX_OUTPUT_CHARS]
                               for i, a in enumerate(task.artifacts)}
             status = task.status
         elif payload == "status_update":

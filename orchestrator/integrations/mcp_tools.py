@@ -74,6 +74,11 @@ class McpServer:
     timeout_s: float = CALL_TIMEOUT_S
     prefix: str = ""
     """Put before each tool's name (when two servers have a tool of the same name)."""
+    trust_annotations: bool = True
+    """Take what the server's annotations say a tool does; when False every tool is a
+    destructive write unless ``read_only`` names it."""
+    read_only: tuple[str, ...] = ()
+    """Tools the card says only read, whatever the server says."""
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.url is None):
@@ -336,7 +341,10 @@ class McpToolset:
                     f"has: {', '.join(sorted(by_name)) or 'none'})")
             chosen = [by_name[n] for n in self.server.tools]
         else:
-            chosen = list(listed)
+            chosen = [t for t in listed if _TOOL_NAME.fullmatch(t.name)]
+            for odd in (t for t in listed if not _TOOL_NAME.fullmatch(t.name)):
+                log.warning("MCP server %r: tool %r left out (a tool name is letters, digits, "
+                            "_ . - only)", self.server.name, odd.name[:80])
         return [self._tool(t) for t in chosen]
 
     def _tool(self, listed: Any) -> BaseTool:
@@ -352,6 +360,10 @@ class McpToolset:
 
         annotations = (listed.annotations.model_dump(exclude_none=True)
                        if listed.annotations is not None else {})
+        if remote in server.read_only:  # the card vouches for it
+            annotations = {"readOnlyHint": True, "destructiveHint": False}
+        elif not server.trust_annotations:  # hints from the server do not count
+            annotations = {"readOnlyHint": False, "destructiveHint": True}
         tool = StructuredTool(
             name=f"{server.prefix}{remote}", description=listed.description or remote,
             args_schema=listed.inputSchema, coroutine=call, func=call_sync,
@@ -390,6 +402,8 @@ def _text_of(server: McpServer, tool: str, result: Any) -> str:
     return text
 
 
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""A tool name a model provider takes (others are left out of ``all_tools``)."""
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -421,4 +435,6 @@ def mcp_server_from_card(entry: Mapping[str, Any], source: str) -> McpServer:
         tools=tuple(entry.get("tools") or ()), all_tools=bool(entry.get("all_tools")),
         approval=tuple(approval) if isinstance(approval, list) else cast(Any, approval),
         timeout_s=float(entry.get("timeout_s") or CALL_TIMEOUT_S),
-        prefix=entry.get("prefix") or "")
+        prefix=entry.get("prefix") or "",
+        trust_annotations=bool(entry.get("trust_annotations", True)),
+        read_only=tuple(entry.get("read_only") or ()))
