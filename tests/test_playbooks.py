@@ -285,7 +285,10 @@ def test_two_processes_approving_one_run_do_the_work_once(
     outcomes = asyncio.run(both())
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(errors) == 1 and isinstance(errors[0], RequestError)
-    assert "already being resumed" in str(errors[0])
+    # The second either finds the run being resumed, or (on a loaded machine, reaching the
+    # thread only once the first has finished) nothing left to approve.
+    assert ("already being resumed" in str(errors[0])
+            or "has no paused run to resume" in str(errors[0])), errors[0]
     assert db.execute("SELECT count(*) FROM incidents WHERE service = 'web-2'").fetchone()[0] == 1
 
 

@@ -71,7 +71,7 @@ def test_card_folder_adds_agents_that_get_planned_and_used(domain_db: Path) -> N
 @pytest.mark.parametrize(("text", "message"), [
     ("name: [unclosed", "invalid YAML"),
     ("- just a list", "must be a YAML mapping"),
-    ("name: x\n", "description: Field required"),
+    ("name: x\n", "needs a description"),
     ("name: x\ndescription: d\ncolour: red\n", "colour: Extra inputs are not permitted"),
     ("name: x\ndescription: d\ntools: [no_such_module_xyz:fn]\n", "cannot import module"),
     ("name: x\ndescription: d\ntools: ['os:no_such_fn']\n", "has no 'no_such_fn'"),
