@@ -288,12 +288,19 @@ class Level:
         return percentile(self.latencies, q) if self.latencies else float("nan")
 
 
+CLIENT_KEEPALIVE_S = 2.0
+"""How long the client keeps an idle connection: under uvicorn's 5 s keep-alive, so it never
+sends a request on a connection the server is closing (with equal timeouts that race lost
+one turn of 600 as a ReadError at 200 sessions)."""
+
+
 def client_for(server: Server, sessions: int) -> httpx.AsyncClient:
     """One connection per session (httpx allows 100 by default), no proxy."""
     return httpx.AsyncClient(
         base_url=server.url, headers={"Authorization": f"Bearer {server.key}"},
         timeout=REQUEST_TIMEOUT_S, trust_env=False,
-        limits=httpx.Limits(max_connections=sessions, max_keepalive_connections=sessions))
+        limits=httpx.Limits(max_connections=sessions, max_keepalive_connections=sessions,
+                            keepalive_expiry=CLIENT_KEEPALIVE_S))
 
 
 async def run_level(server: Server, sessions: int, turns: int, *, label: str = "load"
