@@ -111,6 +111,9 @@ class GroupCommitter:
         _settle_all(batch)
 
     def _run(self, batch: list[_Call]) -> None:
+        if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+            self._run_alone(batch[0])
+            return
         try:  # one transaction: releasing the savepoints inside it does not commit
             if not self._conn.in_transaction:
                 self._conn.execute("BEGIN")
@@ -140,6 +143,22 @@ class GroupCommitter:
             for call in batch:
                 if call.ok:
                     call.value, call.ok = exc, False
+
+
+    def _run_alone(self, call: _Call) -> None:
+        try:
+            call.value, call.ok = call.fn(), True
+        except BaseException as exc:  # handed to its caller
+            call.value = exc
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+            return
+        try:
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+            call.value, call.ok = exc, False
 
 
 def _serve(owner: weakref.ref[GroupCommitter], jobs: queue.SimpleQueue[Any]) -> None:
