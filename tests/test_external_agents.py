@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
 from orchestrator.nodes.external import run_external
 from orchestrator.results import SubtaskResult
+from orchestrator.storage.sqlite import SqliteWriteJournal
 
 ACTS = ToolKind(read_only=False, destructive=False)
 READS = ToolKind(read_only=True, destructive=False, idempotent=True)
@@ -208,3 +210,52 @@ def test_an_external_agent_cannot_also_list_tools() -> None:
     with pytest.raises(ConfigError, match="cannot also list tools"):
         AgentSpec(name="desk", description="Opens tickets.", tools=[create_ticket],
                   external=Desk())
+
+
+def _resumed(desk: Desk, journal: Any) -> SubtaskResult:
+    """The subtask as a resumed run meets it again: the same run and subtask, a fresh
+    result (the checkpoint did not hold the attempt), the same write journal."""
+    again = SubtaskResult(id="t1", goal="open a ticket for the checkout outage",
+                          agent="service_desk", kind="act")
+    asyncio.run(run_external(desk_agent(desk), desk, again, [], run_id="r1",
+                             journal=journal))
+    return again
+
+
+def test_after_a_crash_an_action_under_way_is_not_sent_again(tmp_path: Path) -> None:
+    """The process stopped while a remote agent had the action: the resumed run does not
+    send it again (it may have happened); the subtask says its outcome is unknown."""
+    journal = SqliteWriteJournal(tmp_path / "writes.sqlite")
+    desk = Desk(hang=True)
+    first = SubtaskResult(id="t1", goal="open a ticket for the checkout outage",
+                          agent="service_desk", kind="act")
+
+    async def stopped() -> None:  # the process dies mid-action: the attempt never returns
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run_external(desk_agent(desk), desk, first, [],
+                                                run_id="r1", journal=journal), 0.2)
+    asyncio.run(stopped())
+    assert len(desk.tasks) == 1
+
+    restarted = Desk()  # the agent as the resumed process reaches it (it would answer now)
+    again = _resumed(restarted, SqliteWriteJournal(tmp_path / "writes.sqlite"))
+    assert restarted.tasks == []  # not sent again
+    assert (again.status, again.failure_kind) == ("unknown", "outcome_unknown")
+    assert "not sent again" in (again.error or "")
+
+
+def test_after_a_crash_an_action_done_keeps_its_reply_and_is_not_sent_again(
+        tmp_path: Path) -> None:
+    journal = SqliteWriteJournal(tmp_path / "writes.sqlite")
+    desk = Desk()
+    first = SubtaskResult(id="t1", goal="open a ticket for the checkout outage",
+                          agent="service_desk", kind="act")
+    asyncio.run(run_external(desk_agent(desk), desk, first, [], run_id="r1",
+                             journal=journal))
+    assert first.status == "done" and len(desk.tasks) == 1
+    # The process stopped before the checkpoint kept the result: the run is resumed.
+    again = _resumed(desk, SqliteWriteJournal(tmp_path / "writes.sqlite"))
+    assert len(desk.tasks) == 1  # the journal says it was done: its reply stands
+    assert again.status == "done" and again.output == first.output
+    (call,) = again.tool_calls
+    assert call.replayed and call.write and call.name == "service_desk"

@@ -8,6 +8,7 @@ agent. An ``answer`` subtask goes only to an agent declared read-only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from orchestrator.agents.external import (
     ExternalAgent,
     ExternalInput,
+    ExternalReply,
     ExternalStatus,
     ExternalStep,
     ExternalTask,
@@ -30,6 +32,7 @@ from orchestrator.nodes.outcome import judge
 from orchestrator.nodes.specialist import DependencyOutput
 from orchestrator.results import SubtaskResult, ToolCallRecord, Usage
 from orchestrator.truncation import cap_text
+from orchestrator.write_journal import JournalEntry, WriteJournal
 
 MAX_STEP_TEXT = 2_000
 """Longest status text or tool output kept per step (the reply itself is capped apart)."""
@@ -42,6 +45,7 @@ async def run_external(
     spec: AgentSpec, agent: ExternalAgent, result: SubtaskResult,
     inputs: list[DependencyOutput], *, run_id: str, budget: RunBudget | None = None,
     model_name: str = "", timeout_s: float | None = None, max_output_chars: int = 20_000,
+    journal: WriteJournal | None = None,
 ) -> SubtaskResult:
     """Run one attempt at ``result``'s subtask with ``agent``; the result is done, failed
     (with a ``failure_kind``) or, when the budget ran out, cancelled. A failure worth
@@ -65,10 +69,18 @@ async def run_external(
                             ExternalInput(i.subtask_id, i.agent, i.output) for i in inputs),
                         timeout_s=timeout_s)
     acting = result.kind == "act" and not agent.kind.read_only
+    # An action is journaled like a write: after a crash, a resumed run neither sends it
+    # again nor forgets it (done: its reply stands; under way: its outcome is unknown).
+    key = f"{run_id}:{result.id}:{spec.name}" if acting and journal is not None else None
+    earlier = await asyncio.to_thread(journal.lookup, key) if key and journal else None
+    if earlier is not None and earlier.state != "failed":
+        return _from_journal(spec, result, earlier, max_output_chars)
+    if key and journal:
+        await asyncio.to_thread(journal.begin, key, spec.name, {"goal": result.goal})
     if acting:  # until it answers, a cut-off leaves the change's outcome unknown
         result.unsettled_tool = spec.name
     try:
-        reply = await agent.run(task, _Reporter(spec, result, run_id))
+        reply = await _run_noted(agent, task, _Reporter(spec, result, run_id), journal, key)
     except BudgetExceededError as exc:
         result.unsettled_tool = None
         result.status, result.error, result.failure_kind = "cancelled", f"budget: {exc}", \
@@ -78,9 +90,15 @@ async def run_external(
     except ExternalUnreachable:
         result.unsettled_tool = None
         raise  # nothing started: the recovery policy may try again
+    except asyncio.CancelledError:  # cut off (the subtask's timeout, the run stopping)
+        if key and journal and not outcome_unknown(agent, result):
+            journal.fail(key, "cut off before it changed anything")  # a retry may send it
+        raise
     except Exception as exc:
         result.unsettled_tool = None
         if not acting or not outcome_unknown(agent, result):
+            if key and journal:  # nothing changed, as it reported: a retry may send it
+                await asyncio.to_thread(journal.fail, key, f"{type(exc).__name__}: {exc}")
             raise  # nothing changed (as far as it is seen): a retry cannot do it twice
         result.status, result.failure_kind = "unknown", "outcome_unknown"
         result.error = (f"{spec.name} lost contact during the action ({type(exc).__name__}: "
@@ -112,6 +130,42 @@ async def run_external(
                 output=cap_text(reply.output, MAX_STEP_TEXT) or "", write=act))
         judge(result, cap_text(reply.output.strip(), max_output_chars) or "", [])
     result.finished_at = time.time()
+    return result
+
+
+async def _run_noted(agent: ExternalAgent, task: ExternalTask, report: _Reporter,
+                     journal: WriteJournal | None, key: str | None) -> ExternalReply:
+    """``agent.run``, its end noted in the journal: done with its reply, or failed when it
+    says so or nothing was sent; a lost contact leaves the note ``started``."""
+    try:
+        reply = await agent.run(task, report)
+    except ExternalUnreachable as exc:
+        if key and journal:
+            await asyncio.to_thread(journal.fail, key, str(exc))
+        raise
+    if key and journal:
+        if reply.status == "failed":
+            await asyncio.to_thread(journal.fail, key, reply.error or "failed")
+        else:
+            await asyncio.to_thread(journal.finish, key, reply.output)
+    return reply
+
+
+def _from_journal(spec: AgentSpec, result: SubtaskResult, earlier: JournalEntry,
+                  max_output_chars: int) -> SubtaskResult:
+    """A resumed run's action that the journal says was done, or under way, before the
+    process stopped: nothing is sent again."""
+    result.finished_at = time.time()
+    if earlier.state == "done":
+        output = earlier.output or ""
+        result.tool_calls.append(ToolCallRecord(
+            name=spec.name, args={"goal": result.goal}, status="ok", replayed=True,
+            output=cap_text(output, MAX_STEP_TEXT) or "", write=True))
+        judge(result, cap_text(output.strip(), max_output_chars) or "", [])
+        return result
+    result.status, result.failure_kind = "unknown", "outcome_unknown"
+    result.error = (f"{spec.name} was doing this action when the run stopped; whether it took "
+                    "effect is unknown, so it is not sent again")
     return result
 
 

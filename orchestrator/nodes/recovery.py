@@ -189,6 +189,7 @@ async def _attempts_on_agent(
                 attempt = (run_external(
                     spec, spec.external, result, inputs, run_id=run_id, budget=budget,
                     timeout_s=timeout, max_output_chars=settings.max_tool_output_chars,
+                    journal=ctx.journal,
                 ) if spec.external is not None else run_specialist(
                     spec, ctx.agent_runnable(spec, result.kind), ctx.agent_tools(spec), result,
                     inputs,
