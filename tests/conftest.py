@@ -50,3 +50,23 @@ def db(domain_db: Path) -> Iterator[sqlite3.Connection]:
     conn.row_factory = sqlite3.Row
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster for the session (tests/support/postgres.py); a test
+    takes a database of its own with ``postgres_url``."""
+    from tests.support.postgres import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: object) -> str:
+    """The URL of a new, empty database in the session's cluster."""
+    from tests.support.postgres import Cluster
+
+    assert isinstance(postgres_cluster, Cluster)
+    return postgres_cluster.new_database()
