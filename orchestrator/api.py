@@ -48,6 +48,7 @@ from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import ConfigError, RequestError
+from orchestrator.event_writer import EventWriter
 from orchestrator.events import (
     ANSWER_CHUNKS_KEY,
     EVENT_MARKER,
@@ -76,6 +77,15 @@ log = logging.getLogger(__name__)
 
 class _RunLost(Exception):
     """This process no longer holds the run it is running (the message says why)."""
+
+
+def _check_writer(writer: EventWriter, lost_reason: Callable[[], str]) -> None:
+    """Raise what the event writer met: a listener's exception, or the run lost."""
+    if writer.error is not None:
+        error, writer.error = writer.error, None
+        raise error
+    if writer.lost:
+        raise _RunLost(lost_reason())
 
 
 class Orchestrator:
@@ -408,6 +418,9 @@ class Orchestrator:
         paused: list[ApprovalRequest] = []
         outcome = "interrupted"  # until the graph has run to its end or pause
         lost: list[str] = []  # why this process lost the run, once it has
+        # Stored in bursts, on the loop itself: one small WAL insert per burst costs less
+        # than a thread hop per event, and the record keeps the events' order.
+        writer = EventWriter(self.runs, run_id, owner, on_event)
         keeper = (asyncio.ensure_future(self._keep_claims(
             run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
             else None)
@@ -422,17 +435,15 @@ class Orchestrator:
                     elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
                         item = Event.from_dict(chunk)
                         events.append(item)
-                        # On the loop itself: one small WAL insert costs less than a
-                        # thread hop per event, and the record keeps the events' order.
-                        if self.runs is not None and not self.runs.append_events(
-                                run_id, [item], owner):
-                            raise _RunLost(self._lost_reason(run_id, thread, owner,
-                                                             LostLease(taken=True)))
-                        if on_event is not None:
-                            on_event(item)
+                        writer.add(item)
+                        _check_writer(writer, lambda: self._lost_reason(
+                            run_id, thread, owner, LostLease(taken=True)))
                     elif on_answer_chunk is not None and isinstance(chunk, dict) and (
                             piece := answer_chunk_from_dict(chunk)) is not None:
                         on_answer_chunk(piece)  # not stored: the answer event holds it all
+                writer.flush()
+                _check_writer(writer, lambda: self._lost_reason(
+                    run_id, thread, owner, LostLease(taken=True)))
                 if not events or events[-1].type != "answer":
                     snapshot = await graph.aget_state(config)
                     paused = _waiting_approvals(snapshot)
@@ -452,6 +463,7 @@ class Orchestrator:
             values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
             raise
         finally:
+            writer.flush()  # what the last turn of the loop left, before the record ends
             self._engine.end_run(run_id)  # its budget: a resume rebuilds it from the state
             if keeper is not None:
                 keeper.cancel()

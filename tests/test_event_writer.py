@@ -1,0 +1,67 @@
+"""A run's events reach the run store in bursts: fewer transactions than events, each event
+on record before anyone is told of it, and a listener's exception still fails the run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.events import Event
+from orchestrator.leases import Owner
+from orchestrator.storage.sqlite_runs import SqliteRunStore
+from tests.conftest import INCIDENT_REQUEST
+
+
+class CountingStore(SqliteRunStore):
+    """The real SQLite run store, counting its event transactions."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
+                      ) -> bool:
+        self.batches.append(len(events))
+        return super().append_events(run_id, events, owner)
+
+
+def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
+        domain_db: Path, tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake:latency=0.02", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store)
+    seen: list[tuple[str, bool]] = []
+
+    def on_event(event: Event) -> None:
+        stored = store.events(event.run_id)
+        seen.append((event.type, any(e.time == event.time and e.type == event.type
+                                     for e in stored)))
+
+    result = orch.run(INCIDENT_REQUEST, on_event=on_event)
+    assert result.status == "ok"
+    stored = store.events(result.run_id)
+    assert [e.type for e in stored] == [t for t, _ in seen] == [e.type for e in result.events]
+    assert all(on_record for _, on_record in seen), seen
+    assert sum(store.batches) == len(stored)
+    assert len(store.batches) < len(stored), store.batches  # some bursts held several
+
+
+def test_a_listener_that_raises_fails_the_run_with_its_error(domain_db: Path,
+                                                             tmp_path: Path) -> None:
+    store = SqliteRunStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store)
+
+    def on_event(event: Event) -> None:
+        if event.type == "plan_made":
+            raise ValueError("the listener broke")
+
+    with pytest.raises(ValueError, match="the listener broke"):
+        orch.run(INCIDENT_REQUEST, on_event=on_event)
+    [run] = store.list_runs()
+    assert run.status == "failed"
+    # nothing after the failing listener's burst ran to the end
+    assert "answer" not in [e.type for e in store.events(run.run_id)]
