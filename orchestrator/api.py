@@ -104,9 +104,11 @@ class Orchestrator:
             then the offline fake model.
         agents: The specialists; defaults to the registry (built-ins, plugins, cards).
         checkpointer: Where conversations persist: a LangGraph checkpointer, a path or URL
-            (``sqlite:///path``, ``memory://``; see :mod:`orchestrator.storage`), or None
-            for in-memory threads. A path or URL is opened once, on first use, and shared
-            by every run until :meth:`aclose` (``async with Orchestrator(...)`` does it).
+            (``sqlite:///path``, ``postgresql://...``, ``memory://``; see
+            :mod:`orchestrator.storage`), or None for in-memory threads (the database's
+            when ``settings.database_url`` is set). A path or URL is opened once, on first
+            use, and shared by every run until :meth:`aclose` (``async with
+            Orchestrator(...)`` does it).
         settings: Limits and folders; read from ``ORCHESTRATOR_*`` variables when omitted.
         agent_models: Per-agent model overrides, by agent name.
         domain_db: The business-systems database the tools use (default: in the data folder).
@@ -115,7 +117,8 @@ class Orchestrator:
         playbooks: Predefined workflows; by default the built-in ones whose agents are all
             enabled, plus those in ``settings.playbooks_dir``.
         runs: Where runs, events and agent statistics are stored: a run store, or a path or
-            URL for one; by default ``runs.sqlite`` in the data folder (none when
+            URL for one; by default ``runs.sqlite`` in the data folder, or the database
+            when ``settings.database_url`` is set (none when
             ``settings.record_runs`` is off).
         tracer_provider: An OpenTelemetry ``TracerProvider`` that receives each run as spans;
             by default none, or the global one when ``settings.otel`` is on.
@@ -144,8 +147,9 @@ class Orchestrator:
                                             domains=self.settings.domains)
         self.agents = list(agents)
         self._opened: list[Any] = []  # stores this object opened, and so closes
+        stores = self.settings.stores  # SQLite in the data folder, or the database URL
         if isinstance(runs, str | Path) or (runs is None and self.settings.record_runs):
-            runs = open_run_store(runs or self.settings.runs_path,
+            runs = open_run_store(runs or stores.runs,
                                   max_text=self.settings.max_stored_chars)
             self._opened.append(runs)
         self.runs: BaseRunStore | None = runs
@@ -161,7 +165,7 @@ class Orchestrator:
             model if model is not None else self.settings.model, self.agents,
             settings=self.settings, agent_models=agent_models, knowledge=knowledge,
             playbooks=self.playbooks, routing=self.routing)
-        self._engine.journal = open_write_journal(self.settings.writes_path)
+        self._engine.journal = open_write_journal(stores.writes)
         self._opened.append(self._engine.journal)
         self.graph = graph_from_context(self._engine)
         self.domain_db = Path(domain_db) if domain_db is not None else None
@@ -172,9 +176,10 @@ class Orchestrator:
         self._checkpoints: SharedCheckpointer | None = None
         if isinstance(checkpointer, BaseCheckpointSaver):
             self._compiled: CompiledStateGraph = self.graph.compile(checkpointer=checkpointer)
-        else:
+        else:  # threads in memory unless a database is configured: then they are shared
+            default = stores.checkpoints if self.settings.database_url else "memory://"
             self._checkpoints = SharedCheckpointer(
-                checkpointer if checkpointer is not None else "memory://")
+                checkpointer if checkpointer is not None else default)
             self._compiled = self.graph.compile()
 
     # --- running --------------------------------------------------------------------------
@@ -304,7 +309,7 @@ class Orchestrator:
             store = KnowledgeStore.from_settings(settings)
             ensure_demo_knowledge(store, demo_knowledge_lock(settings), on_build=on_first_build)
             options["knowledge"] = store
-        options.setdefault("checkpointer", settings.checkpoints_path)
+        options.setdefault("checkpointer", settings.stores.checkpoints)
         options.setdefault("domain_db", settings.domain_db_path)
         return cls(options.pop("model", None) or settings.model or DEFAULT_MODEL_SPEC,
                    settings=settings, **options)

@@ -6,10 +6,11 @@ This is the one place that documents each setting; CLI flags override them.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_SPEC = "fake"
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
         default="minilm",
         description="Embedder spec: 'minilm' (local all-MiniLM-L6-v2), 'openai:<model>'; "
         "'hash' is for unit tests only.",
+    )
+    database_url: str | None = Field(
+        default=None, repr=False, description="A PostgreSQL server "
+        "(postgresql://user@host:port/db) holding the checkpoints, run store, write "
+        "journal and API keys, so several server replicas and workers share them; unset: "
+        "SQLite files in the data folder.",
     )
     chroma_url: str | None = Field(
         default=None, description="A Chroma server (http://host:port) instead of the "
@@ -185,6 +192,29 @@ class Settings(BaseSettings):
         "works, so the claim of a crashed process expires after this.",
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def stores(self) -> StoreLocations:
+        """Where each durable store lives: all in ``database_url`` when it is set, else the
+        SQLite files in the data folder. The one place that says so; ConfigError (one line,
+        password hidden) for a URL that is not PostgreSQL."""
+        url = self.database_url
+        if url is None:
+            return StoreLocations(runs=self.runs_path, checkpoints=self.checkpoints_path,
+                                  writes=self.writes_path, keys=self.home / "keys.sqlite")
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in ("postgres", "postgresql"):
+            from orchestrator.errors import ConfigError
+
+            shown = url.split("://", 1)[0] + "://..." if "://" in url else "a value with no URL"
+            raise ConfigError(f"ORCHESTRATOR_DATABASE_URL must be postgresql://user@host:port/db "
+                              f"(got {shown})")
+        return StoreLocations(runs=url, checkpoints=url, writes=url, keys=url)
+
     @property
     def runs_path(self) -> Path:
         return self.home / "runs.sqlite"
@@ -205,6 +235,21 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.home / "chroma"
+
+
+@dataclass(frozen=True)
+class StoreLocations:
+    """Where each durable store lives: a SQLite file or a PostgreSQL URL (see
+    ``orchestrator.storage``; a URL may hold a password: never print it)."""
+
+    runs: Path | str
+    """Runs, events, agent statistics and claims."""
+    checkpoints: Path | str
+    """LangGraph threads."""
+    writes: Path | str
+    """The write journal."""
+    keys: Path | str
+    """The HTTP server's API keys."""
 
 
 def load_settings(**overrides: object) -> Settings:

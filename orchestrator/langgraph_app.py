@@ -95,7 +95,7 @@ def _build_engine(settings: Settings) -> tuple[EngineContext, CompiledStateGraph
     ctx = engine_context(
         settings.model or DEFAULT_MODEL_SPEC, agents, settings=settings, knowledge=knowledge,
         playbooks=default_playbooks(settings, [a.name for a in agents]))
-    ctx.journal = open_write_journal(settings.writes_path)
+    ctx.journal = open_write_journal(settings.stores.writes)
     return ctx, graph_from_context(ctx).compile()
 
 

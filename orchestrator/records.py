@@ -30,11 +30,12 @@ class RunRecords:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RunRecords:
-        """The records of the data folder (``runs.sqlite`` in ``ORCHESTRATOR_HOME``)."""
+        """The records of the settings' run store (``runs.sqlite`` in ``ORCHESTRATOR_HOME``,
+        or ``ORCHESTRATOR_DATABASE_URL``)."""
         from orchestrator.storage import open_run_store
 
         settings = settings or load_settings()
-        return cls(open_run_store(settings.runs_path, max_text=settings.max_stored_chars))
+        return cls(open_run_store(settings.stores.runs, max_text=settings.max_stored_chars))
 
     def runs(self, limit: int = 20) -> list[RunSummary]:
         """Recent runs, newest first (``limit`` of them, at least 1)."""

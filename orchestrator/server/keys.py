@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import sqlite3
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.api_key_rows import open_key_rows
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import RequestError
 
@@ -34,20 +31,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TENANT = re.compile(r"[a-z0-9](?:[a-z0-9_]|-(?!-)){0,62}(?<!-)")
 """No ':' (it separates tenant and thread), no '--' and no '-' at the end: a tenant's
 collections are stored as ``<tenant>--<name>``, and tenant ``a`` must never read ``a-``'s."""
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    scopes TEXT NOT NULL,
-    key_sha256 TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name)
-    WHERE revoked_at IS NULL;
-"""
-
 
 class ApiKeyError(RequestError):
     """A key cannot be created or revoked as asked (bad name, scope or tenant; unknown name)."""
@@ -84,7 +67,8 @@ def parse_scopes(scopes: str | Iterable[str]) -> frozenset[str]:
 
 
 class KeyStore:
-    """API keys in SQLite (``keys.sqlite`` in the data folder); thread-safe.
+    """API keys in SQLite (``keys.sqlite`` in the data folder) or in PostgreSQL (with
+    ``ORCHESTRATOR_DATABASE_URL``, shared by every replica); thread-safe.
 
     Example:
         ```python
@@ -93,23 +77,20 @@ class KeyStore:
         assert keys.verify(key).tenant == "payments"
         keys.revoke("ci-bot")
         ```
+
+    Args:
+        location: The SQLite file, or a ``postgresql://`` URL.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch(mode=0o600, exist_ok=True)  # key digests: readable by the owner only
-        os.chmod(self.path, 0o600)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False,
-                                     isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
+    def __init__(self, location: str | Path) -> None:
+        self._rows = open_key_rows(location)
+        self.path: Path | None = self._rows.path
+        """The SQLite file; None in PostgreSQL."""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> KeyStore:
-        """The key store of the data folder (``<home>/keys.sqlite``)."""
-        return cls((settings or load_settings()).home / "keys.sqlite")
+        """The settings' key store: ``<home>/keys.sqlite``, or ``ORCHESTRATOR_DATABASE_URL``."""
+        return cls((settings or load_settings()).stores.keys)
 
     def create(self, name: str, scopes: str | Iterable[str],
                tenant: str = DEFAULT_TENANT) -> str:
@@ -121,55 +102,36 @@ class KeyStore:
                               "_ or -")
         allowed = parse_scopes(scopes)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        try:
-            with self._lock:
-                self._conn.execute(
-                    "INSERT INTO api_keys (name, tenant, scopes, key_sha256, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (name, tenant, ",".join(sorted(allowed)), digest(key), time.time()))
-        except sqlite3.IntegrityError:
+        if not self._rows.insert(name, tenant, ",".join(sorted(allowed)), digest(key)):
             raise ApiKeyError(f"a key named {name!r} exists: revoke it first or pick another "
-                              "name") from None
+                              "name")
         return key
 
     def verify(self, key: str) -> KeyInfo | None:
-        """The key's info when it is known and not revoked, else None."""
+        """The key's info when it is known and not revoked, else None (read from the store
+        on every call, so a revoke elsewhere counts at once)."""
         if not key.startswith(KEY_PREFIX):
             return None
         wanted = digest(key)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT name, tenant, scopes, created_at, revoked_at, key_sha256 FROM api_keys "
-                "WHERE key_sha256 = ?", (wanted,)).fetchone()
+        row = self._rows.by_digest(wanted)
         if row is None or not hmac.compare_digest(row[5], wanted) or row[4] is not None:
             return None
         return _info(row)
 
     def list(self) -> list[KeyInfo]:
         """Every key, revoked ones included, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT name, tenant, scopes, created_at, revoked_at FROM api_keys "
-                "ORDER BY created_at, id").fetchall()
-        return [_info(row) for row in rows]
+        return [_info(row) for row in self._rows.all()]
 
     def revoke(self, name: str) -> KeyInfo:
         """Revoke the active key called ``name``; ApiKeyError when there is none."""
-        with self._lock:
-            done = self._conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                (time.time(), name)).rowcount
-            row = self._conn.execute(
-                "SELECT name, tenant, scopes, created_at, revoked_at FROM api_keys "
-                "WHERE name = ? ORDER BY revoked_at DESC LIMIT 1", (name,)).fetchone()
-        if not done:
+        row = self._rows.revoke(name)
+        if row is None:
             raise ApiKeyError(f"no active key named {name!r} (`orchestrator keys list` shows "
                               "them)")
         return _info(row)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._rows.close()
 
     def __enter__(self) -> KeyStore:
         return self

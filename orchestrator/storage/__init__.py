@@ -7,7 +7,8 @@
 - the write journal: :func:`open_write_journal` (:class:`orchestrator.write_journal.WriteJournal`).
 
 A path or ``sqlite:///path`` is the embedded SQLite default; ``:memory:`` or ``memory://``
-keeps a store in the process; ``postgres://`` says it is not available yet.
+keeps a store in the process; ``postgresql://user@host/db`` (or ``postgres://``) keeps it in
+a PostgreSQL server that several processes and machines share (``ORCHESTRATOR_DATABASE_URL``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ concurrent runs lost requests to ``database is locked``). A :class:`SharedCheckp
 opens its checkpointer once, on first use, and every run shares it until :meth:`close`.
 
 The savers it opens work from any event loop (the SQLite one runs its statements on a thread
-of its own), so one serves the synchronous API too, where each call has a loop of its own.
+of its own, the PostgreSQL one on a pool of threads and connections), so one serves the
+synchronous API too, where each call has a loop of its own.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class SharedCheckpointer:
     """A checkpointer opened on first use and shared until :meth:`close`; thread-safe.
 
     Args:
-        location: A path, ``sqlite:///path``, ``:memory:`` / ``memory://``; checked at once
-            (ConfigError for ``postgres://`` and unknown schemes).
+        location: A path, ``sqlite:///path``, ``postgresql://...``, ``:memory:`` /
+            ``memory://``; checked at once (ConfigError for an unknown scheme).
     """
 
     def __init__(self, location: str | Path | StoreURL) -> None:

@@ -1,8 +1,9 @@
 """Stores from a URL or a path: the one place that picks a backend.
 
 A path or ``sqlite:///path`` is SQLite (the embedded default, files in the data folder);
-``:memory:`` or ``memory://`` keeps everything in this process; ``postgres://`` is a
-ConfigError until its backend lands. A new backend is one module plus a branch here.
+``:memory:`` or ``memory://`` keeps everything in this process; ``postgres://`` or
+``postgresql://`` is a PostgreSQL server shared by every process that names it (tables set up
+on first use). A new backend is one module plus a branch here.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def open_checkpointer(location: Location) -> CheckpointerScope:
         from langgraph.checkpoint.memory import InMemorySaver
 
         return nullcontext(InMemorySaver())
+    if url.backend == "postgres":
+        from orchestrator.storage.postgres_checkpoints import PostgresCheckpointer
+
+        return PostgresCheckpointer(url)
     from orchestrator.storage.sqlite import SqliteCheckpointer
 
     assert url.path is not None
@@ -61,6 +66,10 @@ def open_run_store(location: Location, *, max_text: int = 20_000) -> BaseRunStor
     from orchestrator.storage.sqlite_runs import SqliteRunStore
 
     url = _parse(location, "run store")
+    if url.backend == "postgres":
+        from orchestrator.storage.postgres_runs import PostgresRunStore
+
+        return PostgresRunStore(url, max_text=max_text)
     return SqliteRunStore(url.path or MEMORY, max_text=max_text)
 
 
@@ -69,4 +78,8 @@ def open_write_journal(location: Location) -> WriteJournal:
     from orchestrator.storage.sqlite import MEMORY, SqliteWriteJournal
 
     url = _parse(location, "write journal")
+    if url.backend == "postgres":
+        from orchestrator.storage.postgres_journal import PostgresWriteJournal
+
+        return PostgresWriteJournal(url)
     return SqliteWriteJournal(url.path or MEMORY)

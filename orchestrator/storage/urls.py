@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -9,26 +10,42 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import ConfigError
 
-Backend = Literal["sqlite", "memory"]
+Backend = Literal["sqlite", "memory", "postgres"]
 
 _MEMORY = frozenset({":memory:", "memory://", "memory:"})
-_LATER = frozenset({"postgres", "postgresql"})
+_POSTGRES = frozenset({"postgres", "postgresql"})
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class StoreURL:
-    """A parsed store location: the backend, and for SQLite its file."""
+    """A parsed store location: the backend, and for SQLite its file, for PostgreSQL its
+    URL."""
 
     backend: Backend
-    """``sqlite`` (a file) or ``memory`` (this process only)."""
+    """``sqlite`` (a file), ``memory`` (this process only) or ``postgres`` (a server)."""
     path: Path | None = None
-    """The SQLite file; None in memory."""
+    """The SQLite file; None otherwise."""
+    url: str | None = None
+    """The PostgreSQL connection URL (with its password: never print it, see
+    :attr:`redacted`); None otherwise."""
+
+    @property
+    def redacted(self) -> str:
+        """The location for messages: the URL without its password, or the path."""
+        if self.url is not None:
+            return redact_url(self.url)
+        return repr(str(self.path)) if self.path is not None else "memory://"
+
+    def __repr__(self) -> str:  # a repr in a traceback or log must not show a password
+        return f"StoreURL({self.backend!r}, {self.redacted})"
 
 
 def parse_store_url(location: str | Path, *, what: str = "store") -> StoreURL:
     """Read a store location: a path or ``sqlite:///path`` (``sqlite:///:memory:`` too) is
-    SQLite; ``:memory:`` or ``memory://`` is in memory. ``postgres://`` and ``postgresql://``
-    are ConfigError until their backend module lands; so is any other scheme.
+    SQLite; ``:memory:`` or ``memory://`` is in memory; ``postgres://`` and
+    ``postgresql://`` are PostgreSQL (the URL is kept as given). Any other scheme is a
+    ConfigError.
 
     ``what`` names the store in error messages (e.g. ``"checkpointer"``).
 
@@ -60,17 +77,21 @@ def parse_store_url(location: str | Path, *, what: str = "store") -> StoreURL:
         return StoreURL("sqlite", Path(path).expanduser())
     if scheme == "memory":
         return StoreURL("memory")
-    if scheme in _LATER:
-        raise ConfigError(f"the {what} URL {_redacted(text)} asks for PostgreSQL, which is not "
-                          "available yet: use a SQLite path or sqlite:///path for now")
-    raise ConfigError(f"unknown {what} URL scheme {scheme!r} in {_redacted(text)}: use a path, "
-                      "sqlite:///path or memory://")
+    if scheme in _POSTGRES:
+        return StoreURL("postgres", url=text)
+    raise ConfigError(f"unknown {what} URL scheme {scheme!r} in {redact_url(text)}: use a "
+                      "path, sqlite:///path, postgresql://user@host/db or memory://")
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return repr(url)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return repr(parts._replace(netloc=netloc).geturl())
+def redact_url(url: str) -> str:
+    """The URL, quoted, without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # e.g. a bad port: show no credentials at all
+        return repr(url.split("://", 1)[0] + "://***")
+    if password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)  # ?password=... too
+    return repr(parts._replace(query=query).geturl())

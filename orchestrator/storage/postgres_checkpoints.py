@@ -1,0 +1,132 @@
+"""LangGraph checkpoints in PostgreSQL (langgraph-checkpoint-postgres), pooled.
+
+:class:`PooledPostgresSaver` is LangGraph's synchronous ``PostgresSaver`` over a
+``psycopg_pool.ConnectionPool``, with its async methods run on a thread pool of its own (one
+hop per call, as the SQLite saver does). That meets the :class:`SharedCheckpointer`
+contract plainly: its sync methods work from any thread, its async ones from any event loop
+(``AsyncPostgresSaver`` belongs to the loop that made it, and the synchronous API makes a
+loop per call). Each call takes its own connection from the pool, so concurrent runs write
+in parallel instead of queueing on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from orchestrator.storage.postgres import config_error, open_pool, schema_lock
+from orchestrator.storage.urls import StoreURL
+
+_T = TypeVar("_T")
+MAX_CONNECTIONS = 16
+"""Connections (and threads) one saver uses at most: checkpoint writes running at once."""
+
+
+class PooledPostgresSaver(PostgresSaver):
+    """``PostgresSaver`` on a pool, whose async methods work from any event loop."""
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        super().__init__(pool)
+        # The saver's lock serialises the use of one connection; each call here takes a
+        # connection of its own from the pool, so the lock would only make runs queue.
+        self.lock = contextlib.nullcontext()  # type: ignore[assignment]
+        self._threads = ThreadPoolExecutor(MAX_CONNECTIONS, thread_name_prefix="pg-checkpoints")
+
+    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._call(self.get_tuple, config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None, limit: int | None = None
+                    ) -> AsyncIterator[CheckpointTuple]:
+        found = await self._call(lambda: list(self.list(config, filter=filter, before=before,
+                                                        limit=limit)))
+        for item in found:
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
+                   metadata: CheckpointMetadata, new_versions: ChannelVersions
+                   ) -> RunnableConfig:
+        return await self._call(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
+                          task_id: str, task_path: str = "") -> None:
+        await self._call(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._call(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig,
+                                         channels: Sequence[str]
+                                         ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._call(self.get_delta_channel_history, config=config,
+                                channels=channels)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+                     ) -> None:
+        """LangGraph's ``prune`` (``keep_latest``: each thread's latest checkpoint stays)."""
+        await self._call(self.prune, thread_ids, strategy=strategy)
+
+    def close(self) -> None:
+        """Wait for the calls under way, then close the pool."""
+        self._threads.shutdown(wait=True)
+        self.conn.close()
+
+
+class PostgresCheckpointer:
+    """``with`` or ``async with PostgresCheckpointer(location) as saver``: a
+    :class:`PooledPostgresSaver` whose tables are set up (LangGraph's migrations) on open."""
+
+    def __init__(self, location: StoreURL) -> None:
+        self.location = location
+        self._saver: PooledPostgresSaver | None = None
+
+    def __enter__(self) -> PooledPostgresSaver:
+        pool = open_pool(self.location, what="checkpoint store", max_size=MAX_CONNECTIONS,
+                         prepare_threshold=0, row_factory=dict_row)
+        saver = PooledPostgresSaver(pool)
+        try:
+            # LangGraph's setup is not safe against itself in another process (both create
+            # the tables, both insert the migration rows): one at a time.
+            with pool.connection() as conn, schema_lock(conn, self.location,
+                                                        "checkpoint store"):
+                PostgresSaver(conn).setup()
+        except psycopg.Error as exc:
+            saver.close()
+            raise config_error("checkpoint store", self.location, exc) from None
+        except BaseException:
+            saver.close()
+            raise
+        self._saver = saver
+        return saver
+
+    def __exit__(self, *exc: object) -> None:
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.close()
+
+    async def __aenter__(self) -> PooledPostgresSaver:
+        return await asyncio.to_thread(self.__enter__)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.__exit__)
