@@ -107,7 +107,7 @@ class PostgresRunStore(PostgresStore):
                   lease_s: float, event: dict[str, Any] | None = None,
                   request_id: str | None = None) -> None:
         try:
-            with self._transaction() as conn:
+            with self._connection() as conn:
                 conn.execute(
                     f"INSERT INTO {_RUNS} (run_id, thread_id, request, event, mode, status, "
                     "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, "
@@ -124,21 +124,21 @@ class PostgresRunStore(PostgresStore):
                       ) -> bool:
         if not events:
             return True
-        with self._transaction() as conn:
+        with self._connection() as conn, conn.pipeline(), conn.transaction():
             # The run's row, locked: the owner check, the sequence numbers and the totals
-            # are one step against claims and other appenders.
+            # are one step against claims and other appenders. In a pipeline: BEGIN and
+            # this read are one round trip, the writes and COMMIT another.
             row = conn.execute(f"SELECT owner FROM {_RUNS} WHERE run_id = %s FOR UPDATE",
                                (run_id,)).fetchone()
             if owner is not None and row is not None and row[0] != owner.token:
                 return False
-            first = conn.execute(f"SELECT COALESCE(MAX(seq) + 1, 0) FROM {_EVENTS} "
-                                 "WHERE run_id = %s", (run_id,)).fetchone()
-            assert first is not None
             with conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO {_EVENTS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                                [(run_id, first[0] + i, e.type, e.time, e.subtask_id, e.agent,
-                                  self._json(e.data), json.dumps(e.usage) if e.usage else None)
-                                 for i, e in enumerate(events)])
+                cur.executemany(
+                    f"INSERT INTO {_EVENTS} VALUES (%s, (SELECT COALESCE(MAX(seq) + 1, 0) "
+                    f"FROM {_EVENTS} WHERE run_id = %s), %s, %s, %s, %s, %s, %s)",
+                    [(run_id, run_id, e.type, e.time, e.subtask_id, e.agent,
+                      self._json(e.data), json.dumps(e.usage) if e.usage else None)
+                     for e in events])
                 attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
                             if e.type == "attempt_finished"]
                 cur.executemany(
@@ -217,7 +217,7 @@ class PostgresRunStore(PostgresStore):
             return True
 
     def set_status(self, run_id: str, status: str, owner: Owner) -> None:
-        with self._transaction() as conn:
+        with self._connection() as conn:
             conn.execute(f"UPDATE {_RUNS} SET status = %s, owner = NULL, lease_until = NULL "
                          "WHERE run_id = %s AND owner IS NOT DISTINCT FROM %s",
                          (status, run_id, owner.token))
@@ -272,7 +272,7 @@ class PostgresRunStore(PostgresStore):
                 (thread_id, *values))
 
     def release_thread(self, thread_id: str, owner: Owner) -> None:
-        with self._transaction() as conn:
+        with self._connection() as conn:
             conn.execute(f"DELETE FROM {_THREADS} WHERE thread_id = %s AND owner = %s",
                          (thread_id, owner.token))
 
