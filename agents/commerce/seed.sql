@@ -1,4 +1,5 @@
 -- E-commerce: catalog, stock, customers, orders, market prices, promotions, forecasts.
+-- Runs on SQLite and PostgreSQL alike (orchestrator.domain_pg); times are UTC text.
 DROP TABLE IF EXISTS refunds;
 DROP TABLE IF EXISTS support_messages;
 DROP TABLE IF EXISTS forecasts;
@@ -13,8 +14,8 @@ CREATE TABLE products (
     sku TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     category TEXT NOT NULL,
-    price REAL NOT NULL CHECK (price > 0),
-    cost REAL NOT NULL,
+    price DOUBLE PRECISION NOT NULL CHECK (price > 0),
+    cost DOUBLE PRECISION NOT NULL,
     stock INTEGER NOT NULL CHECK (stock >= 0),
     restock_days INTEGER NOT NULL
 );
@@ -29,13 +30,13 @@ CREATE TABLE orders (
     customer_id TEXT NOT NULL REFERENCES customers(id),
     sku TEXT NOT NULL REFERENCES products(sku),
     quantity INTEGER NOT NULL,
-    unit_price REAL NOT NULL,
+    unit_price DOUBLE PRECISION NOT NULL,
     ordered_on TEXT NOT NULL
 );
 CREATE TABLE market_prices (
     sku TEXT NOT NULL REFERENCES products(sku),
     competitor TEXT NOT NULL,
-    price REAL NOT NULL,
+    price DOUBLE PRECISION NOT NULL,
     observed_on TEXT NOT NULL
 );
 CREATE TABLE promotions (
@@ -44,36 +45,36 @@ CREATE TABLE promotions (
     discount_pct INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'ended')),
     reason TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    updated_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE price_changes (
     id INTEGER PRIMARY KEY,
     sku TEXT NOT NULL REFERENCES products(sku),
-    old_price REAL NOT NULL,
-    new_price REAL NOT NULL,
+    old_price DOUBLE PRECISION NOT NULL,
+    new_price DOUBLE PRECISION NOT NULL,
     reason TEXT NOT NULL,
-    changed_at TEXT NOT NULL DEFAULT (datetime('now'))
+    changed_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE forecasts (
     sku TEXT PRIMARY KEY REFERENCES products(sku),
-    weekly_demand REAL NOT NULL,
-    expected_sales REAL NOT NULL,
+    weekly_demand DOUBLE PRECISION NOT NULL,
+    expected_sales DOUBLE PRECISION NOT NULL,
     reorder_quantity INTEGER NOT NULL,
     basis TEXT NOT NULL,
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    updated_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE support_messages (
     id INTEGER PRIMARY KEY,
     sku TEXT NOT NULL REFERENCES products(sku),
     answer TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE refunds (
     id INTEGER PRIMARY KEY,
     order_id TEXT NOT NULL REFERENCES orders(id),
-    amount REAL NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
     reason TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 
 INSERT INTO products VALUES

@@ -8,6 +8,7 @@ over $100 need an approval; a promotion is never started on a product that is ou
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 
 from langchain_core.tools import tool
@@ -110,8 +111,9 @@ def start_promotion(sku: str, discount_pct: int = 10) -> str:
                            "ORDER BY id LIMIT 1", (sku,)).fetchone()
         if row:
             conn.execute("UPDATE promotions SET status = 'active', discount_pct = ?, "
-                         "reason = 'started', updated_at = datetime('now') WHERE id = ?",
-                         (discount_pct, row["id"]))
+                         "reason = 'started', "
+                         "updated_at = substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19) "
+                         "WHERE id = ?", (discount_pct, row["id"]))
             promo = row["id"]
         else:
             count = conn.execute("SELECT count(*) FROM promotions").fetchone()[0]
@@ -129,7 +131,8 @@ def pause_promotion(sku: str, reason: str = "paused by the orchestrator") -> str
         ids = [r[0] for r in conn.execute(
             "SELECT id FROM promotions WHERE sku = ? AND status = 'active'", (sku,))]
         conn.execute("UPDATE promotions SET status = 'paused', reason = ?, "
-                     "updated_at = datetime('now') WHERE sku = ? AND status = 'active'",
+                     "updated_at = substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19) "
+                     "WHERE sku = ? AND status = 'active'",
                      (reason[:200], sku))
     if not ids:
         return f"No active promotion on {sku}; nothing to pause."
@@ -251,9 +254,10 @@ def forecast_demand(sku: str) -> str:
     with connect() as conn:
         p = _product(conn, sku)
         today = conn.execute("SELECT max(ordered_on) FROM orders").fetchone()[0]
+        since = (date.fromisoformat(today) - timedelta(days=28)).isoformat() if today else None
         sold = conn.execute(
-            "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sku = ? AND "
-            "ordered_on > date(?, '-28 days')", (sku, today)).fetchone()[0]
+            "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sku = ? AND ordered_on > ?",
+            (sku, since)).fetchone()[0]
         weekly = round(sold / 4, 2)
         if p["stock"] == 0:
             expected, reorder = 0.0, max(int(weekly * 4 + 0.999), 1)
@@ -268,7 +272,8 @@ def forecast_demand(sku: str) -> str:
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT(sku) DO UPDATE SET weekly_demand = "
             "excluded.weekly_demand, expected_sales = excluded.expected_sales, "
             "reorder_quantity = excluded.reorder_quantity, basis = excluded.basis, "
-            "updated_at = datetime('now')", (sku, weekly, expected, reorder, basis))
+            "updated_at = substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19)",
+            (sku, weekly, expected, reorder, basis))
     return (f"Forecast for {sku}: demand {weekly} units/week, expected sales {expected} "
             f"units/week, reorder {reorder} units ({basis}).")
 

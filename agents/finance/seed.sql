@@ -1,4 +1,5 @@
 -- Financial services: clients, transactions, holds, fraud scores, compliance, verification.
+-- Runs on SQLite and PostgreSQL alike (orchestrator.domain_pg); times are UTC text.
 DROP TABLE IF EXISTS onboarding_documents;
 DROP TABLE IF EXISTS verification_requests;
 DROP TABLE IF EXISTS compliance_cases;
@@ -16,7 +17,7 @@ CREATE TABLE clients (
 CREATE TABLE transactions (
     id TEXT PRIMARY KEY,
     client_id TEXT NOT NULL REFERENCES clients(id),
-    amount REAL NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
     merchant TEXT NOT NULL,
     country TEXT NOT NULL,
     created_at TEXT NOT NULL,
@@ -26,27 +27,27 @@ CREATE TABLE fraud_scores (
     tx_id TEXT PRIMARY KEY REFERENCES transactions(id),
     score INTEGER NOT NULL,
     reasons TEXT NOT NULL,
-    scored_at TEXT NOT NULL DEFAULT (datetime('now'))
+    scored_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE compliance_notices (
     id INTEGER PRIMARY KEY,
     tx_id TEXT NOT NULL REFERENCES transactions(id),
     message TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE compliance_cases (
     id INTEGER PRIMARY KEY,
     tx_id TEXT NOT NULL REFERENCES transactions(id),
     summary TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'open',
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE verification_requests (
     id INTEGER PRIMARY KEY,
     client_id TEXT NOT NULL REFERENCES clients(id),
     tx_id TEXT REFERENCES transactions(id),
     status TEXT NOT NULL CHECK (status IN ('sent', 'passed', 'failed')),
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 CREATE TABLE onboarding_documents (
     client_id TEXT NOT NULL REFERENCES clients(id),

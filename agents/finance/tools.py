@@ -4,6 +4,7 @@ onboarding documents. Releasing a held transaction always needs an approval."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from langchain_core.tools import tool
@@ -16,6 +17,8 @@ TX_PATTERN = r"^tx-[0-9]+$"
 CLIENT_PATTERN = r"^cl-[0-9]+$"
 HIGH_RISK = 70
 LARGE_AMOUNT = 5000.0
+REPEAT_MINUTES = 14.4
+"""Two payments of a client to one merchant closer than this are a repeat (0.01 day)."""
 
 
 class TxArgs(BaseModel):
@@ -35,6 +38,15 @@ def _tx(conn: Connection, tx: str) -> Row:
                      "clients c ON c.id = t.client_id WHERE t.id = ?", tx, "transaction")
 
 
+def _minutes_apart(first: str, second: str) -> float:
+    """Minutes between two ``YYYY-MM-DD HH:MM`` times; infinite when one is not a time."""
+    try:
+        delta = datetime.fromisoformat(first) - datetime.fromisoformat(second)
+    except (TypeError, ValueError):
+        return float("inf")
+    return abs(delta.total_seconds()) / 60
+
+
 @tool
 def list_suspicious_transactions() -> str:
     """Posted transactions that the monitoring rules flag (large, abroad, or repeated)."""
@@ -43,10 +55,11 @@ def list_suspicious_transactions() -> str:
             "SELECT t.id, t.amount, t.merchant, t.country, c.home_country FROM transactions t "
             "JOIN clients c ON c.id = t.client_id WHERE t.status = 'posted' ORDER BY t.id"
         ).fetchall()
-        repeats = {r[0] for r in conn.execute(
-            "SELECT a.id FROM transactions a JOIN transactions b ON a.client_id = b.client_id "
-            "AND a.merchant = b.merchant AND a.id != b.id AND abs(julianday(a.created_at) - "
-            "julianday(b.created_at)) < 0.01")}
+        pairs = conn.execute(
+            "SELECT a.id, a.created_at, b.created_at FROM transactions a JOIN transactions b "
+            "ON a.client_id = b.client_id AND a.merchant = b.merchant AND a.id != b.id"
+        ).fetchall()
+    repeats = {r[0] for r in pairs if _minutes_apart(r[1], r[2]) < REPEAT_MINUTES}
     flagged = [f"{r['id']} ${r['amount']:.2f} at {r['merchant']} ({r['country']})" for r in rows
                if r["amount"] >= LARGE_AMOUNT or r["country"] != r["home_country"]
                or r["id"] in repeats]

@@ -1,5 +1,6 @@
 -- Healthcare: patients, history, specialists, appointments, diagnostics, estimates,
 -- visit summaries and insurance records.
+-- Runs on SQLite and PostgreSQL alike (orchestrator.domain_pg); times are UTC text.
 DROP TABLE IF EXISTS insurance_records;
 DROP TABLE IF EXISTS visit_summaries;
 DROP TABLE IF EXISTS estimates;
@@ -27,7 +28,7 @@ CREATE TABLE specialists (
     specialty TEXT PRIMARY KEY,
     doctor TEXT NOT NULL,
     next_slot TEXT NOT NULL,
-    fee REAL NOT NULL,
+    fee DOUBLE PRECISION NOT NULL,
     tests TEXT NOT NULL
 );
 CREATE TABLE appointments (
@@ -45,9 +46,9 @@ CREATE TABLE diagnostic_orders (
 );
 CREATE TABLE estimates (
     appointment_id TEXT PRIMARY KEY REFERENCES appointments(id),
-    total REAL NOT NULL,
-    covered REAL NOT NULL,
-    patient_pays REAL NOT NULL
+    total DOUBLE PRECISION NOT NULL,
+    covered DOUBLE PRECISION NOT NULL,
+    patient_pays DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE visit_summaries (
     appointment_id TEXT PRIMARY KEY REFERENCES appointments(id),
@@ -57,7 +58,7 @@ CREATE TABLE visit_summaries (
 CREATE TABLE insurance_records (
     appointment_id TEXT PRIMARY KEY REFERENCES appointments(id),
     insurer TEXT NOT NULL,
-    amount REAL NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
     status TEXT NOT NULL DEFAULT 'submitted'
 );
 

@@ -105,8 +105,8 @@ def order_diagnostics(appointment: str) -> str:
         row = _appointment(conn, appointment)
         tests = [t for t in row["tests"].split(",") if t and t != "none"]
         for test in tests:
-            conn.execute("INSERT OR IGNORE INTO diagnostic_orders (appointment_id, test) "
-                         "VALUES (?, ?)", (appointment, test))
+            conn.execute("INSERT INTO diagnostic_orders (appointment_id, test) VALUES (?, ?) "
+                         "ON CONFLICT DO NOTHING", (appointment, test))
     if not tests:
         return f"No diagnostics needed before {appointment} ({row['specialty']})."
     return f"Ordered {', '.join(tests)} for {appointment} ({row['specialty']})."
@@ -122,8 +122,9 @@ def estimate_visit_cost(appointment: str) -> str:
         total = round(row["fee"] + tests * TEST_PRICE, 2)
         covered = round(total * row["coverage_pct"] / 100, 2)
         pays = round(total - covered, 2)
-        conn.execute("INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?)",
-                     (appointment, total, covered, pays))
+        conn.execute("INSERT INTO estimates VALUES (?, ?, ?, ?) ON CONFLICT (appointment_id) "
+                     "DO UPDATE SET total = excluded.total, covered = excluded.covered, "
+                     "patient_pays = excluded.patient_pays", (appointment, total, covered, pays))
     return (f"Estimate for {appointment}: ${total:.2f} in all; {row['insurer']} covers "
             f"${covered:.2f}, {row['name']} pays ${pays:.2f}.")
 
@@ -134,8 +135,9 @@ def write_visit_summary(appointment: str, summary: str) -> str:
     with connect() as conn:
         row = _appointment(conn, appointment)
         follow_up = FOLLOW_UP.get(row["specialty"], "follow up with the family doctor")
-        conn.execute("INSERT OR REPLACE INTO visit_summaries VALUES (?, ?, ?)",
-                     (appointment, summary[:2000], follow_up))
+        conn.execute("INSERT INTO visit_summaries VALUES (?, ?, ?) ON CONFLICT "
+                     "(appointment_id) DO UPDATE SET summary = excluded.summary, "
+                     "follow_up = excluded.follow_up", (appointment, summary[:2000], follow_up))
         conn.execute("UPDATE appointments SET status = 'completed' WHERE id = ?",
                      (appointment,))
     return f"Visit summary for {appointment} saved; follow-up: {follow_up}."
@@ -149,8 +151,10 @@ def submit_insurance_record(appointment: str) -> str:
         tests = conn.execute("SELECT count(*) FROM diagnostic_orders WHERE appointment_id = ?",
                              (appointment,)).fetchone()[0]
         amount = round(row["fee"] + tests * TEST_PRICE, 2)
-        conn.execute("INSERT OR REPLACE INTO insurance_records (appointment_id, insurer, "
-                     "amount) VALUES (?, ?, ?)", (appointment, row["insurer"], amount))
+        conn.execute("INSERT INTO insurance_records (appointment_id, insurer, amount) "
+                     "VALUES (?, ?, ?) ON CONFLICT (appointment_id) DO UPDATE SET insurer = "
+                     "excluded.insurer, amount = excluded.amount, status = excluded.status",
+                     (appointment, row["insurer"], amount))
     return f"Insurance record for {appointment} submitted to {row['insurer']}: ${amount:.2f}."
 
 

@@ -1,4 +1,5 @@
 -- IT operations: services, pools, routes, telemetry, on-call, alerts, incidents.
+-- Runs on SQLite and PostgreSQL alike (orchestrator.domain_pg); times are UTC text.
 DROP TABLE IF EXISTS incidents;
 DROP TABLE IF EXISTS alerts;
 DROP TABLE IF EXISTS oncall;
@@ -31,16 +32,16 @@ CREATE TABLE routes (
     service TEXT PRIMARY KEY REFERENCES services(name),
     pool TEXT NOT NULL REFERENCES pools(name),
     reason TEXT NOT NULL DEFAULT 'initial',
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    updated_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 
 CREATE TABLE metrics (
     service TEXT NOT NULL REFERENCES services(name),
-    cpu_pct REAL NOT NULL,
-    mem_pct REAL NOT NULL,
-    disk_pct REAL NOT NULL,
-    error_rate REAL NOT NULL,
-    latency_ms REAL NOT NULL,
+    cpu_pct DOUBLE PRECISION NOT NULL,
+    mem_pct DOUBLE PRECISION NOT NULL,
+    disk_pct DOUBLE PRECISION NOT NULL,
+    error_rate DOUBLE PRECISION NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
     recorded_at TEXT NOT NULL
 );
 
@@ -66,7 +67,7 @@ CREATE TABLE alerts (
     person TEXT NOT NULL,
     severity TEXT NOT NULL,
     message TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 
 CREATE TABLE incidents (
@@ -75,7 +76,7 @@ CREATE TABLE incidents (
     severity TEXT NOT NULL,
     summary TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'open',
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at TEXT NOT NULL DEFAULT (substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19))
 );
 
 INSERT INTO pools VALUES

@@ -150,7 +150,8 @@ def reroute_traffic(service: str, backup_pool: str | None = None) -> str:
             return f"{service} already routes to {pool['name']}; nothing changed."
         conn.execute(
             "INSERT INTO routes (service, pool, reason, updated_at) "
-            "VALUES (?, ?, 'failover', datetime('now')) ON CONFLICT(service) DO UPDATE SET "
+            "VALUES (?, ?, 'failover', substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19)) "
+            "ON CONFLICT(service) DO UPDATE SET "
             "pool = excluded.pool, reason = excluded.reason, updated_at = excluded.updated_at",
             (service, pool["name"]),
         )

@@ -1,4 +1,5 @@
 -- Marketing: campaigns, content, send schedules, past engagement, campaign results.
+-- Runs on SQLite and PostgreSQL alike (orchestrator.domain_pg); times are UTC text.
 DROP TABLE IF EXISTS campaign_analytics;
 DROP TABLE IF EXISTS campaign_results;
 DROP TABLE IF EXISTS engagement_history;
@@ -46,8 +47,8 @@ CREATE TABLE campaign_results (
 );
 CREATE TABLE campaign_analytics (
     campaign_id TEXT PRIMARY KEY REFERENCES campaigns(id),
-    open_rate REAL NOT NULL,
-    click_rate REAL NOT NULL,
+    open_rate DOUBLE PRECISION NOT NULL,
+    click_rate DOUBLE PRECISION NOT NULL,
     recommendation TEXT NOT NULL
 );
 

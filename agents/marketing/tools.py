@@ -129,7 +129,9 @@ def analyze_campaign(campaign: str) -> str:
         if click_rate < 0.03:
             advice.append("lead with one product benefit and a single call to action")
         recommendation = "; ".join(advice) or "keep the plan"
-        conn.execute("INSERT OR REPLACE INTO campaign_analytics VALUES (?, ?, ?, ?)",
+        conn.execute("INSERT INTO campaign_analytics VALUES (?, ?, ?, ?) ON CONFLICT "
+                     "(campaign_id) DO UPDATE SET open_rate = excluded.open_rate, click_rate "
+                     "= excluded.click_rate, recommendation = excluded.recommendation",
                      (campaign, round(open_rate, 4), round(click_rate, 4), recommendation))
     return (f"{campaign}: open rate {open_rate:.1%}, click rate {click_rate:.1%}; "
             f"next send: {recommendation}.")
