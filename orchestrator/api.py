@@ -111,7 +111,8 @@ class Orchestrator:
             Orchestrator(...)`` does it).
         settings: Limits and folders; read from ``ORCHESTRATOR_*`` variables when omitted.
         agent_models: Per-agent model overrides, by agent name.
-        domain_db: The business-systems database the tools use (default: in the data folder).
+        domain_db: The business-systems database the tools use: a path or a URL such as
+            postgresql://host/db (default: ``ORCHESTRATOR_DOMAIN_DB``, see ``Settings``).
         knowledge: The knowledge base (a KnowledgeStore or Retriever); by default the store
             the settings name, unless ``settings.knowledge`` is off.
         playbooks: Predefined workflows; by default the built-in ones whose agents are all
@@ -168,7 +169,11 @@ class Orchestrator:
         self._engine.journal = open_write_journal(stores.writes)
         self._opened.append(self._engine.journal)
         self.graph = graph_from_context(self._engine)
-        self.domain_db = Path(domain_db) if domain_db is not None else None
+        # A path or a URL (postgresql://...): a URL must not go through Path. A business
+        # database the settings name (or the shared database) is the default.
+        if domain_db is None and (self.settings.domain_db or self.settings.database_url):
+            domain_db = self.settings.domain_db_url
+        self.domain_db: str | Path | None = domain_db
         self._busy_threads: set[str] = set()
         self._busy_lock = threading.Lock()
         # Compiled once; each checkpointer gets a copy of it (no recompiling per run), and a
@@ -310,7 +315,7 @@ class Orchestrator:
             ensure_demo_knowledge(store, demo_knowledge_lock(settings), on_build=on_first_build)
             options["knowledge"] = store
         options.setdefault("checkpointer", settings.stores.checkpoints)
-        options.setdefault("domain_db", settings.domain_db_path)
+        options.setdefault("domain_db", settings.domain_db_url)
         return cls(options.pop("model", None) or settings.model or DEFAULT_MODEL_SPEC,
                    settings=settings, **options)
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         default_factory=default_home,
         description="Data folder: checkpoints.sqlite, runs.sqlite, chroma/, domain.sqlite.",
     )
+    domain_db: str | None = Field(
+        default=None, repr=False, description="The demo's business database: a path, "
+        "sqlite:///path or postgresql://user@host:port/db (its tables in the 'business' "
+        "schema). Unset: ORCHESTRATOR_DATABASE_URL when that is set, so workers on several "
+        "machines write to one database, else domain.sqlite in the data folder.",
+    )
     domains: str = Field(
         default="all", description="Domain packs to switch on (built-in and installed ones): "
         "'all' or a comma-separated list such as 'it_ops,commerce'.",
@@ -231,6 +237,11 @@ class Settings(BaseSettings):
     @property
     def domain_db_path(self) -> Path:
         return self.home / "domain.sqlite"
+
+    @property
+    def domain_db_url(self) -> str | Path:
+        """Where the business database lives (see ``domain_db``)."""
+        return (self.domain_db or "").strip() or self.database_url or self.domain_db_path
 
     @property
     def chroma_path(self) -> Path:

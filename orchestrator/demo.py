@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.retrieval.ingest import IngestReport, ingest_paths, pending_sources
 from orchestrator.retrieval.locking import file_lock
 from orchestrator.retrieval.store import KnowledgeStore
+from orchestrator.storage.urls import redact_url
 
 
 def demo_collections() -> dict[str, Path]:
@@ -73,10 +74,12 @@ def demo_knowledge_lock(settings: Settings) -> Path:
     return settings.home / "demo-knowledge.lock"
 
 
-def reset_demo(settings: Settings) -> tuple[Path, list[IngestReport]]:
-    """Recreate the domain database from seed and re-ingest the demo knowledge base."""
-    path = reset_domain_db(settings.domain_db_path)
+def reset_demo(settings: Settings) -> tuple[str, list[IngestReport]]:
+    """Recreate the domain database from seed and re-ingest the demo knowledge base; returns
+    where the database is (a path, or a URL without its password) and the ingest reports."""
+    location = reset_domain_db(settings.domain_db_url)
+    shown = str(location) if isinstance(location, Path) else redact_url(location)
     if not settings.knowledge:
-        return path, []
+        return shown, []
     with file_lock(demo_knowledge_lock(settings)):
-        return path, ingest_demo_knowledge(KnowledgeStore.from_settings(settings), fresh=True)
+        return shown, ingest_demo_knowledge(KnowledgeStore.from_settings(settings), fresh=True)

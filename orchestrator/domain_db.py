@@ -3,7 +3,9 @@
 Which database a tool uses is a context variable, so parallel runs (and eval cases)
 can each use their own copy without passing paths through every tool. Every connection is
 opened by :func:`open_domain_db`, from a path or URL: SQLite (a path or ``sqlite:///path``)
-today; another backend is one module that adds its URL scheme to ``BACKENDS``.
+or PostgreSQL (``postgresql://...``, see ``orchestrator.domain_pg``); each backend is one
+entry in ``BACKENDS``. Tools write SQL that both engines accept (``?`` placeholders, standard
+upserts, ``CURRENT_TIMESTAMP``) and read rows by column name.
 
 Its tables come from the installed domain packs (each pack's ``seed.sql``); the engine
 finds the packs through their entry points and names none of them.
@@ -22,139 +24,275 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Protocol, overload
 
 from orchestrator.config import load_settings
-from orchestrator.effects import AlreadyApplied, current_write, register_ledger
+from orchestrator.effects import AlreadyApplied, WriteCall, current_write, register_ledger
 from orchestrator.errors import ConfigError
-from orchestrator.storage.urls import parse_store_url
+from orchestrator.storage.urls import StoreURL, parse_store_url
 
-#: What tools get from :func:`connect`: a DB-API connection whose rows read by column name.
-Connection = sqlite3.Connection
-Row = sqlite3.Row
+NOW_SQL = "substr(CAST(CURRENT_TIMESTAMP AS TEXT), 1, 19)"
+"""The time now as ``YYYY-MM-DD HH:MM:SS`` (UTC) in SQLite and PostgreSQL alike (the
+PostgreSQL backend's sessions run in UTC with ISO dates)."""
 
-LEDGER_SCHEMA = """
+LEDGER_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS write_ledger (
     key TEXT PRIMARY KEY, tool TEXT NOT NULL, args TEXT NOT NULL, output TEXT,
-    applied_at TEXT NOT NULL DEFAULT (datetime('now')));
+    applied_at TEXT NOT NULL DEFAULT ({NOW_SQL}));
 """
 
+
+class Row(Protocol):
+    """A result row: by column name (``row["pool"]``) or position (``row[0]``)."""
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    """What ``Connection.execute`` returns (the DB-API subset tools use)."""
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What tools get from :func:`connect`: ``sqlite3.Connection`` or its PostgreSQL twin."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DomainBackend(Protocol):
+    """One kind of business database: how it is opened, seeded and kept as a ledger."""
+
+    @property
+    def location(self) -> str | Path:
+        """The path or URL (what :func:`use_domain_db` and the context hold)."""
+        ...
+
+    def open(self, timeout: float) -> Connection: ...
+
+    def transaction(self, call: WriteCall | None) -> AbstractContextManager[Connection]:
+        """A transaction that commits when the block ends, rolls back if it raises, closes,
+        and records ``call``'s key with its effect (AlreadyApplied when already there);
+        creates and seeds the database on first use."""
+        ...
+
+    def reset(self, seeds: Sequence[tuple[str, str]]) -> None: ...
+
+    def lookup(self, key: str) -> tuple[bool, str | None]: ...
+
+    def save_output(self, key: str, output: str) -> None: ...
+
+
 _create_lock = threading.Lock()
-_current_path: ContextVar[Path | None] = ContextVar("domain_db_path", default=None)
 
 
-def _open_sqlite(path: Path, timeout: float) -> Connection:
+class SqliteDomain:
+    """The business database in one SQLite file (the default, in the data folder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def location(self) -> Path:
+        return self.path
+
+    def open(self, timeout: float) -> Connection:
+        return _open_sqlite(self.path, timeout)
+
+    @contextmanager
+    def transaction(self, call: WriteCall | None) -> Iterator[Connection]:
+        if not self.path.exists():
+            self._create_once()
+        conn = _open_sqlite(self.path, 30)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            with conn:
+                if call is not None and not call.checked:
+                    call.checked = True
+                    conn.execute("BEGIN IMMEDIATE")  # two processes cannot both miss the key
+                    earlier = self._ledger_row(conn, call.key)
+                    if earlier is not None:
+                        raise AlreadyApplied(call.key, earlier["output"])
+                    if call.on_ledger is not None:  # whether it happens is now on record here
+                        call.on_ledger()
+                before = conn.total_changes
+                yield conn
+                if call is not None and call.save_output is None and conn.total_changes > before:
+                    # The key goes in with the effect, in the same transaction.
+                    conn.execute("INSERT INTO write_ledger (key, tool, args) VALUES (?, ?, ?)",
+                                 (call.key, call.tool, json.dumps(call.args, default=str)))
+                    call.save_output = functools.partial(self.save_output, call.key)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _ledger_row(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+        try:
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a database from before the ledger: add it
+            conn.execute(LEDGER_SCHEMA)
+            return None
+        return row
+
+    def save_output(self, key: str, output: str) -> None:
+        with _open_sqlite(self.path, 30) as conn:
+            conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
+        conn.close()
+
+    def lookup(self, key: str) -> tuple[bool, str | None]:
+        if not self.path.exists():
+            return False, None
+        conn = _open_sqlite(self.path, 30)
+        try:
+            row = conn.execute("SELECT output FROM write_ledger WHERE key = ?",
+                               (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return False, None
+        finally:
+            conn.close()
+        return (True, row[0]) if row is not None else (False, None)
+
+    def _create_once(self) -> None:
+        # Parallel tools may all find the file missing; only the first creates it.
+        target = self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _create_lock, open(target.with_name(target.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.exists():
+                self.reset(_pack_seeds())
+
+    def reset(self, seeds: Sequence[tuple[str, str]]) -> None:
+        target = self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)
+        conn = _open_sqlite(tmp, 30)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for name, sql in seeds:
+                try:
+                    conn.executescript(sql)
+                except sqlite3.Error as exc:
+                    conn.close()
+                    tmp.unlink(missing_ok=True)
+                    raise ConfigError(f"domain pack {name!r}: its seed SQL failed: {exc}"
+                                      ) from None
+            conn.executescript(LEDGER_SCHEMA)
+            conn.commit()
+        finally:
+            conn.close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(target) + suffix).unlink(missing_ok=True)
+        # An atomic rename: a crash mid-reset never leaves a half-seeded database.
+        shutil.move(tmp, target)
+
+
+def _open_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout)
     conn.row_factory = sqlite3.Row
     return conn
 
 
-#: URL scheme -> the function that opens that kind of business database.
-BACKENDS: dict[str, Callable[[Path, float], Connection]] = {"sqlite": _open_sqlite}
+def _postgres(url: StoreURL) -> DomainBackend:
+    try:
+        from orchestrator.domain_pg import PostgresDomain
+    except ImportError as exc:
+        raise ConfigError(f"the business database {url.redacted} needs psycopg: "
+                          f"pip install 'agent-orchestrator[postgres]' ({exc})") from None
+    return PostgresDomain(url)
 
 
-def _backend(location: str | Path) -> tuple[str, Path]:
+def _sqlite(url: StoreURL) -> DomainBackend:
+    assert url.path is not None
+    return SqliteDomain(url.path)
+
+
+#: Store backend (``orchestrator.storage.urls``) -> the business database of that kind.
+BACKENDS: dict[str, Callable[[StoreURL], DomainBackend]] = {
+    "sqlite": _sqlite, "postgres": _postgres}
+
+_current: ContextVar[str | Path | None] = ContextVar("domain_db_location", default=None)
+
+
+def domain_backend(location: str | Path) -> DomainBackend:
+    """The backend for a path or URL; ConfigError for a location no backend opens."""
     # One reading of store URLs for every store (orchestrator.storage.urls).
     url = parse_store_url(location, what="business database")
-    if url.backend not in BACKENDS or url.path is None:
-        raise ConfigError(f"the business database needs a file: a path or sqlite:///path "
-                          f"(known backends: {', '.join(BACKENDS)}), not {location!s}")
-    return url.backend, url.path
+    if url.backend not in BACKENDS:
+        raise ConfigError(f"the business database needs a file or a server: a path, "
+                          f"sqlite:///path or postgresql://user@host/db, not {url.redacted}")
+    return BACKENDS[url.backend](url)
 
 
-def domain_db_location(location: str | Path) -> Path:
-    """Where a path or URL points; ConfigError for a scheme no backend opens."""
-    return _backend(location)[1]
+def domain_db_location(location: str | Path) -> str | Path:
+    """Where a path or URL points (a Path for SQLite, the URL for PostgreSQL); ConfigError
+    for a scheme no backend opens."""
+    return domain_backend(location).location
 
 
 def open_domain_db(location: str | Path, *, timeout: float = 30) -> Connection:
     """The one place a business database is opened (not created or seeded: see
     :func:`connect`)."""
-    scheme, where = _backend(location)
-    return BACKENDS[scheme](where, timeout)
+    return domain_backend(location).open(timeout)
 
 
-def domain_db_path() -> Path:
-    """The database file tools use in the current context."""
-    return _current_path.get() or load_settings().domain_db_path
+def current_domain_db() -> str | Path:
+    """The business database tools use in the current context: the one set by
+    :func:`use_domain_db`, else the settings' (``ORCHESTRATOR_DOMAIN_DB``)."""
+    return _current.get() or load_settings().domain_db_url
 
 
 @contextmanager
-def use_domain_db(path: str | Path) -> Iterator[Path]:
-    """Point the domain tools at ``path`` inside this block (and tasks it starts)."""
-    target = domain_db_location(path)
-    token = _current_path.set(target)
+def use_domain_db(location: str | Path) -> Iterator[str | Path]:
+    """Point the domain tools at ``location`` (a path or URL) inside this block (and tasks
+    it starts)."""
+    target = domain_db_location(location)
+    token = _current.set(target)
     try:
         yield target
     finally:
-        _current_path.reset(token)
+        _current.reset(token)
 
 
 @contextmanager
-def connect(path: str | Path | None = None) -> Iterator[Connection]:
+def connect(location: str | Path | None = None) -> Iterator[Connection]:
     """A transaction on the domain database (created and seeded on first use).
 
     Commits when the block ends, rolls back if it raises, and always closes.
     """
-    target = domain_db_location(path) if path is not None else domain_db_path()
-    if not target.exists():
-        _create_once(target)
-    conn = open_domain_db(target)
-    call = current_write()
-    try:
-        conn.execute("PRAGMA foreign_keys = ON")
-        with conn:
-            if call is not None and not call.checked:
-                call.checked = True
-                conn.execute("BEGIN IMMEDIATE")  # two processes cannot both miss the key
-                earlier = _ledger_row(conn, call.key)
-                if earlier is not None:
-                    raise AlreadyApplied(call.key, earlier["output"])
-                if call.on_ledger is not None:  # whether it happens is now on record here
-                    call.on_ledger()
-            before = conn.total_changes
-            yield conn
-            if call is not None and call.save_output is None and conn.total_changes > before:
-                # The key goes in with the effect, in the same transaction.
-                conn.execute("INSERT INTO write_ledger (key, tool, args) VALUES (?, ?, ?)",
-                             (call.key, call.tool, json.dumps(call.args, default=str)))
-                call.save_output = functools.partial(_save_output, target, call.key)
-    finally:
-        conn.close()
-
-
-def _ledger_row(conn: Connection, key: str) -> Row | None:
-    try:
-        row: Row | None = conn.execute(
-            "SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
-    except sqlite3.OperationalError:  # a database from before the ledger: add it
-        conn.execute(LEDGER_SCHEMA)
-        return None
-    return row
-
-
-def _save_output(path: Path, key: str, output: str) -> None:
-    with open_domain_db(path) as conn:
-        conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
-    conn.close()
+    backend = domain_backend(location if location is not None else current_domain_db())
+    with backend.transaction(current_write()) as conn:
+        yield conn
 
 
 def _lookup_effect(key: str) -> tuple[bool, str | None]:
     """The ledger lookup the engine uses before asking for approval of a write."""
-    target = domain_db_path()
-    if not target.exists():
-        return False, None
-    conn = open_domain_db(target)
-    try:
-        row = conn.execute("SELECT output FROM write_ledger WHERE key = ?", (key,)).fetchone()
-    except sqlite3.OperationalError:
-        return False, None
-    finally:
-        conn.close()
-    return (True, row[0]) if row is not None else (False, None)
+    return domain_backend(current_domain_db()).lookup(key)
 
 
 register_ledger(_lookup_effect)
@@ -169,44 +307,26 @@ def fetch_row(conn: Connection, sql: str, key: str, what: str) -> Row:
     return row
 
 
-def _create_once(target: Path) -> None:
-    # Parallel tools may all find the file missing; only the first creates it.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _create_lock, open(target.with_name(target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not target.exists():
-            reset_domain_db(target)
+def _pack_seeds() -> list[tuple[str, str]]:
+    from orchestrator.agents.domains import installed_packs
+
+    return [(pack.name, sql) for pack in installed_packs() if (sql := pack.seed_sql()) is not None]
 
 
-def reset_domain_db(path: str | Path | None = None) -> Path:
-    """Recreate the database from every installed domain pack's seed; returns its path.
+@overload
+def reset_domain_db(path: Path) -> Path: ...
+
+
+@overload
+def reset_domain_db(path: str | None = None) -> str | Path: ...
+
+
+def reset_domain_db(path: str | Path | None = None) -> str | Path:
+    """Recreate the database from every installed domain pack's seed; returns its location
+    (a Path for SQLite).
 
     A pack's seed that fails is a ConfigError naming the pack; the old database stays.
     """
-    from orchestrator.agents.domains import installed_packs
-
-    target = domain_db_location(path) if path is not None else domain_db_path()
-    seeds = [(pack.name, sql) for pack in installed_packs()
-             if (sql := pack.seed_sql()) is not None]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.unlink(missing_ok=True)
-    conn = open_domain_db(tmp)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        for name, sql in seeds:
-            try:
-                conn.executescript(sql)
-            except sqlite3.Error as exc:
-                conn.close()
-                tmp.unlink(missing_ok=True)
-                raise ConfigError(f"domain pack {name!r}: its seed SQL failed: {exc}") from None
-        conn.executescript(LEDGER_SCHEMA)
-        conn.commit()
-    finally:
-        conn.close()
-    for suffix in ("-wal", "-shm"):
-        Path(str(target) + suffix).unlink(missing_ok=True)
-    # An atomic rename: a crash mid-reset never leaves a half-seeded database.
-    shutil.move(tmp, target)
-    return target
+    backend = domain_backend(path if path is not None else current_domain_db())
+    backend.reset(_pack_seeds())
+    return backend.location
