@@ -347,3 +347,20 @@ def test_the_business_database_follows_the_database_url_unless_set(tmp_path: Pat
     assert Settings(home=tmp_path, database_url=url,
                     domain_db=str(tmp_path / "own.sqlite")).domain_db_url == str(
                         tmp_path / "own.sqlite")
+
+
+def test_with_only_the_database_url_the_run_writes_the_business_rows_there(
+        postgres_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=postgres_url)
+    orch = Orchestrator("fake", settings=settings)
+    try:
+        result = orch.run(INCIDENT_REQUEST)
+    finally:
+        orch.close()
+    assert result.ok
+    assert not (tmp_path / "home" / "domain.sqlite").exists()
+    assert count(postgres_url, "SELECT count(*) FROM business.incidents "
+                               "WHERE service = 'web-3'") == 1
+    assert count(postgres_url, "SELECT count(*) FROM business.write_ledger") == 3
+    with psycopg.connect(postgres_url) as conn:  # the run store, next to it
+        assert conn.execute("SELECT count(*) FROM orchestrator.runs").fetchone() == (1,)
