@@ -158,6 +158,7 @@ class PgConnection:
         self._url = url
         self._release = release
         self.total_changes = 0
+        self.closed = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         if isinstance(parameters, Mapping):
@@ -194,8 +195,11 @@ class PgConnection:
         self._conn.rollback()
 
     def close(self) -> None:
-        """Give the connection back to the pool (an open transaction is rolled back)."""
-        self._release(self._conn)
+        """Give the connection back to the pool (an open transaction is rolled back); a
+        second call does nothing, as with sqlite3."""
+        if not self.closed:
+            self.closed = True
+            self._release(self._conn)
 
     def __enter__(self) -> PgConnection:
         return self

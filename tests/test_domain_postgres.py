@@ -112,6 +112,7 @@ def test_tools_read_rows_by_name_and_sql_keeps_question_marks_in_strings(
         assert (first.lastrowid, second.lastrowid) == (1, 2)
         assert [r[0] for r in conn.execute("SELECT message FROM alerts ORDER BY id")] == [
             "one", "two"]
+    conn.close()  # closed twice, as sqlite3 allows
     assert it_tools.check_service_health.invoke({"service": "web-3"}).startswith(
         "web-3 is down (team web-platform, pool web-primary); cpu 12%")
 
