@@ -197,6 +197,25 @@ class Settings(BaseSettings):
         "(running, resuming, approving) holds without renewal; its owner renews it while it "
         "works, so the claim of a crashed process expires after this.",
     )
+    # --- runs on Temporal (orchestrator worker, --runs temporal) ------------------------
+    runs: Literal["local", "temporal"] = Field(
+        default="local", description="Where the CLI and the server run requests: 'local' "
+        "in their own process, 'temporal' as Temporal workflows that `orchestrator worker` "
+        "processes run.",
+    )
+    temporal_address: str = Field(
+        default="localhost:7233", description="The Temporal frontend (host:port)."
+    )
+    temporal_namespace: str = Field(default="default", description="The Temporal namespace.")
+    temporal_task_queue: str = Field(
+        default="orchestrator", description="The task queue workflows are sent to and "
+        "workers poll.",
+    )
+    temporal_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=600, description="How long a worker running a run may go "
+        "without a heartbeat before Temporal gives the run to another worker (a worker "
+        "killed mid-run is noticed after this).",
+    )
 
     @field_validator("database_url")
     @classmethod

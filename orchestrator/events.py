@@ -36,6 +36,7 @@ EventType = Literal[
     "approval_requested",
     "approval_decided",
     "budget_hit",
+    "run_handed_over",
     "answer",
 ]
 
@@ -189,6 +190,15 @@ class AgentStatusData(TypedDict):
     text: str
 
 
+class RunHandedOverData(TypedDict):
+    """Another worker took over an interrupted run (runs on Temporal): ``pid@host`` of the
+    worker that had it and of the one going on with it, and Temporal's attempt number."""
+
+    from_worker: str
+    to_worker: str
+    attempt: int
+
+
 class AnswerData(TypedDict):
     answer: str
     error: str | None
@@ -214,6 +224,7 @@ EVENT_DATA: dict[str, type] = {
     "approval_requested": ApprovalRequestedData,
     "approval_decided": ApprovalDecidedData,
     "budget_hit": BudgetHitData,
+    "run_handed_over": RunHandedOverData,
     "answer": AnswerData,
 }
 """The schema of each event type's ``data``."""

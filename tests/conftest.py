@@ -70,3 +70,14 @@ def postgres_url(postgres_cluster: object) -> str:
 
     assert isinstance(postgres_cluster, Cluster)
     return postgres_cluster.new_database()
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[object]:
+    """One Temporal dev server for the session (tests/support/temporal.py): its address in
+    ``.address``; each test uses a task queue of its own."""
+    from tests.support.temporal import start_dev_server
+
+    server = start_dev_server()
+    yield server
+    server.stop()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,8 @@ from rich.live import Live
 
 from orchestrator.cli.mcp_command import register as register_mcp
 from orchestrator.cli.serve import register as register_serve
+from orchestrator.cli.temporal_commands import RunsOption, with_temporal
+from orchestrator.cli.temporal_commands import register as register_temporal
 from orchestrator.config import DEFAULT_MODEL_SPEC, Settings, ensure_home, load_settings
 from orchestrator.errors import OrchestratorError
 
@@ -167,8 +169,12 @@ def _live(view: RunView) -> Iterator[None]:
 
 
 def _show(start: Callable[[EventSink | None, AnswerChunkSink | None], RunResult],
-          orch: Orchestrator, as_json: bool) -> bool:
+          orch: Orchestrator | None, as_json: bool,
+          resume: Callable[..., RunResult] | None = None) -> bool:
     """Run with a live view (or JSON), ask for approvals when the run pauses, show the answer.
+
+    A decision asked for on the terminal goes to ``resume`` (default: ``orch.resume``; runs
+    on Temporal send it to the run's workflow).
 
     The live view shows the answer as it streams; once the run ends the answer is printed
     once, below the view (so output that is not a terminal is the same as without
@@ -198,9 +204,11 @@ def _show(start: Callable[[EventSink | None, AnswerChunkSink | None], RunResult]
                 reason = typer.prompt("Reason", default="approved" if approved else "denied")
                 decisions[step.key] = {"approved": approved, "reason": reason}
             thread = result.thread_id
+            assert resume is not None or orch is not None
             with _live(view):
-                result = orch.resume(thread, decisions, approver=_os_user(), on_event=tracker,
-                                     on_answer_chunk=view.on_answer_chunk)
+                result = (resume or cast("Orchestrator", orch).resume)(
+                    thread, decisions, approver=_os_user(), on_event=tracker,
+                    on_answer_chunk=view.on_answer_chunk)
                 view.end_answer()
     console.print()
     print_answer(console, result)
@@ -219,9 +227,19 @@ def run(
     agents_dir: AgentsDirOption = None,
     coordination: CoordinationOption = None,
     request_id: RequestIdOption = None,
+    runs_on: RunsOption = None,
 ) -> None:
     """Plan and run one request, show the plan and progress live, then the answer."""
-    settings = _settings(model, agents_dir, coordination)
+    settings = with_temporal(_settings(model, agents_dir, coordination), runs=runs_on)
+    if settings.runs == "temporal":
+        from orchestrator.cli import temporal_commands as on_temporal
+        from orchestrator.temporal.client import run_job
+
+        job = run_job(settings, request=text, thread_id=thread)
+        if not _show(on_temporal.submit(settings, job, request_id), None, as_json,
+                     on_temporal.resumer(settings)):
+            raise typer.Exit(1)
+        return
     orch = _orchestrator(settings, quiet=as_json)
     _say_if_new_thread(orch, thread, as_json)
     if not _run_one(orch, text, thread, as_json, request_id):
@@ -238,6 +256,7 @@ def event(
     agents_dir: AgentsDirOption = None,
     coordination: CoordinationOption = None,
     request_id: RequestIdOption = None,
+    runs_on: RunsOption = None,
 ) -> None:
     """Fire an event: the playbook it triggers runs (or the supervisor plans it)."""
     try:
@@ -247,7 +266,16 @@ def event(
                         """e.g. --data '{"service": "web-3"}'""") from None
     if not isinstance(payload, dict):
         raise UserError("""--data must be a JSON object, e.g. '{"service": "web-3"}'""")
-    settings = _settings(model, agents_dir, coordination)
+    settings = with_temporal(_settings(model, agents_dir, coordination), runs=runs_on)
+    if settings.runs == "temporal":
+        from orchestrator.cli import temporal_commands as on_temporal
+        from orchestrator.temporal.client import run_job
+
+        job = run_job(settings, event=name, data=payload)
+        if not _show(on_temporal.submit(settings, job, request_id), None, as_json,
+                     on_temporal.resumer(settings)):
+            raise typer.Exit(1)
+        return
     orch = _orchestrator(settings, quiet=as_json)
     orch.check_event(name, payload)  # before the live view: a bad event is one clean line
     ok = _show(lambda on_event, on_chunk: orch.fire_event(
@@ -292,6 +320,7 @@ def approve(
     as_json: JsonOption = False,
     model: ModelOption = None,
     agents_dir: AgentsDirOption = None,
+    runs_on: RunsOption = None,
 ) -> None:
     """Approve or deny what a paused run is waiting for, and let it go on (with the same
     --model and --agents-dir as the run that paused). Each pending approval (key, tool,
@@ -299,9 +328,15 @@ def approve(
     covers only those: if the run pauses again, it waits for a new one."""
     from orchestrator.cli.view import approval_details, safe_text
 
-    settings = _settings(model, agents_dir)
-    orch = _orchestrator(settings, quiet=True)
-    pending = orch.pending_approvals(thread)
+    settings = with_temporal(_settings(model, agents_dir), runs=runs_on)
+    orch: Orchestrator | None = None
+    if settings.runs == "temporal":  # the decision goes to the run's workflow
+        from orchestrator.cli import temporal_commands as on_temporal
+
+        pending = on_temporal.pending(settings, thread)
+    else:
+        orch = _orchestrator(settings, quiet=True)
+        pending = orch.pending_approvals(thread)
     decision = _decisions(pending, not deny, reason, step or [], key or [])
     shown = err_console if as_json else console  # --json keeps stdout one JSON object
     if pending:
@@ -314,9 +349,14 @@ def approve(
             label += f" ({verdict['reason']})"
         shown.print(approval_details(item, decision=label))
     who = approver or _os_user()
-    ok = _show(lambda on_event, on_chunk: orch.resume(
-        thread, decision, reason=reason, approver=who, on_event=on_event,
-        on_answer_chunk=on_chunk), orch, as_json)
+    if orch is None:
+        ok = _show(on_temporal.decide(settings, thread, decision, who), None, as_json,
+                   on_temporal.resumer(settings))
+    else:
+        local = orch
+        ok = _show(lambda on_event, on_chunk: local.resume(
+            thread, decision, reason=reason, approver=who, on_event=on_event,
+            on_answer_chunk=on_chunk), orch, as_json)
     if not ok:
         raise typer.Exit(1)
 
@@ -576,6 +616,7 @@ def kb_delete_command(
 
 register_serve(app)  # serve, keys (orchestrator/cli/serve.py)
 register_mcp(app)  # mcp (orchestrator/cli/mcp_command.py)
+register_temporal(app)  # worker, schedule (orchestrator/cli/temporal_commands.py)
 
 
 def main() -> None:

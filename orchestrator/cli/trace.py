@@ -18,6 +18,7 @@ from orchestrator.events import (
     ReassignedData,
     ReplannedData,
     RetriedData,
+    RunHandedOverData,
 )
 from orchestrator.runs import AgentStats, RunSummary
 from orchestrator.traces import SubtaskSpan, Trace
@@ -107,6 +108,10 @@ def _recovery_notes(events: list[Event]) -> RenderableType:
                          + (f" ({replan['error']})" if replan.get("error") else ""))
         elif event.type == "budget_hit":
             lines.append(f"budget hit: {cast(BudgetHitData, event.data)['limit']}")
+        elif event.type == "run_handed_over":
+            moved_run = cast(RunHandedOverData, event.data)
+            lines.append(f"handed over: worker {moved_run['from_worker']} -> "
+                         f"{moved_run['to_worker']} (attempt {moved_run['attempt']})")
         elif event.type in ("approval_requested", "approval_decided"):
             lines.append(f"{event.subtask_id}: {event.type.replace('_', ' ')}"
                          + (f" {event.data}" if event.type == "approval_decided" else ""))

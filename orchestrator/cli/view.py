@@ -30,6 +30,7 @@ from orchestrator.events import (
     ReassignedData,
     ReplannedData,
     RetriedData,
+    RunHandedOverData,
     SubtaskEndedData,
     ToolCalledData,
     ToolRefusedData,
@@ -173,6 +174,10 @@ class RunView:
             moved = cast(ReassignedData, data)
             self.rows[sid].agent = moved["to"]
             self.rows[sid].detail = f"reassigned from {moved['from']}"
+        elif event.type == "run_handed_over":
+            moved_run = cast(RunHandedOverData, data)
+            self.note = (f"handed over from worker {moved_run['from_worker']} to "
+                         f"{moved_run['to_worker']}")
         elif event.type == "replanned":
             added = cast(ReplannedData, data)["added"]
             for sub in added:

@@ -23,10 +23,11 @@ streamed one says it in its first progress line, ``run_started``)."""
 _SHOWN = frozenset({
     "run_started", "plan_made", "plan_invalid", "subtask_started", "tool_called", "tool_refused",
     "agent_status", "subtask_finished", "subtask_failed", "subtask_skipped", "retried",
-    "reassigned", "replanned", "approval_requested", "approval_decided", "budget_hit"})
+    "reassigned", "replanned", "approval_requested", "approval_decided", "budget_hit",
+    "run_handed_over"})
 _KEPT = ("mode", "goal", "status", "error", "tool", "attempt", "attempts", "replaced", "key",
          "preview", "why", "approved", "limit", "reason", "elapsed_s", "from", "after",
-         "state", "text")
+         "state", "text", "from_worker", "to_worker")
 _MAX_TEXT = 300
 
 

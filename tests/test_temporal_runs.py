@@ -1,0 +1,219 @@
+"""Runs on Temporal, with real processes: a dev server, `orchestrator worker` processes and
+CLI clients sharing one data folder's stores.
+
+The crash drill (tests/fixtures/crash) pages the on-call, then runs a tool that pages the
+drill channel and holds at a gate: a worker killed there has done both writes and not
+finished the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from orchestrator.leases import HOST
+from tests.support.processes import crash_env, make_gate, run_cli, start_cli, wait_for_marker
+from tests.support.temporal import DevServer
+
+DRILL = ("event", "crash_drill", "--data", '{"service": "web-3"}', "--json")
+
+
+@pytest.fixture
+def env(temporal_server: DevServer) -> dict[str, str]:
+    """The environment of this test's workers and clients: its own task queue, runs on
+    Temporal, and a heartbeat timeout of 2 s (a killed worker is noticed after that)."""
+    return crash_env(ORCHESTRATOR_TEMPORAL_ADDRESS=temporal_server.address,
+                     ORCHESTRATOR_TEMPORAL_TASK_QUEUE=f"test-{uuid.uuid4().hex[:12]}",
+                     ORCHESTRATOR_TEMPORAL_HEARTBEAT_S="2", ORCHESTRATOR_RUNS="temporal")
+
+
+class Workers:
+    """`orchestrator worker` processes of one test, stopped with SIGTERM at its end."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, gate: Path | None = None) -> subprocess.Popen[str]:
+        env = crash_env(gate, **{k: v for k, v in self.env.items()
+                                 if k.startswith("ORCHESTRATOR_TEMPORAL")})
+        proc = start_cli("worker", env=env)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[str]) -> tuple[int, str]:
+        """SIGTERM: the worker stops cleanly (exit 0)."""
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+
+
+@pytest.fixture
+def workers(env: dict[str, str]) -> Iterator[Workers]:
+    pool = Workers(env)
+    yield pool
+    for proc in pool.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def alerts(home: Path) -> dict[str, int]:
+    db = sqlite3.connect(home / "domain.sqlite")
+    return dict(db.execute("SELECT team, count(*) FROM alerts WHERE service = 'web-3' "
+                           "GROUP BY team").fetchall())
+
+
+def stored(home: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return sqlite3.connect(home / "runs.sqlite").execute(sql, args).fetchall()
+
+
+def events(home: Path, run_id: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    return [(t, s, json.loads(d)) for t, s, d in stored(
+        home, "SELECT type, subtask_id, data FROM events WHERE run_id = ? ORDER BY seq", run_id)]
+
+
+def finished_runs(home: Path) -> int:
+    if not (home / "runs.sqlite").exists():
+        return 0
+    return len(stored(home, "SELECT 1 FROM runs WHERE status = 'ok'"))
+
+
+def describe(server: DevServer, workflow_id: str) -> Any:
+    async def go() -> Any:
+        client = await Client.connect(server.address)
+        return await client.get_workflow_handle(workflow_id).describe()
+
+    return asyncio.run(go())
+
+
+def test_a_request_runs_on_a_worker_and_its_record_is_in_the_shared_stores(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path,
+        temporal_server: DevServer) -> None:
+    worker = workers.start()
+    done = run_cli("run", "crash drill for web-3", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok" and result["mode"] == "playbook:crash_drill"
+    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+    # Run by the worker, not the client: its record names the worker's process; the run's
+    # request id is the workflow's id.
+    ((run_id, status, pid, request_id),) = stored(
+        orchestrator_home, "SELECT run_id, status, pid, request_id FROM runs")
+    assert (run_id, status, pid) == (result["run_id"], "ok", worker.pid)
+    assert request_id.startswith("run-")
+    types = [t for t, _, _ in events(orchestrator_home, run_id)]
+    assert types[:2] == ["run_started", "plan_made"] and types[-1] == "answer"
+    assert describe(temporal_server, request_id).status == WorkflowExecutionStatus.COMPLETED
+    code, err = workers.stop(worker)
+    assert code == 0 and "worker stopped" in err, err
+
+
+def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_twice(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path,
+        tmp_path: Path) -> None:
+    gate = make_gate(tmp_path / "gate")
+    first = workers.start(gate)
+    client = start_cli(*DRILL, "--request-id", "drill-handover", env=env)
+    wait_for_marker(gate / "reached", first)  # both pages sent, the run not finished
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    second = workers.start()
+
+    out, err = client.communicate(timeout=90)
+    assert client.returncode == 0, err
+    result = json.loads(out)
+    assert result["status"] == "ok"
+    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}  # each write once
+    seen = events(orchestrator_home, result["run_id"])
+    (handover,) = [data for t, _, data in seen if t == "run_handed_over"]
+    assert handover == {"from_worker": f"{first.pid}@{HOST}",
+                        "to_worker": f"{second.pid}@{HOST}", "attempt": 2}
+    # The second worker went on from the checkpoint: the held page returned its earlier
+    # result instead of paging again, and the on-call page was not sent again.
+    calls = [(s, d["tool"], d.get("replayed", False)) for t, s, d in seen if t == "tool_called"]
+    assert calls == [("alert", "alert_oncall", False), ("hold", "page_and_hold", True)]
+    assert stored(orchestrator_home, "SELECT status, pid FROM runs") == [("ok", second.pid)]
+    shown = run_cli("trace", result["run_id"], env=env)
+    assert f"handed over: worker {first.pid}@{HOST} -> {second.pid}@{HOST}" in shown.stdout
+
+
+def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_process(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path,
+        temporal_server: DevServer) -> None:
+    worker = workers.start()
+    paused = run_cli("run", "refund order o-1010", "--json", env=env)
+    assert paused.returncode == 1, paused.stderr
+    result = json.loads(paused.stdout)
+    assert result["status"] == "paused" and len(result["pending_approvals"]) == 1
+    ((request_id,),) = stored(orchestrator_home, "SELECT request_id FROM runs")
+    waiting = describe(temporal_server, request_id)
+    assert waiting.status == WorkflowExecutionStatus.RUNNING
+    assert list(waiting.raw_description.pending_activities) == []  # no activity, no worker
+    assert workers.stop(worker)[0] == 0  # no worker at all while it waits
+    workers.start()
+
+    # Two people decide at once from two other processes: one decision is taken.
+    deciders = [start_cli("approve", result["thread_id"], "--json", "--as", who,
+                          "--reason", "checked", env=env) for who in ("ana", "bob")]
+    outcomes = [(p.wait(timeout=90), *p.communicate()) for p in deciders]
+    assert sorted(code for code, _, _ in outcomes) == [0, 2], outcomes
+    ((_, out, _),) = [o for o in outcomes if o[0] == 0]
+    ((_, _, refused),) = [o for o in outcomes if o[0] == 2]
+    assert "decided already" in refused or "no run waiting" in refused, refused
+    assert json.loads(out)["status"] == "ok"
+    db = sqlite3.connect(orchestrator_home / "domain.sqlite")
+    assert db.execute("SELECT order_id, amount FROM refunds").fetchall() == [("o-1010", 299.0)]
+    decided = [d for t, _, d in events(orchestrator_home, result["run_id"])
+               if t == "approval_decided"]
+    assert len(decided) == 1 and decided[0]["approved"] is True
+    assert describe(temporal_server, request_id).status == WorkflowExecutionStatus.COMPLETED
+
+
+def test_a_schedule_fires_its_event_as_a_workflow(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
+    workers.start()
+    name = f"drill-{uuid.uuid4().hex[:8]}"
+    added = run_cli("schedule", "add", name, "--event", "crash_drill", "--data",
+                    '{"service": "web-3"}', "--every", "10m", env=env)
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(run_cli("schedule", "list", "--json", env=env).stdout)
+    (mine,) = [s for s in listed if s["name"] == name]
+    assert mine["event"] == "crash_drill" and mine["every_s"] == 600
+
+    fired = run_cli("schedule", "trigger", name, env=env)
+    assert fired.returncode == 0, fired.stderr
+    deadline = time.monotonic() + 60
+    while not finished_runs(orchestrator_home):
+        assert time.monotonic() < deadline, "the scheduled run did not finish"
+        time.sleep(0.2)  # polling the shared run store for the worker's record
+    ((request_id, mode),) = stored(orchestrator_home, "SELECT request_id, mode FROM runs")
+    assert request_id.startswith(f"schedule-{name}-") and mode == "playbook:crash_drill"
+    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+
+    assert run_cli("schedule", "delete", name, env=env).returncode == 0
+    assert name not in {s["name"] for s in json.loads(
+        run_cli("schedule", "list", "--json", env=env).stdout)}
+    again = run_cli("schedule", "delete", name, env=env)
+    assert again.returncode == 2 and f"no schedule named {name!r}" in again.stderr
+
+
+def test_an_unreachable_temporal_is_one_line(env: dict[str, str]) -> None:
+    down = {**env, "ORCHESTRATOR_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    for args in (("worker",), ("run", "check web-2"), ("schedule", "list")):
+        out = run_cli(*args, env=down)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("error: cannot reach Temporal at 127.0.0.1:1"), line
