@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
@@ -154,6 +155,10 @@ class Orchestrator:
                                   max_text=self.settings.max_stored_chars)
             self._opened.append(runs)
         self.runs: BaseRunStore | None = runs
+        # A store across a network is written from one thread of its own, in order, so a
+        # round trip never holds up the other runs on the event loop (see EventWriter).
+        self._event_thread = (ThreadPoolExecutor(1, thread_name_prefix="run-events")
+                              if runs is not None and runs.remote else None)
         if tracer_provider is None and self.settings.otel:
             tracer_provider = default_tracer_provider()
         self.tracer_provider = tracer_provider
@@ -430,7 +435,7 @@ class Orchestrator:
         lost: list[str] = []  # why this process lost the run, once it has
         # Stored in bursts, on the loop itself: one small WAL insert per burst costs less
         # than a thread hop per event, and the record keeps the events' order.
-        writer = EventWriter(self.runs, run_id, owner, on_event)
+        writer = EventWriter(self.runs, run_id, owner, on_event, self._event_thread)
         keeper = (asyncio.ensure_future(self._keep_claims(
             run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
             else None)
@@ -773,6 +778,8 @@ class Orchestrator:
 
     def _close_stores(self) -> None:
         self._closed = True
+        if self._event_thread is not None:
+            self._event_thread.shutdown(wait=True)
         for store in self._opened:
             store.close()
         self._opened.clear()

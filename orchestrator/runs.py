@@ -104,6 +104,9 @@ class BaseRunStore(Protocol):
 
     max_text: int
     """Longest text one stored field keeps."""
+    remote: bool
+    """Whether a call crosses a network (PostgreSQL): the engine then writes a run's events
+    from a thread, not on the event loop (a local SQLite insert costs less than the hop)."""
 
     def capped(self, text: str | None) -> str | None:
         """``text`` as this store keeps it: cut to ``max_text`` with a marker."""

@@ -3,6 +3,7 @@ on record before anyone is told of it, and a listener's exception still fails th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,21 +18,26 @@ from tests.conftest import INCIDENT_REQUEST
 
 
 class CountingStore(SqliteRunStore):
-    """The real SQLite run store, counting its event transactions."""
+    """The real SQLite run store, counting its event transactions; with ``remote``, the
+    orchestrator treats it as a store across a network (written from a thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, remote: bool) -> None:
         super().__init__(path)
+        self.remote = remote
         self.batches: list[int] = []
+        self.threads: set[str] = set()
 
     def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
                       ) -> bool:
         self.batches.append(len(events))
+        self.threads.add(threading.current_thread().name)
         return super().append_events(run_id, events, owner)
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["on-the-loop", "remote-from-a-thread"])
 def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
-        domain_db: Path, tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "runs.sqlite")
+        domain_db: Path, tmp_path: Path, remote: bool) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite", remote)
     orch = Orchestrator("fake:latency=0.02", agents=it_ops_agents(), domain_db=domain_db,
                         runs=store)
     seen: list[tuple[str, bool]] = []
@@ -48,6 +54,8 @@ def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
     assert all(on_record for _, on_record in seen), seen
     assert sum(store.batches) == len(stored)
     assert len(store.batches) < len(stored), store.batches  # some bursts held several
+    # a remote store is written from the orchestrator's event thread, never on the loop
+    assert (store.threads == {"MainThread"}) is not remote, store.threads
 
 
 def test_a_listener_that_raises_fails_the_run_with_its_error(domain_db: Path,

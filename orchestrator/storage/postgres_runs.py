@@ -84,6 +84,7 @@ class PostgresRunStore(PostgresStore):
         max_text: Longest text one stored field keeps; longer is cut with a marker.
     """
 
+    remote = True  # each call is a round trip: the engine writes events from a thread
     component = "runs"
     migrations = (_V1,)
     what = "run store"

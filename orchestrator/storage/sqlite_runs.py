@@ -83,6 +83,8 @@ class SqliteRunStore:
         max_text: Longest text one stored field keeps; longer is cut with a marker.
     """
 
+    remote = False  # a local file: events are written on the event loop
+
     def __init__(self, path: str | Path, *, max_text: int = 20_000) -> None:
         self.path = Path(path)
         self.max_text = max_text
