@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -75,7 +76,9 @@ class EventWriter:
         self._writing.append((future, batch))
         loop = self._loop
         assert loop is not None
-        future.add_done_callback(lambda _: _call_soon(loop, self._deliver))
+        # Listeners run in the run's context (e.g. a Temporal activity's), not the thread's.
+        context = contextvars.copy_context()
+        future.add_done_callback(lambda _: _call_soon(loop, self._deliver, context))
 
     def flush(self) -> None:
         """Store everything queued or being written, and tell its listeners, before this
@@ -118,8 +121,9 @@ class EventWriter:
             self.error = exc
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None],
+               context: contextvars.Context) -> None:
     """``callback`` on ``loop`` from the writer's thread; nothing once the loop is closed
     (the run's :meth:`EventWriter.flush` delivered everything already)."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(callback)
+        loop.call_soon_threadsafe(callback, context=context)

@@ -3,6 +3,7 @@ on record before anyone is told of it, and a listener's exception still fails th
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from orchestrator.events import Event
 from orchestrator.leases import Owner
 from orchestrator.storage.sqlite_runs import SqliteRunStore
 from tests.conftest import INCIDENT_REQUEST
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
 
 
 class CountingStore(SqliteRunStore):
@@ -41,19 +44,27 @@ def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
     orch = Orchestrator("fake:latency=0.02", agents=it_ops_agents(), domain_db=domain_db,
                         runs=store)
     seen: list[tuple[str, bool]] = []
+    contexts: set[str] = set()
 
     def on_event(event: Event) -> None:
         stored = store.events(event.run_id)
         seen.append((event.type, any(e.time == event.time and e.type == event.type
                                      for e in stored)))
+        contexts.add(CALLER.get())
 
-    result = orch.run(INCIDENT_REQUEST, on_event=on_event)
+    token = CALLER.set("the caller's")
+    try:
+        result = orch.run(INCIDENT_REQUEST, on_event=on_event)
+    finally:
+        CALLER.reset(token)
     assert result.status == "ok"
     stored = store.events(result.run_id)
     assert [e.type for e in stored] == [t for t, _ in seen] == [e.type for e in result.events]
     assert all(on_record for _, on_record in seen), seen
     assert sum(store.batches) == len(stored)
     assert len(store.batches) < len(stored), store.batches  # some bursts held several
+    # listeners run in the run's context (a Temporal activity's heartbeat needs it)
+    assert contexts == {"the caller's"}
     # a remote store is written from the orchestrator's event thread, never on the loop
     assert (store.threads == {"MainThread"}) is not remote, store.threads
 
