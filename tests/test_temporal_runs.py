@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from orchestrator.domain_db import open_domain_db
 from orchestrator.leases import HOST
+from orchestrator.storage import open_run_store
 from tests.support.processes import crash_env, make_gate, run_cli, start_cli, wait_for_marker
 from tests.support.temporal import DevServer
 
@@ -48,7 +50,8 @@ class Workers:
 
     def start(self, gate: Path | None = None) -> subprocess.Popen[str]:
         env = crash_env(gate, **{k: v for k, v in self.env.items()
-                                 if k.startswith("ORCHESTRATOR_TEMPORAL")})
+                                 if k.startswith(("ORCHESTRATOR_TEMPORAL",
+                                                  "ORCHESTRATOR_DATABASE_URL"))})
         proc = start_cli("worker", env=env)
         self.procs.append(proc)
         return proc
@@ -122,8 +125,11 @@ def test_a_request_runs_on_a_worker_and_its_record_is_in_the_shared_stores(
 
 
 def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_twice(
-        env: dict[str, str], workers: Workers, orchestrator_home: Path,
-        tmp_path: Path) -> None:
+        env: dict[str, str], workers: Workers, orchestrator_home: Path, tmp_path: Path,
+        postgres_url: str) -> None:
+    # Every store in PostgreSQL, as for workers on several machines: checkpoints, the run
+    # store, the write journal and the business database.
+    env["ORCHESTRATOR_DATABASE_URL"] = workers.env["ORCHESTRATOR_DATABASE_URL"] = postgres_url
     gate = make_gate(tmp_path / "gate")
     first = workers.start(gate)
     client = start_cli(*DRILL, "--request-id", "drill-handover", env=env)
@@ -136,8 +142,11 @@ def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_t
     assert client.returncode == 0, err
     result = json.loads(out)
     assert result["status"] == "ok"
-    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}  # each write once
-    seen = events(orchestrator_home, result["run_id"])
+    business = open_domain_db(postgres_url)
+    assert dict(business.execute("SELECT team, count(*) FROM alerts WHERE service = 'web-3' "
+                                 "GROUP BY team").fetchall()) == {"web-platform": 1, "drill": 1}
+    runs = open_run_store(postgres_url)
+    seen = [(e.type, e.subtask_id, dict(e.data)) for e in runs.events(result["run_id"])]
     (handover,) = [data for t, _, data in seen if t == "run_handed_over"]
     assert handover == {"from_worker": f"{first.pid}@{HOST}",
                         "to_worker": f"{second.pid}@{HOST}", "attempt": 2}
@@ -145,9 +154,11 @@ def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_t
     # result instead of paging again, and the on-call page was not sent again.
     calls = [(s, d["tool"], d.get("replayed", False)) for t, s, d in seen if t == "tool_called"]
     assert calls == [("alert", "alert_oncall", False), ("hold", "page_and_hold", True)]
-    assert stored(orchestrator_home, "SELECT status, pid FROM runs") == [("ok", second.pid)]
+    record = runs.run(result["run_id"])
+    assert (record["status"], record["pid"]) == ("ok", second.pid)
     shown = run_cli("trace", result["run_id"], env=env)
     assert f"handed over: worker {first.pid}@{HOST} -> {second.pid}@{HOST}" in shown.stdout
+    assert not list(orchestrator_home.glob("*.sqlite*"))  # nothing on this machine's disk
 
 
 def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_process(
