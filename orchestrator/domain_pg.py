@@ -26,6 +26,7 @@ never both write.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -199,6 +201,9 @@ class PgConnection:
         second call does nothing, as with sqlite3."""
         if not self.closed:
             self.closed = True
+            if self._conn.info.transaction_status == TransactionStatus.INTRANS:
+                with contextlib.suppress(psycopg.Error):  # a broken one: the pool drops it
+                    self._conn.rollback()  # as sqlite3 does; the pool would warn of it
             self._release(self._conn)
 
     def __enter__(self) -> PgConnection:

@@ -25,7 +25,7 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import tools as it_tools
 from orchestrator.config import Settings
-from orchestrator.domain_db import connect, reset_domain_db, use_domain_db
+from orchestrator.domain_db import connect, open_domain_db, reset_domain_db, use_domain_db
 from orchestrator.domain_pg import close_pools
 from orchestrator.effects import AlreadyApplied, WriteCall, write_call
 from tests.conftest import INCIDENT_REQUEST
@@ -115,6 +115,17 @@ def test_tools_read_rows_by_name_and_sql_keeps_question_marks_in_strings(
     conn.close()  # closed twice, as sqlite3 allows
     assert it_tools.check_service_health.invoke({"service": "web-3"}).startswith(
         "web-3 is down (team web-platform, pool web-primary); cpu 12%")
+
+
+def test_a_connection_closed_inside_a_read_is_rolled_back_quietly(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    reset_domain_db(postgres_url)
+    with use_domain_db(postgres_url):
+        for _ in range(3):  # the pool hands the same connection out again
+            conn = open_domain_db(postgres_url)
+            assert conn.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] == 0
+            conn.close()  # no commit, as a sqlite3 reader does
+    assert not [r for r in caplog.records if "rolling back" in r.getMessage()], caplog.text
 
 
 def test_the_incident_run_leaves_the_same_business_rows_as_sqlite(
