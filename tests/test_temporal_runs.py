@@ -17,6 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,56 @@ def test_an_unreachable_temporal_is_one_line(env: dict[str, str]) -> None:
         assert out.returncode == 2, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("error: cannot reach Temporal at 127.0.0.1:1"), line
+
+
+def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from orchestrator import Orchestrator
+    from orchestrator.config import load_settings
+    from orchestrator.server import KeyStore, create_app
+    from orchestrator.temporal.dispatcher import TemporalDispatcher
+    from tests.test_server_openai import LiveServer
+
+    for name in ("ORCHESTRATOR_TEMPORAL_ADDRESS", "ORCHESTRATOR_TEMPORAL_TASK_QUEUE",
+                 "ORCHESTRATOR_AGENTS_DIR", "ORCHESTRATOR_PLAYBOOKS_DIR", "NO_PROXY"):
+        monkeypatch.setenv(name, env.get(name, "127.0.0.1"))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    worker = workers.start()
+    with ExitStack() as stack:
+        urls = []
+        for _ in range(2):  # two replicas: `orchestrator serve --runs temporal`
+            orch = Orchestrator.from_settings(load_settings(knowledge=False))
+            stack.callback(orch.close)
+            keys = stack.enter_context(KeyStore.from_settings())
+            app = create_app(orch, keys, dispatcher=TemporalDispatcher(orch))
+            urls.append(stack.enter_context(LiveServer(app)).url)
+        key = keys.create("ana", "chat,approve", tenant="acme")
+        first, second = (stack.enter_context(httpx.Client(
+            base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}))
+            for url in urls)
+
+        paused = first.post("/api/runs", json={"request": "refund order o-1010",
+                                               "thread_id": "t-1"}).json()
+        assert paused["status"] == "paused", paused
+        record = stored(orchestrator_home, "SELECT pid FROM runs WHERE run_id = ?",
+                        paused["run_id"])
+        assert record == [(worker.pid,)]  # run by the worker, not by the replica
+        done = second.post("/api/threads/t-1/approvals", json={"approve": True,
+                                                               "reason": "checked"})
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "ok" and done.json()["run_id"] == paused["run_id"]
+        again = first.post("/api/threads/t-1/approvals", json={"approve": True})
+        assert again.status_code == 400, again.text
+        db = sqlite3.connect(orchestrator_home / "domain.sqlite")
+        assert db.execute("SELECT order_id FROM refunds").fetchall() == [("o-1010",)]
+
+        chat = second.post("/v1/chat/completions", json={
+            "model": "orchestrator", "stream": True,
+            "messages": [{"role": "user", "content": "crash drill for web-3"}]})
+        assert chat.status_code == 200
+        assert '"type": "run_started"' in chat.text and "Paged the drill channel" in chat.text
+        assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}

@@ -52,6 +52,9 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="A browser origin allowed to call the API (repeat); CORS is "
         "off when none is given.")] = None,
+    runs_on: Annotated[str | None, typer.Option(
+        "--runs", help="local: run requests in this process; temporal: submit each as a "
+        "workflow that an `orchestrator worker` runs (ORCHESTRATOR_RUNS).")] = None,
     shutdown_grace: Annotated[float, typer.Option(
         "--shutdown-grace", min=0, help="Seconds a stopping server (SIGTERM, Ctrl-C) gives "
         "open requests, then runs still going, to finish; the rest are recorded "
@@ -61,18 +64,29 @@ def serve(
     import uvicorn
 
     from orchestrator.cli.app import _orchestrator, _settings
+    from orchestrator.cli.temporal_commands import with_temporal
     from orchestrator.server import KeyStore, create_app
 
-    settings = _settings(model, agents_dir, coordination)
+    settings = with_temporal(_settings(model, agents_dir, coordination), runs=runs_on)
     keys = KeyStore.from_settings(settings)
     if not any(not key.revoked for key in keys.list()):
         err_console.print("[yellow]No API keys yet[/yellow]: every request will be refused. "
                           "Create one with `orchestrator keys create NAME --scopes chat`.",
                           soft_wrap=True)
+    dispatcher = None
+    if settings.runs == "temporal":
+        from orchestrator.cli.temporal_commands import temporal_reachable
+
+        temporal_reachable(settings)
     orch = _orchestrator(settings)
+    if settings.runs == "temporal":
+        from orchestrator.temporal.dispatcher import TemporalDispatcher
+
+        dispatcher = TemporalDispatcher(orch)
     app = create_app(orch, keys, max_body_bytes=max_body_bytes,
                      max_upload_bytes=max_upload_bytes,
-                     cors_origins=tuple(cors_origin or ()), shutdown_grace_s=shutdown_grace)
+                     cors_origins=tuple(cors_origin or ()), shutdown_grace_s=shutdown_grace,
+                     dispatcher=dispatcher)
     _collect_less()
     try:
         # Without a timeout uvicorn waits for every open connection before the app's own

@@ -78,7 +78,7 @@ def worker(
     from orchestrator.temporal.worker import run_worker
 
     settings = with_temporal(_settings(model, agents_dir), address, namespace, task_queue)
-    _temporal_reachable(settings)
+    temporal_reachable(settings)
     orch = _orchestrator(settings, quiet=True)
 
     def ready(line: str) -> None:
@@ -91,7 +91,7 @@ def worker(
     err_console.print("[dim]worker stopped[/dim]")
 
 
-def _temporal_reachable(settings: Settings) -> None:
+def temporal_reachable(settings: Settings) -> None:
     """Fail with one line before the (slow) orchestrator is built, when Temporal is down."""
     from orchestrator.temporal.client import connect
 
@@ -135,7 +135,7 @@ def submit(settings: Settings, job: RunJob, request_id: str | None) -> Start:
             handle = await runs.submit(job, request_id)
             return await runs.follow(handle, on_event)
 
-        return _result(_on_temporal(settings, work))
+        return _result_of(_on_temporal(settings, work))
 
     return start
 
@@ -148,11 +148,17 @@ def decide(settings: Settings, thread: str, verdicts: dict[str, dict[str, Any]],
     def start(on_event: EventSink | None, _chunks: AnswerChunkSink | None) -> RunResult:
         async def work(runs: TemporalRuns) -> Followed:
             handle = await runs.decide(thread, verdicts, approver)
-            return await runs.follow(handle, _after(on_event))
+            return await runs.follow(handle, on_event, only_new=True)
 
-        return _result(_on_temporal(settings, work))
+        return _result_of(_on_temporal(settings, work))
 
     return start
+
+
+def _result_of(followed: Followed) -> RunResult:
+    from orchestrator.temporal.client import result_of
+
+    return result_of(followed)
 
 
 def resumer(settings: Settings) -> Callable[..., RunResult]:
@@ -166,21 +172,6 @@ def resumer(settings: Settings) -> Callable[..., RunResult]:
     return resume
 
 
-def _after(on_event: EventSink | None) -> EventSink | None:
-    """Events of the run from its first decision on: the earlier ones were shown when it
-    paused."""
-    if on_event is None:
-        return None
-    shown: list[bool] = [False]
-
-    def forward(event: Any) -> None:
-        shown[0] = shown[0] or event.type == "approval_decided"
-        if shown[0]:
-            on_event(event)
-
-    return forward
-
-
 def pending(settings: Settings, thread: str) -> list[Any]:
     """What the paused run of ``thread`` waits for, as its workflow says."""
     from orchestrator.approvals import ApprovalRequest
@@ -189,28 +180,6 @@ def pending(settings: Settings, thread: str) -> list[Any]:
         return await runs.pending(thread)
 
     return [ApprovalRequest.from_dict(p) for p in _on_temporal(settings, work)]
-
-
-def _result(followed: Followed) -> RunResult:
-    """The run's result as the CLI shows it, from the workflow's outcome and the events."""
-    from orchestrator.approvals import ApprovalRequest
-    from orchestrator.errors import RequestError
-    from orchestrator.plan import Plan
-    from orchestrator.results import RunResult, SubtaskResult, Usage
-
-    outcome = followed.outcome
-    if outcome.status == "refused":
-        raise RequestError(outcome.error or "the request was refused")
-    data = outcome.result
-    return RunResult(
-        run_id=outcome.run_id, thread_id=outcome.thread_id, request=outcome.request,
-        answer=data.get("answer") or "", status=data.get("status", outcome.status),
-        plan=Plan.model_validate(data["plan"]) if data.get("plan") else None,
-        results={k: SubtaskResult.from_dict(v) for k, v in (data.get("results") or {}).items()},
-        usage=Usage.from_dict(data.get("usage")), elapsed_s=float(data.get("elapsed_s") or 0),
-        error=outcome.error, events=followed.events,
-        pending_approvals=[ApprovalRequest.from_dict(p) for p in outcome.pending],
-        mode=data.get("mode") or "", budget_hit=data.get("budget_hit"))
 
 
 # --- schedules ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from orchestrator.server.a2a import mount_a2a
 from orchestrator.server.auth import declare_scopes
 from orchestrator.server.catalog import router as catalog_router
 from orchestrator.server.chat import router as chat_router
+from orchestrator.server.dispatch import RunDispatcher
 from orchestrator.server.errors import install_error_handlers
 from orchestrator.server.keys import KeyStore
 from orchestrator.server.knowledge_api import router as knowledge_router
@@ -37,7 +38,8 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                cors_origins: Sequence[str] = (),
-               shutdown_grace_s: float = SHUTDOWN_GRACE_S) -> FastAPI:
+               shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+               dispatcher: RunDispatcher | None = None) -> FastAPI:
     """The HTTP server's app over ``orchestrator`` (its models, knowledge and stores are
     loaded once and shared by all requests); the caller closes both when it is done.
 
@@ -57,6 +59,8 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
         cors_origins: Browser origins allowed to call the API; none (CORS off) by default.
         shutdown_grace_s: When the server stops, runs still going get this long to finish
             before they are stopped and recorded as interrupted.
+        dispatcher: Where chat and native runs and decisions go (default: ``orchestrator``,
+            in this process; a ``TemporalDispatcher`` submits them as workflows).
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
@@ -81,6 +85,7 @@ def create_app(orchestrator: Orchestrator, keys: KeyStore, *,
                   summary="An LLM supervisor that plans requests and runs specialist agents "
                   "in parallel; OpenAI-compatible chat.")
     app.state.orchestrator = orchestrator
+    app.state.dispatcher = dispatcher
     app.state.keys = keys
     app.state.runs_in_flight = in_flight
     app.state.max_upload_bytes = max_upload_bytes

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from orchestrator.api import Orchestrator
 from orchestrator.results import RunResult
 from orchestrator.server.auth import require
+from orchestrator.server.dispatch import dispatcher_of
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.openai_schema import ChatCompletionRequest, completion, model_list
@@ -73,11 +74,11 @@ async def chat_completions(
     headers = {THREAD_HEADER: thread.id}
     answer_of = partial(_answer, thread=thread)
     if not body.stream:
-        result = await orch.arun(text, thread_id=thread.stored)
+        result = await dispatcher_of(request).arun(text, thread_id=thread.stored)
         return JSONResponse(completion(completion_id, body.model, answer_of(result),
                                        result.usage, _about(result, thread)),
                             headers={**headers, RUN_HEADER: result.run_id})
-    feed = RunFeed(partial(orch.arun, text, thread_id=thread.stored),
+    feed = RunFeed(partial(dispatcher_of(request).arun, text, thread_id=thread.stored),
                    request.app.state.runs_in_flight)
     await feed.started()
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from orchestrator.errors import RequestError
 from orchestrator.results import RunResult
 from orchestrator.server.auth import require
+from orchestrator.server.dispatch import dispatcher_of
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.native import (
@@ -59,8 +60,9 @@ async def start_run(body: RunRequest, request: Request, caller: Caller) -> Any:
     orch = orchestrator_of(request)
     text = orch.check_request(body.request)
     thread = tenant_thread(caller, body.thread_id)
+    runner = dispatcher_of(request)
     run_id, task = await run_hub(request).start(
-        lambda on_event: orch.arun(text, thread_id=thread.stored, on_event=on_event))
+        lambda on_event: runner.arun(text, thread_id=thread.stored, on_event=on_event))
     if body.background and run_id is not None:
         accepted = RunAccepted(run_id=run_id, thread_id=thread.id)
         return JSONResponse(accepted.model_dump(), status_code=202,

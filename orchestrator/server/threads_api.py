@@ -19,6 +19,7 @@ from orchestrator.approvals import ApprovalRequest
 from orchestrator.records import RunRecords
 from orchestrator.runs import RunSummary
 from orchestrator.server.auth import require
+from orchestrator.server.dispatch import dispatcher_of
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.native import (
@@ -139,7 +140,8 @@ async def decide_approvals(
         # Keyed, so the engine too refuses it if the run moves on before the resume.
         decision = {key: {"approved": body.approve, "reason": body.reason or ""}
                     for key in waiting}
-    run_id, task = await run_hub(request).start(lambda on_event: orch.aresume(
+    runner = dispatcher_of(request)
+    run_id, task = await run_hub(request).start(lambda on_event: runner.aresume(
         thread.stored, decision, reason=body.reason or "", approver=caller.name,
         on_event=on_event))
     return await run_outcome(request, caller, run_id, task, thread.id)

@@ -25,9 +25,12 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from orchestrator.approvals import ApprovalRequest
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, RequestError
 from orchestrator.events import Event
+from orchestrator.plan import Plan
+from orchestrator.results import RunResult, SubtaskResult, Usage
 from orchestrator.runs import BaseRunStore
 from orchestrator.temporal.types import (
     DECIDE_UPDATE,
@@ -97,12 +100,20 @@ class TemporalRuns:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 
     async def follow(self, handle: WorkflowHandle[Any, RunOutcome],
-                     on_event: Callable[[Event], None] | None = None) -> Followed:
+                     on_event: Callable[[Event], None] | None = None, *,
+                     only_new: bool = False) -> Followed:
         """Pass the run's events on as workers store them, until the workflow ends or the
-        run pauses (then the outcome says what it waits for)."""
+        run pauses (then the outcome says what it waits for); ``only_new``: not those
+        stored before (a run followed again after a decision)."""
         result = asyncio.ensure_future(handle.result())
         run_id: str | None = None
         seen: list[Event] = []
+        skip = 0
+        if only_new:
+            record = await asyncio.to_thread(self.store.find_request, handle.id)
+            if record is not None:
+                run_id = record["run_id"]
+                skip = len(await asyncio.to_thread(self.store.events, record["run_id"]))
         try:
             while True:
                 ended = result.done()  # read before the store: no event is missed at the end
@@ -111,13 +122,13 @@ class TemporalRuns:
                     run_id = record["run_id"] if record else None
                 if run_id is not None:
                     events = await asyncio.to_thread(self.store.events, run_id)
-                    for event in events[len(seen):]:
+                    for event in events[skip + len(seen):]:
                         seen.append(event)
                         if on_event is not None:
                             on_event(event)
                 if ended:
                     return Followed(_finished(result), seen, handle.id)
-                if run_id is not None and await self._paused(run_id):
+                if run_id is not None and len(seen) and await self._paused(run_id):
                     view = await self.view(handle)
                     if view.status == "paused" and view.outcome is not None:
                         return Followed(view.outcome, seen, handle.id)
@@ -194,3 +205,21 @@ def _rpc_message(workflow_id: str, exc: RPCError) -> str:
         return (f"the run's workflow {workflow_id} is not waiting for a decision (it has "
                 "ended: decided already)")
     return f"Temporal refused: {exc.message}"
+
+
+def result_of(followed: Followed) -> RunResult:
+    """The run's result, from the workflow's outcome and the events followed; RequestError
+    (one line) when the request was refused."""
+    outcome = followed.outcome
+    if outcome.status == "refused":
+        raise RequestError(outcome.error or "the request was refused")
+    data = outcome.result
+    return RunResult(
+        run_id=outcome.run_id, thread_id=outcome.thread_id, request=outcome.request,
+        answer=data.get("answer") or "", status=data.get("status", outcome.status),
+        plan=Plan.model_validate(data["plan"]) if data.get("plan") else None,
+        results={k: SubtaskResult.from_dict(v) for k, v in (data.get("results") or {}).items()},
+        usage=Usage.from_dict(data.get("usage")), elapsed_s=float(data.get("elapsed_s") or 0),
+        error=outcome.error, events=followed.events,
+        pending_approvals=[ApprovalRequest.from_dict(p) for p in outcome.pending],
+        mode=data.get("mode") or "", budget_hit=data.get("budget_hit"))
