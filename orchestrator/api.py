@@ -499,7 +499,7 @@ class Orchestrator:
         try:
             written = self.runs.finish_run(result, status="interrupted" if lost else status,
                                            owner=owner, mode=mode, event=event)
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):  # OSError: a store across a network is unreachable
             if not lost:
                 raise
             log.warning("run %s: could not record that it stopped", result.run_id)
@@ -620,7 +620,7 @@ class Orchestrator:
                     f"before it ran out ({loss.error}), so another process could take the "
                     f"run over; continue it with `orchestrator resume {run}`")
         record: dict[str, Any] = {}
-        with contextlib.suppress(RequestError, sqlite3.Error):
+        with contextlib.suppress(RequestError, sqlite3.Error, OSError):
             assert self.runs is not None
             record = self.runs.run(run_id)
         if record.get("owner") == owner.token:  # the run is still ours, its thread is not

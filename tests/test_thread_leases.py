@@ -371,3 +371,23 @@ def test_a_lease_that_cannot_be_renewed_before_it_runs_out_stops_the_run(
     assert outside_writes(domain_db) == (0, 0)
     record = store.run(result.run_id)
     assert (record["status"], record["owner"]) == ("interrupted", None)
+
+
+def test_a_run_store_lost_across_the_network_stops_the_run_without_a_traceback(
+        domain_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL store that becomes unreachable raises ConnectionError (an OSError): the
+    run stops as interrupted, even when its stop cannot be recorded either."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store, settings=Settings(lease_s=0.3, max_retries=0))
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("the run store at postgresql://db/orch: connection refused")
+
+    monkeypatch.setattr(store, "renew", unreachable)
+    monkeypatch.setattr(store, "finish_run", unreachable)
+    monkeypatch.setattr(store, "run", unreachable)
+    result = orch.fire_event("service_down", {"service": "web-3"})
+    assert result.status == "interrupted"
+    assert result.error is not None and "connection refused" in result.error
+    assert outside_writes(domain_db) == (0, 0)
