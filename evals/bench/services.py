@@ -53,6 +53,11 @@ class Cluster:
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
+    def pid(self) -> int | None:
+        """The process that started the server (its descendants are the server)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def admin_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -138,6 +143,11 @@ class TemporalServer:
     folder: Path
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
@@ -178,3 +188,28 @@ def start_temporal(timeout: float = 60.0) -> TemporalServer:
                 server.stop()
                 raise RuntimeError(f"temporal did not listen within {timeout}s") from None
             time.sleep(0.1)  # polling readiness, not timing the server
+
+
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants,
+    including those that have exited and been waited for; 0 when it is gone."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        times[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cu cs
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(children.get(current, []))
+    return total / tick
