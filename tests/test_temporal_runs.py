@@ -196,7 +196,7 @@ def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_proces
 
 def test_a_schedule_fires_its_event_as_a_workflow(
         env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
-    workers.start()
+    worker = workers.start()
     name = f"drill-{uuid.uuid4().hex[:8]}"
     added = run_cli("schedule", "add", name, "--event", "crash_drill", "--data",
                     '{"service": "web-3"}', "--every", "10m", env=env)
@@ -209,7 +209,10 @@ def test_a_schedule_fires_its_event_as_a_workflow(
     assert fired.returncode == 0, fired.stderr
     deadline = time.monotonic() + 60
     while not finished_runs(orchestrator_home):
-        assert time.monotonic() < deadline, "the scheduled run did not finish"
+        assert worker.poll() is None, worker.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, (
+            f"the scheduled run did not finish: {stored(orchestrator_home, 'SELECT * FROM runs')}"
+            if (orchestrator_home / "runs.sqlite").exists() else "no run started")
         time.sleep(0.2)  # polling the shared run store for the worker's record
     ((request_id, mode),) = stored(orchestrator_home, "SELECT request_id, mode FROM runs")
     assert request_id.startswith(f"schedule-{name}-") and mode == "playbook:crash_drill"
@@ -282,3 +285,5 @@ def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
         assert chat.status_code == 200
         assert '"type": "run_started"' in chat.text and "Paged the drill channel" in chat.text
         assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+        cancel = first.post(f"/api/runs/{paused['run_id']}/cancel")
+        assert cancel.status_code == 409 and "runs on a worker" in cancel.text

@@ -109,6 +109,10 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> RunOut:
     """Stop a run this server is running; it is recorded as ``interrupted``."""
     record = await own_run(request, caller, run_id)
     task = run_hub(request).tasks.get(run_id)
+    if request.app.state.dispatcher is not None:  # the task only follows the run
+        raise ApiError(409, f"run {run_id} cannot be cancelled here: it runs on a worker "
+                       "(serve --runs temporal); cancel its workflow through Temporal",
+                       code="not_cancellable")
     if task is None:
         status = record["status"]
         if status in LIVE_STATUSES:
