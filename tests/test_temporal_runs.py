@@ -25,7 +25,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from orchestrator.domain_db import open_domain_db
-from orchestrator.leases import HOST
+from orchestrator.leases import HOST, Owner
 from orchestrator.storage import open_run_store
 from tests.support.processes import crash_env, make_gate, run_cli, start_cli, wait_for_marker
 from tests.support.temporal import DevServer
@@ -121,6 +121,9 @@ def test_a_request_runs_on_a_worker_and_its_record_is_in_the_shared_stores(
     types = [t for t, _, _ in events(orchestrator_home, run_id)]
     assert types[:2] == ["run_started", "plan_made"] and types[-1] == "answer"
     assert describe(temporal_server, request_id).status == WorkflowExecutionStatus.COMPLETED
+    # A request the worker refuses is one line, and is not retried.
+    refused = run_cli("event", "no_such_event", env=env)
+    assert refused.returncode == 2 and "unknown event 'no_such_event'" in refused.stderr
     code, err = workers.stop(worker)
     assert code == 0 and "worker stopped" in err, err
 
@@ -160,6 +163,27 @@ def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_t
     shown = run_cli("trace", result["run_id"], env=env)
     assert f"handed over: worker {first.pid}@{HOST} -> {second.pid}@{HOST}" in shown.stdout
     assert not list(orchestrator_home.glob("*.sqlite*"))  # nothing on this machine's disk
+
+
+def test_a_run_held_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
+    # A worker on another machine started the run and went silent: its process cannot be
+    # seen from here, so only its lease (3 s) running out frees the run.
+    text = "crash drill for web-3"
+    store = open_run_store(orchestrator_home / "runs.sqlite")
+    gone = Owner(uuid.uuid4().hex, 4242, "elsewhere.example")
+    store.start_run(uuid.uuid4().hex, uuid.uuid4().hex, text, owner=gone, lease_s=3.0,
+                    request_id="moved-1")
+    workers.start()
+    done = run_cli("run", text, "--json", "--request-id", "moved-1", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok"
+    (handover,) = [e.data for e in store.events(result["run_id"])
+                   if e.type == "run_handed_over"]
+    assert handover["from_worker"] == "4242@elsewhere.example"
+    assert handover["attempt"] > 1  # the first attempts found the run held and were retried
+    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
 
 
 def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_process(

@@ -213,8 +213,10 @@ def _show(start: Callable[[EventSink | None, AnswerChunkSink | None], RunResult]
     console.print()
     print_answer(console, result)
     if result.status == "paused":
-        console.print(f"Approve or deny with: orchestrator approve {result.thread_id} "
-                      "[--key KEY] [--deny] [--reason TEXT] [--as NAME]", highlight=False)
+        on_temporal = " --runs temporal" if resume is not None else ""  # to its workflow
+        console.print(f"Approve or deny with: orchestrator approve {result.thread_id}"
+                      f"{on_temporal} [--key KEY] [--deny] [--reason TEXT] [--as NAME]",
+                      highlight=False)
     return result.status == "ok"
 
 

@@ -71,6 +71,8 @@ def worker(
     grace: Annotated[float, typer.Option(
         "--grace", min=0, help="Seconds a stopping worker (SIGTERM, Ctrl-C) gives running "
         "runs to end; the rest are interrupted and go on on another worker.")] = 5.0,
+    max_runs: Annotated[int, typer.Option(
+        "--max-runs", min=1, help="Runs this worker runs at once.")] = 64,
 ) -> None:
     """Run a Temporal worker: it runs the requests and events submitted as workflows (with
     the settings of this data folder and environment) until SIGTERM or Ctrl-C."""
@@ -85,7 +87,8 @@ def worker(
         err_console.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)
 
     try:
-        asyncio.run(run_worker(settings, orchestrator=orch, grace_s=grace, on_ready=ready))
+        asyncio.run(run_worker(settings, orchestrator=orch, grace_s=grace, max_runs=max_runs,
+                               on_ready=ready))
     finally:
         orch.close()
     err_console.print("[dim]worker stopped[/dim]")

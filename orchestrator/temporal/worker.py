@@ -30,10 +30,10 @@ workflow itself uses only its plain dataclasses, and does no I/O)."""
 
 
 async def run_worker(settings: Settings, *, orchestrator: Orchestrator | None = None,
-                     grace_s: float = 5.0, on_ready: Callable[[str], None] | None = None
-                     ) -> None:
-    """Poll the settings' task queue until SIGTERM or SIGINT; ``on_ready`` gets a line
-    saying where the worker listens once it does."""
+                     grace_s: float = 5.0, max_runs: int = 64,
+                     on_ready: Callable[[str], None] | None = None) -> None:
+    """Poll the settings' task queue until SIGTERM or SIGINT, running at most ``max_runs``
+    runs at once; ``on_ready`` gets a line saying where the worker listens once it does."""
     client = await connect(settings)
     orch = orchestrator or Orchestrator.from_settings(settings)
     activities = RunActivities(orch)
@@ -46,7 +46,7 @@ async def run_worker(settings: Settings, *, orchestrator: Orchestrator | None = 
                         workflows=[RunWorkflow], activities=[activities.advance_run],
                         workflow_runner=WORKFLOW_RUNNER,
                         graceful_shutdown_timeout=timedelta(seconds=grace_s),
-                        max_concurrent_activities=settings.max_parallel * 8)
+                        max_concurrent_activities=max_runs)
         async with worker:
             if on_ready is not None:
                 on_ready(f"worker {activities.worker} on task queue "
