@@ -165,6 +165,26 @@ def test_a_worker_killed_mid_run_hands_the_run_to_another_which_writes_nothing_t
     assert not list(orchestrator_home.glob("*.sqlite*"))  # nothing on this machine's disk
 
 
+def test_a_worker_stopped_with_sigterm_mid_run_exits_and_another_goes_on(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path, tmp_path: Path) -> None:
+    gate = make_gate(tmp_path / "gate")
+    first = workers.start(gate)
+    client = start_cli("run", "crash drill for web-3", "--json", env=env)
+    wait_for_marker(gate / "reached", first)
+    code, err = workers.stop(first)  # SIGTERM: the run is interrupted after --grace (5 s)
+    assert code == 0 and "worker stopped" in err, err
+    second = workers.start()
+    out, err = client.communicate(timeout=90)
+    assert client.returncode == 0, err
+    result = json.loads(out)
+    assert result["status"] == "ok"
+    assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+    (handover,) = [d for t, _, d in events(orchestrator_home, result["run_id"])
+                   if t == "run_handed_over"]
+    assert handover == {"from_worker": f"{first.pid}@{HOST}",
+                        "to_worker": f"{second.pid}@{HOST}", "attempt": 2}
+
+
 def test_a_run_held_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out(
         env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
     # A worker on another machine started the run and went silent: its process cannot be

@@ -7,6 +7,7 @@ held; schedules are Temporal Schedules. Needs the ``temporalio`` package.
 """
 
 from orchestrator.temporal.client import TemporalRuns, connect
+from orchestrator.temporal.dispatcher import TemporalDispatcher
 from orchestrator.temporal.schedules import add_schedule, delete_schedule, list_schedules
 from orchestrator.temporal.types import Decision, RunJob, RunOutcome, RunView, Verdict
 from orchestrator.temporal.worker import run_worker
@@ -18,6 +19,7 @@ __all__ = [
     "RunOutcome",
     "RunView",
     "RunWorkflow",
+    "TemporalDispatcher",
     "TemporalRuns",
     "Verdict",
     "add_schedule",
