@@ -186,24 +186,43 @@ def test_a_worker_stopped_with_sigterm_mid_run_exits_and_another_goes_on(
 
 
 def test_a_run_held_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out(
-        env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
+        env: dict[str, str], workers: Workers, orchestrator_home: Path,
+        temporal_server: DevServer) -> None:
     # A worker on another machine started the run and went silent: its process cannot be
-    # seen from here, so only its lease (3 s) running out frees the run.
+    # seen from here, so only its lease running out frees the run.
     text = "crash drill for web-3"
     store = open_run_store(orchestrator_home / "runs.sqlite")
     gone = Owner(uuid.uuid4().hex, 4242, "elsewhere.example")
-    store.start_run(uuid.uuid4().hex, uuid.uuid4().hex, text, owner=gone, lease_s=3.0,
-                    request_id="moved-1")
+    held = uuid.uuid4().hex
+    store.start_run(held, uuid.uuid4().hex, text, owner=gone, lease_s=600, request_id="moved-1")
     workers.start()
-    done = run_cli("run", text, "--json", "--request-id", "moved-1", env=env)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["status"] == "ok"
-    (handover,) = [e.data for e in store.events(result["run_id"])
-                   if e.type == "run_handed_over"]
-    assert handover["from_worker"] == "4242@elsewhere.example"
-    assert handover["attempt"] > 1  # the first attempts found the run held and were retried
+    client = start_cli("run", text, "--json", "--request-id", "moved-1", env=env)
+    deadline = time.monotonic() + 60
+    while not (failure := retried_because_held(temporal_server, "moved-1")):
+        assert client.poll() is None and time.monotonic() < deadline, client.communicate()
+        time.sleep(0.1)  # polling Temporal for the retried attempt
+    assert "held by pid 4242 on elsewhere.example" in failure
+    # The lease runs out (as 600 s would): the next attempt takes the run over.
+    sqlite3.connect(orchestrator_home / "runs.sqlite", isolation_level=None).execute(
+        "UPDATE runs SET lease_until = 0 WHERE run_id = ?", (held,))
+    out, err = client.communicate(timeout=90)
+    assert client.returncode == 0, err
+    result = json.loads(out)
+    assert result["status"] == "ok" and result["run_id"] == held
+    (handover,) = [e.data for e in store.events(held) if e.type == "run_handed_over"]
+    assert handover["from_worker"] == "4242@elsewhere.example" and handover["attempt"] > 1
     assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+
+
+def retried_because_held(server: DevServer, workflow_id: str) -> str:
+    """The last failure of the workflow's activity once it is being retried, else ''."""
+    try:
+        pending = describe(server, workflow_id).raw_description.pending_activities
+    except Exception:  # not started yet
+        return ""
+    if not pending or pending[0].attempt < 2:
+        return ""
+    return str(pending[0].last_failure.message)
 
 
 def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_process(
@@ -280,7 +299,9 @@ def test_an_unreachable_temporal_is_one_line(env: dict[str, str]) -> None:
 
 def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
         env: dict[str, str], workers: Workers, orchestrator_home: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
+    """Two replicas of `orchestrator serve --runs temporal` and a worker, all sharing one
+    PostgreSQL database (keys, checkpoints, run store, journal, business tables)."""
     import httpx
 
     from orchestrator import Orchestrator
@@ -289,7 +310,9 @@ def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
     from orchestrator.temporal.dispatcher import TemporalDispatcher
     from tests.test_server_openai import LiveServer
 
-    for name in ("ORCHESTRATOR_TEMPORAL_ADDRESS", "ORCHESTRATOR_TEMPORAL_TASK_QUEUE",
+    env["ORCHESTRATOR_DATABASE_URL"] = postgres_url
+    for name in ("ORCHESTRATOR_DATABASE_URL", "ORCHESTRATOR_TEMPORAL_ADDRESS",
+                 "ORCHESTRATOR_TEMPORAL_TASK_QUEUE",
                  "ORCHESTRATOR_AGENTS_DIR", "ORCHESTRATOR_PLAYBOOKS_DIR", "NO_PROXY"):
         monkeypatch.setenv(name, env.get(name, "127.0.0.1"))
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
@@ -297,7 +320,7 @@ def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
     worker = workers.start()
     with ExitStack() as stack:
         urls = []
-        for _ in range(2):  # two replicas: `orchestrator serve --runs temporal`
+        for _ in range(2):
             orch = Orchestrator.from_settings(load_settings(knowledge=False))
             stack.callback(orch.close)
             keys = stack.enter_context(KeyStore.from_settings())
@@ -311,23 +334,26 @@ def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
         paused = first.post("/api/runs", json={"request": "refund order o-1010",
                                                "thread_id": "t-1"}).json()
         assert paused["status"] == "paused", paused
-        record = stored(orchestrator_home, "SELECT pid FROM runs WHERE run_id = ?",
-                        paused["run_id"])
-        assert record == [(worker.pid,)]  # run by the worker, not by the replica
+        runs = open_run_store(postgres_url)
+        assert runs.run(paused["run_id"])["pid"] == worker.pid  # the worker ran it
         done = second.post("/api/threads/t-1/approvals", json={"approve": True,
                                                                "reason": "checked"})
         assert done.status_code == 200, done.text
         assert done.json()["status"] == "ok" and done.json()["run_id"] == paused["run_id"]
         again = first.post("/api/threads/t-1/approvals", json={"approve": True})
         assert again.status_code == 400, again.text
-        db = sqlite3.connect(orchestrator_home / "domain.sqlite")
-        assert db.execute("SELECT order_id FROM refunds").fetchall() == [("o-1010",)]
+        business = open_domain_db(postgres_url)
+        assert [tuple(r) for r in business.execute("SELECT order_id FROM refunds")] == [
+            ("o-1010",)]
 
         chat = second.post("/v1/chat/completions", json={
             "model": "orchestrator", "stream": True,
             "messages": [{"role": "user", "content": "crash drill for web-3"}]})
         assert chat.status_code == 200
         assert '"type": "run_started"' in chat.text and "Paged the drill channel" in chat.text
-        assert alerts(orchestrator_home) == {"web-platform": 1, "drill": 1}
+        assert dict(business.execute("SELECT team, count(*) FROM alerts WHERE service = "
+                                     "'web-3' GROUP BY team").fetchall()) == {
+            "web-platform": 1, "drill": 1}
         cancel = first.post(f"/api/runs/{paused['run_id']}/cancel")
         assert cancel.status_code == 409 and "runs on a worker" in cancel.text
+    assert not list(orchestrator_home.glob("*.sqlite*"))  # nothing on this machine's disk
