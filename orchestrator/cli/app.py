@@ -623,8 +623,14 @@ register_temporal(app)  # worker, schedule (orchestrator/cli/temporal_commands.p
 
 def main() -> None:
     """Entry point: user errors become one line and a non-zero exit, bugs keep tracebacks."""
+    from orchestrator.cli.temporal_commands import exit_if_temporal_used
+
     try:
-        app()
-    except (OrchestratorError, UserError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        try:
+            app()
+        except (OrchestratorError, UserError) as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+    except SystemExit as exc:
+        exit_if_temporal_used(exc)
+        raise

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -39,6 +41,30 @@ TaskQueueOption = Annotated[str | None, typer.Option(
 RunsOption = Annotated[str | None, typer.Option(
     "--runs", help="local: run in this process; temporal: submit a workflow that an "
     "`orchestrator worker` runs (ORCHESTRATOR_RUNS).")]
+
+
+_used = False
+
+
+def _uses_temporal() -> None:
+    """Note that this process made a Temporal client (see :func:`exit_if_temporal_used`)."""
+    global _used
+    _used = True
+
+
+def exit_if_temporal_used(exc: SystemExit) -> None:
+    """End a process that made a Temporal client at once, skipping the interpreter's
+    teardown: the SDK's threads may call into Python while it finalizes, which aborts the
+    process (temporalio/sdk-python#300), so a finished command could exit 134."""
+    if not _used:
+        return
+    code = exc.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code or 0)
 
 
 def register(app: typer.Typer) -> None:
@@ -98,6 +124,7 @@ def temporal_reachable(settings: Settings) -> None:
     """Fail with one line before the (slow) orchestrator is built, when Temporal is down."""
     from orchestrator.temporal.client import connect
 
+    _uses_temporal()
     asyncio.run(connect(settings))
 
 
@@ -111,6 +138,8 @@ def _on_temporal(settings: Settings, work: Callable[[TemporalRuns], Coroutine[An
     """Run ``work`` with a client of the settings' Temporal and run store."""
     from orchestrator.records import RunRecords
     from orchestrator.temporal.client import TemporalRuns, connect
+
+    _uses_temporal()
 
     async def go() -> T:
         client = await connect(settings)
@@ -215,6 +244,8 @@ def schedule_add(
     interval = parse_every(every)
     settings = with_temporal(_settings(None, None), address, namespace, task_queue)
 
+    _uses_temporal()
+
     async def go() -> None:
         job = run_job(settings, event=event, data=payload)
         await add_schedule(await connect(settings), name, job, interval,
@@ -239,6 +270,8 @@ def schedule_list(
     from orchestrator.temporal.schedules import list_schedules
 
     settings = with_temporal(_settings(None, None), address, namespace)
+
+    _uses_temporal()
 
     async def go() -> list[Any]:
         return await list_schedules(await connect(settings))
@@ -289,6 +322,8 @@ def _schedule_call(name: str, what: str, address: str | None, namespace: str | N
 
     settings = with_temporal(_settings(None, None), address, namespace)
     call = delete_schedule if what == "delete" else trigger_schedule
+
+    _uses_temporal()
 
     async def go() -> None:
         await call(await connect(settings), name)
