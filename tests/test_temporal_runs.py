@@ -1,5 +1,6 @@
-"""Runs on Temporal, with real processes: a dev server, `orchestrator worker` processes and
-CLI clients sharing one data folder's stores.
+"""Runs on Temporal, with real processes: a dev server, `orchestrator worker` processes, CLI
+clients and server replicas sharing the stores of one data folder (SQLite) or of one
+PostgreSQL database (the handover and the replicas tests).
 
 The crash drill (tests/fixtures/crash) pages the on-call, then runs a tool that pages the
 drill channel and holds at a gate: a worker killed there has done both writes and not
@@ -43,7 +44,8 @@ def env(temporal_server: DevServer) -> dict[str, str]:
 
 
 class Workers:
-    """`orchestrator worker` processes of one test, stopped with SIGTERM at its end."""
+    """`orchestrator worker` processes of one test (those still running are killed at its
+    end)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
