@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from orchestrator.domain_db import open_domain_db
 from orchestrator.leases import HOST, Owner
 from orchestrator.storage import open_run_store
+from orchestrator.temporal.types import Decision, Verdict
 from tests.support.processes import crash_env, make_gate, run_cli, start_cli, wait_for_marker
 from tests.support.temporal import DevServer
 
@@ -257,6 +258,51 @@ def test_a_paused_run_holds_no_worker_and_takes_one_decision_from_another_proces
                if t == "approval_decided"]
     assert len(decided) == 1 and decided[0]["approved"] is True
     assert describe(temporal_server, request_id).status == WorkflowExecutionStatus.COMPLETED
+
+
+def test_a_second_decision_while_the_first_is_applied_is_refused_by_the_workflow(
+        env: dict[str, str], workers: Workers, orchestrator_home: Path, tmp_path: Path,
+        temporal_server: DevServer) -> None:
+    books = tmp_path / "playbooks"
+    books.mkdir()
+    (books / "approved_drill.yaml").write_text(json.dumps({
+        "name": "approved_drill", "description": "Page the drill channel once approved.",
+        "trigger": {"event": "approved_drill"}, "steps": [{
+            "id": "hold", "agent": "drill", "kind": "act", "requires_approval": True,
+            "goal": "Page the drill channel and hold for the web-3 crash drill"}]}))
+    env["ORCHESTRATOR_PLAYBOOKS_DIR"] = str(books)
+    gate = make_gate(tmp_path / "gate")
+    worker = start_cli("worker", env=crash_env(gate, **env))
+    workers.procs.append(worker)
+    paused = json.loads(run_cli("event", "approved_drill", "--json", env=env).stdout)
+    assert paused["status"] == "paused"
+    first = start_cli("approve", paused["thread_id"], "--json", env=env)
+    wait_for_marker(gate / "reached", worker)  # the first decision is being applied
+
+    later = run_cli("approve", paused["thread_id"], "--json", env=env)
+    assert later.returncode == 2 and "is deciding" in later.stderr, later.stderr
+    ((request_id,),) = stored(orchestrator_home, "SELECT request_id FROM runs")
+    key = paused["pending_approvals"][0]["key"]
+
+    async def decide_again() -> str:
+        client = await Client.connect(temporal_server.address)
+        try:
+            await client.get_workflow_handle(request_id).execute_update(
+                "decide", Decision(verdicts={key: Verdict(False, "no")}, approver="bob"))
+        except WorkflowUpdateFailedError as exc:
+            return str(getattr(exc.cause, "message", exc))
+        return "accepted"
+
+    assert "decided already" in asyncio.run(decide_again())  # the validator's answer
+    with open(gate / "release", "w") as release:
+        release.write("go")
+    out, err = first.communicate(timeout=90)
+    assert first.returncode == 0, err
+    assert json.loads(out)["status"] == "ok"
+    assert alerts(orchestrator_home) == {"drill": 1}
+    decided = [d for t, _, d in events(orchestrator_home, paused["run_id"])
+               if t == "approval_decided"]
+    assert [d["approved"] for d in decided] == [True]
 
 
 def test_a_schedule_fires_its_event_as_a_workflow(
