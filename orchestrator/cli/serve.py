@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-keys_app = typer.Typer(help="API keys for the HTTP server (stored hashed in keys.sqlite).",
+keys_app = typer.Typer(help="API keys for the HTTP server (stored hashed: keys.sqlite in the "
+                       "data folder, or ORCHESTRATOR_DATABASE_URL).",
                        no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
