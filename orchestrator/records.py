@@ -60,9 +60,9 @@ class RunRecords:
         """One run's record, by id or a unique prefix of one (RequestError otherwise)."""
         return self.store.run(run_id)
 
-    def events(self, run_id: str) -> list[Event]:
-        """A run's events in order (id or unique prefix)."""
-        return self.store.events(self.run(run_id)["run_id"])
+    def events(self, run_id: str, start: int = 0) -> list[Event]:
+        """A run's events in order (id or unique prefix), from the ``start``-th on."""
+        return self.store.events(self.run(run_id)["run_id"], start)
 
     def trace(self, run_id: str) -> Trace:
         """A run's record, a span per subtask and its events (id or unique prefix)."""

@@ -175,8 +175,9 @@ class BaseRunStore(Protocol):
     def later_run(self, thread_id: str, after: float) -> str | None:
         """The id of a run started on ``thread_id`` after ``after``, if any."""
 
-    def events(self, run_id: str) -> list[Event]:
-        """A run's events in the order they were stored."""
+    def events(self, run_id: str, start: int = 0) -> list[Event]:
+        """A run's events in the order they were stored, from the ``start``-th on (a follower
+        that has the first ``start`` asks only for the rest)."""
 
     def agent_stats(self) -> list[AgentStats]:
         """Per-agent statistics over every stored attempt."""

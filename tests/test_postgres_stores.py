@@ -79,6 +79,9 @@ def test_a_run_is_recorded_as_it_goes_and_read_back(store: BaseRunStore) -> None
     assert record["request"].startswith("check web-1") and record["llm_calls"] == 3
     assert store.find_request("req-1")["run_id"] == "run-1"  # type: ignore[index]
     assert [e.data["status"] for e in store.events("run-1")] == ["done", "failed"]
+    # a follower asks only for the events after those it has
+    assert [e.data["status"] for e in store.events("run-1", 1)] == ["failed"]
+    assert store.events("run-1", 2) == []
     (stats,) = store.agent_stats()
     assert (stats.agent, stats.attempts, stats.successes, stats.failures) == (
         "probe", 2, 1, {"timeout": 1})

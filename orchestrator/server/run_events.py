@@ -123,11 +123,11 @@ async def _stream(records: RunRecords, hub: RunHub, run_id: str, after: int
         news = hub.listen(run_id)
         # The status first: once it says the run has ended, every event is stored.
         status = (await asyncio.to_thread(records.run, run_id))["status"]
-        events = await asyncio.to_thread(records.events, run_id)
-        for seq in range(sent, len(events)):
-            yield _frame(seq, events[seq])
-        if len(events) > sent:
-            sent, quiet = len(events), 0.0
+        events = await asyncio.to_thread(records.events, run_id, sent)  # the new ones
+        for seq, item in enumerate(events, start=sent):
+            yield _frame(seq, item)
+        if events:
+            sent, quiet = sent + len(events), 0.0
         if status not in LIVE_STATUSES:
             yield f"event: end\ndata: {json.dumps({'run_id': run_id, 'status': status})}\n\n"
             return

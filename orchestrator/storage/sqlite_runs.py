@@ -408,12 +408,12 @@ class SqliteRunStore:
                                 "ORDER BY started_at, rowid", (thread_id,)).fetchall()
         return _summaries(rows)
 
-    def events(self, run_id: str) -> list[Event]:
+    def events(self, run_id: str, start: int = 0) -> list[Event]:
         full = self.resolve(run_id)
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT type, run_id, time, subtask_id, agent, data, usage FROM events "
-                "WHERE run_id = ? ORDER BY seq", (full,)).fetchall()
+                "WHERE run_id = ? AND seq >= ? ORDER BY seq", (full, start)).fetchall()
         return [Event(type=r[0], run_id=r[1], time=r[2], subtask_id=r[3], agent=r[4],
                       data=json.loads(r[5]), usage=json.loads(r[6]) if r[6] else None)
                 for r in rows]

@@ -113,7 +113,7 @@ class TemporalRuns:
             record = await asyncio.to_thread(self.store.find_request, handle.id)
             if record is not None:
                 run_id = record["run_id"]
-                skip = len(await asyncio.to_thread(self.store.events, record["run_id"]))
+                skip = len(await asyncio.to_thread(self.store.events, run_id))
         try:
             while True:
                 ended = result.done()  # read before the store: no event is missed at the end
@@ -121,8 +121,9 @@ class TemporalRuns:
                     record = await asyncio.to_thread(self.store.find_request, handle.id)
                     run_id = record["run_id"] if record else None
                 if run_id is not None:
-                    events = await asyncio.to_thread(self.store.events, run_id)
-                    for event in events[skip + len(seen):]:
+                    events = await asyncio.to_thread(self.store.events, run_id,
+                                                     skip + len(seen))  # the new ones
+                    for event in events:
                         seen.append(event)
                         if on_event is not None:
                             on_event(event)
