@@ -6,7 +6,8 @@ SQLite (``?`` placeholders, ``lastrowid``) and returns rows that read by column 
 position, like ``sqlite3.Row``. What it translates, and nothing else:
 
 - ``?`` placeholders become psycopg's ``%s`` and a literal ``%`` becomes ``%%`` (a ``?``
-  inside a quoted string, a quoted name or a comment is left alone);
+  inside a quoted string, ``E'...'``, a dollar-quoted string, a quoted name or a comment is
+  left alone);
 - ``lastrowid`` after an ``INSERT`` comes from ``RETURNING`` the table's identity column;
 - in a pack's seed, ``INTEGER PRIMARY KEY`` (SQLite's rowid key) becomes an identity column;
 - ``numeric`` results are floats, as SQLite's REAL.
@@ -45,6 +46,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from orchestrator.domain_db import LEDGER_SCHEMA, Connection
 from orchestrator.effects import AlreadyApplied, WriteCall
 from orchestrator.errors import ConfigError
+from orchestrator.storage.postgres import hide_password
 from orchestrator.storage.urls import StoreURL
 
 SCHEMA = "business"
@@ -55,7 +57,11 @@ CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 16
 """Connections one process keeps to one business database (as many as tool threads)."""
 
-_TOKENS = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/)|(\?)|(%)""", re.S)
+_TOKENS = re.compile(
+    r"""(?P<text>(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'"""  # E'...': backslash escapes
+    r'''|'(?:[^']|'')*'|"(?:[^"]|"")*"'''
+    r"""|(?<![\w$])\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$"""  # $$...$$, $tag$...$tag$
+    r"""|--[^\n]*|/\*.*?\*/)|(?P<mark>\?)|%""", re.S)
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+([A-Za-z_][\w.]*)", re.I)
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _ROWID_KEY = re.compile(r"\bINTEGER\s+PRIMARY\s+KEY(?:\s+AUTOINCREMENT)?\b", re.I)
@@ -71,9 +77,9 @@ _pools_lock = threading.Lock()
 def to_pyformat(sql: str) -> str:
     """``sql`` with ``?`` placeholders as ``%s`` and ``%`` as ``%%`` (psycopg's format)."""
     def swap(match: re.Match[str]) -> str:
-        if match.group(1) is not None:  # a literal, quoted name or comment: keep its ``?``
-            return match.group(1).replace("%", "%%")
-        return "%s" if match.group(2) is not None else "%%"
+        if match["text"] is not None:  # a literal, quoted name or comment: keep its ``?``
+            return match["text"].replace("%", "%%")
+        return "%s" if match["mark"] is not None else "%%"
 
     return _TOKENS.sub(swap, sql)
 
@@ -277,9 +283,13 @@ class PostgresDomain:
                     "prepare_threshold": None}
                 try:  # one plain connection first: its error says why (the pool's times out)
                     psycopg.connect(self.location, **options).close()
-                except psycopg.OperationalError as exc:
+                except psycopg.Error as exc:  # password hidden, even in a malformed URL
+                    reason = hide_password(" ".join(str(exc).split()), self.location)
+                    if not isinstance(exc, psycopg.OperationalError):  # the URL itself
+                        raise ConfigError(f"the business database {self.url.redacted}: "
+                                          f"{reason}") from None
                     raise ConnectionError(f"the business database {self.url.redacted}: "
-                                          f"{' '.join(str(exc).split())}") from None
+                                          f"{reason}") from None
                 pool = ConnectionPool(self.location, min_size=1, max_size=POOL_SIZE,
                                       kwargs=options, configure=_configure,
                                       check=ConnectionPool.check_connection, open=False,
@@ -364,15 +374,29 @@ class PostgresDomain:
                 self._seed(_pack_seeds(), only_if_missing=True)
                 _ready.add(self.location)
 
+    def _refuse_foreign_tables(self, conn: PgConnection) -> None:
+        """ConfigError when the schema, not seeded by us (no ledger), already holds tables:
+        the seeds would drop them (``orchestrator demo reset`` is the explicit way)."""
+        names = [row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = ? ORDER BY tablename",
+            (SCHEMA,)).fetchall()]
+        if names:
+            raise ConfigError(
+                f"the business database {self.url.redacted} has a {SCHEMA!r} schema with "
+                f"tables the orchestrator did not make ({', '.join(names[:5])}): point "
+                "ORCHESTRATOR_DOMAIN_DB at another database, or run `orchestrator demo "
+                "reset` to replace them with the demo's")
+
     def _seed(self, seeds: Sequence[tuple[str, str]], *, only_if_missing: bool) -> None:
         conn = self.open()
         try:
             with conn:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (SEED_LOCK,))
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                if only_if_missing and conn.execute(
-                        "SELECT to_regclass('write_ledger')").fetchone()[0] is not None:
-                    return
+                if only_if_missing:
+                    if conn.execute("SELECT to_regclass('write_ledger')").fetchone()[0]:
+                        return
+                    self._refuse_foreign_tables(conn)
                 for name, sql in seeds:
                     try:
                         conn.executescript(seed_for_postgres(sql))

@@ -14,16 +14,18 @@ tables and the others then find them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from orchestrator.errors import ConfigError
-from orchestrator.storage.urls import StoreURL, redact_url
+from orchestrator.storage.urls import StoreURL, redact_url, url_password
 
 VARIABLE = "ORCHESTRATOR_DATABASE_URL"
 CONNECT_TIMEOUT_S = 10
@@ -47,15 +49,20 @@ def url_of(location: StoreURL) -> str:
 
 def describe(location: StoreURL, exc: BaseException) -> str:
     """A one-line reason from a driver error, with no password in it."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    url = url_of(location)
-    try:
-        from urllib.parse import urlsplit
+    return hide_password(" ".join(str(exc).split()) or type(exc).__name__, url_of(location))
 
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+
+def hide_password(text: str, url: str) -> str:
+    """``text`` without ``url``'s password: as written, decoded, or cut where a parser cut a
+    password that was not percent-encoded (libpq may quote any of them)."""
+    password = url_password(url)
+    if not password:
+        return text
+    pieces = {piece for piece in re.split(r"[/?#@:]", password) if len(piece) >= 4}
+    secrets = {password, unquote(password), *pieces}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def config_error(what: str, location: StoreURL, exc: BaseException) -> ConfigError:
@@ -76,7 +83,10 @@ def open_pool(location: StoreURL, *, what: str, max_size: int = 8,
         psycopg.connect(url, **options).close()
     except (psycopg.Error, ValueError) as exc:
         raise config_error(what, location, exc) from None
+    # ``check``: a connection the server dropped (a restart, a failover, an idle timeout)
+    # is replaced when it is handed out, instead of failing the call that gets it.
     pool: ConnectionPool[Any] = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=options,
+                                          check=ConnectionPool.check_connection,
                                           open=False, name=f"orchestrator-{what}")
     try:
         pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)

@@ -31,7 +31,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from orchestrator.storage.postgres import config_error, open_pool, schema_lock
+from orchestrator.storage.postgres import config_error, describe, open_pool, schema_lock
 from orchestrator.storage.urls import StoreURL
 
 _T = TypeVar("_T")
@@ -42,16 +42,24 @@ MAX_CONNECTIONS = 16
 class PooledPostgresSaver(PostgresSaver):
     """``PostgresSaver`` on a pool, whose async methods work from any event loop."""
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: ConnectionPool[Any], location: StoreURL) -> None:
         super().__init__(pool)
+        self.location = location
         # The saver's lock serialises the use of one connection; each call here takes a
         # connection of its own from the pool, so the lock would only make runs queue.
         self.lock = contextlib.nullcontext()  # type: ignore[assignment]
         self._threads = ThreadPoolExecutor(MAX_CONNECTIONS, thread_name_prefix="pg-checkpoints")
 
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn`` on the saver's threads; a lost connection is ``ConnectionError`` (an
+        OSError, one line, no password), as from the other stores."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._threads,
+                                              functools.partial(fn, *args, **kwargs))
+        except psycopg.OperationalError as exc:
+            raise ConnectionError(f"the checkpoint store at {self.location.redacted}: "
+                                  f"{describe(self.location, exc)}") from exc
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._call(self.get_tuple, config)
@@ -104,7 +112,7 @@ class PostgresCheckpointer:
     def __enter__(self) -> PooledPostgresSaver:
         pool = open_pool(self.location, what="checkpoint store", max_size=MAX_CONNECTIONS,
                          prepare_threshold=0, row_factory=dict_row)
-        saver = PooledPostgresSaver(pool)
+        saver = PooledPostgresSaver(pool, self.location)
         try:
             # LangGraph's setup is not safe against itself in another process (both create
             # the tables, both insert the migration rows): one at a time.

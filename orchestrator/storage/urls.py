@@ -93,5 +93,22 @@ def redact_url(url: str) -> str:
     if password is not None:
         user, _, host = parts.netloc.rpartition("@")
         parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    elif url_password(url) is not None:  # a password holding / ? or #, not percent-encoded
+        scheme, rest = url.split("://", 1)
+        return repr(f"{scheme}://{rest.split(':', 1)[0]}:***@{rest.rpartition('@')[2]}")
     query = _QUERY_PASSWORD.sub(r"\1***", parts.query)  # ?password=... too
     return repr(parts._replace(query=query).geturl())
+
+
+def url_password(url: str) -> str | None:
+    """The password written in ``url``, or None. A password that is not percent-encoded may
+    hold ``/``, ``?`` or ``#``, where a URL parser ends the host part: then it is what lies
+    between the user's ``:`` and the last ``@``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is not None or "://" not in url:
+        return password
+    userinfo, at, _ = url.split("://", 1)[1].rpartition("@")
+    return userinfo.split(":", 1)[1] if at and ":" in userinfo else None
