@@ -46,7 +46,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from orchestrator.domain_db import LEDGER_SCHEMA, Connection
 from orchestrator.effects import AlreadyApplied, WriteCall
 from orchestrator.errors import ConfigError
-from orchestrator.storage.postgres import hide_password
+from orchestrator.storage.postgres import create_schema, hide_password
 from orchestrator.storage.urls import StoreURL
 
 SCHEMA = "business"
@@ -392,7 +392,7 @@ class PostgresDomain:
         try:
             with conn:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (SEED_LOCK,))
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                create_schema(conn._conn, SCHEMA)
                 if only_if_missing:
                     if conn.execute("SELECT to_regclass('write_ledger')").fetchone()[0]:
                         return
@@ -406,7 +406,10 @@ class PostgresDomain:
                                           f"PostgreSQL: {text}") from None
                 conn.executescript("DROP TABLE IF EXISTS write_ledger;" + LEDGER_SCHEMA)
         except psycopg.Error as exc:
+            hint = (f": grant this user CREATE on the database, or have an administrator "
+                    f"CREATE SCHEMA {SCHEMA} AUTHORIZATION it"
+                    if isinstance(exc, psycopg.errors.InsufficientPrivilege) else "")
             raise ConfigError(f"cannot seed the business database {self.url.redacted}: "
-                              f"{' '.join(str(exc).split())}") from None
+                              f"{' '.join(str(exc).split())}{hint}") from None
         finally:
             conn.close()

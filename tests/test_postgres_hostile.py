@@ -17,6 +17,7 @@ import pytest
 
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.api_key_rows import open_key_rows
 from orchestrator.config import Settings
 from orchestrator.domain_db import connect, open_domain_db, reset_domain_db
 from orchestrator.domain_pg import close_pools
@@ -183,3 +184,30 @@ def test_a_checkpoint_connection_dropped_mid_run_is_one_line_and_the_next_run_wo
             tools = [row[0] for row in db.execute("SELECT tool FROM write_ledger")]
         assert len(tools) == len(set(tools))
         assert orch.run("check the health of web-2").ok  # the pool recovered
+
+
+def test_a_user_without_create_rights_uses_schemas_an_administrator_made(
+        postgres_cluster: Any, postgres_url: str) -> None:
+    """Least privilege: the application's user may not create schemas in the database; the
+    stores work in the schemas an administrator made for it, and without them the error
+    says what to grant."""
+    database = _database(postgres_url)
+    role = f"app_{database}"
+    postgres_cluster.psql(f"CREATE ROLE {role} LOGIN")
+    postgres_cluster.psql(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC", database)
+    url = postgres_url.replace("postgres@", f"{role}@")
+    with pytest.raises(ConfigError) as caught:
+        open_run_store(url)
+    message = str(caught.value)
+    assert "permission denied" in message and "CREATE" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="CREATE SCHEMA business AUTHORIZATION"), \
+            connect(url):
+        pass
+
+    postgres_cluster.psql(f"CREATE SCHEMA orchestrator AUTHORIZATION {role}; "
+                          f"CREATE SCHEMA business AUTHORIZATION {role}", database)
+    store = open_run_store(url)
+    store.close()
+    open_key_rows(url).close()
+    with connect(url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM services").fetchone()[0] > 0

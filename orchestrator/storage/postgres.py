@@ -132,7 +132,7 @@ def ensure_schema(pool: ConnectionPool[Any], location: StoreURL, *, component: s
     try:
         with pool.connection() as conn, schema_lock(conn, location, what), \
                 conn.transaction():
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            create_schema(conn, SCHEMA)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_versions ("
                          "component TEXT PRIMARY KEY, version INTEGER NOT NULL, "
                          f"updated_at DOUBLE PRECISION NOT NULL DEFAULT {NOW})")
@@ -152,8 +152,21 @@ def ensure_schema(pool: ConnectionPool[Any], location: StoreURL, *, component: s
                     f"INSERT INTO {SCHEMA}.schema_versions (component, version) "
                     "VALUES (%s, %s) ON CONFLICT (component) DO UPDATE SET "
                     f"version = excluded.version, updated_at = {NOW}", (component, target))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigError(f"{config_error(what, location, exc)}: grant this user CREATE on "
+                          f"the database, or have an administrator CREATE SCHEMA {SCHEMA} "
+                          "AUTHORIZATION it") from None
     except psycopg.Error as exc:
         raise config_error(what, location, exc) from None
+
+
+def create_schema(conn: psycopg.Connection[Any], name: str) -> None:
+    """Create schema ``name`` unless it exists: ``CREATE SCHEMA IF NOT EXISTS`` would need
+    CREATE on the database even then, which a user given a schema by its administrator
+    lacks."""
+    row = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone()
+    if not (row and (next(iter(row.values())) if isinstance(row, dict) else row[0])):
+        conn.execute(f"CREATE SCHEMA {name}")
 
 
 class PostgresStore:
