@@ -469,6 +469,10 @@ class Orchestrator:
                     await prune_checkpoints(graph, thread)
         except _RunLost as exc:
             lost.append(str(exc))
+        except OSError as exc:  # a store across the network went away (a dropped connection,
+            # a database restarting): what was checkpointed stands, so the run can go on
+            lost.append(f"run {run_id[:12]} stopped: {exc}; continue it with `orchestrator "
+                        f"resume {run_id[:12]}` once the store answers again")
         except asyncio.CancelledError:
             if not lost:  # Ctrl-C, SIGTERM or the caller: not a lost claim
                 raise
@@ -596,10 +600,14 @@ class Orchestrator:
         try:
             yield
         finally:
-            if self.runs is not None:
-                self.runs.release_thread(thread_id, owner)
-            with self._busy_lock:
-                self._busy_threads.discard(thread_id)
+            try:
+                if self.runs is not None:
+                    self.runs.release_thread(thread_id, owner)
+            except OSError as exc:  # the store is unreachable: the lease runs out by itself
+                log.warning("thread %s: could not release its lease (%s)", thread_id, exc)
+            finally:
+                with self._busy_lock:
+                    self._busy_threads.discard(thread_id)
 
     async def _keep_claims(self, run_id: str, thread_id: str, owner: Owner,
                            lost: list[str], work: asyncio.Task[Any] | None) -> None:

@@ -391,3 +391,35 @@ def test_a_run_store_lost_across_the_network_stops_the_run_without_a_traceback(
     assert result.status == "interrupted"
     assert result.error is not None and "connection refused" in result.error
     assert outside_writes(domain_db) == (0, 0)
+
+
+def test_a_store_gone_mid_run_leaves_it_interrupted_and_resumable(
+        domain_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint store across the network that drops (ConnectionError, an OSError) stops
+    the run as interrupted, with the reason and no traceback; what was checkpointed stands,
+    and once the store is back the run is resumed with each write made once."""
+    from orchestrator.storage import open_checkpointer
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    with open_checkpointer(tmp_path / "cp.sqlite") as saver:
+        orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store,
+                            checkpointer=saver)
+        real_put, puts = saver.aput, [0]
+
+        async def flaky_put(*args: Any, **kwargs: Any) -> Any:
+            puts[0] += 1
+            if puts[0] == 4:  # after the plan and a step: the database went away
+                raise ConnectionError("the checkpoint store at postgresql://db/orch: server "
+                                      "closed the connection")
+            return await real_put(*args, **kwargs)
+
+        monkeypatch.setattr(saver, "aput", flaky_put)
+        result = orch.fire_event("service_down", {"service": "web-3"})
+        assert result.status == "interrupted", result
+        assert result.error is not None and "server closed the connection" in result.error
+        assert "orchestrator resume" in result.error
+        assert store.run(result.run_id)["status"] == "interrupted"
+        monkeypatch.setattr(saver, "aput", real_put)  # the store is back
+        resumed = orch.resume_run(result.run_id)
+        assert resumed.status == "ok", resumed
+        assert outside_writes(domain_db) == (1, 1)  # one alert, one incident
