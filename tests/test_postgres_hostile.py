@@ -216,3 +216,25 @@ def test_a_user_without_create_rights_uses_schemas_an_administrator_made(
     open_key_rows(url).close()
     with connect(url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM services").fetchone()[0] > 0
+
+
+def test_a_runs_start_is_the_databases_time_not_a_skewed_clients(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume asks which of a thread's runs came later; machines whose clocks disagree
+    must not reorder them, so a run's start is taken from the database's clock."""
+    import time as clock
+
+    from orchestrator.leases import Owner
+
+    store = open_run_store(postgres_url)
+    try:
+        real = clock.time()
+        monkeypatch.setattr(clock, "time", lambda: real + 3600.0)  # this machine runs ahead
+        store.start_run("run-ahead", "th", "hello", owner=Owner.here(), lease_s=60)
+        monkeypatch.undo()
+        started = store.run("run-ahead")["started_at"]
+        assert abs(started - clock.time()) < 60, started - clock.time()
+        store.start_run("run-next", "th", "again", owner=Owner.here(), lease_s=60)
+        assert store.later_run("th", started) == "run-next"
+    finally:
+        store.close()

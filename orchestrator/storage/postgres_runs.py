@@ -113,9 +113,11 @@ class PostgresRunStore(PostgresStore):
                     f"INSERT INTO {_RUNS} (run_id, thread_id, request, event, mode, status, "
                     "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, "
                     "pid, host, lease_until, request_id) VALUES (%s, %s, %s, %s, '', "
-                    f"'running', %s, 0, 0, 0, 0, %s, %s, %s, {NOW} + %s, %s)",
+                    f"'running', {NOW}, 0, 0, 0, 0, %s, %s, %s, {NOW} + %s, %s)",
+                    # the database's clock: the order of a thread's runs started on
+                    # machines whose clocks disagree (a resume asks which came later)
                     (run_id, thread_id, self.capped(request),
-                     self._json(event) if event else None, time.time(), owner.token,
+                     self._json(event) if event else None, owner.token,
                      owner.pid, owner.host, lease_s, request_id))
         except psycopg.errors.UniqueViolation:
             raise RequestError(f"request id {request_id!r} is already in use by another "
