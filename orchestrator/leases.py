@@ -86,10 +86,12 @@ async def keep_lease(renew: Callable[[], bool], lease_s: float) -> LostLease:
     with their claims). A renewal that fails (a busy store) is tried again at the next beat,
     unless the lease has run out by then: the claim is then lost.
     """
-    held_until = time.time() + lease_s
+    # This process's own view of how long it held the claim: the monotonic clock, which a
+    # wall-clock step (NTP, a VM resumed) does not move; the store judges the lease itself.
+    held_until = time.monotonic() + lease_s
     while True:
         await asyncio.sleep(lease_s / 3)
-        attempt = time.time()
+        attempt = time.monotonic()
         if attempt >= held_until:
             # Overdue (the process was stopped or starved): another process may own the work
             # now. Checked on the event loop itself, so the work takes no step in doubt.
