@@ -210,8 +210,11 @@ def test_tables_are_set_up_once_with_their_versions(postgres_url: str,
                                      "schema_versions ORDER BY component",
                                      database(postgres_url))
     assert versions.splitlines() == ["api_keys|1", "runs|1", "write_journal|1"]
-    assert postgres_cluster.psql("SELECT count(*) > 0 FROM checkpoint_migrations",
+    # LangGraph's checkpoint tables too are in our schema, not the user's default one
+    assert postgres_cluster.psql(f"SELECT count(*) > 0 FROM {SCHEMA}.checkpoint_migrations",
                                  database(postgres_url)) == "t"
+    assert postgres_cluster.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                                 database(postgres_url)) == "0"
 
 
 _SET_UP = """

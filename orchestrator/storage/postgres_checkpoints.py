@@ -31,7 +31,14 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from orchestrator.storage.postgres import config_error, describe, open_pool, schema_lock
+from orchestrator.storage.postgres import (
+    SCHEMA,
+    config_error,
+    create_schema,
+    describe,
+    open_pool,
+    schema_lock,
+)
 from orchestrator.storage.urls import StoreURL
 
 _T = TypeVar("_T")
@@ -110,14 +117,18 @@ class PostgresCheckpointer:
         self._saver: PooledPostgresSaver | None = None
 
     def __enter__(self) -> PooledPostgresSaver:
+        # LangGraph's tables (checkpoints, checkpoint_blobs, ...) go in our schema, next to
+        # the run store, not in the user's default one: its queries name them unqualified.
         pool = open_pool(self.location, what="checkpoint store", max_size=MAX_CONNECTIONS,
-                         prepare_threshold=0, row_factory=dict_row)
+                         prepare_threshold=0, row_factory=dict_row,
+                         options=f"-c search_path={SCHEMA}")
         saver = PooledPostgresSaver(pool, self.location)
         try:
             # LangGraph's setup is not safe against itself in another process (both create
             # the tables, both insert the migration rows): one at a time.
             with pool.connection() as conn, schema_lock(conn, self.location,
                                                         "checkpoint store"):
+                create_schema(conn, SCHEMA)
                 PostgresSaver(conn).setup()
         except psycopg.Error as exc:
             saver.close()
