@@ -65,6 +65,8 @@ def test_follow_up_in_a_thread_sees_the_earlier_turn(orchestrator_home: Path) ->
     (("run", "hi"), {"ORCHESTRATOR_MAX_REQUEST_CHARS": "lots"},
      "invalid settings: ORCHESTRATOR_MAX_REQUEST_CHARS: Input should be a valid integer"),
     (("run", "hi"), {"ORCHESTRATOR_HOME": "/proc/no-such-dir"}, "cannot use the data folder"),
+    # the message is text, not rich markup: brackets show as written
+    (("event", "[x]"), {}, "event name '[x]' must be snake_case"),
 ])
 def test_user_errors_are_one_line_with_a_non_zero_exit(
     args: tuple[str, ...], env: dict[str, str], message: str

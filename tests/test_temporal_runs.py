@@ -309,6 +309,10 @@ def test_a_schedule_fires_its_event_as_a_workflow(
         env: dict[str, str], workers: Workers, orchestrator_home: Path) -> None:
     worker = workers.start()
     name = f"drill-{uuid.uuid4().hex[:8]}"
+    typo = run_cli("schedule", "add", name, "--event", "crash_dril", "--every", "10m", env=env)
+    assert typo.returncode == 2 and "unknown event 'crash_dril'" in typo.stderr, typo.stderr
+    assert name not in {s["name"] for s in json.loads(  # refused before it reached Temporal
+        run_cli("schedule", "list", "--json", env=env).stdout)}
     added = run_cli("schedule", "add", name, "--event", "crash_drill", "--data",
                     '{"service": "web-3"}', "--every", "10m", env=env)
     assert added.returncode == 0, added.stderr
@@ -404,4 +408,6 @@ def test_server_replicas_submit_runs_as_workflows_and_either_takes_the_decision(
             "web-platform": 1, "drill": 1}
         cancel = first.post(f"/api/runs/{paused['run_id']}/cancel")
         assert cancel.status_code == 409 and "runs on a worker" in cancel.text
+        workflow = runs.run(paused["run_id"])["request_id"]  # the message names it
+        assert f"temporal workflow cancel --workflow-id {workflow}" in cancel.text
     assert not list(orchestrator_home.glob("*.sqlite*"))  # nothing on this machine's disk

@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from orchestrator.cli.mcp_command import register as register_mcp
 from orchestrator.cli.serve import register as register_serve
@@ -629,7 +630,9 @@ def main() -> None:
         try:
             app()
         except (OrchestratorError, UserError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            # the message is text, not markup: "[temporal]" or "'[x]'" must show as written
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             sys.exit(2)
     except SystemExit as exc:
         exit_if_temporal_used(exc)

@@ -73,6 +73,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schedule_app, name="schedule")
 
 
+def require_temporal() -> None:
+    """UserError (one line) when the Temporal SDK is not installed."""
+    import importlib.util
+
+    from orchestrator.cli.app import UserError
+
+    if importlib.util.find_spec("temporalio") is None:
+        raise UserError("runs on Temporal need its SDK: pip install 'agent-orchestrator"
+                        "[temporal]' (from a checkout: pip install -e '.[temporal]')")
+
+
 def with_temporal(settings: Settings, address: str | None = None,
                   namespace: str | None = None, task_queue: str | None = None,
                   runs: str | None = None) -> Settings:
@@ -83,7 +94,10 @@ def with_temporal(settings: Settings, address: str | None = None,
         raise UserError(f"--runs {runs!r}: use local or temporal")
     update = {"temporal_address": address, "temporal_namespace": namespace,
               "temporal_task_queue": task_queue, "runs": runs}
-    return settings.model_copy(update={k: v for k, v in update.items() if v is not None})
+    chosen = settings.model_copy(update={k: v for k, v in update.items() if v is not None})
+    if chosen.runs == "temporal" or address is not None:
+        require_temporal()
+    return chosen
 
 
 def worker(
@@ -102,6 +116,7 @@ def worker(
 ) -> None:
     """Run a Temporal worker: it runs the requests and events submitted as workflows (with
     the settings of this data folder and environment) until SIGTERM or Ctrl-C."""
+    require_temporal()
     from orchestrator.cli.app import _orchestrator, _settings
     from orchestrator.temporal.worker import run_worker
 
@@ -230,6 +245,7 @@ def schedule_add(
     task_queue: TaskQueueOption = None,
 ) -> None:
     """Fire an event every N minutes: its playbook runs on a worker each time."""
+    require_temporal()
     from orchestrator.cli.app import UserError, _settings
     from orchestrator.temporal.client import connect, run_job
     from orchestrator.temporal.schedules import add_schedule, parse_every
@@ -243,6 +259,7 @@ def schedule_add(
         raise UserError("""--data must be a JSON object, e.g. '{"service": "web-3"}'""")
     interval = parse_every(every)
     settings = with_temporal(_settings(None, None), address, namespace, task_queue)
+    _check_event(settings, event)  # now, not at each firing on a worker
 
     _uses_temporal()
 
@@ -256,6 +273,20 @@ def schedule_add(
                   f"{settings.temporal_task_queue!r}).", highlight=False)
 
 
+def _check_event(settings: Settings, event: str) -> None:
+    """UserError unless a playbook of these settings' agents handles ``event``."""
+    from orchestrator.agents.registry import AgentRegistry
+    from orchestrator.cli.app import UserError
+    from orchestrator.errors import RequestError
+    from orchestrator.playbooks import check_event_name, default_playbooks
+
+    agents = AgentRegistry.default(settings.agents_dir, domains=settings.domains)
+    try:
+        check_event_name(default_playbooks(settings, [a.name for a in agents]), event)
+    except RequestError as exc:
+        raise UserError(str(exc)) from None
+
+
 @schedule_app.command("list")
 def schedule_list(
     address: TemporalOption = None,
@@ -265,6 +296,7 @@ def schedule_list(
     """The schedules that fire events, with their interval and next run."""
     from dataclasses import asdict
 
+    require_temporal()
     from orchestrator.cli.app import _settings
     from orchestrator.temporal.client import connect
     from orchestrator.temporal.schedules import list_schedules
@@ -316,6 +348,7 @@ def schedule_trigger(
 
 
 def _schedule_call(name: str, what: str, address: str | None, namespace: str | None) -> None:
+    require_temporal()
     from orchestrator.cli.app import _settings
     from orchestrator.temporal.client import connect
     from orchestrator.temporal.schedules import delete_schedule, trigger_schedule

@@ -110,8 +110,10 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> RunOut:
     record = await own_run(request, caller, run_id)
     task = run_hub(request).tasks.get(run_id)
     if request.app.state.dispatcher is not None:  # the task only follows the run
+        workflow = record.get("request_id") or "(its request id)"
         raise ApiError(409, f"run {run_id} cannot be cancelled here: it runs on a worker "
-                       "(serve --runs temporal); cancel its workflow through Temporal",
+                       f"(serve --runs temporal); cancel its workflow {workflow} through "
+                       f"Temporal (temporal workflow cancel --workflow-id {workflow})",
                        code="not_cancellable")
     if task is None:
         status = record["status"]
