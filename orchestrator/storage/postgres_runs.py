@@ -23,6 +23,7 @@ from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, 
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
 from orchestrator.runs import AgentStats, RunSummary, ThreadSummary
+from orchestrator.storage import run_rows
 from orchestrator.storage.postgres import NOW, SCHEMA, PostgresStore
 from orchestrator.storage.urls import StoreURL
 from orchestrator.truncation import cap_json, cap_text
@@ -346,11 +347,7 @@ class PostgresRunStore(PostgresStore):
                 "r.thread_id = t.thread_id ORDER BY started_at DESC, seq DESC LIMIT 1) "
                 "ORDER BY t.last DESC", (*bounds, limit)).fetchall()
             now = _now(conn)
-        return [ThreadSummary(thread_id=row[0], title=row[2] or "", runs=row[1],
-                              last_run_id=row[3],
-                              last_status=effective_status(row[4], row[6], row[7], row[8], now),
-                              last_active_at=max(row[5] or 0.0, row[9] or 0.0))
-                for row in rows]
+        return run_rows.thread_summaries(rows, now)
 
     def thread_runs(self, thread_id: str) -> list[RunSummary]:
         with self._connection() as conn:
@@ -361,35 +358,16 @@ class PostgresRunStore(PostgresStore):
     def events(self, run_id: str, start: int = 0) -> list[Event]:
         full = self.resolve(run_id)
         with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT type, run_id, time, subtask_id, agent, data, usage FROM {_EVENTS} "
-                "WHERE run_id = %s AND seq >= %s ORDER BY seq", (full, start)).fetchall()
-        return [Event(type=r[0], run_id=r[1], time=r[2], subtask_id=r[3], agent=r[4],
-                      data=json.loads(r[5]), usage=json.loads(r[6]) if r[6] else None)
-                for r in rows]
+            rows = conn.execute(f"SELECT {run_rows.EVENT_COLUMNS} FROM {_EVENTS} "
+                                "WHERE run_id = %s AND seq >= %s ORDER BY seq",
+                                (full, start)).fetchall()
+        return run_rows.events(rows)
 
     def agent_stats(self) -> list[AgentStats]:
-        from orchestrator.storage.sqlite_runs import _p95
-
         with self._connection() as conn:
-            rows = conn.execute(f"SELECT agent, run_id, ok, kind, elapsed_s, tokens "
-                                f"FROM {_ATTEMPTS} ORDER BY agent, time").fetchall()
-        by_agent: dict[str, list[Any]] = {}
-        for row in rows:
-            by_agent.setdefault(row[0], []).append(row)
-        out: list[AgentStats] = []
-        for agent, items in sorted(by_agent.items()):
-            latencies = sorted(r[4] for r in items)
-            stats = AgentStats(agent, runs=len({r[1] for r in items}), attempts=len(items),
-                               successes=sum(r[2] for r in items),
-                               mean_latency_s=sum(latencies) / len(latencies),
-                               p95_latency_s=_p95(latencies), tokens=sum(r[5] for r in items))
-            for row in items:
-                if not row[2]:
-                    kind = row[3] or "unknown"
-                    stats.failures[kind] = stats.failures.get(kind, 0) + 1
-            out.append(stats)
-        return out
+            rows = conn.execute(f"SELECT {run_rows.ATTEMPT_COLUMNS} FROM {_ATTEMPTS} "
+                                "ORDER BY agent, time").fetchall()
+        return run_rows.agent_stats(rows)
 
     def recent_outcomes(self, window: int) -> dict[str, list[Outcome]]:
         with self._connection() as conn:
@@ -397,7 +375,4 @@ class PostgresRunStore(PostgresStore):
                 "SELECT agent, ok, elapsed_s FROM (SELECT agent, ok, elapsed_s, time, "
                 "ROW_NUMBER() OVER (PARTITION BY agent ORDER BY time DESC) AS n FROM "
                 f"{_ATTEMPTS}) recent WHERE n <= %s ORDER BY agent, time", (window,)).fetchall()
-        out: dict[str, list[Outcome]] = {}
-        for agent, ok, elapsed in rows:
-            out.setdefault(agent, []).append(Outcome(bool(ok), float(elapsed)))
-        return out
+        return run_rows.outcomes(rows)

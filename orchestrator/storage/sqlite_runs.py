@@ -23,6 +23,7 @@ from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, 
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
 from orchestrator.runs import AgentStats, RunSummary, ThreadSummary
+from orchestrator.storage import run_rows
 from orchestrator.storage.sqlite import connect
 from orchestrator.truncation import cap_json, cap_text
 
@@ -394,12 +395,7 @@ class SqliteRunStore:
                 "JOIN runs l ON l.run_id = (SELECT run_id FROM runs r WHERE r.thread_id = "
                 "t.thread_id ORDER BY started_at DESC, rowid DESC LIMIT 1) "
                 "ORDER BY t.last DESC", (*bounds, limit)).fetchall()
-        now = time.time()
-        return [ThreadSummary(thread_id=row[0], title=row[2] or "", runs=row[1],
-                              last_run_id=row[3],
-                              last_status=effective_status(row[4], row[6], row[7], row[8], now),
-                              last_active_at=max(row[5] or 0.0, row[9] or 0.0))
-                for row in rows]
+        return run_rows.thread_summaries(rows, time.time())
 
     def thread_runs(self, thread_id: str) -> list[RunSummary]:
         """The runs of one thread, oldest first."""
@@ -411,34 +407,17 @@ class SqliteRunStore:
     def events(self, run_id: str, start: int = 0) -> list[Event]:
         full = self.resolve(run_id)
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT type, run_id, time, subtask_id, agent, data, usage FROM events "
-                "WHERE run_id = ? AND seq >= ? ORDER BY seq", (full, start)).fetchall()
-        return [Event(type=r[0], run_id=r[1], time=r[2], subtask_id=r[3], agent=r[4],
-                      data=json.loads(r[5]), usage=json.loads(r[6]) if r[6] else None)
-                for r in rows]
+            rows = conn.execute(f"SELECT {run_rows.EVENT_COLUMNS} FROM events "
+                                "WHERE run_id = ? AND seq >= ? ORDER BY seq",
+                                (full, start)).fetchall()
+        return run_rows.events(rows)
 
     def agent_stats(self) -> list[AgentStats]:
         """Per-agent statistics over every stored attempt."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT agent, run_id, ok, kind, elapsed_s, tokens "
-                                "FROM attempts ORDER BY agent, time").fetchall()
-        by_agent: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_agent.setdefault(row[0], []).append(row)
-        out: list[AgentStats] = []
-        for agent, items in sorted(by_agent.items()):
-            latencies = sorted(r[4] for r in items)
-            stats = AgentStats(agent, runs=len({r[1] for r in items}), attempts=len(items),
-                               successes=sum(r[2] for r in items),
-                               mean_latency_s=sum(latencies) / len(latencies),
-                               p95_latency_s=_p95(latencies), tokens=sum(r[5] for r in items))
-            for row in items:
-                if not row[2]:
-                    kind = row[3] or "unknown"
-                    stats.failures[kind] = stats.failures.get(kind, 0) + 1
-            out.append(stats)
-        return out
+            rows = conn.execute(f"SELECT {run_rows.ATTEMPT_COLUMNS} FROM attempts "
+                                "ORDER BY agent, time").fetchall()
+        return run_rows.agent_stats(rows)
 
     def recent_outcomes(self, window: int) -> dict[str, list[Outcome]]:
         """The last ``window`` attempts per agent, oldest first (to seed routing)."""
@@ -447,15 +426,4 @@ class SqliteRunStore:
                 "SELECT agent, ok, elapsed_s FROM (SELECT agent, ok, elapsed_s, time, "
                 "ROW_NUMBER() OVER (PARTITION BY agent ORDER BY time DESC) AS n FROM attempts) "
                 "WHERE n <= ? ORDER BY agent, time", (window,)).fetchall()
-        out: dict[str, list[Outcome]] = {}
-        for agent, ok, elapsed in rows:
-            out.setdefault(agent, []).append(Outcome(bool(ok), float(elapsed)))
-        return out
-
-
-
-def _p95(ordered: list[float]) -> float:
-    if not ordered:
-        return 0.0
-    index = max(0, min(len(ordered) - 1, round(0.95 * (len(ordered) - 1))))
-    return ordered[index]
+        return run_rows.outcomes(rows)
