@@ -14,19 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -39,6 +31,7 @@ from orchestrator.storage.postgres import (
     open_pool,
     schema_lock,
 )
+from orchestrator.storage.threaded_saver import ThreadedAsyncSaver
 from orchestrator.storage.urls import StoreURL
 
 _T = TypeVar("_T")
@@ -46,7 +39,7 @@ MAX_CONNECTIONS = 16
 """Connections (and threads) one saver uses at most: checkpoint writes running at once."""
 
 
-class PooledPostgresSaver(PostgresSaver):
+class PooledPostgresSaver(ThreadedAsyncSaver, PostgresSaver):
     """``PostgresSaver`` on a pool, whose async methods work from any event loop."""
 
     def __init__(self, pool: ConnectionPool[Any], location: StoreURL) -> None:
@@ -67,40 +60,6 @@ class PooledPostgresSaver(PostgresSaver):
         except psycopg.OperationalError as exc:
             raise ConnectionError(f"the checkpoint store at {self.location.redacted}: "
                                   f"{describe(self.location, exc)}") from exc
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._call(self.get_tuple, config)
-
-    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-                    before: RunnableConfig | None = None, limit: int | None = None
-                    ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._call(lambda: list(self.list(config, filter=filter, before=before,
-                                                        limit=limit)))
-        for item in found:
-            yield item
-
-    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
-                   metadata: CheckpointMetadata, new_versions: ChannelVersions
-                   ) -> RunnableConfig:
-        return await self._call(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
-                          task_id: str, task_path: str = "") -> None:
-        await self._call(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._call(self.delete_thread, thread_id)
-
-    async def aget_delta_channel_history(self, *, config: RunnableConfig,
-                                         channels: Sequence[str]
-                                         ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._call(self.get_delta_channel_history, config=config,
-                                channels=channels)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
-                     ) -> None:
-        """LangGraph's ``prune`` (``keep_latest``: each thread's latest checkpoint stays)."""
-        await self._call(self.prune, thread_ids, strategy=strategy)
 
     def close(self) -> None:
         """Wait for the calls under way, then close the pool."""

@@ -14,23 +14,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from orchestrator.errors import ConfigError
 from orchestrator.storage.group_commit import GroupCommitter
+from orchestrator.storage.threaded_saver import ThreadedAsyncSaver
 from orchestrator.write_journal import JournalEntry, JournalState
 
 _T = TypeVar("_T")
@@ -56,7 +49,7 @@ def _tune(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous=NORMAL")
 
 
-class SqliteCheckpointSaver(SqliteSaver):
+class SqliteCheckpointSaver(ThreadedAsyncSaver, SqliteSaver):
     """LangGraph's ``SqliteSaver`` with its async methods run on one thread of its own,
     which commits the writes waiting together at once (:mod:`.group_commit`).
 
@@ -83,35 +76,6 @@ class SqliteCheckpointSaver(SqliteSaver):
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         return await self._worker.call(fn, *args, **kwargs)
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._call(self.get_tuple, config)
-
-    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-                    before: RunnableConfig | None = None, limit: int | None = None
-                    ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._call(lambda: list(self.list(config, filter=filter, before=before,
-                                                        limit=limit)))
-        for item in found:
-            yield item
-
-    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
-                   metadata: CheckpointMetadata, new_versions: ChannelVersions
-                   ) -> RunnableConfig:
-        return await self._call(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
-                          task_id: str, task_path: str = "") -> None:
-        await self._call(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._call(self.delete_thread, thread_id)
-
-    async def aget_delta_channel_history(self, *, config: RunnableConfig,
-                                         channels: Sequence[str]
-                                         ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._call(self.get_delta_channel_history, config=config,
-                                channels=channels)
-
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only each thread's latest checkpoint (``keep_latest``) or none (``delete``)."""
         if strategy == "delete":
@@ -127,10 +91,6 @@ class SqliteCheckpointSaver(SqliteSaver):
                         f"DELETE FROM {table} WHERE thread_id = ?1 AND checkpoint_id < (SELECT "
                         "MAX(checkpoint_id) FROM checkpoints c WHERE c.thread_id = ?1 AND "
                         f"c.checkpoint_ns = {table}.checkpoint_ns)", (str(thread_id),))
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
-                     ) -> None:
-        await self._call(self.prune, thread_ids, strategy=strategy)
 
     def close(self) -> None:
         """Finish the queued statements, then close the connection."""
