@@ -81,14 +81,19 @@ class Cluster:
         return out.stdout.strip()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()  # SIGTERM: a smart shutdown
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        _stop(self._proc, self.folder)  # SIGTERM: PostgreSQL's smart shutdown
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, folder: Path) -> None:
+    """End a service (SIGTERM, then SIGKILL after 20 s) and remove its folder."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_cluster(timeout: float = 60.0) -> Cluster:
@@ -150,14 +155,7 @@ class TemporalServer:
         return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        _stop(self._proc, self.folder)
 
 
 def start_temporal(timeout: float = 60.0) -> TemporalServer:
