@@ -174,8 +174,8 @@ def test_a_checkpoint_connection_dropped_mid_run_is_one_line_and_the_next_run_wo
     with Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
                       settings=Settings(knowledge=False)) as orch:
         assert orch.run("check the health of web-1").ok  # the tables are there
-        got = _run_with_a_statement_dropped(postgres_url, "orchestrator.checkpoints", INCIDENT_REQUEST,
-                                            orch)
+        got = _run_with_a_statement_dropped(postgres_url, "orchestrator.checkpoints",
+                                            INCIDENT_REQUEST, orch)
         # no traceback (it was psycopg's AdminShutdown): the run stopped, resumable
         assert isinstance(got, RunResult) and got.status == "interrupted", repr(got)
         assert got.error is not None and "\n" not in got.error

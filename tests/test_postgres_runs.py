@@ -59,8 +59,8 @@ def test_a_request_keeps_its_run_events_and_checkpoints_in_postgres(
     types = psql(postgres_cluster, database_url, "SELECT type FROM orchestrator.events "
                  f"WHERE run_id = '{result.run_id}' ORDER BY seq")
     assert types[0] == "run_started" and types[-1] == "answer"
-    assert psql(postgres_cluster, database_url, "SELECT count(*) FROM orchestrator.checkpoints WHERE "
-                "thread_id = 'conv'") == ["1"]  # pruned to the latest when the run ended
+    assert psql(postgres_cluster, database_url, "SELECT count(*) FROM orchestrator.checkpoints "
+                "WHERE thread_id = 'conv'") == ["1"]  # pruned to the latest when the run ended
 
     with replica(domain_db) as second:  # another replica continues the conversation
         later = second.run("and web-1?", thread_id="conv")
@@ -143,7 +143,8 @@ def test_kill_9_mid_run_resumes_from_postgres_with_each_write_once(
     (run,) = json.loads(run_cli("runs", "--json", env=env).stdout)
     assert run["status"] == "interrupted"
     assert alerts() == {"web-platform": 1, "drill": 1}  # both writes ran before the kill
-    assert int(psql(postgres_cluster, database_url, "SELECT count(*) FROM orchestrator.checkpoints")[0]) > 0
+    assert int(psql(postgres_cluster, database_url,
+                    "SELECT count(*) FROM orchestrator.checkpoints")[0]) > 0
 
     resumed = run_cli("resume", run["run_id"][:10], "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
