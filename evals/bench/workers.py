@@ -77,6 +77,9 @@ class Level:
     errors: Counter[str] = field(default_factory=Counter)
     incidents: int = 0
     runs: int = 0
+    run_ids: list[str] = field(default_factory=list)
+    handovers: int = 0
+    """Runs another worker took over (the first's heartbeats stopped arriving in time)."""
     cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds each part used during the level (workers, Temporal, PostgreSQL, this
     process)."""
@@ -167,7 +170,7 @@ async def _baseline(runs: int) -> Level:
 
 
 @contextmanager
-def _workers(count: int, env: dict[str, str], log_dir: Path
+def _workers(count: int, env: dict[str, str], log_dir: Path, max_runs: int | None = None
              ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` worker processes, each ready (it said so on stderr); SIGTERM at the end."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -175,7 +178,8 @@ def _workers(count: int, env: dict[str, str], log_dir: Path
         ready = []
         for i in range(count):
             log = log_dir / f"worker-{i}.log"
-            proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker"],
+            proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker",
+                                     *(["--max-runs", str(max_runs)] if max_runs else [])],
                                     env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
             procs.append(proc)
@@ -244,18 +248,23 @@ async def _submit_all(env: dict[str, str], runs: int, level: Level, meter: Meter
                 level.errors[f"status {outcome.status}" + (f" ({why})" if why else "")] += 1
             else:
                 level.latencies.append(time.perf_counter() - started)
+            if outcome.run_id:
+                level.run_ids.append(outcome.run_id)
 
         started, cpu = time.perf_counter(), meter()
         await asyncio.gather(*(one() for _ in range(runs)))
         level.wall_s = time.perf_counter() - started
         level.cpu_s = _delta(cpu, meter())
         level.incidents = _incidents(INCIDENT_COUNT, settings.domain_db_url) - before
+        level.handovers = sum(  # a run given to another worker: its first looked gone
+            any(e.type == "run_handed_over" for e in store.events(run_id))
+            for run_id in level.run_ids)
     finally:
         store.close()
 
 
-def _temporal_level(count: int, runs: int, cluster: Cluster, temporal: TemporalServer
-                    ) -> Level:
+def _temporal_level(count: int, runs: int, cluster: Cluster, temporal: TemporalServer,
+                    max_runs: int | None = None) -> Level:
     level = Level(f"Temporal, {count} worker{'s' if count > 1 else ''}", count, runs=runs)
     with tempfile.TemporaryDirectory(prefix="orch-bench-workers-") as tmp:
         home = Path(tmp)
@@ -267,7 +276,7 @@ def _temporal_level(count: int, runs: int, cluster: Cluster, temporal: TemporalS
                                env=env, capture_output=True, text=True, timeout=300)
         if reset.returncode != 0:
             raise BenchError(f"demo reset failed: {reset.stderr[-800:]}")
-        with _workers(count, env, home) as procs:
+        with _workers(count, env, home, max_runs) as procs:
 
             def meter() -> dict[str, float]:
                 return {"workers": sum(tree_cpu_s(p.pid) for p in procs),
@@ -287,7 +296,8 @@ def describe(level: Level) -> str:
     cpu = ", ".join(f"{part} {ms:.0f}" for part, ms in level.cpu_ms_per_run().items())
     return (f"{level.runs} runs in {level.wall_s:.1f} s: {level.runs_per_s:.1f} runs/s; "
             f"latency p50/p95 {level.latency(50) * 1000:.0f}/{level.latency(95) * 1000:.0f} "
-            f"ms; errors {errors}; incidents written {level.incidents}; CPU ms per run: "
+            f"ms; errors {errors}; incidents written {level.incidents}; handed over "
+            f"{level.handovers}; CPU ms per run: "
             f"{cpu} (total {sum(level.cpu_ms_per_run().values()):.0f})")
 
 
@@ -324,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=RUNS, help="runs per level")
     parser.add_argument("--workers", default=",".join(map(str, WORKERS)),
                         help="worker counts, comma-separated")
+    parser.add_argument("--max-runs", type=int, default=None,
+                        help="runs each worker takes at once (orchestrator worker --max-runs)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
     runs = max(args.runs, 1)
@@ -332,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         temporal = start_temporal()
         try:
-            levels = [_temporal_level(n, runs, cluster, temporal) for n in counts]
+            levels = [_temporal_level(n, runs, cluster, temporal, args.max_runs)
+                      for n in counts]
         finally:
             temporal.stop()
     finally:
