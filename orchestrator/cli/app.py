@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from pydantic import ValidationError
@@ -235,18 +235,24 @@ def run(
     """Plan and run one request, show the plan and progress live, then the answer."""
     settings = with_temporal(_settings(model, agents_dir, coordination), runs=runs_on)
     if settings.runs == "temporal":
-        from orchestrator.cli import temporal_commands as on_temporal
-        from orchestrator.temporal.client import run_job
-
-        job = run_job(settings, request=text, thread_id=thread)
-        if not _show(on_temporal.submit(settings, job, request_id), None, as_json,
-                     on_temporal.resumer(settings)):
-            raise typer.Exit(1)
+        _run_on_temporal(settings, request_id, as_json, request=text, thread_id=thread)
         return
     orch = _orchestrator(settings, quiet=as_json)
     _say_if_new_thread(orch, thread, as_json)
     if not _run_one(orch, text, thread, as_json, request_id):
         raise typer.Exit(1)  # the plan failed, or some subtasks did not finish
+
+
+def _run_on_temporal(settings: Settings, request_id: str | None, as_json: bool,
+                     **job: Any) -> None:
+    """Submit a request or event as a workflow and show it as it goes (``job``: the
+    :func:`~orchestrator.temporal.client.run_job` fields); exit 1 unless it ends well."""
+    from orchestrator.cli import temporal_commands as on_temporal
+    from orchestrator.temporal.client import run_job
+
+    if not _show(on_temporal.submit(settings, run_job(settings, **job), request_id), None,
+                 as_json, on_temporal.resumer(settings)):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -271,13 +277,7 @@ def event(
         raise UserError("""--data must be a JSON object, e.g. '{"service": "web-3"}'""")
     settings = with_temporal(_settings(model, agents_dir, coordination), runs=runs_on)
     if settings.runs == "temporal":
-        from orchestrator.cli import temporal_commands as on_temporal
-        from orchestrator.temporal.client import run_job
-
-        job = run_job(settings, event=name, data=payload)
-        if not _show(on_temporal.submit(settings, job, request_id), None, as_json,
-                     on_temporal.resumer(settings)):
-            raise typer.Exit(1)
+        _run_on_temporal(settings, request_id, as_json, event=name, data=payload)
         return
     orch = _orchestrator(settings, quiet=as_json)
     orch.check_event(name, payload)  # before the live view: a bad event is one clean line
