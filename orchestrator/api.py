@@ -69,6 +69,7 @@ from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.routing import AgentStatsBook
 from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, BaseRunStore, Owner
 from orchestrator.storage import SharedCheckpointer, open_run_store, open_write_journal
+from orchestrator.storage.threaded_saver import write_barrier
 from orchestrator.telemetry import default_tracer_provider, export_run
 
 _DONE = object()
@@ -440,7 +441,10 @@ class Orchestrator:
             run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
             else None)
         try:
-            async with self._graph() as graph, _in_scope(db_scope), contextlib.aclosing(
+            # A checkpoint waits for the events before it (a remote store writes them from a
+            # thread): a kill between the two must not leave a finished step's events out.
+            async with self._graph() as graph, _in_scope(db_scope), _in_scope(
+                    write_barrier(writer.unstored)), contextlib.aclosing(
                     cast(AsyncGenerator[Any, None], graph.astream(
                         graph_input, config, stream_mode=["custom", "values"],
                         durability="sync"))) as stream:  # closed at once when the run stops

@@ -8,7 +8,10 @@ loop waits for anything (a model call, a tool, a checkpoint).
 
 A store whose calls cross a network (``BaseRunStore.remote``, e.g. PostgreSQL) is written
 from one thread per orchestrator instead, in order, so a round trip never holds up the
-other runs on the loop; the run's last burst is waited for before its record ends.
+other runs on the loop; the run's last burst is waited for before its record ends, and
+before each checkpoint of the run (:meth:`EventWriter.unstored`): a step's checkpoint
+committed ahead of its events would lose them to a kill, as the resumed run goes on after
+that step.
 
 Listeners (``on_event``) are called on the loop after their event is stored, in order, so
 a reader woken by one (the server's live stream reads the store) always finds it there.
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future
 
 from orchestrator.events import Event, EventSink
@@ -80,6 +83,20 @@ class EventWriter:
         context = contextvars.copy_context()
         future.add_done_callback(lambda _: _call_soon(loop, self._deliver, context))
 
+    def unstored(self) -> Awaitable[None] | None:
+        """None when every event added so far is stored (nothing to wait for, no round
+        trip), else an awaitable that ends once they are (on the event thread, without
+        blocking the loop) and raises the store's error if a write failed; a checkpoint
+        writer awaits it first (see :data:`~orchestrator.storage.threaded_saver.WRITE_BARRIER`).
+        """
+        if self._scheduled is not None:  # this turn's burst: under way now, not at turn end
+            self._scheduled.cancel()
+            self._flush_burst()
+        futures = [future for future, _ in self._writing]
+        if all(f.done() and f.exception() is None for f in futures):
+            return None
+        return _stored(futures)
+
     def flush(self) -> None:
         """Store everything queued or being written, and tell its listeners, before this
         returns (when the run ends; blocks for a remote store's last round trip)."""
@@ -119,6 +136,13 @@ class EventWriter:
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
+
+
+async def _stored(futures: list[Future[bool]]) -> None:
+    """Once ``futures`` (bursts written in order on one thread) are done; raises the first
+    failed one's error."""
+    for future in futures:
+        await asyncio.wrap_future(future)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None],

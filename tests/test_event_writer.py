@@ -3,15 +3,18 @@ on record before anyone is told of it, and a listener's exception still fails th
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.event_writer import EventWriter
 from orchestrator.events import Event
 from orchestrator.leases import Owner
 from orchestrator.storage.sqlite_runs import SqliteRunStore
@@ -84,3 +87,24 @@ def test_a_listener_that_raises_fails_the_run_with_its_error(domain_db: Path,
     assert run.status == "failed"
     # nothing after the failing listener's burst ran to the end
     assert "answer" not in [e.type for e in store.events(run.run_id)]
+
+
+def test_a_checkpoint_waits_for_the_events_in_flight_and_only_for_them(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite", remote=True)
+    owner = Owner.here()
+    store.start_run("r1", "t1", "a request", owner=owner, lease_s=30)
+
+    async def run() -> tuple[bool, int, int, bool]:
+        with ThreadPoolExecutor(1) as thread:
+            writer = EventWriter(store, "r1", owner, None, thread)
+            nothing_yet = writer.unstored() is None
+            writer.add(Event(type="run_started", run_id="r1"))
+            writer.add(Event(type="run_started", run_id="r1"))
+            waiting = writer.unstored()  # this turn's burst, sent at once
+            assert waiting is not None
+            await waiting
+            stored = len(store.events("r1"))
+            writer.flush()
+            return nothing_yet, stored, len(store.batches), writer.unstored() is None
+
+    assert asyncio.run(run()) == (True, 2, 1, True)  # no wait once nothing is in flight

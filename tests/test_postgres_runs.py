@@ -9,16 +9,26 @@ import json
 import os
 import signal
 import sqlite3
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.errors import RequestError
+from orchestrator.events import Event
+from orchestrator.leases import Owner
 from orchestrator.results import RunResult
-from orchestrator.storage import open_run_store
+from orchestrator.storage import open_run_store, parse_store_url
+from orchestrator.storage.postgres_checkpoints import PooledPostgresSaver
+from orchestrator.storage.postgres_runs import PostgresRunStore
+from tests.conftest import INCIDENT_REQUEST
 from tests.support.postgres import Cluster
 from tests.support.processes import crash_env, make_gate, run_cli, start_cli, wait_for_marker
 
@@ -161,3 +171,65 @@ def test_kill_9_mid_run_resumes_from_postgres_with_each_write_once(
                    "orchestrator.write_journal ORDER BY started_at")
     assert "page_and_hold|ledger" in journal or "page_and_hold|done" in journal
     assert not [name for name in SQLITE_STORES if (orchestrator_home / name).exists()]
+
+
+class CheckpointsAheadOfEvents:
+    """What a slow network would show: each event transaction waits (up to a moment) for a
+    checkpoint write to begin, and each checkpoint write first counts its run's events on
+    record, from a connection of its own."""
+
+    WAIT_S = 0.2  # how long a burst holds back for a checkpoint (bounds the test's time)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.puts = 0
+        self.changed = threading.Condition()
+        self.seen: list[tuple[float, int]] = []  # (when a checkpoint was written, events)
+
+    def hold_back(self) -> None:
+        with self.changed:
+            started = self.puts
+            self.changed.wait_for(lambda: self.puts > started, timeout=self.WAIT_S)
+
+    def count_then_release(self, run_id: str) -> None:
+        with psycopg.connect(self.url) as conn:
+            count = conn.execute("SELECT count(*) FROM orchestrator.events WHERE run_id = %s",
+                                 (run_id,)).fetchone()
+        self.seen.append((time.time(), count[0] if count else 0))
+        with self.changed:
+            self.puts += 1
+            self.changed.notify_all()
+
+
+def test_a_checkpoint_is_written_only_once_the_events_before_it_are_on_record(
+        database_url: str, domain_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A step's checkpoint committed before its events would lose them to a kill -9: the
+    # resumed run does not repeat the step. Here every event burst is slow to commit.
+    probe = CheckpointsAheadOfEvents(database_url)
+    put = PooledPostgresSaver.put
+
+    def counted_put(self: PooledPostgresSaver, config: Any, checkpoint: Any, metadata: Any,
+                    new_versions: Any) -> Any:
+        probe.count_then_release(config["metadata"]["orchestrator_run_id"])
+        return put(self, config, checkpoint, metadata, new_versions)
+
+    class SlowEvents(PostgresRunStore):
+        def append_events(self, run_id: str, events: Sequence[Event],
+                          owner: Owner | None = None) -> bool:
+            probe.hold_back()
+            return super().append_events(run_id, events, owner)
+
+    monkeypatch.setattr(PooledPostgresSaver, "put", counted_put)
+    store = SlowEvents(parse_store_url(database_url, what="run store"))
+    try:
+        with Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store,
+                          settings=Settings(knowledge=False)) as orch:
+            result = orch.run(INCIDENT_REQUEST)
+    finally:
+        store.close()
+    assert result.ok
+    assert len(probe.seen) > 3  # a checkpoint per step
+    behind = [(sum(e.time <= when for e in result.events), on_record)
+              for when, on_record in probe.seen
+              if on_record < sum(e.time <= when for e in result.events)]
+    assert behind == []  # (events emitted before a checkpoint, of them on record)
