@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.config import Settings
 from orchestrator.event_writer import EventWriter
 from orchestrator.events import Event
 from orchestrator.leases import Owner
@@ -108,3 +109,15 @@ def test_a_checkpoint_waits_for_the_events_in_flight_and_only_for_them(tmp_path:
             return nothing_yet, stored, len(store.batches), writer.unstored() is None
 
     assert asyncio.run(run()) == (True, 2, 1, True)  # no wait once nothing is in flight
+
+
+def test_without_a_run_store_the_listeners_still_hear_every_event(domain_db: Path) -> None:
+    # record_runs off: no run store, so nothing is written, but the events still flow
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        settings=Settings(record_runs=False, knowledge=False))
+    assert orch.runs is None
+    heard: list[str] = []
+    result = orch.run(INCIDENT_REQUEST, on_event=lambda event: heard.append(event.type))
+    assert result.status == "ok"
+    assert heard == [e.type for e in result.events]
+    assert "plan_made" in heard and heard[-1] == "answer", heard
