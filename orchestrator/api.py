@@ -28,7 +28,7 @@ from contextlib import (
 )
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
@@ -67,7 +67,14 @@ from orchestrator.results import RunResult, RunStatus, SubtaskResult, Usage, run
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.routing import AgentStatsBook
-from orchestrator.runs import FINISHED_RUN_STATUSES, HOST, BaseRunStore, Owner
+from orchestrator.runs import (
+    FINISHED_RUN_STATUSES,
+    HOST,
+    BaseRunStore,
+    Owner,
+    RunDriver,
+    refuse_workflow_run,
+)
 from orchestrator.storage import SharedCheckpointer, open_run_store, open_write_journal
 from orchestrator.storage.threaded_saver import write_barrier
 from orchestrator.telemetry import default_tracer_provider, export_run
@@ -156,6 +163,9 @@ class Orchestrator:
                                   max_text=self.settings.max_stored_chars)
             self._opened.append(runs)
         self.runs: BaseRunStore | None = runs
+        # Who drives the runs this object starts (on their records): a Temporal worker's
+        # orchestrator is "temporal"; a local one refuses to decide or resume those runs.
+        self.driver: RunDriver = "local"
         # A store across a network is written from one thread of its own, in order, so a
         # round trip never holds up the other runs on the event loop (see EventWriter).
         self._event_thread = (ThreadPoolExecutor(1, thread_name_prefix="run-events")
@@ -267,6 +277,7 @@ class Orchestrator:
             raise RequestError(self._nothing_paused(thread_id, values.get("run_id")))
         check_decision(decision, pending)
         run_id = values["run_id"]
+        await self._refuse_workflow_run(run_id, "approve")
         owner = Owner.here()
         if self.runs is not None and not await asyncio.to_thread(
                 self.runs.claim_paused, run_id, owner, self.settings.lease_s):
@@ -348,6 +359,8 @@ class Orchestrator:
         full, thread = record["run_id"], record["thread_id"]
         if record["status"] != "interrupted":
             raise RequestError(_not_interrupted(record))
+        if self.driver == "local":
+            refuse_workflow_run(record, "resume")
         owner = Owner.here()
         if not await asyncio.to_thread(store.claim_interrupted, full, owner,
                                        self.settings.lease_s):
@@ -407,7 +420,7 @@ class Orchestrator:
             if self.runs is not None:
                 await asyncio.to_thread(self.runs.start_run, run_id, thread, text, owner=owner,
                                         lease_s=self.settings.lease_s, event=event,
-                                        request_id=request_id)
+                                        request_id=request_id, driver=self.driver)
             return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
                                      on_event, event, owner, on_answer_chunk=on_answer_chunk)
 
@@ -707,6 +720,18 @@ class Orchestrator:
         if self.runs is None:
             raise RequestError(f"{needs} needs the run store (ORCHESTRATOR_RECORD_RUNS is off)")
         return self.runs
+
+    async def _refuse_workflow_run(self, run_id: str, action: Literal["approve", "resume"]
+                                   ) -> None:
+        """DrivenElsewhereError when this local orchestrator is asked to act on a run its
+        Temporal workflow drives (a run the store never saw is not refused)."""
+        if self.driver != "local" or self.runs is None:
+            return
+        try:
+            record = await asyncio.to_thread(self.runs.run, run_id)
+        except RequestError:
+            return
+        refuse_workflow_run(record, action)
 
     def _nothing_paused(self, thread_id: str, run_id: str | None) -> str:
         message = f"thread {thread_id!r} has no paused run to resume"

@@ -20,6 +20,11 @@ class RequestError(OrchestratorError):
     """The user's request cannot be run as given (empty, too long, ...)."""
 
 
+class DrivenElsewhereError(RequestError):
+    """The run is driven by another kind of process (its Temporal workflow, or the process
+    that ran it locally): decide or resume it there, so one driver applies each decision."""
+
+
 class ModelError(OrchestratorError):
     """The model could not be created or did not behave (bad output after repairs)."""
 

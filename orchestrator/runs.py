@@ -12,6 +12,10 @@ works; a run whose owner is gone (its lease expired, or its process died on this
 as ``interrupted`` and may be taken over. One row per busy thread does the same for
 threads, so one thread runs one request at a time across processes.
 
+Each record also says who drives the run (``driver``): the process that runs it
+(``local``) or its Temporal workflow (``temporal``). Decisions and resumes go through that
+driver only: a local approve of a workflow's run is refused, and so is the reverse.
+
 :class:`BaseRunStore` is the contract; backends live in :mod:`orchestrator.storage` and are
 picked from a URL by ``orchestrator.storage.open_run_store``. ``RunStore`` is the SQLite one
 (``runs.sqlite``), kept under its old name for code that builds it from a path.
@@ -19,10 +23,11 @@ picked from a URL by ``orchestrator.storage.open_run_store``. ``RunStore`` is th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from orchestrator.errors import DrivenElsewhereError
 from orchestrator.events import Event
 from orchestrator.leases import HOST, Owner
 from orchestrator.results import RunResult
@@ -31,10 +36,28 @@ from orchestrator.routing import Outcome
 if TYPE_CHECKING:
     from orchestrator.storage.sqlite_runs import SqliteRunStore as RunStore
 
-__all__ = ["FINISHED_RUN_STATUSES", "HOST", "AgentStats", "BaseRunStore", "Owner", "RunStore",
-           "RunSummary", "ThreadSummary"]
+__all__ = ["FINISHED_RUN_STATUSES", "HOST", "AgentStats", "BaseRunStore", "Owner", "RunDriver",
+           "RunStore", "RunSummary", "ThreadSummary", "refuse_workflow_run"]
 
 FINISHED_RUN_STATUSES = frozenset({"ok", "partial", "failed", "unknown"})
+RunDriver = Literal["local", "temporal"]
+"""Who drives a run: the process that runs it, or its Temporal workflow (runs recorded
+before the record said so are ``local``)."""
+
+
+def refuse_workflow_run(record: Mapping[str, Any], action: Literal["approve", "resume"]
+                        ) -> None:
+    """DrivenElsewhereError (one line) when a Temporal workflow drives the run: deciding or
+    resuming it in this process would split who drives it."""
+    if record.get("driver") != "temporal":
+        return
+    run = str(record["run_id"])[:12]
+    if action == "approve":
+        raise DrivenElsewhereError(f"run {run} is driven by a Temporal workflow; approve it "
+                                   "with --runs temporal (or ORCHESTRATOR_RUNS=temporal)")
+    raise DrivenElsewhereError(f"run {run} is driven by a Temporal workflow, which continues "
+                               "it on a worker: start `orchestrator worker` instead of "
+                               "resuming it here")
 
 
 @dataclass
@@ -114,9 +137,9 @@ class BaseRunStore(Protocol):
     # writing as a run goes
     def start_run(self, run_id: str, thread_id: str, request: str, *, owner: Owner,
                   lease_s: float, event: dict[str, Any] | None = None,
-                  request_id: str | None = None) -> None:
-        """Record a run as it starts (``running``, owned by ``owner``); RequestError when
-        ``request_id`` already names another run."""
+                  request_id: str | None = None, driver: RunDriver = "local") -> None:
+        """Record a run as it starts (``running``, owned by ``owner``, driven by
+        ``driver``); RequestError when ``request_id`` already names another run."""
 
     def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
                       ) -> bool:
@@ -167,7 +190,8 @@ class BaseRunStore(Protocol):
         """The full id of a run from its id or a unique prefix; RequestError otherwise."""
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """A run's record (plan, event and results parsed); RequestError if unknown."""
+        """A run's record (plan, event and results parsed, ``driver`` set); RequestError if
+        unknown."""
 
     def find_request(self, request_id: str) -> dict[str, Any] | None:
         """The record of the run a caller's request id names, or None."""

@@ -209,7 +209,7 @@ def test_tables_are_set_up_once_with_their_versions(postgres_url: str,
     versions = postgres_cluster.psql(f"SELECT component, version FROM {SCHEMA}."
                                      "schema_versions ORDER BY component",
                                      database(postgres_url))
-    assert versions.splitlines() == ["api_keys|1", "runs|1", "write_journal|1"]
+    assert versions.splitlines() == ["api_keys|1", "runs|2", "write_journal|1"]
     # LangGraph's checkpoint tables too are in our schema, not the user's default one
     assert postgres_cluster.psql(f"SELECT count(*) > 0 FROM {SCHEMA}.checkpoint_migrations",
                                  database(postgres_url)) == "t"
@@ -258,7 +258,7 @@ def test_a_database_of_a_newer_release_is_refused(postgres_url: str,
         open_run_store(postgres_url)
     message = str(caught.value)
     assert "\n" not in message and "schema version 99 of 'runs', newer than this release " \
-        "knows (1): upgrade the orchestrator" in message
+        "knows (2): upgrade the orchestrator" in message
     assert "ORCHESTRATOR_DATABASE_URL" in message
     open_write_journal(postgres_url).close()  # other components are not affected
 

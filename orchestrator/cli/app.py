@@ -330,6 +330,7 @@ def approve(
     arguments, effect, why) is shown with its decision before it is applied; the decision
     covers only those: if the run pauses again, it waits for a new one."""
     from orchestrator.cli.view import approval_details, safe_text
+    from orchestrator.runs import refuse_workflow_run
 
     settings = with_temporal(_settings(model, agents_dir), runs=runs_on)
     orch: Orchestrator | None = None
@@ -340,6 +341,9 @@ def approve(
     else:
         orch = _orchestrator(settings, quiet=True)
         pending = orch.pending_approvals(thread)
+        if pending and orch.runs is not None and (latest := orch.runs.thread_runs(thread)):
+            # before the decision is shown: a workflow's run is decided through Temporal
+            refuse_workflow_run(orch.runs.run(latest[-1].run_id), "approve")
     decision = _decisions(pending, not deny, reason, step or [], key or [])
     shown = err_console if as_json else console  # --json keeps stdout one JSON object
     if pending:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchestrator.errors import OrchestratorError, RequestError
+from orchestrator.errors import DrivenElsewhereError, OrchestratorError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,13 @@ def internal_error(exc: BaseException) -> ApiError:
 
 
 def api_error_of(exc: BaseException) -> ApiError:
-    """The HTTP error for an exception: a user error is 400 with its message, another error
-    the orchestrator raised on purpose 500 with its message, a bug 500 with one line."""
+    """The HTTP error for an exception: a user error is 400 with its message (409 for a run
+    another driver decides), another error the orchestrator raised on purpose 500 with its
+    message, a bug 500 with one line."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, DrivenElsewhereError):  # decided or resumed through another driver
+        return ApiError(409, str(exc), code="driven_elsewhere")
     if isinstance(exc, RequestError):  # an empty request, a busy or paused thread, ...
         return ApiError(400, str(exc), code="invalid_request")
     if isinstance(exc, OrchestratorError):  # a model that cannot be reached, ...

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.errors import RequestError
+from orchestrator.errors import DrivenElsewhereError, RequestError
 from orchestrator.results import RunResult
 from orchestrator.server.auth import require
 from orchestrator.server.dispatch import dispatcher_of
@@ -133,7 +133,8 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> RunOut:
 
 @router.post("/{run_id}/resume", response_model=RunOut, responses={
     202: {"model": RunAccepted, "description": "Resumed in the background."},
-    409: {"description": "The run is not interrupted, or cannot be resumed now."}})
+    409: {"description": "The run is not interrupted, cannot be resumed now, or its "
+          "Temporal workflow continues it (driven_elsewhere)."}})
 async def resume_run(run_id: str, request: Request, caller: Caller,
                      body: Annotated[ResumeRequest | None, Body()] = None) -> Any:
     """Continue an interrupted run from its last checkpoint (finished subtasks are not
@@ -148,6 +149,8 @@ async def resume_run(run_id: str, request: Request, caller: Caller,
     try:
         found, task = await run_hub(request).start(
             lambda on_event: orch.aresume_run(run_id, on_event=on_event))
+    except DrivenElsewhereError as exc:  # its workflow continues it on a worker
+        raise ApiError(409, str(exc), code="driven_elsewhere") from None
     except RequestError as exc:  # resumed by someone else meanwhile; the thread went on
         raise ApiError(409, str(exc), code="not_resumable") from None
     if body is not None and body.background and found is not None:

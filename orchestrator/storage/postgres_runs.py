@@ -22,7 +22,7 @@ from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, Replan
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.runs import AgentStats, RunSummary, ThreadSummary
+from orchestrator.runs import AgentStats, RunDriver, RunSummary, ThreadSummary
 from orchestrator.storage import run_rows
 from orchestrator.storage.postgres import NOW, SCHEMA, PostgresStore
 from orchestrator.storage.urls import StoreURL
@@ -48,10 +48,12 @@ _V1 = (
     f"CREATE TABLE {_THREADS} (thread_id TEXT PRIMARY KEY, run_id TEXT, owner TEXT, "
     "pid INTEGER, host TEXT, started_at DOUBLE PRECISION, lease_until DOUBLE PRECISION)",
 )
+_V2 = (f"ALTER TABLE {_RUNS} ADD COLUMN driver TEXT NOT NULL DEFAULT 'local'",)
+"""Who drives each run (runs stored before read as driven locally, as they were)."""
 _RECORD_COLUMNS = ("run_id", "thread_id", "request", "event", "mode", "status", "started_at",
                    "elapsed_s", "llm_calls", "input_tokens", "output_tokens", "answer",
                    "error", "plan", "owner", "pid", "host", "lease_until", "request_id",
-                   "results", "budget_hit")
+                   "results", "budget_hit", "driver")
 """A run's record, as the SQLite store returns it."""
 _SUMMARY_COLUMNS = ("run_id, thread_id, request, mode, status, started_at, elapsed_s, "
                     "llm_calls, input_tokens + output_tokens, pid, host, lease_until")
@@ -87,7 +89,7 @@ class PostgresRunStore(PostgresStore):
 
     remote = True  # each call is a round trip: the engine writes events from a thread
     component = "runs"
-    migrations = (_V1,)
+    migrations = (_V1, _V2)
     what = "run store"
 
     def __init__(self, location: StoreURL, *, max_text: int = 20_000) -> None:
@@ -107,19 +109,19 @@ class PostgresRunStore(PostgresStore):
 
     def start_run(self, run_id: str, thread_id: str, request: str, *, owner: Owner,
                   lease_s: float, event: dict[str, Any] | None = None,
-                  request_id: str | None = None) -> None:
+                  request_id: str | None = None, driver: RunDriver = "local") -> None:
         try:
             with self._connection() as conn:
                 conn.execute(
                     f"INSERT INTO {_RUNS} (run_id, thread_id, request, event, mode, status, "
                     "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, "
-                    "pid, host, lease_until, request_id) VALUES (%s, %s, %s, %s, '', "
-                    f"'running', {NOW}, 0, 0, 0, 0, %s, %s, %s, {NOW} + %s, %s)",
+                    "pid, host, lease_until, request_id, driver) VALUES (%s, %s, %s, %s, '', "
+                    f"'running', {NOW}, 0, 0, 0, 0, %s, %s, %s, {NOW} + %s, %s, %s)",
                     # the database's clock: the order of a thread's runs started on
                     # machines whose clocks disagree (a resume asks which came later)
                     (run_id, thread_id, self.capped(request),
                      self._json(event) if event else None, owner.token,
-                     owner.pid, owner.host, lease_s, request_id))
+                     owner.pid, owner.host, lease_s, request_id, driver))
         except psycopg.errors.UniqueViolation:
             raise RequestError(f"request id {request_id!r} is already in use by another "
                                "run; send it again to get that run's result") from None
@@ -309,12 +311,7 @@ class PostgresRunStore(PostgresStore):
             row = conn.execute(f"SELECT {', '.join(_RECORD_COLUMNS)}, {NOW} FROM {_RUNS} "
                                "WHERE run_id = %s", (full,)).fetchone()
         assert row is not None
-        record = dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))
-        for key in ("plan", "event", "results"):
-            record[key] = json.loads(record[key]) if record[key] else None
-        record["status"] = effective_status(record["status"], record["pid"], record["host"],
-                                            record["lease_until"], row[-1])
-        return record
+        return run_rows.record(_RECORD_COLUMNS, row[:-1], row[-1])
 
     def find_request(self, request_id: str) -> dict[str, Any] | None:
         with self._connection() as conn:

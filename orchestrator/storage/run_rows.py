@@ -21,6 +21,20 @@ EVENT_COLUMNS = "type, run_id, time, subtask_id, agent, data, usage"
 """What :func:`events` reads from ``events`` (ordered by seq)."""
 
 
+def record(names: Sequence[str], row: Sequence[Any], now: float | None = None
+           ) -> dict[str, Any]:
+    """A run's record from a ``runs`` row (its columns ``names``): plan, event and results
+    parsed; the status as it stands at ``now`` (a run whose owner is gone reads
+    ``interrupted``); ``driver`` local for a row stored before runs had one."""
+    out = dict(zip(names, row, strict=True))
+    for key in ("plan", "event", "results"):
+        out[key] = json.loads(out[key]) if out[key] else None
+    out["status"] = effective_status(out["status"], out["pid"], out["host"],
+                                     out["lease_until"], now)
+    out["driver"] = out.get("driver") or "local"
+    return out
+
+
 def p95(ordered: list[float]) -> float:
     """The 95th percentile of sorted values (0 when there are none)."""
     if not ordered:

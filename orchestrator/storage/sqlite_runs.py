@@ -22,7 +22,7 @@ from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, Replan
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.runs import AgentStats, RunSummary, ThreadSummary
+from orchestrator.runs import AgentStats, RunDriver, RunSummary, ThreadSummary
 from orchestrator.storage import run_rows
 from orchestrator.storage.sqlite import connect
 from orchestrator.truncation import cap_json, cap_text
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, thread_id TEXT, request TEXT, event TEXT, mode TEXT,
     status TEXT, started_at REAL, elapsed_s REAL, llm_calls INTEGER, input_tokens INTEGER,
     output_tokens INTEGER, answer TEXT, error TEXT, plan TEXT, owner TEXT, pid INTEGER,
-    host TEXT, lease_until REAL, request_id TEXT, results TEXT, budget_hit TEXT);
+    host TEXT, lease_until REAL, request_id TEXT, results TEXT, budget_hit TEXT,
+    driver TEXT NOT NULL DEFAULT 'local');
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT, seq INTEGER, type TEXT, time REAL, subtask_id TEXT, agent TEXT,
@@ -46,8 +47,10 @@ CREATE TABLE IF NOT EXISTS thread_leases (
     started_at REAL, lease_until REAL);
 """
 _RUN_COLUMNS = {"owner": "TEXT", "pid": "INTEGER", "host": "TEXT", "lease_until": "REAL",
-                "request_id": "TEXT", "results": "TEXT", "budget_hit": "TEXT"}
-"""Columns added to ``runs`` after its first release (stores made before get them)."""
+                "request_id": "TEXT", "results": "TEXT", "budget_hit": "TEXT",
+                "driver": "TEXT NOT NULL DEFAULT 'local'"}
+"""Columns added to ``runs`` after its first release (stores made before get them; their
+runs read as driven locally, as they were)."""
 
 _SUMMARY_COLUMNS = ("run_id, thread_id, request, mode, status, started_at, elapsed_s, "
                     "llm_calls, input_tokens + output_tokens, pid, host, lease_until")
@@ -122,8 +125,9 @@ class SqliteRunStore:
 
     def start_run(self, run_id: str, thread_id: str, request: str, *, owner: Owner,
                   lease_s: float, event: dict[str, Any] | None = None,
-                  request_id: str | None = None) -> None:
-        """Record a run as it starts: status ``running``, owned by ``owner``.
+                  request_id: str | None = None, driver: RunDriver = "local") -> None:
+        """Record a run as it starts: status ``running``, owned by ``owner``, driven by
+        ``driver``.
 
         Raises RequestError when ``request_id`` already names another run.
         """
@@ -133,10 +137,11 @@ class SqliteRunStore:
                 conn.execute(
                     "INSERT INTO runs (run_id, thread_id, request, event, mode, status, "
                     "started_at, elapsed_s, llm_calls, input_tokens, output_tokens, owner, pid, "
-                    "host, lease_until, request_id) "
-                    "VALUES (?,?,?,?,'','running',?,0,0,0,0,?,?,?,?,?)",
+                    "host, lease_until, request_id, driver) "
+                    "VALUES (?,?,?,?,'','running',?,0,0,0,0,?,?,?,?,?,?)",
                     (run_id, thread_id, self.capped(request), self._json(event) if event else
-                     None, now, owner.token, owner.pid, owner.host, now + lease_s, request_id))
+                     None, now, owner.token, owner.pid, owner.host, now + lease_s, request_id,
+                     driver))
         except sqlite3.IntegrityError:
             raise RequestError(f"request id {request_id!r} is already in use by another "
                                "run; send it again to get that run's result") from None
@@ -350,17 +355,13 @@ class SqliteRunStore:
         return str(rows[0][0])
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """A run's record (plan and event parsed); RequestError if unknown."""
+        """A run's record (see :func:`run_rows.record`); RequestError if unknown."""
         full = self.resolve(run_id)
         with self._connect() as conn:
             cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", (full,))
             names = [d[0] for d in cursor.description]
-            record = dict(zip(names, cursor.fetchone(), strict=True))
-        for key in ("plan", "event", "results"):
-            record[key] = json.loads(record[key]) if record[key] else None
-        record["status"] = effective_status(record["status"], record["pid"], record["host"],
-                                            record["lease_until"])
-        return record
+            row = cursor.fetchone()
+        return run_rows.record(names, row)
 
     def find_request(self, request_id: str) -> dict[str, Any] | None:
         """The record of the run a caller's request id names, or None."""

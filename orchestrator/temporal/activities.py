@@ -43,6 +43,7 @@ class RunActivities:
             raise RequestError("runs on Temporal need the run store (ORCHESTRATOR_RECORD_RUNS "
                                "is off)")
         self.orch = orch
+        orch.driver = "temporal"  # its runs' records say their workflow drives them
         self.store: BaseRunStore = orch.runs
         self.worker = f"{os.getpid()}@{HOST}"
 

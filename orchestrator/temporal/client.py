@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.approvals import ApprovalRequest
 from orchestrator.config import Settings
-from orchestrator.errors import ConfigError, RequestError
+from orchestrator.errors import ConfigError, DrivenElsewhereError, RequestError
 from orchestrator.events import Event
 from orchestrator.plan import Plan
 from orchestrator.results import RunResult, SubtaskResult, Usage
@@ -144,8 +144,10 @@ class TemporalRuns:
         record = await asyncio.to_thread(self.store.run, run_id)
         return bool(record["status"] == "paused")
 
-    async def view(self, handle: WorkflowHandle[Any, Any]) -> RunView:
-        """The workflow's status query (a worker answers it)."""
+    async def view(self, handle: WorkflowHandle[Any, Any], local: str | None = None
+                   ) -> RunView:
+        """The workflow's status query (a worker answers it); ``local``: the refusal to
+        raise when Temporal has no such workflow (see :meth:`thread_workflow`)."""
         try:
             return await asyncio.wait_for(handle.query(RunWorkflow.status), QUERY_TIMEOUT_S)
         except TimeoutError:
@@ -153,23 +155,35 @@ class TemporalRuns:
                                f"{QUERY_TIMEOUT_S:g}s: is `orchestrator worker` running on "
                                f"task queue {self.settings.temporal_task_queue!r}?") from None
         except RPCError as exc:
-            raise RequestError(_rpc_message(handle.id, exc)) from None
+            raise _rpc_error(handle.id, exc, local) from None
 
     def thread_workflow(self, thread_id: str) -> WorkflowHandle[Any, RunOutcome]:
-        """The workflow of a thread's latest run; RequestError when it has none."""
+        """The workflow of a thread's latest run; RequestError when it has none
+        (DrivenElsewhereError when that run is driven locally)."""
+        return self._workflow_of(thread_id)[0]
+
+    def _workflow_of(self, thread_id: str) -> tuple[WorkflowHandle[Any, RunOutcome],
+                                                    str | None]:
+        """The workflow of a thread's latest run and, when its record says a local process
+        drives it, the refusal to raise unless Temporal has that workflow: a run stored
+        before records named their driver reads as local, even one a workflow drives."""
         runs = self.store.thread_runs(thread_id)
         if not runs:
             raise RequestError(f"thread {thread_id!r} has no runs")
         record = self.store.run(runs[-1].run_id)
-        if not record.get("request_id"):
-            raise RequestError(f"the last run of thread {thread_id!r} did not run on Temporal "
-                               "(it has no workflow): decide it with --runs local")
-        return self.client.get_workflow_handle_for(RunWorkflow.run, record["request_id"])
+        local = None if record["driver"] == "temporal" else (
+            f"run {record['run_id'][:12]} is driven locally (by the process that runs it), "
+            "not by a Temporal workflow; approve it with --runs local (or "
+            "ORCHESTRATOR_RUNS=local)")
+        if local is not None and not record.get("request_id"):
+            raise DrivenElsewhereError(local)
+        return self.client.get_workflow_handle_for(RunWorkflow.run,
+                                                   record["request_id"]), local
 
     async def pending(self, thread_id: str) -> list[dict[str, Any]]:
         """What the paused run of ``thread_id`` waits for, as its workflow says."""
-        handle = self.thread_workflow(thread_id)
-        view = await self.view(handle)
+        handle, local = self._workflow_of(thread_id)
+        view = await self.view(handle, local)
         if view.status != "paused":
             raise RequestError(f"thread {thread_id!r} has no run waiting for a decision "
                                f"(its workflow {handle.id} is {view.status})")
@@ -179,7 +193,7 @@ class TemporalRuns:
                      approver: str) -> WorkflowHandle[Any, RunOutcome]:
         """Send one decision to the paused run's workflow; RequestError when it is refused
         (decided already, or not covering exactly what the run waits for)."""
-        handle = self.thread_workflow(thread_id)
+        handle, local = self._workflow_of(thread_id)
         decision = Decision(verdicts={key: Verdict(bool(v["approved"]), str(v.get("reason")
                                                                             or ""))
                                       for key, v in verdicts.items()}, approver=approver)
@@ -190,7 +204,7 @@ class TemporalRuns:
             raise RequestError(f"decision refused: {getattr(cause, 'message', None) or exc}"
                                ) from None
         except RPCError as exc:
-            raise RequestError(_rpc_message(handle.id, exc)) from None
+            raise _rpc_error(handle.id, exc, local) from None
         return handle
 
 
@@ -201,11 +215,13 @@ def _finished(result: asyncio.Future[RunOutcome]) -> RunOutcome:
         raise RequestError(f"the run's workflow failed: {exc.cause or exc}") from None
 
 
-def _rpc_message(workflow_id: str, exc: RPCError) -> str:
+def _rpc_error(workflow_id: str, exc: RPCError, local: str | None) -> RequestError:
+    if exc.status == RPCStatusCode.NOT_FOUND and local is not None:
+        return DrivenElsewhereError(local)  # no workflow: the record told the truth
     if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in str(exc):
-        return (f"the run's workflow {workflow_id} is not waiting for a decision (it has "
-                "ended: decided already)")
-    return f"Temporal refused: {exc.message}"
+        return RequestError(f"the run's workflow {workflow_id} is not waiting for a decision "
+                            "(it has ended: decided already)")
+    return RequestError(f"Temporal refused: {exc.message}")
 
 
 def result_of(followed: Followed) -> RunResult:
