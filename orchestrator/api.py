@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
@@ -49,7 +48,7 @@ from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
 from orchestrator.errors import ConfigError, RequestError
-from orchestrator.event_writer import EventWriter
+from orchestrator.event_writer import BurstQueue, EventWriter
 from orchestrator.events import (
     ANSWER_CHUNKS_KEY,
     EVENT_MARKER,
@@ -166,10 +165,9 @@ class Orchestrator:
         # Who drives the runs this object starts (on their records): a Temporal worker's
         # orchestrator is "temporal"; a local one refuses to decide or resume those runs.
         self.driver: RunDriver = "local"
-        # A store across a network is written from one thread of its own, in order, so a
-        # round trip never holds up the other runs on the event loop (see EventWriter).
-        self._event_thread = (ThreadPoolExecutor(1, thread_name_prefix="run-events")
-                              if runs is not None and runs.remote else None)
+        # Every run's events are written from one thread, bursts that wait together in one
+        # transaction, so no store call holds up the other runs on the loop (EventWriter).
+        self._bursts = BurstQueue(runs) if runs is not None else None
         if tracer_provider is None and self.settings.otel:
             tracer_provider = default_tracer_provider()
         self.tracer_provider = tracer_provider
@@ -447,15 +445,14 @@ class Orchestrator:
         paused: list[ApprovalRequest] = []
         outcome = "interrupted"  # until the graph has run to its end or pause
         lost: list[str] = []  # why this process lost the run, once it has
-        # Stored in bursts, on the loop itself: one small WAL insert per burst costs less
-        # than a thread hop per event, and the record keeps the events' order.
-        writer = EventWriter(self.runs, run_id, owner, on_event, self._event_thread)
+        # Stored in bursts from the event thread, in order; told to listeners once stored.
+        writer = EventWriter(self._bursts, run_id, owner, on_event)
         keeper = (asyncio.ensure_future(self._keep_claims(
             run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
             else None)
         try:
-            # A checkpoint waits for the events before it (a remote store writes them from a
-            # thread): a kill between the two must not leave a finished step's events out.
+            # A checkpoint waits for the events before it (written from the event thread): a
+            # kill between the two must not leave a finished step's events out.
             async with self._graph() as graph, _in_scope(db_scope), _in_scope(
                     write_barrier(writer.unstored)), contextlib.aclosing(
                     cast(AsyncGenerator[Any, None], graph.astream(
@@ -473,7 +470,7 @@ class Orchestrator:
                     elif on_answer_chunk is not None and isinstance(chunk, dict) and (
                             piece := answer_chunk_from_dict(chunk)) is not None:
                         on_answer_chunk(piece)  # not stored: the answer event holds it all
-                writer.flush()
+                await writer.drain()
                 _check_writer(writer, lambda: self._lost_reason(
                     run_id, thread, owner, LostLease(taken=True)))
                 if not events or events[-1].type != "answer":
@@ -815,8 +812,8 @@ class Orchestrator:
 
     def _close_stores(self) -> None:
         self._closed = True
-        if self._event_thread is not None:
-            self._event_thread.shutdown(wait=True)
+        if self._bursts is not None:
+            self._bursts.close()
         for store in self._opened:
             store.close()
         self._opened.clear()

@@ -1,17 +1,14 @@
-"""A run's events into the run store, as they arrive, one insert per burst.
+"""A run's events into the run store, as they arrive, in bursts written off the event loop.
 
 The graph hands out events one at a time, but they come in bursts: the events of one step
 (and of parallel subtasks finishing together) arrive in the same turn of the event loop. The
-writer stores each burst in one transaction, at the end of that turn (``call_soon``), so a
-run pays a few commits instead of one per event, and an event is still on record before the
-loop waits for anything (a model call, a tool, a checkpoint).
-
-A store whose calls cross a network (``BaseRunStore.remote``, e.g. PostgreSQL) is written
-from one thread per orchestrator instead, in order, so a round trip never holds up the
-other runs on the loop; the run's last burst is waited for before its record ends, and
-before each checkpoint of the run (:meth:`EventWriter.unstored`): a step's checkpoint
-committed ahead of its events would lose them to a kill, as the resumed run goes on after
-that step.
+writer hands each burst, at the end of that turn (``call_soon``), to the orchestrator's one
+:class:`BurstQueue` thread, which appends the bursts of every run waiting together in one
+transaction: under load many runs share a commit, and no store call (a SQLite commit, a
+PostgreSQL round trip) holds up the other runs on the loop. A run's bursts are written in
+order; the run waits for its last one before its record ends, and before each checkpoint of
+the run (:meth:`EventWriter.unstored`): a step's checkpoint committed ahead of its events
+would lose them to a kill, as the resumed run goes on after that step.
 
 Listeners (``on_event``) are called on the loop after their event is stored, in order, so
 a reader woken by one (the server's live stream reads the store) always finds it there.
@@ -22,32 +19,100 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import queue
+import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 
 from orchestrator.events import Event, EventSink
 from orchestrator.leases import Owner
-from orchestrator.runs import BaseRunStore
+from orchestrator.runs import BaseRunStore, Burst
+
+MAX_BURSTS = 64
+"""Most bursts one transaction takes (a bound on how long it holds the store's write lock)."""
+
+
+class BurstQueue:
+    """One thread that appends the bursts of every run to ``store``: those queued together
+    go in one transaction (:meth:`BaseRunStore.append_bursts`), in the order queued."""
+
+    def __init__(self, store: BaseRunStore, *, max_bursts: int = MAX_BURSTS) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Burst, Future[bool]] | None] = queue.SimpleQueue()
+        self._closed = False
+        jobs = self._jobs
+        # The thread holds the queue weakly: one dropped without close() is still
+        # collected, and its thread then ends.
+        self._thread = threading.Thread(
+            target=_serve, args=(weakref.ref(self, lambda _: jobs.put(None)), jobs, store,
+                                 max_bursts), name="run-events", daemon=True)
+        self._thread.start()
+
+    def submit(self, burst: Burst) -> Future[bool]:
+        """Queue ``burst``; the future is done once its transaction is committed (True,
+        False when its owner no longer held the run, or the store's error)."""
+        if self._closed:
+            raise RuntimeError("the run store's event thread is closed")
+        future: Future[bool] = Future()
+        self._jobs.put((burst, future))
+        return future
+
+    def close(self) -> None:
+        """Write the bursts already queued, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+
+
+def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, Future[bool]]
+           | None], store: BaseRunStore, max_bursts: int) -> None:
+    """The event thread: the bursts waiting, one transaction at a time, until stopped."""
+    while True:
+        item = jobs.get()
+        if item is None or owner() is None:
+            return
+        batch, stopping = [item], False
+        while len(batch) < max_bursts:
+            try:
+                item = jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stopping = True
+                break
+            batch.append(item)
+        try:
+            done: list[bool | Exception] = store.append_bursts([burst for burst, _ in batch])
+        except Exception as exc:  # the store itself failed: every burst of the batch did
+            done = [exc] * len(batch)
+        for (_, future), outcome in zip(batch, done, strict=True):
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        del batch, item
+        if stopping:
+            return
 
 
 class EventWriter:
     """Stores a run's events in bursts and then tells ``on_event``; see the module doc.
 
-    ``executor``: a single-thread executor for a remote store (its order is the events'
-    order); None writes on the loop. After a write finds that ``owner`` no longer holds the
-    run, :attr:`lost` is True and nothing more is written. An exception from the store or
-    from ``on_event`` is kept in :attr:`error` for the run to raise (a callback runs outside
-    the run's task).
+    ``bursts``: the orchestrator's event thread (None: no run store, so nothing is written
+    and listeners hear each burst at once). After a write finds that ``owner`` no longer
+    holds the run, :attr:`lost` is True and nothing more is written. An exception from the
+    store or from ``on_event`` is kept in :attr:`error` for the run to raise (a callback
+    runs outside the run's task).
     """
 
-    def __init__(self, store: BaseRunStore | None, run_id: str, owner: Owner,
-                 on_event: EventSink | None, executor: Executor | None = None) -> None:
-        self._store = store
+    def __init__(self, bursts: BurstQueue | None, run_id: str, owner: Owner,
+                 on_event: EventSink | None) -> None:
+        self._bursts = bursts
         self._run_id = run_id
         self._owner = owner
         self._on_event = on_event
-        self._executor = executor if store is not None else None
         self._pending: list[Event] = []
         self._scheduled: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,15 +132,10 @@ class EventWriter:
         batch, self._pending = self._pending, []
         if not batch or self.lost:
             return
-        if self._executor is None:
-            try:
-                stored = self._write(batch)
-            except Exception as exc:  # the store failed: the run raises it
-                self._fail(exc)
-                return
-            self._settle(stored, batch)
+        if self._bursts is None:  # runs are not recorded: nothing to store
+            self._settle(True, batch)
             return
-        future = self._executor.submit(self._write, batch)
+        future = self._bursts.submit(Burst(self._run_id, batch, self._owner))
         self._writing.append((future, batch))
         loop = self._loop
         assert loop is not None
@@ -97,20 +157,24 @@ class EventWriter:
             return None
         return _stored(futures)
 
+    async def drain(self) -> None:
+        """Store everything queued or being written and tell its listeners, without
+        blocking the loop (a failed write is then in :attr:`error`)."""
+        waiting = self.unstored()
+        if waiting is not None:
+            with contextlib.suppress(Exception):  # _deliver keeps it in self.error
+                await waiting
+        self._deliver()
+
     def flush(self) -> None:
         """Store everything queued or being written, and tell its listeners, before this
-        returns (when the run ends; blocks for a remote store's last round trip)."""
+        returns (blocking: where the run cannot await, as it ends cancelled)."""
         if self._scheduled is not None:
             self._scheduled.cancel()
         self._flush_burst()
         for future, _ in list(self._writing):
             future.exception()  # waits; a failed write is raised by _deliver
         self._deliver()
-
-    def _write(self, batch: list[Event]) -> bool:
-        if self._store is None:  # runs are not recorded: nothing to store, listeners hear
-            return True
-        return self._store.append_events(self._run_id, batch, self._owner)
 
     def _deliver(self) -> None:
         """Tell listeners of the written bursts, oldest first, stopping at one in flight."""

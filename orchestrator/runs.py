@@ -101,6 +101,28 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class Burst:
+    """Events of one run that arrived together, to be appended in order."""
+
+    run_id: str
+    events: Sequence[Event]
+    owner: Owner | None = None
+    """Append only while this owner holds the run (None: always)."""
+
+
+def append_each(store: BaseRunStore, bursts: Sequence[Burst]) -> list[bool | Exception]:
+    """``bursts`` appended one transaction each: what :meth:`BaseRunStore.append_bursts`
+    does when one transaction for them all failed, so only the failing burst fails."""
+    done: list[bool | Exception] = []
+    for burst in bursts:
+        try:
+            done.append(store.append_events(burst.run_id, burst.events, burst.owner))
+        except Exception as exc:  # handed to that burst's run
+            done.append(exc)
+    return done
+
+
+@dataclass(frozen=True)
 class ThreadSummary:
     """A conversation as its runs tell it: how it began, how it stands."""
 
@@ -127,9 +149,6 @@ class BaseRunStore(Protocol):
 
     max_text: int
     """Longest text one stored field keeps."""
-    remote: bool
-    """Whether a call crosses a network (PostgreSQL): the engine then writes a run's events
-    from a thread, not on the event loop (a local SQLite insert costs less than the hop)."""
 
     def capped(self, text: str | None) -> str | None:
         """``text`` as this store keeps it: cut to ``max_text`` with a marker."""
@@ -145,6 +164,10 @@ class BaseRunStore(Protocol):
                       ) -> bool:
         """Append events as they arrive (each ``attempt_finished`` counts one attempt); with
         ``owner``, only while it holds the run (False, nothing stored, once it does not)."""
+
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        """Append the bursts of several runs in one transaction, each as
+        :meth:`append_events` would (in order; True, False, or the error that burst met)."""
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
                    event: dict[str, Any] | None = None) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,11 @@ import pytest
 from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
-from orchestrator.event_writer import EventWriter
+from orchestrator.event_writer import BurstQueue, EventWriter
 from orchestrator.events import Event
 from orchestrator.leases import Owner
+from orchestrator.results import RunResult
+from orchestrator.runs import Burst
 from orchestrator.storage.sqlite_runs import SqliteRunStore
 from tests.conftest import INCIDENT_REQUEST
 
@@ -25,26 +27,25 @@ CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="
 
 
 class CountingStore(SqliteRunStore):
-    """The real SQLite run store, counting its event transactions; with ``remote``, the
-    orchestrator treats it as a store across a network (written from a thread)."""
+    """The real SQLite run store, counting its event transactions."""
 
-    def __init__(self, path: Path, remote: bool) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.remote = remote
         self.batches: list[int] = []
         self.threads: set[str] = set()
+        self.transactions: list[list[str]] = []
+        """The runs of each transaction of bursts, in order."""
 
-    def append_events(self, run_id: str, events: Sequence[Event], owner: Owner | None = None
-                      ) -> bool:
-        self.batches.append(len(events))
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        self.transactions.append([burst.run_id for burst in bursts])
+        self.batches.extend(len(burst.events) for burst in bursts)
         self.threads.add(threading.current_thread().name)
-        return super().append_events(run_id, events, owner)
+        return super().append_bursts(bursts)
 
 
-@pytest.mark.parametrize("remote", [False, True], ids=["on-the-loop", "remote-from-a-thread"])
 def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
-        domain_db: Path, tmp_path: Path, remote: bool) -> None:
-    store = CountingStore(tmp_path / "runs.sqlite", remote)
+        domain_db: Path, tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite")
     orch = Orchestrator("fake:latency=0.02", agents=it_ops_agents(), domain_db=domain_db,
                         runs=store)
     seen: list[tuple[str, bool]] = []
@@ -69,8 +70,8 @@ def test_events_are_stored_in_bursts_and_each_is_on_record_when_told(
     assert len(store.batches) < len(stored), store.batches  # some bursts held several
     # listeners run in the run's context (a Temporal activity's heartbeat needs it)
     assert contexts == {"the caller's"}
-    # a remote store is written from the orchestrator's event thread, never on the loop
-    assert (store.threads == {"MainThread"}) is not remote, store.threads
+    # every store is written from the orchestrator's event thread, never on the loop
+    assert store.threads == {"run-events"}, store.threads
 
 
 def test_a_listener_that_raises_fails_the_run_with_its_error(domain_db: Path,
@@ -91,13 +92,14 @@ def test_a_listener_that_raises_fails_the_run_with_its_error(domain_db: Path,
 
 
 def test_a_checkpoint_waits_for_the_events_in_flight_and_only_for_them(tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "runs.sqlite", remote=True)
+    store = CountingStore(tmp_path / "runs.sqlite")
     owner = Owner.here()
     store.start_run("r1", "t1", "a request", owner=owner, lease_s=30)
 
     async def run() -> tuple[bool, int, int, bool]:
-        with ThreadPoolExecutor(1) as thread:
-            writer = EventWriter(store, "r1", owner, None, thread)
+        bursts = BurstQueue(store)
+        try:
+            writer = EventWriter(bursts, "r1", owner, None)
             nothing_yet = writer.unstored() is None
             writer.add(Event(type="run_started", run_id="r1"))
             writer.add(Event(type="run_started", run_id="r1"))
@@ -107,6 +109,8 @@ def test_a_checkpoint_waits_for_the_events_in_flight_and_only_for_them(tmp_path:
             stored = len(store.events("r1"))
             writer.flush()
             return nothing_yet, stored, len(store.batches), writer.unstored() is None
+        finally:
+            bursts.close()
 
     assert asyncio.run(run()) == (True, 2, 1, True)  # no wait once nothing is in flight
 
@@ -121,3 +125,43 @@ def test_without_a_run_store_the_listeners_still_hear_every_event(domain_db: Pat
     assert result.status == "ok"
     assert heard == [e.type for e in result.events]
     assert "plan_made" in heard and heard[-1] == "answer", heard
+
+
+def test_concurrent_runs_share_a_transaction_and_each_keeps_its_own_order(
+        domain_db: Path, tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake:latency=0.02", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store)
+
+    async def many() -> list[RunResult]:
+        return list(await asyncio.gather(*(orch.arun(INCIDENT_REQUEST) for _ in range(8))))
+
+    try:
+        results = asyncio.run(many())
+    finally:
+        orch.close()
+    assert all(r.status == "ok" for r in results)
+    for result in results:  # each run's record is whole and in the order it happened
+        stored = store.events(result.run_id)
+        assert [e.type for e in stored] == [e.type for e in result.events]
+    # bursts of different runs went in one transaction (one commit for several runs)
+    assert any(len(set(runs)) > 1 for runs in store.transactions), store.transactions
+    assert sum(len(runs) for runs in store.transactions) == len(store.batches)
+
+
+def test_a_burst_that_fails_fails_its_own_run_only(tmp_path: Path) -> None:
+    store = SqliteRunStore(tmp_path / "runs.sqlite")
+    owner = Owner.here()
+    for run in ("good", "bad"):
+        store.start_run(run, f"t-{run}", "a request", owner=owner, lease_s=30)
+    store._conn.execute(
+        "CREATE TRIGGER no_bad BEFORE INSERT ON events WHEN NEW.run_id = 'bad' "
+        "BEGIN SELECT RAISE(ABORT, 'the disk said no'); END")
+    done = store.append_bursts([
+        Burst("good", [Event(type="run_started", run_id="good")], owner),
+        Burst("bad", [Event(type="run_started", run_id="bad")], owner),
+        Burst("good", [Event(type="answer", run_id="good", data={"answer": "x"})], owner)])
+    assert done[0] is True and done[2] is True
+    assert isinstance(done[1], sqlite3.Error) and "the disk said no" in str(done[1])
+    assert [e.type for e in store.events("good")] == ["run_started", "answer"]
+    assert store.events("bad") == []

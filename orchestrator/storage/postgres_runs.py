@@ -22,7 +22,14 @@ from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, Replan
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.runs import AgentStats, RunDriver, RunSummary, ThreadSummary
+from orchestrator.runs import (
+    AgentStats,
+    Burst,
+    RunDriver,
+    RunSummary,
+    ThreadSummary,
+    append_each,
+)
 from orchestrator.storage import run_rows
 from orchestrator.storage.postgres import NOW, SCHEMA, PostgresStore
 from orchestrator.storage.urls import StoreURL
@@ -87,7 +94,6 @@ class PostgresRunStore(PostgresStore):
         max_text: Longest text one stored field keeps; longer is cut with a marker.
     """
 
-    remote = True  # each call is a round trip: the engine writes events from a thread
     component = "runs"
     migrations = (_V1, _V2)
     what = "run store"
@@ -131,32 +137,47 @@ class PostgresRunStore(PostgresStore):
         if not events:
             return True
         with self._connection() as conn, conn.pipeline(), conn.transaction():
-            # The run's row, locked: the owner check, the sequence numbers and the totals
-            # are one step against claims and other appenders. In a pipeline: BEGIN and
-            # this read are one round trip, the writes and COMMIT another.
-            row = conn.execute(f"SELECT owner FROM {_RUNS} WHERE run_id = %s FOR UPDATE",
-                               (run_id,)).fetchone()
-            if owner is not None and row is not None and row[0] != owner.token:
-                return False
-            with conn.cursor() as cur:
-                cur.executemany(
-                    f"INSERT INTO {_EVENTS} VALUES (%s, (SELECT COALESCE(MAX(seq) + 1, 0) "
-                    f"FROM {_EVENTS} WHERE run_id = %s), %s, %s, %s, %s, %s, %s)",
-                    [(run_id, run_id, e.type, e.time, e.subtask_id, e.agent,
-                      self._json(e.data), json.dumps(e.usage) if e.usage else None)
-                     for e in events])
-                attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
-                            if e.type == "attempt_finished"]
-                cur.executemany(
-                    f"INSERT INTO {_ATTEMPTS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
-                      float(a["elapsed_s"] or 0.0),
-                      sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
-                      e.time)
-                     for e, a in attempts
-                     if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
-            for e in events:
-                self._note_plan_and_usage(conn, run_id, e)
+            return self._append(conn, run_id, events, owner)
+
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        """Append the bursts of several runs in one transaction (one commit for them all);
+        when it fails, each burst again in its own, so only the failing one fails."""
+        try:
+            with self._connection() as conn, conn.pipeline(), conn.transaction():
+                return [self._append(conn, b.run_id, b.events, b.owner) for b in bursts]
+        except Exception:  # rolled back whole: which burst it was, each one's own try says
+            return append_each(self, bursts)
+
+    def _append(self, conn: Conn, run_id: str, events: Sequence[Event], owner: Owner | None
+                ) -> bool:
+        if not events:
+            return True
+        # The run's row, locked: the owner check, the sequence numbers and the totals
+        # are one step against claims and other appenders. In a pipeline: BEGIN and
+        # this read are one round trip, the writes and COMMIT another.
+        row = conn.execute(f"SELECT owner FROM {_RUNS} WHERE run_id = %s FOR UPDATE",
+                           (run_id,)).fetchone()
+        if owner is not None and row is not None and row[0] != owner.token:
+            return False
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {_EVENTS} VALUES (%s, (SELECT COALESCE(MAX(seq) + 1, 0) "
+                f"FROM {_EVENTS} WHERE run_id = %s), %s, %s, %s, %s, %s, %s)",
+                [(run_id, run_id, e.type, e.time, e.subtask_id, e.agent,
+                  self._json(e.data), json.dumps(e.usage) if e.usage else None)
+                 for e in events])
+            attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
+                        if e.type == "attempt_finished"]
+            cur.executemany(
+                f"INSERT INTO {_ATTEMPTS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [(run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
+                  float(a["elapsed_s"] or 0.0),
+                  sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
+                  e.time)
+                 for e, a in attempts
+                 if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
+        for e in events:
+            self._note_plan_and_usage(conn, run_id, e)
         return True
 
     def _note_plan_and_usage(self, conn: Conn, run_id: str, e: Event) -> None:

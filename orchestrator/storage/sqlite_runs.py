@@ -22,7 +22,14 @@ from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, Replan
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
-from orchestrator.runs import AgentStats, RunDriver, RunSummary, ThreadSummary
+from orchestrator.runs import (
+    AgentStats,
+    Burst,
+    RunDriver,
+    RunSummary,
+    ThreadSummary,
+    append_each,
+)
 from orchestrator.storage import run_rows
 from orchestrator.storage.sqlite import connect
 from orchestrator.truncation import cap_json, cap_text
@@ -86,8 +93,6 @@ class SqliteRunStore:
         path: The SQLite file (created with its folder), or ``:memory:``.
         max_text: Longest text one stored field keeps; longer is cut with a marker.
     """
-
-    remote = False  # a local file: events are written on the event loop
 
     def __init__(self, path: str | Path, *, max_text: int = 20_000) -> None:
         self.path = Path(path)
@@ -157,39 +162,54 @@ class SqliteRunStore:
         if not events:
             return True
         with self._connect() as conn:
-            if owner is not None and not self._held(conn, run_id, owner):
-                return False
-            first = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?",
-                                 (run_id,)).fetchone()[0]
-            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [
-                (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
-                 json.dumps(e.usage) if e.usage else None)
-                for i, e in enumerate(events)])
-            attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
-                        if e.type == "attempt_finished"]
-            conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
-                (run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
-                 float(a["elapsed_s"] or 0.0),
-                 sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
-                 e.time)
-                for e, a in attempts
-                if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
-            for e in events:
-                plan, mode = None, None
-                if e.type == "plan_made":
-                    made = cast(PlanMadeData, e.data)
-                    plan, mode = made["plan"], made["mode"]
-                elif e.type == "replanned":
-                    plan = cast(ReplannedData, e.data).get("plan")
-                if plan:
-                    conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
-                                 "WHERE run_id = ?", (self._json(plan), mode, run_id))
-                if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
-                    conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
-                                 "input_tokens + ?, output_tokens = output_tokens + ? "
-                                 "WHERE run_id = ?",
-                                 (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
-                                  e.usage.get("output_tokens", 0), run_id))
+            return self._append(conn, run_id, events, owner)
+
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        """Append the bursts of several runs in one transaction (one commit for them all);
+        when it fails, each burst again in its own, so only the failing one fails."""
+        try:
+            with self._connect() as conn:
+                return [self._append(conn, b.run_id, b.events, b.owner) for b in bursts]
+        except Exception:  # rolled back whole: which burst it was, each one's own try says
+            return append_each(self, bursts)
+
+    def _append(self, conn: sqlite3.Connection, run_id: str, events: Sequence[Event],
+                owner: Owner | None) -> bool:
+        if not events:
+            return True
+        if owner is not None and not self._held(conn, run_id, owner):
+            return False
+        first = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?",
+                             (run_id,)).fetchone()[0]
+        conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [
+            (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
+             json.dumps(e.usage) if e.usage else None)
+            for i, e in enumerate(events)])
+        attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
+                    if e.type == "attempt_finished"]
+        conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
+            (run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
+             float(a["elapsed_s"] or 0.0),
+             sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
+             e.time)
+            for e, a in attempts
+            if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
+        for e in events:
+            plan, mode = None, None
+            if e.type == "plan_made":
+                made = cast(PlanMadeData, e.data)
+                plan, mode = made["plan"], made["mode"]
+            elif e.type == "replanned":
+                plan = cast(ReplannedData, e.data).get("plan")
+            if plan:
+                conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
+                             "WHERE run_id = ?", (self._json(plan), mode, run_id))
+            if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
+                conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
+                             "input_tokens + ?, output_tokens = output_tokens + ? "
+                             "WHERE run_id = ?",
+                             (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
+                              e.usage.get("output_tokens", 0), run_id))
         return True
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
