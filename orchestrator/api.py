@@ -19,7 +19,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
@@ -56,6 +64,7 @@ from orchestrator.events import (
     Event,
     EventSink,
     answer_chunk_from_dict,
+    delivered_to,
 )
 from orchestrator.graph import engine_context, graph_from_context
 from orchestrator.leases import LostLease, keep_lease
@@ -450,11 +459,33 @@ class Orchestrator:
         keeper = (asyncio.ensure_future(self._keep_claims(
             run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
             else None)
-        try:
+
+        def check_writer() -> None:
+            _check_writer(writer, lambda: self._lost_reason(
+                run_id, thread, owner, LostLease(taken=True)))
+
+        def before_checkpoint() -> Awaitable[None] | None:
             # A checkpoint waits for the events before it (written from the event thread): a
-            # kill between the two must not leave a finished step's events out.
+            # kill between the two must not leave a finished step's events out; and none is
+            # written once the run is lost or its events failed.
+            check_writer()
+            return writer.unstored()
+
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
+
+        def on_graph_event(item: Event) -> None:
+            if threading.get_ident() != loop_thread:  # emitted off the loop: on it, in order
+                loop.call_soon_threadsafe(on_graph_event, item)
+                return
+            events.append(item)
+            writer.add(item)
+
+        try:
+            # Events go to the writer as they are emitted (not through the graph's stream):
+            # a step's events are in it before any checkpoint write of that step.
             async with self._graph() as graph, _in_scope(db_scope), _in_scope(
-                    write_barrier(writer.unstored)), contextlib.aclosing(
+                    write_barrier(before_checkpoint)), _in_scope(
+                    delivered_to(on_graph_event, on_answer_chunk)), contextlib.aclosing(
                     cast(AsyncGenerator[Any, None], graph.astream(
                         graph_input, config, stream_mode=["custom", "values"],
                         durability="sync"))) as stream:  # closed at once when the run stops
@@ -462,17 +493,13 @@ class Orchestrator:
                     if mode == "values" and isinstance(chunk, dict):
                         values = chunk  # this run's own state, never another run's
                     elif isinstance(chunk, dict) and chunk.get(EVENT_MARKER):
-                        item = Event.from_dict(chunk)
-                        events.append(item)
-                        writer.add(item)
-                        _check_writer(writer, lambda: self._lost_reason(
-                            run_id, thread, owner, LostLease(taken=True)))
+                        on_graph_event(Event.from_dict(chunk))  # emitted outside our scope
                     elif on_answer_chunk is not None and isinstance(chunk, dict) and (
                             piece := answer_chunk_from_dict(chunk)) is not None:
                         on_answer_chunk(piece)  # not stored: the answer event holds it all
+                    check_writer()
                 await writer.drain()
-                _check_writer(writer, lambda: self._lost_reason(
-                    run_id, thread, owner, LostLease(taken=True)))
+                check_writer()
                 if not events or events[-1].type != "answer":
                     snapshot = await graph.aget_state(config)
                     paused = _waiting_approvals(snapshot)

@@ -12,7 +12,9 @@ as plain dicts through LangGraph's stream writer; :meth:`Event.from_dict` turns 
 # evaluated annotations to know which keys are optional.
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -272,11 +274,16 @@ EventSink = Callable[[Event], None]
 
 
 def emit(event_type: EventType, run_id: str, **fields: Any) -> Event:
-    """Send an event out through the graph's stream writer (a no-op outside a graph)."""
+    """Send an event out: to the run's sink when the engine drives the graph (see
+    :func:`delivered_to`), else through the graph's stream writer (a no-op outside a graph)."""
     event = Event(type=event_type, run_id=run_id, **fields)
     if _STRICT and (problems := payload_problems(event_type, event.data)):
         raise AssertionError("; ".join(problems))
-    _write({EVENT_MARKER: True, **event.to_dict()})
+    sinks = _SINKS.get()
+    if sinks is not None:
+        sinks[0](event)
+    else:
+        _write({EVENT_MARKER: True, **event.to_dict()})
     return event
 
 
@@ -334,11 +341,34 @@ AnswerChunkSink = Callable[[AnswerChunk], None]
 
 
 def emit_answer_chunk(run_id: str, text: str, index: int) -> AnswerChunk:
-    """Send a piece of the answer out through the graph's stream writer (a no-op outside a
-    graph); the service layer passes it to ``on_answer_chunk`` and stores nothing."""
+    """Send a piece of the answer out, as :func:`emit` does; the service layer passes it to
+    ``on_answer_chunk`` and stores nothing."""
     chunk = AnswerChunk(run_id=run_id, text=text, index=index)
-    _write({ANSWER_CHUNK_MARKER: True, **chunk.to_dict()})
+    sinks = _SINKS.get()
+    if sinks is None:
+        _write({ANSWER_CHUNK_MARKER: True, **chunk.to_dict()})
+    elif sinks[1] is not None:
+        sinks[1](chunk)
     return chunk
+
+
+_SINKS: ContextVar[tuple[EventSink, AnswerChunkSink | None] | None] = ContextVar(
+    "orchestrator_event_sinks", default=None)
+
+
+@contextmanager
+def delivered_to(on_event: EventSink, on_answer_chunk: AnswerChunkSink | None
+                 ) -> Iterator[None]:
+    """Within this block (and the graph tasks started in it, which copy its context) events
+    and answer chunks go straight to these callables, not through the graph's stream: the
+    engine stores an event the moment it is emitted, so a step's events are in the writer
+    before any of its checkpoint writes, and a piece of the answer skips the stream's
+    queue. Graphs run by others (``langgraph dev``) still get them on the stream."""
+    token = _SINKS.set((on_event, on_answer_chunk))
+    try:
+        yield
+    finally:
+        _SINKS.reset(token)
 
 
 def answer_chunk_from_dict(payload: Mapping[str, Any]) -> AnswerChunk | None:
