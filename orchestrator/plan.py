@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -172,10 +173,12 @@ COPIED_SHARE = 0.6
 request) copies that passage."""
 
 
-def shingles(text: str, size: int = _SHINGLE) -> set[tuple[str, ...]]:
-    """The runs of ``size`` words in ``text`` (lowercase)."""
+@functools.lru_cache(maxsize=4096)
+def shingles(text: str, size: int = _SHINGLE) -> frozenset[tuple[str, ...]]:
+    """The runs of ``size`` words in ``text`` (lowercase). Cached: every plan is checked
+    against the same catalog lines, so most texts come again and again."""
     words = _WORD.findall(text.lower())
-    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+    return frozenset(tuple(words[i:i + size]) for i in range(len(words) - size + 1))
 
 
 def copied_goals(plan: Plan, request: str, sources: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -25,6 +25,8 @@ from orchestrator import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.retrieval.store import KnowledgeStore
 from orchestrator.server import KeyStore, create_app
+from orchestrator.server.openai_schema import chunk
+from orchestrator.server.streaming import ContentChunks
 
 PAGE = "alert the on-call team that web-3 is down"
 TWO_CHECKS = "check web-1 health, check web-2 health"
@@ -331,3 +333,15 @@ def test_bad_requests_get_openai_shaped_errors_and_a_bug_is_one_line(
         error = error_of(failed)
         assert error["type"] == "server_error" and "RuntimeError" in error["message"]
         assert "secret detail" not in failed.text
+
+
+@pytest.mark.parametrize("model", ["orchestrator", 'a "model"\x00 \\u0000 "\x00"'])
+def test_a_content_chunk_is_the_chunk_object_with_only_its_text_encoded_anew(model: str) -> None:
+    lines = ContentChunks("chatcmpl-1", model)
+    for text in ["web-3 ", "", 'a "quote", a \x00 and\nnew line', "ünïcode ✓"]:
+        line = lines.line(text)
+        assert line.startswith("data: ") and line.endswith("\n\n")
+        sent = json.loads(line.removeprefix("data: "))
+        expected = chunk("chatcmpl-1", model, {"content": text})
+        assert abs(sent.pop("created") - expected.pop("created")) <= 1
+        assert sent == expected

@@ -118,11 +118,13 @@ def worker(
     the settings of this data folder and environment) until SIGTERM or Ctrl-C."""
     require_temporal()
     from orchestrator.cli.app import _orchestrator, _settings
+    from orchestrator.cli.serve import collect_less
     from orchestrator.temporal.worker import run_worker
 
     settings = with_temporal(_settings(model, agents_dir), address, namespace, task_queue)
     temporal_reachable(settings)
     orch = _orchestrator(settings, quiet=True)
+    collect_less()  # a long-lived process, as the server
 
     def ready(line: str) -> None:
         err_console.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)

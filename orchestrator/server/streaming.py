@@ -107,6 +107,7 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
     """The ``chat.completion.chunk`` events of a run, ending with ``data: [DONE]``; progress
     as SSE comments; an error mid-run as an OpenAI error object (the SDKs raise it)."""
     yield _data(chunk(completion_id, model, {"role": "assistant", "content": ""}))
+    content = ContentChunks(completion_id, model)
     streamed: list[str] = []
     # What has arrived together goes out in one write: the same events, in the same order,
     # without a send (and a socket write) per answer piece for a reader that is behind.
@@ -115,7 +116,7 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
         for item in batch:
             if isinstance(item, AnswerChunk):
                 streamed.append(item.text)
-                lines.append(_data(chunk(completion_id, model, {"content": item.text})))
+                lines.append(content.line(item.text))
             elif (line := progress_comment(item)) is not None:
                 lines.append(line)
         if lines:
@@ -153,6 +154,23 @@ def dropped_comment(count: int) -> str:
     item = {"type": "progress_dropped", "count": count,
             "why": "the client read too slowly; GET /api/runs/{run_id}/events has them all"}
     return f"{PROGRESS_PREFIX}{json.dumps(item)}\n\n"
+
+
+class ContentChunks:
+    """The SSE lines of a completion's content chunks: the chunk is encoded once, and each
+    piece of the answer only has its text encoded into it (a streamed answer is many small
+    pieces). The pieces share the completion's ``created``, as OpenAI's do."""
+
+    _MARK = json.dumps("\x00")  # a string no id or model name can make on its own
+
+    def __init__(self, completion_id: str, model: str) -> None:
+        encoded = json.dumps(chunk(completion_id, model, {"content": "\x00"}), default=str)
+        head, mark, tail = encoded.rpartition(self._MARK)
+        assert mark, encoded
+        self._head, self._tail = f"data: {head}", f"{tail}\n\n"
+
+    def line(self, text: str) -> str:
+        return f"{self._head}{json.dumps(text)}{self._tail}"
 
 
 def _data(payload: dict[str, Any]) -> str:
