@@ -55,6 +55,9 @@ class BurstQueue:
         if self._closed:
             raise RuntimeError("the run store's event thread is closed")
         future: Future[bool] = Future()
+        # Running from now on: a run cancelled while it awaits the write (asyncio.wrap_future
+        # cancels what it wraps) cannot cancel it; the thread would die setting its result.
+        future.set_running_or_notify_cancel()
         self._jobs.put((burst, future))
         return future
 

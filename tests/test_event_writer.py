@@ -8,11 +8,12 @@ import contextvars
 import sqlite3
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from orchestrator import Orchestrator
+from orchestrator import Orchestrator, event_writer
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.event_writer import BurstQueue, EventWriter
@@ -165,3 +166,58 @@ def test_a_burst_that_fails_fails_its_own_run_only(tmp_path: Path) -> None:
     assert isinstance(done[1], sqlite3.Error) and "the disk said no" in str(done[1])
     assert [e.type for e in store.events("good")] == ["run_started", "answer"]
     assert store.events("bad") == []
+
+
+class GatedStore(SqliteRunStore):
+    """The real SQLite run store; while ``gate`` is shut, its event transactions wait."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        self.gate.wait()
+        return super().append_bursts(bursts)
+
+
+def test_a_run_stopped_while_its_checkpoint_waits_for_events_leaves_the_event_thread_alive(
+        domain_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run's task cancelled while a checkpoint awaits its events in flight (the keeper does
+    # this when the lease is lost; so does a caller) used to cancel the event thread's
+    # future: the thread then died setting its result, and every later run hung.
+    store = GatedStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store)
+    real_stored = event_writer._stored
+
+    async def stored(futures: list[Future[bool]]) -> None:
+        waiting.set()
+        try:
+            await real_stored(futures)
+        except asyncio.CancelledError:
+            store.gate.set()  # the cancel has reached the wait: let the write go on
+            raise
+
+    monkeypatch.setattr(event_writer, "_stored", stored)
+
+    async def scenario() -> tuple[RunResult, list[str]]:
+        store.gate.clear()
+        first = asyncio.ensure_future(orch.arun(INCIDENT_REQUEST))
+        await waiting.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        monkeypatch.setattr(event_writer, "_stored", real_stored)
+        second = await asyncio.wait_for(orch.arun(INCIDENT_REQUEST), timeout=60)
+        return second, [run.status for run in store.list_runs()]
+
+    waiting = asyncio.Event()
+    try:
+        second, statuses = asyncio.run(scenario())
+    finally:
+        store.gate.set()
+        orch.close()
+    assert second.status == "ok"
+    assert [e.type for e in store.events(second.run_id)] == [e.type for e in second.events]
+    # the stopped run's record ended too (it is not left "running" until its lease runs out)
+    assert sorted(statuses) == ["interrupted", "ok"], statuses
