@@ -86,12 +86,16 @@ def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, 
                 stopping = True
                 break
             batch.append(item)
+        done: list[bool | BaseException]
         try:
-            done: list[bool | Exception] = store.append_bursts([burst for burst, _ in batch])
-        except Exception as exc:  # the store itself failed: every burst of the batch did
-            done = [exc] * len(batch)
+            done = list(store.append_bursts([burst for burst, _ in batch]))
+        except BaseException as exc:  # the store failed (any way: the thread must go on,
+            done = [exc] * len(batch)  # or every later burst waits for good)
+        if len(done) != len(batch):
+            done = [RuntimeError(f"the run store answered {len(done)} outcomes for "
+                                 f"{len(batch)} bursts: fix its append_bursts")] * len(batch)
         for (_, future), outcome in zip(batch, done, strict=True):
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)

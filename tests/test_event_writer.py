@@ -221,3 +221,44 @@ def test_a_run_stopped_while_its_checkpoint_waits_for_events_leaves_the_event_th
     assert [e.type for e in store.events(second.run_id)] == [e.type for e in second.events]
     # the stopped run's record ended too (it is not left "running" until its lease runs out)
     assert sorted(statuses) == ["interrupted", "ok"], statuses
+
+
+class StoreGone(BaseException):
+    """What a store may raise that is not an Exception (as gevent's GreenletExit is not)."""
+
+
+class BreakingStore(SqliteRunStore):
+    """The real SQLite run store; its first event transaction raises ``StoreGone``, its
+    second returns one outcome too few (a plugin store's bug)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls = 0
+
+    def append_bursts(self, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreGone("the store went away")
+        done = super().append_bursts(bursts)
+        return done[:-1] if self.calls == 2 else done
+
+
+def test_a_store_error_of_any_kind_fails_its_bursts_and_the_event_thread_goes_on(
+        tmp_path: Path) -> None:
+    # Anything escaping the event thread's loop killed it: every later burst then waited
+    # for good (and a run's flush() blocks its loop on them).
+    store = BreakingStore(tmp_path / "runs.sqlite")
+    owner = Owner.here()
+    store.start_run("r1", "t1", "a request", owner=owner, lease_s=30)
+    bursts = BurstQueue(store)
+    try:
+        outcomes: list[object] = []
+        for _ in range(3):  # one at a time: each its own transaction
+            future = bursts.submit(Burst("r1", [Event(type="run_started", run_id="r1")], owner))
+            error = future.exception(timeout=30)  # a dead thread: TimeoutError
+            outcomes.append(type(error) if error is not None else future.result())
+    finally:
+        bursts.close()
+    # each failed its own burst only; the third was written as usual
+    assert outcomes == [StoreGone, RuntimeError, True]
+    assert len(store.events("r1")) == 2  # the second's events were written, unconfirmed
