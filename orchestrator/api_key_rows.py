@@ -9,7 +9,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator.storage.urls import StoreURL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -46,15 +49,19 @@ class KeyRows(Protocol):
     def close(self) -> None: ...
 
 
-def open_key_rows(location: str | Path) -> KeyRows:
+def open_key_rows(location: str | Path | StoreURL) -> KeyRows:
     """The key rows at ``location``: a SQLite file, or a ``postgresql://`` URL."""
-    from orchestrator.storage.urls import parse_store_url
+    from orchestrator.storage.urls import StoreURL, parse_store_url
 
-    url = parse_store_url(location, what="key store") if isinstance(location, str) else None
+    url = (location if isinstance(location, StoreURL) else
+           parse_store_url(location, what="key store") if isinstance(location, str) else None)
     if url is not None and url.backend == "postgres":
         from orchestrator.storage.postgres_keys import PostgresKeyRows
 
         return PostgresKeyRows(url)
+    if isinstance(location, StoreURL):
+        assert location.path is not None, "the key store is a file or a PostgreSQL server"
+        return SqliteKeyRows(location.path)
     return SqliteKeyRows(Path(location))
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from orchestrator.storage.urls import StoreURL
 
 DEFAULT_MODEL_SPEC = "fake"
 """The model used when none is configured: the offline fake model (here, not in
@@ -89,6 +92,16 @@ class Settings(BaseSettings):
         "(postgresql://user@host:port/db) holding the checkpoints, run store, write "
         "journal and API keys, so several server replicas and workers share them; unset: "
         "SQLite files in the data folder.",
+    )
+    database_pool_size: int | None = Field(
+        default=None, ge=1, description="The most PostgreSQL connections each pool of this "
+        "process may open: one pool each for the run store, the write journal, the API keys "
+        "(server), the checkpoints and the business database, so a process holds at most five "
+        "times this (four in a worker) and a call that finds its pool busy waits for a "
+        "connection instead of opening one. Per pool, not split between them, so no store "
+        "can starve another. The business database's pool is shared by the whole process and "
+        "takes this from the environment. Unset: 8 (run store, journal), 4 (keys), 16 "
+        "(checkpoints, business database).",
     )
     chroma_url: str | None = Field(
         default=None, description="A Chroma server (http://host:port) instead of the "
@@ -238,7 +251,10 @@ class Settings(BaseSettings):
             shown = url.split("://", 1)[0] + "://..." if "://" in url else "a value with no URL"
             raise ConfigError(f"ORCHESTRATOR_DATABASE_URL must be postgresql://user@host:port/db "
                               f"(got {shown})")
-        return StoreLocations(runs=url, checkpoints=url, writes=url, keys=url)
+        from orchestrator.storage.urls import StoreURL
+
+        server = StoreURL("postgres", url=url, pool_size=self.database_pool_size)
+        return StoreLocations(runs=server, checkpoints=server, writes=server, keys=server)
 
     @property
     def runs_path(self) -> Path:
@@ -269,16 +285,16 @@ class Settings(BaseSettings):
 
 @dataclass(frozen=True)
 class StoreLocations:
-    """Where each durable store lives: a SQLite file or a PostgreSQL URL (see
-    ``orchestrator.storage``; a URL may hold a password: never print it)."""
+    """Where each durable store lives: a SQLite file or a PostgreSQL server with the size of
+    its pool (see ``orchestrator.storage``; its URL may hold a password: never print it)."""
 
-    runs: Path | str
+    runs: Path | StoreURL
     """Runs, events, agent statistics and claims."""
-    checkpoints: Path | str
+    checkpoints: Path | StoreURL
     """LangGraph threads."""
-    writes: Path | str
+    writes: Path | StoreURL
     """The write journal."""
-    keys: Path | str
+    keys: Path | StoreURL
     """The HTTP server's API keys."""
 
 

@@ -43,6 +43,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from orchestrator.config import load_settings
 from orchestrator.domain_db import LEDGER_SCHEMA, Connection
 from orchestrator.effects import AlreadyApplied, WriteCall
 from orchestrator.errors import ConfigError
@@ -55,7 +56,8 @@ SEED_LOCK = 0x627573696E657373
 """The advisory lock every reset and first-use seeding takes (``business`` in ASCII)."""
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 16
-"""Connections one process keeps to one business database (as many as tool threads)."""
+"""Connections one process keeps to one business database at most (as many as tool threads),
+unless ``ORCHESTRATOR_DATABASE_POOL_SIZE`` says otherwise."""
 
 _TOKENS = re.compile(
     r"""(?P<text>(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'"""  # E'...': backslash escapes
@@ -290,7 +292,10 @@ class PostgresDomain:
                                           f"{reason}") from None
                     raise ConnectionError(f"the business database {self.url.redacted}: "
                                           f"{reason}") from None
-                pool = ConnectionPool(self.location, min_size=1, max_size=POOL_SIZE,
+                # One pool per process, shared by every orchestrator in it: its size is the
+                # process's setting (the environment, as `serve` and `worker` read it).
+                size = load_settings().database_pool_size or POOL_SIZE
+                pool = ConnectionPool(self.location, min_size=1, max_size=size,
                                       kwargs=options, configure=_configure,
                                       check=ConnectionPool.check_connection, open=False,
                                       name="orchestrator-business")

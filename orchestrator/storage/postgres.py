@@ -1,7 +1,9 @@
 """The PostgreSQL backend's shared parts: connection pools and schema set-up.
 
 Every store (runs, write journal, API keys, checkpoints) opens a small pool of its own
-(psycopg_pool), so a process holds a handful of connections whatever its concurrency. Our
+(psycopg_pool), so a process holds a handful of connections whatever its concurrency: at most
+the location's ``pool_size`` each (``ORCHESTRATOR_DATABASE_POOL_SIZE``), else the store's
+default; a call that finds its pool busy waits for a connection. Our
 tables live in the ``orchestrator`` schema of the database; LangGraph's checkpoint tables
 keep their own names and migrations. ``orchestrator.schema_versions`` records the version
 of each component's tables, so a later release knows what it is upgrading; a database
@@ -176,10 +178,12 @@ class PostgresStore:
     migrations: Sequence[Migration] = ()
     what: str = "store"
     max_connections: int = 8
+    """The pool's size when the location sets none."""
 
     def __init__(self, location: StoreURL) -> None:
         self.location = location
-        self._pool = open_pool(location, what=self.what, max_size=self.max_connections)
+        self._pool = open_pool(location, what=self.what,
+                               max_size=location.pool_size or self.max_connections)
         try:
             ensure_schema(self._pool, location, component=self.component,
                           migrations=self.migrations, what=self.what)

@@ -36,7 +36,8 @@ from orchestrator.storage.urls import StoreURL
 
 _T = TypeVar("_T")
 MAX_CONNECTIONS = 16
-"""Connections (and threads) one saver uses at most: checkpoint writes running at once."""
+"""Connections (and threads) one saver uses at most, checkpoint writes running at once, when
+the location sets no ``pool_size``."""
 
 
 class PooledPostgresSaver(ThreadedAsyncSaver, PostgresSaver):
@@ -48,7 +49,9 @@ class PooledPostgresSaver(ThreadedAsyncSaver, PostgresSaver):
         # The saver's lock serialises the use of one connection; each call here takes a
         # connection of its own from the pool, so the lock would only make runs queue.
         self.lock = contextlib.nullcontext()  # type: ignore[assignment]
-        self._threads = ThreadPoolExecutor(MAX_CONNECTIONS, thread_name_prefix="pg-checkpoints")
+        # One thread per connection: a call beyond that waits in the executor, not in a
+        # thread that waits on the pool.
+        self._threads = ThreadPoolExecutor(pool.max_size, thread_name_prefix="pg-checkpoints")
 
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """``fn`` on the saver's threads; a lost connection is ``ConnectionError`` (an
@@ -78,7 +81,8 @@ class PostgresCheckpointer:
     def __enter__(self) -> PooledPostgresSaver:
         # LangGraph's tables (checkpoints, checkpoint_blobs, ...) go in our schema, next to
         # the run store, not in the user's default one: its queries name them unqualified.
-        pool = open_pool(self.location, what="checkpoint store", max_size=MAX_CONNECTIONS,
+        pool = open_pool(self.location, what="checkpoint store",
+                         max_size=self.location.pool_size or MAX_CONNECTIONS,
                          prepare_threshold=0, row_factory=dict_row,
                          options=f"-c search_path={SCHEMA}")
         saver = PooledPostgresSaver(pool, self.location)

@@ -29,6 +29,9 @@ class StoreURL:
     url: str | None = None
     """The PostgreSQL connection URL (with its password: never print it, see
     :attr:`redacted`); None otherwise."""
+    pool_size: int | None = None
+    """PostgreSQL: the most connections this process's pool to it may open
+    (``ORCHESTRATOR_DATABASE_POOL_SIZE``); None: the store's own default."""
 
     @property
     def redacted(self) -> str:
