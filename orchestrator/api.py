@@ -454,10 +454,21 @@ class Orchestrator:
         paused: list[ApprovalRequest] = []
         outcome = "interrupted"  # until the graph has run to its end or pause
         lost: list[str] = []  # why this process lost the run, once it has
+        work = asyncio.current_task()
+        halted: list[bool] = []  # once halt() stopped the run (or the run is over)
+
+        def halt() -> None:
+            # The writer found the run lost (its events refused) or a listener failed: stop
+            # the run at once, not at the end of its step (the run's own task, in drain and
+            # flush, checks the writer itself).
+            if not halted and work is not None and asyncio.current_task() is not work:
+                halted.append(True)
+                work.cancel()
+
         # Stored in bursts from the event thread, in order; told to listeners once stored.
-        writer = EventWriter(self._bursts, run_id, owner, on_event)
+        writer = EventWriter(self._bursts, run_id, owner, on_event, on_trouble=halt)
         keeper = (asyncio.ensure_future(self._keep_claims(
-            run_id, thread, owner, lost, asyncio.current_task())) if self.runs is not None
+            run_id, thread, owner, lost, work)) if self.runs is not None
             else None)
 
         def check_writer() -> None:
@@ -515,14 +526,24 @@ class Orchestrator:
             lost.append(f"run {run_id[:12]} stopped: {exc}; continue it with `orchestrator "
                         f"resume {run_id[:12]}` once the store answers again")
         except asyncio.CancelledError:
-            if not lost:  # Ctrl-C, SIGTERM or the caller: not a lost claim
+            if not lost and not halted:  # Ctrl-C, SIGTERM or the caller: not a lost claim
                 raise
-            cast(asyncio.Task[Any], asyncio.current_task()).uncancel()  # stopped by the keeper
+            cast(asyncio.Task[Any], asyncio.current_task()).uncancel()  # the keeper or halt
+            try:
+                if not lost:
+                    check_writer()  # halted: raise what the writer met
+            except _RunLost as exc:
+                lost.append(str(exc))
+            except Exception as exc:  # a listener's error: the run fails with it
+                outcome = "failed"
+                values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
+                raise
         except Exception as exc:  # a bug: on record as a failure, with its traceback raised
             outcome = "failed"
             values = {**values, "error": values.get("error") or f"{type(exc).__name__}: {exc}"}
             raise
         finally:
+            halted.append(False)  # over: a late event (a leaked task's) must not stop `work`
             writer.flush()  # what the last turn of the loop left, before the record ends
             self._engine.end_run(run_id)  # its budget: a resume rebuilds it from the state
             if keeper is not None:

@@ -111,12 +111,15 @@ class EventWriter:
     and listeners hear each burst at once). After a write finds that ``owner`` no longer
     holds the run, :attr:`lost` is True and nothing more is written. An exception from the
     store or from ``on_event`` is kept in :attr:`error` for the run to raise (a callback
-    runs outside the run's task).
+    runs outside the run's task). ``on_trouble`` is called when either happens, for the run
+    to stop at once.
     """
 
     def __init__(self, bursts: BurstQueue | None, run_id: str, owner: Owner,
-                 on_event: EventSink | None) -> None:
+                 on_event: EventSink | None, *,
+                 on_trouble: Callable[[], None] | None = None) -> None:
         self._bursts = bursts
+        self._on_trouble = on_trouble
         self._run_id = run_id
         self._owner = owner
         self._on_event = on_event
@@ -196,6 +199,7 @@ class EventWriter:
     def _settle(self, stored: bool, batch: list[Event]) -> None:
         if not stored:
             self.lost = True
+            self._trouble()
             return
         if self._on_event is None or self.error is not None:
             return
@@ -208,6 +212,11 @@ class EventWriter:
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
+            self._trouble()
+
+    def _trouble(self) -> None:
+        if self._on_trouble is not None:
+            self._on_trouble()
 
 
 async def _stored(futures: list[Future[bool]]) -> None:

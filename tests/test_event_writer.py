@@ -262,3 +262,24 @@ def test_a_store_error_of_any_kind_fails_its_bursts_and_the_event_thread_goes_on
     # each failed its own burst only; the third was written as usual
     assert outcomes == [StoreGone, RuntimeError, True]
     assert len(store.events("r1")) == 2  # the second's events were written, unconfirmed
+
+
+def test_a_listener_that_raises_stops_the_run_at_once_not_at_the_end_of_its_step(
+        domain_db: Path, tmp_path: Path) -> None:
+    # The step that runs the plan runs every subtask: once the listener had failed, the
+    # alert and the incident after the diagnosis were still written before the run failed.
+    store = SqliteRunStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store, settings=Settings(max_retries=0))
+
+    def on_event(event: Event) -> None:
+        if event.type == "tool_called" and event.data["tool"] == "find_root_cause":
+            raise ValueError("the listener broke")
+
+    with pytest.raises(ValueError, match="the listener broke"):
+        orch.fire_event("service_down", {"service": "web-3"}, on_event=on_event)
+    [run] = store.list_runs()
+    assert run.status == "failed"
+    db = sqlite3.connect(domain_db)
+    assert [db.execute(f"SELECT count(*) FROM {table} WHERE service = 'web-3'").fetchone()[0]
+            for table in ("alerts", "incidents")] == [0, 0]

@@ -423,3 +423,23 @@ def test_a_store_gone_mid_run_leaves_it_interrupted_and_resumable(
         resumed = orch.resume_run(result.run_id)
         assert resumed.status == "ok", resumed
         assert outside_writes(domain_db) == (1, 1)  # one alert, one incident
+
+
+def test_a_run_taken_over_stops_once_its_events_are_refused_not_at_the_renewal(
+        domain_db: Path, tmp_path: Path) -> None:
+    # The lease (30 s) is not renewed before the run ends: only the refused write of its
+    # next events tells it. Events go straight to the writer, not through the graph's
+    # stream, so nothing looked at that until the step (the whole plan) had run.
+    path = tmp_path / "runs.sqlite"
+    orch = Orchestrator("fake:latency=0.3", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=RunStore(path), settings=Settings(max_retries=0))
+
+    def on_event(event: Event) -> None:
+        if event.type == "tool_called" and event.data["tool"] == "find_root_cause":
+            steal(path, event.run_id)
+
+    result = orch.fire_event("service_down", {"service": "web-3"}, on_event=on_event)
+    assert result.status == "interrupted"
+    assert result.error is not None and "was taken over by another process" in result.error
+    assert outside_writes(domain_db) == (0, 0)  # alert and log come after the diagnosis
+    assert RunStore(path).run(result.run_id)["owner"] == "intruder"
