@@ -233,3 +233,47 @@ def test_a_checkpoint_is_written_only_once_the_events_before_it_are_on_record(
               for when, on_record in probe.seen
               if on_record < sum(e.time <= when for e in result.events)]
     assert behind == []  # (events emitted before a checkpoint, of them on record)
+
+
+def test_event_transactions_of_two_processes_over_the_same_runs_do_not_deadlock(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch locked its runs' rows in the order its bursts came: two processes writing
+    # the same runs in the other order (one took them over, the other's bursts were still
+    # queued) deadlocked; PostgreSQL broke it after a second and the batch went again,
+    # burst by burst, while the runs of both processes waited.
+    from orchestrator.runs import Burst
+    from orchestrator.storage import postgres_runs
+
+    fallbacks: list[int] = []
+    real = postgres_runs.append_each
+
+    def append_each(store: PostgresRunStore, bursts: Sequence[Burst]) -> list[bool | Exception]:
+        fallbacks.append(len(bursts))  # a spy: the real one still does the work
+        return real(store, bursts)
+
+    monkeypatch.setattr(postgres_runs, "append_each", append_each)
+    url = parse_store_url(postgres_url)
+    one, other = PostgresRunStore(url), PostgresRunStore(url)
+    runs = ["run-aaaaaaaa", "run-bbbbbbbb"]
+    for run in runs:
+        one.start_run(run, f"t-{run}", "a request", owner=Owner.here(), lease_s=60)
+    done: list[bool | Exception] = []
+
+    def write(store: PostgresRunStore, order: list[str]) -> None:
+        for _ in range(80):
+            done.extend(store.append_bursts(
+                [Burst(run, [Event(type="run_started", run_id=run)] * 3) for run in order]))
+
+    writers = [threading.Thread(target=write, args=(one, runs)),
+               threading.Thread(target=write, args=(other, runs[::-1]))]
+    try:
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        assert done == [True] * 320
+        assert [len(one.events(run)) for run in runs] == [480, 480]
+        assert fallbacks == []
+    finally:
+        one.close()
+        other.close()

@@ -144,6 +144,10 @@ class PostgresRunStore(PostgresStore):
         when it fails, each burst again in its own, so only the failing one fails."""
         try:
             with self._connection() as conn, conn.pipeline(), conn.transaction():
+                # Every run's row locked first, in one order: a process writing the same
+                # runs in another order (after a takeover) would deadlock with this one.
+                conn.execute(f"SELECT 1 FROM {_RUNS} WHERE run_id = ANY(%s) ORDER BY run_id "
+                             "FOR UPDATE", (sorted({b.run_id for b in bursts}),))
                 return [self._append(conn, b.run_id, b.events, b.owner) for b in bursts]
         except Exception:  # rolled back whole: which burst it was, each one's own try says
             return append_each(self, bursts)
