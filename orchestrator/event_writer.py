@@ -41,6 +41,7 @@ class BurstQueue:
     def __init__(self, store: BaseRunStore, *, max_bursts: int = MAX_BURSTS) -> None:
         self._jobs: queue.SimpleQueue[tuple[Burst, Future[bool]] | None] = queue.SimpleQueue()
         self._closed = False
+        self._closing = threading.Lock()  # no burst queued behind the stop (never served)
         jobs = self._jobs
         # The thread holds the queue weakly: one dropped without close() is still
         # collected, and its thread then ends.
@@ -52,21 +53,24 @@ class BurstQueue:
     def submit(self, burst: Burst) -> Future[bool]:
         """Queue ``burst``; the future is done once its transaction is committed (True,
         False when its owner no longer held the run, or the store's error)."""
-        if self._closed:
-            raise RuntimeError("the run store's event thread is closed")
         future: Future[bool] = Future()
         # Running from now on: a run cancelled while it awaits the write (asyncio.wrap_future
         # cancels what it wraps) cannot cancel it; the thread would die setting its result.
         future.set_running_or_notify_cancel()
-        self._jobs.put((burst, future))
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("the run store's event thread is closed")
+            self._jobs.put((burst, future))
         return future
 
     def close(self) -> None:
         """Write the bursts already queued, then stop the thread."""
-        if not self._closed:
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
             self._jobs.put(None)
-            self._thread.join()
+        self._thread.join()
 
 
 def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, Future[bool]]
@@ -145,7 +149,11 @@ class EventWriter:
         if self._bursts is None:  # runs are not recorded: nothing to store
             self._settle(True, batch)
             return
-        future = self._bursts.submit(Burst(self._run_id, batch, self._owner))
+        try:
+            future = self._bursts.submit(Burst(self._run_id, batch, self._owner))
+        except RuntimeError as exc:  # the orchestrator closed under the run: not a silent loss
+            self._fail(exc)
+            return
         self._writing.append((future, batch))
         loop = self._loop
         assert loop is not None

@@ -283,3 +283,25 @@ def test_a_listener_that_raises_stops_the_run_at_once_not_at_the_end_of_its_step
     db = sqlite3.connect(domain_db)
     assert [db.execute(f"SELECT count(*) FROM {table} WHERE service = 'web-3'").fetchone()[0]
             for table in ("alerts", "incidents")] == [0, 0]
+
+
+def test_a_run_still_working_when_the_orchestrator_closes_fails_and_its_record_says_so(
+        domain_db: Path, tmp_path: Path) -> None:
+    # Closed under a run: its later bursts were refused in a loop callback, so the events
+    # were dropped without a word and the run went on (the record kept one event of 20).
+    store = SqliteRunStore(tmp_path / "runs.sqlite")  # the caller's: stays open
+    orch = Orchestrator("fake:latency=0.1", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=store)
+
+    async def scenario() -> None:
+        first = asyncio.Event()
+        run = asyncio.ensure_future(orch.arun(INCIDENT_REQUEST,
+                                              on_event=lambda _: first.set()))
+        await first.wait()
+        await orch.aclose()
+        await run
+
+    with pytest.raises(RuntimeError, match="event thread is closed"):
+        asyncio.run(scenario())
+    [run] = store.list_runs()
+    assert run.status == "failed"
