@@ -60,6 +60,7 @@ from orchestrator.event_writer import BurstQueue, EventWriter
 from orchestrator.events import (
     ANSWER_CHUNKS_KEY,
     EVENT_MARKER,
+    AnswerChunk,
     AnswerChunkSink,
     Event,
     EventSink,
@@ -491,12 +492,19 @@ class Orchestrator:
             events.append(item)
             writer.add(item)
 
+        def on_chunk(piece: AnswerChunk) -> None:  # for on_answer_chunk
+            if threading.get_ident() != loop_thread:  # as on_graph_event
+                loop.call_soon_threadsafe(on_chunk, piece)
+                return
+            assert on_answer_chunk is not None
+            writer.then(lambda: on_answer_chunk(piece))  # after the events told before it
+
         try:
             # Events go to the writer as they are emitted (not through the graph's stream):
             # a step's events are in it before any checkpoint write of that step.
             async with self._graph() as graph, _in_scope(db_scope), _in_scope(
-                    write_barrier(before_checkpoint)), _in_scope(
-                    delivered_to(on_graph_event, on_answer_chunk)), contextlib.aclosing(
+                    write_barrier(before_checkpoint)), _in_scope(delivered_to(
+                        on_graph_event, on_answer_chunk and on_chunk)), contextlib.aclosing(
                     cast(AsyncGenerator[Any, None], graph.astream(
                         graph_input, config, stream_mode=["custom", "values"],
                         durability="sync"))) as stream:  # closed at once when the run stops

@@ -131,12 +131,15 @@ class EventWriter:
         self._scheduled: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing: deque[tuple[Future[bool], list[Event]]] = deque()
+        self._added = self._heard = 0  # events added; events told (or dropped)
+        self._then: deque[tuple[int, Callable[[], None]]] = deque()
         self.lost = False
         self.error: BaseException | None = None
 
     def add(self, event: Event) -> None:
         """Queue ``event``; it is written at the end of this turn of the loop."""
         self._pending.append(event)
+        self._added += 1
         if self._scheduled is None:
             self._loop = asyncio.get_running_loop()
             self._scheduled = self._loop.call_soon(self._flush_burst)
@@ -144,15 +147,20 @@ class EventWriter:
     def _flush_burst(self) -> None:
         self._scheduled = None
         batch, self._pending = self._pending, []
-        if not batch or self.lost:
+        if not batch:
+            return
+        if self.lost:
+            self._told(len(batch))
             return
         if self._bursts is None:  # runs are not recorded: nothing to store
             self._settle(True, batch)
+            self._told(len(batch))
             return
         try:
             future = self._bursts.submit(Burst(self._run_id, batch, self._owner))
         except RuntimeError as exc:  # the orchestrator closed under the run: not a silent loss
             self._fail(exc)
+            self._told(len(batch))
             return
         self._writing.append((future, batch))
         loop = self._loop
@@ -203,6 +211,23 @@ class EventWriter:
                 self._fail(failed)
             else:
                 self._settle(future.result(), batch)
+            self._told(len(batch))
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """``callback`` once the listeners were told every event added so far (at once when
+        they were): a piece of the answer never overtakes the events before it."""
+        if self._heard == self._added:
+            callback()
+        else:
+            self._then.append((self._added, callback))
+
+    def _told(self, count: int) -> None:
+        self._heard += count
+        while self._then and self._then[0][0] <= self._heard:
+            try:
+                self._then.popleft()[1]()
+            except Exception as exc:  # a listener's bug: the run raises it
+                self._fail(exc)
 
     def _settle(self, stored: bool, batch: list[Event]) -> None:
         if not stored:

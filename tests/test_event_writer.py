@@ -305,3 +305,32 @@ def test_a_run_still_working_when_the_orchestrator_closes_fails_and_its_record_s
         asyncio.run(scenario())
     [run] = store.list_runs()
     assert run.status == "failed"
+
+
+def test_a_piece_of_the_answer_waits_for_the_events_before_it(tmp_path: Path) -> None:
+    # Pieces went to on_answer_chunk at once, events once stored: a listener (the server's
+    # stream) heard the answer before the last subtask's events (test_answer_streaming's
+    # timeline failed about one run in two).
+    store = GatedStore(tmp_path / "runs.sqlite")
+    owner = Owner.here()
+    store.start_run("r1", "t1", "a request", owner=owner, lease_s=30)
+    heard: list[str] = []
+
+    async def run() -> None:
+        bursts = BurstQueue(store)
+        try:
+            writer = EventWriter(bursts, "r1", owner, lambda e: heard.append(e.type))
+            writer.then(lambda: heard.append("piece 0"))  # nothing before it: at once
+            store.gate.clear()
+            writer.add(Event(type="subtask_finished", run_id="r1"))
+            writer.then(lambda: heard.append("piece 1"))
+            await asyncio.sleep(0)  # the burst goes to the event thread, and waits there
+            assert heard == ["piece 0"]
+            store.gate.set()
+            await writer.drain()
+        finally:
+            store.gate.set()
+            bursts.close()
+
+    asyncio.run(run())
+    assert heard == ["piece 0", "subtask_finished", "piece 1"]
