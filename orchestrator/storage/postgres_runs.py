@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 
 from orchestrator.errors import RequestError
-from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, ReplannedData
+from orchestrator.events import Event
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
@@ -64,7 +64,6 @@ _RECORD_COLUMNS = ("run_id", "thread_id", "request", "event", "mode", "status", 
 """A run's record, as the SQLite store returns it."""
 _SUMMARY_COLUMNS = ("run_id, thread_id, request, mode, status, started_at, elapsed_s, "
                     "llm_calls, input_tokens + output_tokens, pid, host, lease_until")
-_USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
 _CLAIM = f"SELECT status, owner, pid, host, lease_until, {NOW} FROM {_RUNS} WHERE run_id = %s"
 _SWAP = (f"UPDATE {_RUNS} SET status = %s, owner = %s, pid = %s, host = %s, "
          f"lease_until = {NOW} + %s WHERE run_id = %s")
@@ -170,36 +169,19 @@ class PostgresRunStore(PostgresStore):
                 [(run_id, run_id, e.type, e.time, e.subtask_id, e.agent,
                   self._json(e.data), json.dumps(e.usage) if e.usage else None)
                  for e in events])
-            attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
-                        if e.type == "attempt_finished"]
             cur.executemany(
                 f"INSERT INTO {_ATTEMPTS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [(run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
-                  float(a["elapsed_s"] or 0.0),
-                  sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
-                  e.time)
-                 for e, a in attempts
-                 if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
+                run_rows.attempt_rows(run_id, events))
         for e in events:
-            self._note_plan_and_usage(conn, run_id, e)
+            plan, mode = run_rows.plan_of(e)
+            if plan:
+                conn.execute(f"UPDATE {_RUNS} SET plan = %s, mode = COALESCE(%s, mode) "
+                             "WHERE run_id = %s", (self._json(plan), mode, run_id))
+            if (usage := run_rows.usage_of(e)) is not None:
+                conn.execute(f"UPDATE {_RUNS} SET llm_calls = llm_calls + %s, input_tokens = "
+                             "input_tokens + %s, output_tokens = output_tokens + %s "
+                             "WHERE run_id = %s", (*usage, run_id))
         return True
-
-    def _note_plan_and_usage(self, conn: Conn, run_id: str, e: Event) -> None:
-        plan, mode = None, None
-        if e.type == "plan_made":
-            made = cast(PlanMadeData, e.data)
-            plan, mode = made["plan"], made["mode"]
-        elif e.type == "replanned":
-            plan = cast(ReplannedData, e.data).get("plan")
-        if plan:
-            conn.execute(f"UPDATE {_RUNS} SET plan = %s, mode = COALESCE(%s, mode) "
-                         "WHERE run_id = %s", (self._json(plan), mode, run_id))
-        if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
-            conn.execute(f"UPDATE {_RUNS} SET llm_calls = llm_calls + %s, input_tokens = "
-                         "input_tokens + %s, output_tokens = output_tokens + %s "
-                         "WHERE run_id = %s",
-                         (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
-                          e.usage.get("output_tokens", 0), run_id))
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
                    event: dict[str, Any] | None = None) -> bool:

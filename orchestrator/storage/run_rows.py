@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from orchestrator.events import Event
+from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, ReplannedData
 from orchestrator.leases import effective_status
 from orchestrator.routing import Outcome
 from orchestrator.runs import AgentStats, ThreadSummary
@@ -19,6 +19,47 @@ ATTEMPT_COLUMNS = "agent, run_id, ok, kind, elapsed_s, tokens"
 """What :func:`agent_stats` reads from ``attempts`` (ordered by agent, then time)."""
 EVENT_COLUMNS = "type, run_id, time, subtask_id, agent, data, usage"
 """What :func:`events` reads from ``events`` (ordered by seq)."""
+
+
+USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
+"""Events whose usage adds up to a run's so far (the others repeat part of it; a killed run
+keeps its cost); the total, with the answer's call, is written when the run ends."""
+
+
+def attempt_rows(run_id: str, events: Sequence[Event]) -> list[tuple[Any, ...]]:
+    """The ``attempts`` rows of ``events``: each finished attempt on an agent, once (not a
+    budget stop, not a pause for approval)."""
+    rows = []
+    for e in events:
+        if e.type != "attempt_finished":
+            continue
+        a = cast(AttemptFinishedData, e.data)
+        if a["kind"] != "budget" and a["status"] != "awaiting_approval":
+            rows.append((run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
+                         float(a["elapsed_s"] or 0.0),
+                         sum((e.usage or {}).get(k, 0) for k in ("input_tokens",
+                                                                 "output_tokens")),
+                         e.time))
+    return rows
+
+
+def plan_of(e: Event) -> tuple[Any, str | None]:
+    """The plan (and how it was made) an event puts on the run's record: (None, None) for
+    an event that carries none."""
+    if e.type == "plan_made":
+        made = cast(PlanMadeData, e.data)
+        return made["plan"], made["mode"]
+    if e.type == "replanned":
+        return cast(ReplannedData, e.data).get("plan"), None
+    return None, None
+
+
+def usage_of(e: Event) -> tuple[int, int, int] | None:
+    """What an event adds to the run's (llm_calls, input_tokens, output_tokens)."""
+    if not e.usage or e.type not in USAGE_EVENTS:
+        return None
+    return (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
+            e.usage.get("output_tokens", 0))
 
 
 def record(names: Sequence[str], row: Sequence[Any], now: float | None = None

@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orchestrator.errors import ConfigError, RequestError
-from orchestrator.events import AttemptFinishedData, Event, PlanMadeData, ReplannedData
+from orchestrator.events import Event
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
 from orchestrator.routing import Outcome
@@ -71,11 +71,6 @@ def _summaries(rows: list[Any]) -> list[RunSummary]:
     return [RunSummary(row[0], row[1], row[2], row[3],
                        effective_status(row[4], row[9], row[10], row[11], now),
                        row[5], row[6], row[7], row[8]) for row in rows]
-
-
-_USAGE_EVENTS = frozenset({"plan_made", "attempt_finished", "replanned"})
-"""Events whose usage adds up to a run's so far (the others repeat part of it); the total,
-with the answer's call, is written when the run ends."""
 
 
 def _add_column(conn: sqlite3.Connection, name: str, kind: str) -> None:
@@ -185,31 +180,17 @@ class SqliteRunStore:
             (run_id, first + i, e.type, e.time, e.subtask_id, e.agent, self._json(e.data),
              json.dumps(e.usage) if e.usage else None)
             for i, e in enumerate(events)])
-        attempts = [(e, cast(AttemptFinishedData, e.data)) for e in events
-                    if e.type == "attempt_finished"]
-        conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)", [
-            (run_id, e.subtask_id, e.agent, int(a["status"] == "done"), a["kind"],
-             float(a["elapsed_s"] or 0.0),
-             sum((e.usage or {}).get(k, 0) for k in ("input_tokens", "output_tokens")),
-             e.time)
-            for e, a in attempts
-            if a["kind"] != "budget" and a["status"] != "awaiting_approval"])
+        conn.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)",
+                         run_rows.attempt_rows(run_id, events))
         for e in events:
-            plan, mode = None, None
-            if e.type == "plan_made":
-                made = cast(PlanMadeData, e.data)
-                plan, mode = made["plan"], made["mode"]
-            elif e.type == "replanned":
-                plan = cast(ReplannedData, e.data).get("plan")
+            plan, mode = run_rows.plan_of(e)
             if plan:
                 conn.execute("UPDATE runs SET plan = ?, mode = COALESCE(?, mode) "
                              "WHERE run_id = ?", (self._json(plan), mode, run_id))
-            if e.usage and e.type in _USAGE_EVENTS:  # so far: a killed run keeps its cost
+            if (usage := run_rows.usage_of(e)) is not None:
                 conn.execute("UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = "
                              "input_tokens + ?, output_tokens = output_tokens + ? "
-                             "WHERE run_id = ?",
-                             (e.usage.get("llm_calls", 0), e.usage.get("input_tokens", 0),
-                              e.usage.get("output_tokens", 0), run_id))
+                             "WHERE run_id = ?", (*usage, run_id))
         return True
 
     def finish_run(self, result: RunResult, *, status: str, owner: Owner, mode: str = "",
