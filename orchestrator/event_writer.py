@@ -90,22 +90,28 @@ def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, 
                 stopping = True
                 break
             batch.append(item)
-        done: list[bool | BaseException]
-        try:
-            done = list(store.append_bursts([burst for burst, _ in batch]))
-        except BaseException as exc:  # the store failed (any way: the thread must go on,
-            done = [exc] * len(batch)  # or every later burst waits for good)
-        if len(done) != len(batch):
-            done = [RuntimeError(f"the run store answered {len(done)} outcomes for "
-                                 f"{len(batch)} bursts: fix its append_bursts")] * len(batch)
-        for (_, future), outcome in zip(batch, done, strict=True):
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-        del batch, item
+        _write_batch(store, batch)
+        del batch, item  # nothing of the last runs kept alive while the thread waits
         if stopping:
             return
+
+
+def _write_batch(store: BaseRunStore, batch: list[tuple[Burst, Future[bool]]]) -> None:
+    """Append ``batch`` in one transaction and settle each burst's future (in a function of
+    its own, so the thread keeps no future, and so no run, once it is done)."""
+    done: list[bool | BaseException]
+    try:
+        done = list(store.append_bursts([burst for burst, _ in batch]))
+    except BaseException as exc:  # the store failed (any way: the thread must go on,
+        done = [exc] * len(batch)  # or every later burst waits for good)
+    if len(done) != len(batch):
+        done = [RuntimeError(f"the run store answered {len(done)} outcomes for "
+                             f"{len(batch)} bursts: fix its append_bursts")] * len(batch)
+    for (_, future), outcome in zip(batch, done, strict=True):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class EventWriter:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import sqlite3
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -334,3 +336,24 @@ def test_a_piece_of_the_answer_waits_for_the_events_before_it(tmp_path: Path) ->
 
     asyncio.run(run())
     assert heard == ["piece 0", "subtask_finished", "piece 1"]
+
+
+def test_a_finished_run_keeps_nothing_of_itself_alive(domain_db: Path, tmp_path: Path) -> None:
+    # Its tools ran on long-lived tool threads, its events on the event thread: neither may
+    # keep the run (its context holds the writer, and so the listener and its events).
+    class Listener:
+        def __call__(self, event: Event) -> None:
+            pass
+
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=SqliteRunStore(tmp_path / "runs.sqlite"))
+    listener = Listener()
+    heard = weakref.ref(listener)
+    try:
+        result = orch.run(INCIDENT_REQUEST, on_event=listener)
+        assert result.status == "ok"
+        del listener
+        gc.collect()
+        assert heard() is None
+    finally:
+        orch.close()

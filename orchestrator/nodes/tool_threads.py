@@ -88,14 +88,18 @@ def _start(work: Callable[[], None]) -> None:
             _idle -= 1
             _calls.put(work)
             return
-    threading.Thread(target=_serve, args=(work,), name="orchestrator-tool",
+    # Handed over in a list the thread empties: the Thread object keeps its arguments for
+    # its whole life, and a call's closure holds its run (context, listeners, events).
+    threading.Thread(target=_serve, args=([work],), name="orchestrator-tool",
                      daemon=True).start()
 
 
-def _serve(work: Callable[[], None]) -> None:
+def _serve(first: list[Callable[[], None]]) -> None:
     global _idle
+    work = first.pop()
     while True:
         work()  # catches what the tool raises: see run_in_tool_thread
+        del work  # nothing of that call is kept while the thread waits for the next
         with _idle_lock:
             _idle += 1
         while True:
