@@ -9,10 +9,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from orchestrator.storage.urls import StoreURL
+from orchestrator.config import DatabaseServer
+from orchestrator.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -49,20 +49,18 @@ class KeyRows(Protocol):
     def close(self) -> None: ...
 
 
-def open_key_rows(location: str | Path | StoreURL) -> KeyRows:
-    """The key rows at ``location``: a SQLite file, or a ``postgresql://`` URL."""
-    from orchestrator.storage.urls import StoreURL, parse_store_url
+def open_key_rows(location: str | Path | DatabaseServer) -> KeyRows:
+    """The key rows at ``location``: a SQLite file, or a PostgreSQL server."""
+    from orchestrator.storage.urls import store_url
 
-    url = (location if isinstance(location, StoreURL) else
-           parse_store_url(location, what="key store") if isinstance(location, str) else None)
-    if url is not None and url.backend == "postgres":
+    url = store_url(location, what="key store")
+    if url.backend == "postgres":
         from orchestrator.storage.postgres_keys import PostgresKeyRows
 
         return PostgresKeyRows(url)
-    if isinstance(location, StoreURL):
-        assert location.path is not None, "the key store is a file or a PostgreSQL server"
-        return SqliteKeyRows(location.path)
-    return SqliteKeyRows(Path(location))
+    if url.path is None:
+        raise ConfigError("the key store is a SQLite file or a PostgreSQL server, not memory")
+    return SqliteKeyRows(url.path)
 
 
 class SqliteKeyRows:

@@ -6,15 +6,12 @@ This is the one place that documents each setting; CLI flags override them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from orchestrator.storage.urls import StoreURL
 
 DEFAULT_MODEL_SPEC = "fake"
 """The model used when none is configured: the offline fake model (here, not in
@@ -251,9 +248,7 @@ class Settings(BaseSettings):
             shown = url.split("://", 1)[0] + "://..." if "://" in url else "a value with no URL"
             raise ConfigError(f"ORCHESTRATOR_DATABASE_URL must be postgresql://user@host:port/db "
                               f"(got {shown})")
-        from orchestrator.storage.urls import StoreURL
-
-        server = StoreURL("postgres", url=url, pool_size=self.database_pool_size)
+        server = DatabaseServer(url, self.database_pool_size)
         return StoreLocations(runs=server, checkpoints=server, writes=server, keys=server)
 
     @property
@@ -284,17 +279,28 @@ class Settings(BaseSettings):
 
 
 @dataclass(frozen=True)
+class DatabaseServer:
+    """A PostgreSQL server the stores live in, and how many connections each pool of this
+    process may open to it."""
+
+    url: str = field(repr=False)
+    """``postgresql://user@host:port/db`` (it may hold a password: never print it)."""
+    pool_size: int | None = None
+    """``ORCHESTRATOR_DATABASE_POOL_SIZE``; None: each store's own default."""
+
+
+@dataclass(frozen=True)
 class StoreLocations:
     """Where each durable store lives: a SQLite file or a PostgreSQL server with the size of
     its pool (see ``orchestrator.storage``; its URL may hold a password: never print it)."""
 
-    runs: Path | StoreURL
+    runs: Path | DatabaseServer
     """Runs, events, agent statistics and claims."""
-    checkpoints: Path | StoreURL
+    checkpoints: Path | DatabaseServer
     """LangGraph threads."""
-    writes: Path | StoreURL
+    writes: Path | DatabaseServer
     """The write journal."""
-    keys: Path | StoreURL
+    keys: Path | DatabaseServer
     """The HTTP server's API keys."""
 
 

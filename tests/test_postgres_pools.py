@@ -21,11 +21,10 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from orchestrator import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import DatabaseServer, Settings, load_settings
 from orchestrator.domain_db import reset_domain_db
 from orchestrator.domain_pg import _pools, close_pools
 from orchestrator.server.keys import KeyStore
-from orchestrator.storage.urls import StoreURL
 from tests.conftest import INCIDENT_REQUEST
 
 POOL_SIZE = 2
@@ -128,10 +127,11 @@ def test_concurrent_runs_hold_at_most_the_pool_size_per_pool_and_all_finish(
 
 def test_unset_keeps_each_stores_own_pool_size(postgres_url: str, tmp_path: Path) -> None:
     default = Settings(home=tmp_path, database_url=postgres_url).stores
-    assert default.runs == StoreURL("postgres", url=postgres_url)
+    assert default.runs == DatabaseServer(postgres_url)
+    assert "@" not in repr(default)  # the URL, which may hold a password, is not shown
     sized = Settings(home=tmp_path, database_url=postgres_url, database_pool_size=3).stores
     assert {sized.runs, sized.checkpoints, sized.writes, sized.keys} == {
-        StoreURL("postgres", url=postgres_url, pool_size=3)}
+        DatabaseServer(postgres_url, pool_size=3)}
     from orchestrator.storage import open_run_store
 
     store = open_run_store(default.runs)

@@ -15,14 +15,11 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.api_key_rows import open_key_rows
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import DatabaseServer, Settings, load_settings
 from orchestrator.errors import RequestError
-
-if TYPE_CHECKING:
-    from orchestrator.storage.urls import StoreURL
 
 SCOPES = ("chat", "approve", "ingest", "admin")
 """chat: talk to the supervisor; approve: decide paused runs; ingest: change the knowledge
@@ -86,7 +83,7 @@ class KeyStore:
             pool size).
     """
 
-    def __init__(self, location: str | Path | StoreURL) -> None:
+    def __init__(self, location: str | Path | DatabaseServer) -> None:
         self._rows = open_key_rows(location)
         self.path: Path | None = self._rows.path
         """The SQLite file; None in PostgreSQL."""

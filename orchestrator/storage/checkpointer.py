@@ -18,8 +18,9 @@ from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from orchestrator.config import DatabaseServer
 from orchestrator.storage.factory import CheckpointerScope, open_checkpointer
-from orchestrator.storage.urls import StoreURL, parse_store_url
+from orchestrator.storage.urls import StoreURL, store_url
 
 
 class SharedCheckpointer:
@@ -30,9 +31,8 @@ class SharedCheckpointer:
             ``memory://``; checked at once (ConfigError for an unknown scheme).
     """
 
-    def __init__(self, location: str | Path | StoreURL) -> None:
-        self.location = (location if isinstance(location, StoreURL)
-                         else parse_store_url(location, what="checkpointer"))
+    def __init__(self, location: str | Path | StoreURL | DatabaseServer) -> None:
+        self.location = store_url(location, what="checkpointer")
         self._lock = threading.Lock()
         self._scope: CheckpointerScope | None = None
         self._saver: BaseCheckpointSaver | None = None

@@ -14,16 +14,18 @@ from typing import Any, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from orchestrator.config import DatabaseServer
 from orchestrator.runs import BaseRunStore
-from orchestrator.storage.urls import StoreURL, parse_store_url
+from orchestrator.storage.urls import StoreURL, store_url
 from orchestrator.write_journal import WriteJournal
 
-Location = str | Path | StoreURL
-"""A path, a URL such as ``sqlite:///runs.sqlite`` or ``memory://``, or a parsed one."""
+Location = str | Path | StoreURL | DatabaseServer
+"""A path, a URL such as ``sqlite:///runs.sqlite`` or ``memory://``, a parsed one, or the
+settings' database server."""
 
 
 def _parse(location: Location, what: str) -> StoreURL:
-    return location if isinstance(location, StoreURL) else parse_store_url(location, what=what)
+    return store_url(location, what=what)
 
 
 class CheckpointerScope(Protocol):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from orchestrator.config import DatabaseServer
 from orchestrator.errors import ConfigError
 
 Backend = Literal["sqlite", "memory", "postgres"]
@@ -42,6 +43,18 @@ class StoreURL:
 
     def __repr__(self) -> str:  # a repr in a traceback or log must not show a password
         return f"StoreURL({self.backend!r}, {self.redacted})"
+
+
+def store_url(location: str | Path | StoreURL | DatabaseServer, *, what: str = "store"
+              ) -> StoreURL:
+    """``location`` parsed (:func:`parse_store_url`); a :class:`DatabaseServer` from the
+    settings keeps its pool size; a parsed one is returned as it is."""
+    if isinstance(location, StoreURL):
+        return location
+    if isinstance(location, DatabaseServer):
+        parsed = parse_store_url(location.url, what=what)
+        return replace(parsed, pool_size=location.pool_size)
+    return parse_store_url(location, what=what)
 
 
 def parse_store_url(location: str | Path, *, what: str = "store") -> StoreURL:
