@@ -10,6 +10,7 @@ than langchain-mcp-adapters accepts)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import venv
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,14 +61,22 @@ def tickets(db: Path) -> list[tuple[int, str]]:
         return conn.execute("SELECT id, title FROM tickets ORDER BY id").fetchall()
 
 
-def run_guarded(orch: Orchestrator, request: str) -> Any:
+def run_guarded(orch: Orchestrator, request: str, on_event: Any = None) -> Any:
     """``orch.run(request)``, failing the test instead of hanging it."""
     box: list[Any] = []
-    worker = threading.Thread(target=lambda: box.append(orch.run(request)), daemon=True)
+    worker = threading.Thread(target=lambda: box.append(orch.run(request, on_event=on_event)),
+                              daemon=True)
     worker.start()
     worker.join(GUARD_S)
     assert box, f"the run did not end within {GUARD_S:g} s"
     return box[0]
+
+
+class Listener:
+    """An ``on_event`` listener."""
+
+    def __call__(self, event: Any) -> None:
+        pass
 
 
 def orchestrator(tmp_path: Path, spec: AgentSpec, script: list[Any], **settings: Any
@@ -87,7 +97,10 @@ def test_a_card_gives_an_agent_the_allowed_tools_of_an_mcp_server(tmp_path: Path
         tool_call("open_ticket", {"title": "checkout outage"}),
         "Opened T-1 for the checkout outage.",
     ])
-    result = run_guarded(orch, "open a ticket for the checkout outage")
+    listener = Listener()
+    heard = weakref.ref(listener)
+    result = run_guarded(orch, "open a ticket for the checkout outage", listener)
+    del listener
 
     assert result.ok, result.error
     assert tickets(db) == [(1, "checkout outage")]  # the write happened, once
@@ -102,6 +115,10 @@ def test_a_card_gives_an_agent_the_allowed_tools_of_an_mcp_server(tmp_path: Path
     assert not policy_of(tools["open_ticket"]).effective_kind.destructive
     line = orch._engine.catalog_line(spec)
     assert "reads: list_tickets" in line and "changes: open_ticket" in line
+    # The session outlives the run that started it: it keeps nothing of that run (the
+    # run's context holds its event writer, and so its listener and events).
+    gc.collect()
+    assert heard() is None
     orch.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -138,7 +139,10 @@ class McpHub:
     _shared_lock = threading.Lock()
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        # Made in a context of its own, as are the jobs it runs (see _submit): the loop's
+        # own handles keep the context they were made in, and the hub outlives the run that
+        # first needed it (a run's context holds its event writer, listeners and events).
+        self._loop = contextvars.Context().run(asyncio.new_event_loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions",
                                         daemon=True)
         self._thread.start()
@@ -190,7 +194,10 @@ class McpHub:
 
         async def job() -> _T:
             return await make()
-        return asyncio.run_coroutine_threadsafe(job(), self._loop)
+        # In a context of its own: a job started from a run would otherwise carry that run's
+        # (its event sinks and checkpoint barrier) into the sessions it starts, which outlive
+        # the run by far.
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe, job(), self._loop)
 
     # --- on the hub's loop ----------------------------------------------------------------
 
