@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -35,7 +36,7 @@ from contextlib import (
 )
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
@@ -91,10 +92,22 @@ from orchestrator.telemetry import default_tracer_provider, export_run
 _DONE = object()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class _RunLost(Exception):
     """This process no longer holds the run it is running (the message says why)."""
+
+
+async def _landed(write: Callable[[], _T]) -> _T:
+    """``write()`` (a store call at the end of a run) on a thread, so the loop and the other
+    runs on it do not wait for its transaction; it lands even when the caller is cancelled
+    meanwhile (the thread goes on). A task already being cancelled writes at once, on the
+    loop: nothing may stop it before it lands."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return write()
+    return await asyncio.shield(asyncio.to_thread(write))
 
 
 def _check_writer(writer: EventWriter, lost_reason: Callable[[], str]) -> None:
@@ -558,9 +571,10 @@ class Orchestrator:
                 keeper.cancel()
             result = _run_result(values, thread, run_id, text,
                                  time.perf_counter() - started, events, paused)
-            if self.runs is not None:  # synchronous: it must land even while cancelled
-                result = self._finish(result, outcome or result.status, owner, lost,
-                                      values.get("mode", ""), event)
+            if self.runs is not None:  # it must land even while cancelled: see _landed
+                finish = functools.partial(self._finish, result, outcome or result.status,
+                                           owner, lost, values.get("mode", ""), event)
+                result = await _landed(finish)
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
@@ -672,7 +686,8 @@ class Orchestrator:
         finally:
             try:
                 if self.runs is not None:
-                    self.runs.release_thread(thread_id, owner)
+                    await _landed(functools.partial(self.runs.release_thread, thread_id,
+                                                    owner))
             except OSError as exc:  # the store is unreachable: the lease runs out by itself
                 log.warning("thread %s: could not release its lease (%s)", thread_id, exc)
             finally:
