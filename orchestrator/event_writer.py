@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from orchestrator.events import Event, EventSink
 from orchestrator.leases import Owner
 from orchestrator.runs import BaseRunStore, Burst
+from orchestrator.storage.group_commit import take_waiting
 
 MAX_BURSTS = 64
 """Most bursts one transaction takes (a bound on how long it holds the store's write lock)."""
@@ -80,16 +81,7 @@ def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, 
         item = jobs.get()
         if item is None or owner() is None:
             return
-        batch, stopping = [item], False
-        while len(batch) < max_bursts:
-            try:
-                item = jobs.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                stopping = True
-                break
-            batch.append(item)
+        batch, stopping = take_waiting(jobs, item, max_bursts, None)
         _write_batch(store, batch)
         del batch, item  # nothing of the last runs kept alive while the thread waits
         if stopping:

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ import httpx
 
 from orchestrator.evals.bench.figures import Figure
 from orchestrator.evals.bench.metrics import percentile
+from orchestrator.evals.bench.services import free_port, stop_process
 
 MODEL = "fake:latency=0.2"
 REQUEST = "web-3 is down: find the root cause and alert the on-call team"
@@ -111,13 +111,6 @@ def server_env(home: Path, model: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def create_key(env: dict[str, str]) -> str:
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "keys", "create", "bench",
                            "--scopes", "chat", "--json"], env=env, capture_output=True,
@@ -146,12 +139,7 @@ def running_server(model: str = MODEL) -> Iterator[Server]:
             _wait_healthy(server, home / "server.log")
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, 60)
             log.close()
 
 

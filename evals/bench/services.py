@@ -84,15 +84,21 @@ class Cluster:
         _stop(self._proc, self.folder)  # SIGTERM: PostgreSQL's smart shutdown
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, folder: Path) -> None:
-    """End a service (SIGTERM, then SIGKILL after 20 s) and remove its folder."""
-    if proc is not None and proc.poll() is None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """End ``proc``: SIGTERM, then SIGKILL if it is still there after ``timeout`` s."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, folder: Path) -> None:
+    """End a service (SIGTERM, then SIGKILL after 20 s) and remove its folder."""
+    if proc is not None:
+        stop_process(proc, 20)
     shutil.rmtree(folder, ignore_errors=True)
 
 

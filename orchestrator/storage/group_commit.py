@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
+_J = TypeVar("_J")
 
 MAX_BATCH = 64
 """Most calls one transaction takes (a bound on how long the file's write lock is held)."""
@@ -94,16 +95,7 @@ class GroupCommitter:
 
     def _take(self, first: _Call) -> tuple[list[_Call], bool]:
         """``first`` and the calls queued behind it (up to a batch); whether to stop after."""
-        batch = [first]
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
+        return take_waiting(self._queue, first, self._max_batch, _STOP)
 
     def _batch(self, batch: list[_Call]) -> None:
         with self._lock:
@@ -159,6 +151,22 @@ class GroupCommitter:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.rollback()
             call.value, call.ok = exc, False
+
+
+def take_waiting(jobs: queue.SimpleQueue[Any], first: _J, limit: int, stop: object
+                 ) -> tuple[list[_J], bool]:
+    """``first`` and the jobs already queued behind it, up to ``limit`` in all, without
+    waiting; whether ``stop`` came among them (the worker ends after this batch)."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            item = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if item is stop:
+            return batch, True
+        batch.append(item)
+    return batch, False
 
 
 def _serve(owner: weakref.ref[GroupCommitter], jobs: queue.SimpleQueue[Any]) -> None:
