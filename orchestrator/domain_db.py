@@ -95,7 +95,8 @@ class DomainBackend(Protocol):
     def open(self, timeout: float) -> Connection: ...
 
     def transaction(self, call: WriteCall | None) -> AbstractContextManager[Connection]:
-        """A transaction that commits when the block ends, rolls back if it raises, closes,
+        """A transaction that commits when the block ends, rolls back if it raises, closes
+        (or keeps for this thread's next block, never in a transaction),
         and records ``call``'s key with its effect (AlreadyApplied when already there);
         creates and seeds the database on first use."""
         ...
@@ -127,8 +128,7 @@ class SqliteDomain:
     def transaction(self, call: WriteCall | None) -> Iterator[Connection]:
         if not self.path.exists():
             self._create_once()
-        conn = _open_sqlite(self.path, 30)
-        try:
+        with _held_connection(self.path) as conn:
             conn.execute("PRAGMA foreign_keys = ON")
             with conn:
                 if call is not None and not call.checked:
@@ -146,8 +146,6 @@ class SqliteDomain:
                     conn.execute("INSERT INTO write_ledger (key, tool, args) VALUES (?, ?, ?)",
                                  (call.key, call.tool, json.dumps(call.args, default=str)))
                     call.save_output = functools.partial(self.save_output, call.key)
-        finally:
-            conn.close()
 
     @staticmethod
     def _ledger_row(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
@@ -160,21 +158,20 @@ class SqliteDomain:
         return row
 
     def save_output(self, key: str, output: str) -> None:
-        with _open_sqlite(self.path, 30) as conn:
+        with _held_connection(self.path) as conn, conn:
             conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
-        conn.close()
 
     def lookup(self, key: str) -> tuple[bool, str | None]:
         if not self.path.exists():
             return False, None
-        conn = _open_sqlite(self.path, 30)
-        try:
-            row = conn.execute("SELECT output FROM write_ledger WHERE key = ?",
-                               (key,)).fetchone()
-        except sqlite3.OperationalError:
-            return False, None
-        finally:
-            conn.close()
+        with _held_connection(self.path) as conn:
+            try:
+                row = conn.execute("SELECT output FROM write_ledger WHERE key = ?",
+                                   (key,)).fetchone()
+            except sqlite3.OperationalError:
+                return False, None
+            finally:
+                conn.rollback()  # no read transaction left open on the kept connection
         return (True, row[0]) if row is not None else (False, None)
 
     def _create_once(self) -> None:
@@ -216,6 +213,73 @@ def _open_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+class _KeptConnection(threading.local):
+    """This thread's open connection to the last business database file it used.
+
+    Opening a connection costs a parse of the whole schema (every domain pack's tables)
+    on its first statement: two or three times a tool call, most of a tool's CPU. So each
+    thread keeps one, for the file it was opened on: the file's identity (device, inode)
+    is checked on every use, and a file replaced since (a reset renames a fresh one into
+    place) or another path gets a new connection, the old one closed.
+    """
+
+    conn: sqlite3.Connection | None = None
+    file: tuple[str, int, int] | None = None
+    busy = False
+
+
+_kept = _KeptConnection()
+
+
+@contextmanager
+def _held_connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to ``path`` for one block: this thread's kept one when it is free and
+    still on the same file (a block inside another block gets its own, closed after)."""
+    if _kept.busy:
+        conn = _open_sqlite(path, 30)
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    conn = _kept_connection(path)
+    _kept.busy = True
+    try:
+        yield conn
+    finally:
+        _kept.busy = False
+        try:
+            if conn.in_transaction:  # a block that left its transaction open
+                conn.rollback()
+        except sqlite3.Error:  # closed by the block, or broken: not kept
+            _forget_kept()
+
+
+def _kept_connection(path: Path) -> sqlite3.Connection:
+    found = os.stat(path)
+    file = (str(path), found.st_dev, found.st_ino)
+    conn = _kept.conn
+    if conn is not None and _kept.file == file:
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            _forget_kept()
+        else:
+            conn.row_factory = sqlite3.Row  # as opened, whatever the last block set
+            return conn
+    _forget_kept()
+    conn = _open_sqlite(path, 30)
+    _kept.conn, _kept.file = conn, file
+    return conn
+
+
+def _forget_kept() -> None:
+    conn, _kept.conn, _kept.file = _kept.conn, None, None
+    if conn is not None:
+        conn.close()
 
 
 def _postgres(url: StoreURL) -> DomainBackend:
@@ -283,7 +347,8 @@ def use_domain_db(location: str | Path) -> Iterator[str | Path]:
 def connect(location: str | Path | None = None) -> Iterator[Connection]:
     """A transaction on the domain database (created and seeded on first use).
 
-    Commits when the block ends, rolls back if it raises, and always closes.
+    Commits when the block ends and rolls back if it raises; the connection is closed, or
+    kept for this thread's next block (SQLite: opening one parses the whole schema).
     """
     backend = domain_backend(location if location is not None else current_domain_db())
     with backend.transaction(current_write()) as conn:

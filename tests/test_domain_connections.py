@@ -1,0 +1,90 @@
+"""The SQLite business database keeps one connection per thread between tool calls (opening
+one parses the whole schema): these tests check that reuse never shows a tool stale or
+half-done state."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator.domain_db import connect, reset_domain_db, use_domain_db
+
+
+def _alerts(path: Path) -> int:
+    with connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM alerts").fetchone()[0])
+
+
+def _add_alert(conn: sqlite3.Connection | object) -> None:
+    conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO alerts (service, team, person, severity, message) VALUES (?, ?, ?, ?, ?)",
+        ("web-3", "sre", "ana", "high", "test"))
+
+
+def test_a_reset_database_is_read_fresh_not_through_the_kept_connection(
+        domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    with connect(domain_db) as conn:
+        _add_alert(conn)
+    assert _alerts(domain_db) == seeded + 1
+    reset_domain_db(domain_db)  # a new file renamed into place
+    assert _alerts(domain_db) == seeded
+    with connect(domain_db) as conn:  # and writes go to the new file
+        _add_alert(conn)
+    outside = sqlite3.connect(domain_db)
+    try:
+        assert outside.execute("SELECT count(*) FROM alerts").fetchone()[0] == seeded + 1
+    finally:
+        outside.close()
+
+
+def test_a_change_committed_elsewhere_is_seen_by_the_next_call(domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    outside = sqlite3.connect(domain_db)
+    try:
+        with outside:
+            _add_alert(outside)
+    finally:
+        outside.close()
+    assert _alerts(domain_db) == seeded + 1
+
+
+def test_each_database_gets_its_own_rows(tmp_path: Path) -> None:
+    first = reset_domain_db(tmp_path / "a.sqlite")
+    second = reset_domain_db(tmp_path / "b.sqlite")
+    seeded = _alerts(first)
+    with use_domain_db(first), connect() as conn:
+        _add_alert(conn)
+    assert (_alerts(first), _alerts(second)) == (seeded + 1, seeded)
+
+
+def test_a_failed_block_rolls_back_and_the_next_call_works(domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    with pytest.raises(sqlite3.IntegrityError), connect(domain_db) as conn:
+        _add_alert(conn)
+        conn.execute("INSERT INTO alerts (service, team, person, severity, message) "
+                     "VALUES ('no-such-service', 'sre', 'ana', 'low', 'x')")  # foreign key
+    assert _alerts(domain_db) == seeded
+
+
+def test_a_tool_that_closes_its_connection_does_not_break_the_next_call(
+        domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    with pytest.raises(sqlite3.ProgrammingError), connect(domain_db) as conn:
+        conn.close()  # the block's end cannot commit on a closed connection
+    with connect(domain_db) as conn:
+        _add_alert(conn)
+    assert _alerts(domain_db) == seeded + 1
+
+
+def test_a_block_inside_a_block_has_its_own_connection(domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    with connect(domain_db) as outer:
+        _add_alert(outer)
+        with connect(domain_db) as inner:  # a read inside: it does not commit the outer
+            assert inner is not outer
+            assert inner.execute("SELECT count(*) FROM alerts").fetchone()[0] == seeded
+        outer.rollback()
+    assert _alerts(domain_db) == seeded
