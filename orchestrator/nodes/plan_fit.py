@@ -32,6 +32,7 @@ nor the shortlist loaded one for this plan (loading one takes seconds).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,7 @@ from orchestrator.request_mood import LEADING_FILLER
 from orchestrator.state import EngineContext
 from orchestrator.text_match import tokens
 
-__all__ = ["KIND_MARGIN", "REROUTE_MARGIN", "fit_plan"]
+__all__ = ["KIND_MARGIN", "REROUTE_MARGIN", "embeds_to_fit", "fit_plan", "fit_plan_off_loop"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,29 @@ KIND_MARGIN = 0.1
 agent before the subtask only reads."""
 
 
+def embeds_to_fit(ctx: EngineContext, plan: Plan, shown: Sequence[AgentSpec]) -> bool:
+    """Whether :func:`fit_plan` would embed (and so block) for ``plan``: not when the plan
+    is empty, nor when no embedding model is loaded for anything else (no knowledge base)
+    and the planner was shown every agent: one is not loaded for this alone."""
+    return bool(plan.subtasks) and (ctx.retriever is not None or len(shown) < len(ctx.agents))
+
+
+async def fit_plan_off_loop(ctx: EngineContext, plan: Plan, shown: Sequence[AgentSpec],
+                            request: str, *, kinds: bool = True) -> tuple[Plan, list[str]]:
+    """:func:`fit_plan` in a thread when it embeds, else at once (a thread hop costs the
+    event loop more than the check)."""
+    if not embeds_to_fit(ctx, plan, shown):
+        return plan, []
+    return await asyncio.to_thread(fit_plan, ctx, plan, shown, request, kinds=kinds)
+
+
 def fit_plan(ctx: EngineContext, plan: Plan, shown: Sequence[AgentSpec], request: str, *,
              kinds: bool = True) -> tuple[Plan, list[str]]:
     """``plan`` with subtasks moved to the agent whose tools do what the goal says and (with
     ``kinds``) acts that only read made answers (see the module), and a note per change.
     Blocks while it embeds: call it off the event loop."""
-    if not plan.subtasks or (ctx.retriever is None and len(shown) >= len(ctx.agents)):
-        return plan, []  # no embedding model is loaded for this plan: not for this alone
+    if not embeds_to_fit(ctx, plan, shown):
+        return plan, []
     meaning = _meaning(ctx)
     if meaning is None:
         return plan, []

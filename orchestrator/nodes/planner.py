@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
@@ -30,7 +30,7 @@ from orchestrator.errors import (
 )
 from orchestrator.events import PlanInvalidData, PlanMadeData, RunStartedData, emit
 from orchestrator.models.meaning import IDENTIFIER
-from orchestrator.nodes.plan_fit import fit_plan
+from orchestrator.nodes.plan_fit import fit_plan_off_loop
 from orchestrator.nodes.shortlist import named_agents, playbook_agents, shortlist
 from orchestrator.nodes.specialist import estimate_tokens, invoke_model
 from orchestrator.plan import Plan, check_agents, check_kinds, copied_goals
@@ -45,6 +45,8 @@ from orchestrator.text_match import mentions
 from orchestrator.text_tool_calls import json_in_text, tool_calls_in_text
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str = "",
                      agents: Sequence[AgentSpec] | None = None) -> list[BaseMessage]:
@@ -66,6 +68,28 @@ def planner_messages(ctx: EngineContext, state: OrchestratorState, context: str 
     return [SystemMessage(system), HumanMessage("\n".join(parts))]
 
 
+async def planner_inputs(ctx: EngineContext, state: OrchestratorState
+                         ) -> tuple[str, list[AgentSpec]]:
+    """The knowledge passages and the agents the planner is shown. Reading the knowledge
+    base and embedding a shortlist block, so each goes to a thread, but only when there is
+    one to read or a catalog to shorten (a thread hop costs the loop more than the check)."""
+    searches = _searches_knowledge(ctx)
+    shortens = len(ctx.agents) > ctx.shortlist_size
+    if not searches and not shortens:
+        return "", list(ctx.agents.values())
+    return await asyncio.gather(
+        _off_loop_if(searches, knowledge_context, ctx, state["request"]),
+        _off_loop_if(shortens, planner_agents, ctx, state))
+
+
+async def _off_loop_if(blocks: bool, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.to_thread(fn, *args) if blocks else fn(*args)
+
+
+def _searches_knowledge(ctx: EngineContext) -> bool:
+    return ctx.retriever is not None and ctx.settings.planner_context_chunks != 0
+
+
 def knowledge_context(ctx: EngineContext, request: str) -> str:
     """A few cited passages from the knowledge base about the request ('' when none).
 
@@ -75,7 +99,7 @@ def knowledge_context(ctx: EngineContext, request: str) -> str:
     own ``retrieve`` calls search hybrid.
     """
     limit = ctx.settings.planner_context_chunks
-    if ctx.retriever is None or limit == 0:
+    if ctx.retriever is None or not _searches_knowledge(ctx):
         return ""
     present = set(ctx.retriever.store.collection_names())
     collections = [c for c in ctx.planner_collections() if c in present]
@@ -126,10 +150,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
     copied a catalog line twice dropped; a subtask moved to the agent whose tools fit it; an
     act that only reads made an answer: see ``plan_fit``)."""
     notes = notes if notes is not None else []
-    # Reading the knowledge base and embedding a shortlist block: keep them off the loop.
-    context, agents = await asyncio.gather(
-        asyncio.to_thread(knowledge_context, ctx, state["request"]),
-        asyncio.to_thread(planner_agents, ctx, state))
+    context, agents = await planner_inputs(ctx, state)
     messages = planner_messages(ctx, state, context, agents)
     sources = {**passages(context), **{f"the catalog line of {s.name}": ctx.catalog_line(s)
                                        for s in agents}}
@@ -170,7 +191,7 @@ async def make_plan(ctx: EngineContext, state: OrchestratorState, usage: Usage,
     plan = await plan_with_repairs(ctx, messages, state["run_id"], usage, budget,
                                    lambda raw: check(parse_plan(raw, ctx.agents)),
                                    agents=[s.name for s in agents])
-    fitted, moved = await asyncio.to_thread(fit_plan, ctx, plan, agents, state["request"])
+    fitted, moved = await fit_plan_off_loop(ctx, plan, agents, state["request"])
     notes.extend(moved)
     return fitted
 

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import ConfigError, PlanError
-from orchestrator.nodes.plan_fit import fit_plan
+from orchestrator.nodes.plan_fit import fit_plan_off_loop
 from orchestrator.nodes.planner import (
     check_can_act,
     plan_arguments,
@@ -114,8 +114,7 @@ async def replan_failed(
     new = await plan_with_repairs(ctx, [SystemMessage(system), HumanMessage(human)],
                                   state["run_id"], usage, budget, accept,
                                   agents=[s.name for s in catalog])
-    fitted, moved = await asyncio.to_thread(fit_plan, ctx, new, catalog, state["request"],
-                                            kinds=False)
+    fitted, moved = await fit_plan_off_loop(ctx, new, catalog, state["request"], kinds=False)
     if notes is not None:
         notes.extend(moved)
     return fitted
