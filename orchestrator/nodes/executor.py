@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.func import task
@@ -69,13 +70,12 @@ def executor_node(ctx: EngineContext) -> NodeFn:
             frozenset(grants or ()), SubtaskResult.from_dict(paused) if paused else None)
         return done.to_dict()
 
-    checkpointed: Any = task(name="specialist")(run_subtask_now)  # type: ignore[arg-type]
-
     async def run_subtask(subtask: dict[str, Any], inputs: list[dict[str, str]], run_id: str,
                           grants: list[str], paused: dict[str, Any] | None) -> dict[str, Any]:
         # LangGraph replays task results by call order; on a resumed run the order can
         # differ, so a replayed result for another subtask is not trusted.
-        result: dict[str, Any] = await checkpointed(subtask, inputs, run_id, grants, paused)
+        result: dict[str, Any] = await _checkpointed(run_subtask_now, subtask, inputs, run_id,
+                                                     grants, paused)
         if result.get("id") != subtask["id"]:
             result = await run_subtask_now(subtask, inputs, run_id, grants, paused)
         if (run_id, subtask["id"]) in ran:
@@ -90,6 +90,18 @@ def executor_node(ctx: EngineContext) -> NodeFn:
         return scheduler.update()
 
     return execute
+
+
+async def _run_checkpointed(run: Callable[..., Awaitable[dict[str, Any]]], *args: Any
+                            ) -> dict[str, Any]:
+    """``run(*args)`` as the LangGraph task "specialist": its result is checkpointed. A
+    function of this module, not a closure per graph: LangGraph keeps the runnable it builds
+    for a task function (a few signature inspections) only for one it finds by module and
+    name, and rebuilt it for every subtask."""
+    return await run(*args)
+
+
+_checkpointed: Any = task(name="specialist")(_run_checkpointed)  # type: ignore[arg-type]
 
 
 class Scheduler:
