@@ -29,6 +29,7 @@ from orchestrator.agents.spec import AgentSpec
 from orchestrator.budget import RunBudget
 from orchestrator.errors import BudgetExceededError, ModelError
 from orchestrator.model_slots import model_slot
+from orchestrator.models.direct import ainvoke_chat
 from orchestrator.nodes.outcome import CANNOT_MARKER, judge, judge_cut_short
 from orchestrator.nodes.tool_calls import (
     ApprovalNeeded,
@@ -237,7 +238,7 @@ async def invoke_model(model: Runnable[LanguageModelInput, BaseMessage],
     in ``usage`` (the server took it; its input estimated)."""
     async with model_slot(model):
         try:
-            return await asyncio.wait_for(model.ainvoke(messages), timeout=timeout)
+            return await asyncio.wait_for(ainvoke_chat(model, messages), timeout=timeout)
         except BaseException as exc:
             truncated = length_cut_reply(exc)
             if truncated is not None:

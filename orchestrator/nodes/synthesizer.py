@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from orchestrator.errors import is_model_failure
 from orchestrator.events import AnswerData, answer_chunks_wanted, emit, emit_answer_chunk
 from orchestrator.model_slots import model_slot
+from orchestrator.models.direct import ainvoke_chat
 from orchestrator.nodes.specialist import cut_off, estimate_tokens
 from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
@@ -92,7 +93,7 @@ class _StreamedAnswer:
         """Read the answer; with ``stream`` off (nobody listens for chunks) in one call, which
         saves the model's and the graph's work per piece."""
         if not stream:
-            written = await model.ainvoke(messages)
+            written = await ainvoke_chat(model, messages)
             self._add_usage(getattr(written, "usage_metadata", None))
             self.pieces.append(str(written.text).lstrip())
             return

@@ -1,0 +1,104 @@
+"""Model calls that go straight to the chat model's ``_agenerate`` when nothing watches them.
+
+``BaseChatModel.ainvoke`` does much around the call itself: it merges the run's config,
+configures callbacks and opens a run on each (there are none unless a handler or a tracer
+is set), checks the cache and the rate limiter, and wraps the reply in an ``LLMResult``.
+In a graph that costs about as much CPU as the offline model's whole answer, on every call,
+and a server running many runs at once is bound by that CPU.
+
+:func:`ainvoke_chat` calls ``_agenerate`` (the method every chat model implements) directly
+when all of this holds, and otherwise calls ``ainvoke``:
+
+- the model is a ``BaseChatModel``, bare or with bound arguments (``bind_tools``), and has an
+  async ``_agenerate`` of its own (a sync-only model runs in a thread under ``ainvoke``);
+- it has no callbacks, cache or rate limiter, is not verbose, and answers in one piece
+  (no ``streaming`` or ``stream`` set);
+- the run configures no callback handler, no tracer (LangSmith), no configure hook (what
+  ``langchain_core.tracers.context.register_configure_hook`` adds) and no debug output.
+
+The reply gets the response metadata ``ainvoke`` gives it (the generation's info and the
+result's ``llm_output``); it has no ``lc_run-...`` id, which nothing here reads (the graph's
+message reducer gives every message an id). A langchain-core that renames the internals
+read here makes every call go through ``ainvoke``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.globals import get_debug, get_llm_cache, get_verbose
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables.config import var_child_runnable_config
+
+try:
+    from langchain_core.language_models._utils import _normalize_messages
+    from langchain_core.language_models.chat_models import _gen_info_and_msg_metadata
+    from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
+    from langchain_core.utils.env import env_var_is_set
+except ImportError:  # pragma: no cover - another langchain-core: always through ainvoke
+    _KNOWN = False
+else:
+    _KNOWN = True
+
+_STRUCTURED_FORMAT = ("ls_structured_output_format", "structured_output_format")
+"""Bound arguments ``agenerate`` takes off before ``_agenerate`` (tracing only)."""
+
+
+async def ainvoke_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMessage]
+                       ) -> BaseMessage:
+    """``model.ainvoke(messages)``, straight to ``_agenerate`` when nothing watches the call
+    (see the module)."""
+    direct = _direct(model) if _KNOWN else None
+    if direct is None or _watched():
+        return await model.ainvoke(messages)
+    chat, kwargs = direct
+    result = await chat._agenerate(_normalize_messages(messages), **kwargs)
+    generation = result.generations[0]
+    message = generation.message
+    message.response_metadata = _gen_info_and_msg_metadata(generation)
+    if len(result.generations) == 1 and result.llm_output is not None:
+        message.response_metadata = {**result.llm_output, **message.response_metadata}
+    return message
+
+
+def _direct(model: Runnable[Any, BaseMessage]) -> tuple[BaseChatModel, dict[str, Any]] | None:
+    """The chat model and the arguments to call its ``_agenerate`` with, or None when the
+    call needs what ``ainvoke`` does."""
+    kwargs: dict[str, Any] = {}
+    if isinstance(model, RunnableBinding):
+        if (model.config or model.config_factories or model.custom_input_type is not None
+                or model.custom_output_type is not None):
+            return None
+        kwargs = {k: v for k, v in model.kwargs.items() if k not in _STRUCTURED_FORMAT}
+        model = model.bound
+    if not isinstance(model, BaseChatModel) or "stream" in kwargs:
+        return None
+    if type(model)._agenerate is BaseChatModel._agenerate:
+        return None
+    cache = model.cache
+    if (model.callbacks or model.verbose or model.rate_limiter is not None
+            or getattr(model, "streaming", False) is not False
+            or getattr(model, "output_version", None) == "v1"
+            or (cache is not False and (cache is not None or get_llm_cache() is not None))):
+        return None
+    return model, kwargs
+
+
+def _watched() -> bool:
+    """Whether a callback handler, tracer or hook would see a model call made now."""
+    if get_debug() or get_verbose() or _tracing_v2_is_enabled():
+        return True
+    config = var_child_runnable_config.get() or {}
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        if callbacks.handlers or callbacks.inheritable_handlers:
+            return True
+    elif callbacks:
+        return True
+    return any(var.get() is not None or (env_var is not None and handler is not None
+                                         and env_var_is_set(env_var))
+               for var, _, handler, env_var in _configure_hooks)
+
