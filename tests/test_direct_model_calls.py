@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +23,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 from langsmith.utils import get_env_var
 
 from orchestrator.models import get_model
-from orchestrator.models.direct import ainvoke_chat
+from orchestrator.models.direct import ainvoke_chat, astream_chat
 from orchestrator.models.fake import FakeChatModel
 
 try:
@@ -97,6 +97,26 @@ def test_an_openai_model_over_http_answers_the_same_as_through_ainvoke(
     assert first == second  # the same request went over the wire both ways
 
 
+async def _streamed(pieces: AsyncIterator[BaseMessage]) -> tuple[str, dict[str, int]]:
+    text, usage = "", {"input_tokens": 0, "output_tokens": 0}
+    async for piece in pieces:
+        text += piece.text
+        for key, value in (getattr(piece, "usage_metadata", None) or {}).items():
+            if key in usage:
+                usage[key] += value
+    return text, usage
+
+
+def test_a_streamed_answer_is_the_same_as_through_astream(
+        openai_server: OpenAICompatServer) -> None:
+    for model in (get_model("fake"), get_model("openai:x")):
+        extra = {"stream_usage": True} if "stream_usage" in type(model).model_fields else {}
+        direct = asyncio.run(_streamed(astream_chat(model, MESSAGES[1:], **extra)))
+        streamed = asyncio.run(_streamed(model.astream(MESSAGES[1:], **extra)))
+        assert direct == streamed
+        assert direct[0] and direct[1]["output_tokens"] > 0
+
+
 def test_a_handler_on_the_run_sees_the_call() -> None:
     model = get_model("fake").bind_tools([find_root_cause])
     handler = _Starts()
@@ -107,6 +127,12 @@ def test_a_handler_on_the_run_sees_the_call() -> None:
     reply = asyncio.run(RunnableLambda(call).ainvoke(None, {"callbacks": [handler]}))
     assert handler.starts == 1
     assert isinstance(reply, AIMessage) and reply.tool_calls
+
+    async def stream(_: object) -> str:
+        return (await _streamed(astream_chat(get_model("fake"), MESSAGES[1:])))[0]
+
+    assert asyncio.run(RunnableLambda(stream).ainvoke(None, {"callbacks": [handler]}))
+    assert handler.starts == 2
 
 
 def test_a_model_with_its_own_handler_goes_through_ainvoke() -> None:

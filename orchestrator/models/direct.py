@@ -7,7 +7,8 @@ In a graph that costs about as much CPU as the offline model's whole answer, on 
 and a server running many runs at once is bound by that CPU.
 
 :func:`ainvoke_chat` calls ``_agenerate`` (the method every chat model implements) directly
-when all of this holds, and otherwise calls ``ainvoke``:
+when all of this holds, and otherwise calls ``ainvoke`` (:func:`astream_chat` likewise with
+``_astream``, for a model that streams natively and does not disable it):
 
 - the model is a ``BaseChatModel``, bare or with bound arguments (``bind_tools``), and has an
   async ``_agenerate`` of its own (a sync-only model runs in a thread under ``ainvoke``);
@@ -24,12 +25,13 @@ read here makes every call go through ``ainvoke``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.globals import get_debug, get_llm_cache, get_verbose
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import var_child_runnable_config
 
@@ -62,6 +64,28 @@ async def ainvoke_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
     if len(result.generations) == 1 and result.llm_output is not None:
         message.response_metadata = {**result.llm_output, **message.response_metadata}
     return message
+
+
+async def astream_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMessage],
+                       **kwargs: Any) -> AsyncIterator[BaseMessageChunk]:
+    """``model.astream(messages, **kwargs)``, straight from ``_astream`` when nothing
+    watches the call and the model streams natively (see the module): each piece with the
+    metadata ``astream`` gives it."""
+    direct = _direct(model) if _KNOWN else None
+    if (direct is None or type(direct[0])._astream is BaseChatModel._astream
+            or direct[0].disable_streaming or _watched()):
+        async for piece in model.astream(messages, **kwargs):
+            yield cast(BaseMessageChunk, piece)
+        return
+    chat, bound = direct
+    pieces = 0
+    async for chunk in chat._astream(_normalize_messages(messages), **{**bound, **kwargs}):
+        if chunk.generation_info:  # else the message's own metadata is what it gets
+            chunk.message.response_metadata = _gen_info_and_msg_metadata(chunk)
+        pieces += 1
+        yield cast(BaseMessageChunk, chunk.message)
+    if not pieces:
+        raise ValueError("No generation chunks were returned")
 
 
 def _direct(model: Runnable[Any, BaseMessage]) -> tuple[BaseChatModel, dict[str, Any]] | None:

@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from orchestrator.errors import is_model_failure
 from orchestrator.events import AnswerData, answer_chunks_wanted, emit, emit_answer_chunk
 from orchestrator.model_slots import model_slot
-from orchestrator.models.direct import ainvoke_chat
+from orchestrator.models.direct import ainvoke_chat, astream_chat
 from orchestrator.nodes.specialist import cut_off, estimate_tokens
 from orchestrator.prompts import load_prompt, tagged
 from orchestrator.results import SubtaskResult, Usage
@@ -99,7 +99,7 @@ class _StreamedAnswer:
             return
         # A model without streaming answers in one piece (langchain-core falls back to
         # ainvoke), so recorded cassettes and plain models work unchanged.
-        async for chunk in model.astream(messages, **_stream_options(model)):
+        async for chunk in astream_chat(model, messages, **_stream_options(model)):
             self._add_usage(getattr(chunk, "usage_metadata", None))
             piece = str(chunk.text)
             if not self.pieces:  # leading blank lines are not part of the answer
