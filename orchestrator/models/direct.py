@@ -54,7 +54,7 @@ async def ainvoke_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
     """``model.ainvoke(messages)``, straight to ``_agenerate`` when nothing watches the call
     (see the module)."""
     direct = _direct(model) if _KNOWN else None
-    if direct is None or _watched():
+    if direct is None or watched():
         return await model.ainvoke(messages)
     chat, kwargs = direct
     result = await chat._agenerate(_normalize_messages(messages), **kwargs)
@@ -73,7 +73,7 @@ async def astream_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
     metadata ``astream`` gives it."""
     direct = _direct(model) if _KNOWN else None
     if (direct is None or type(direct[0])._astream is BaseChatModel._astream
-            or direct[0].disable_streaming or _watched()):
+            or direct[0].disable_streaming or watched()):
         async for piece in model.astream(messages, **kwargs):
             yield cast(BaseMessageChunk, piece)
         return
@@ -111,7 +111,7 @@ def _direct(model: Runnable[Any, BaseMessage]) -> tuple[BaseChatModel, dict[str,
     return model, kwargs
 
 
-def _watched() -> bool:
+def watched() -> bool:
     """Whether a callback handler, tracer or hook would see a model call made now."""
     if get_debug() or get_verbose() or _tracing_v2_is_enabled():
         return True

@@ -45,6 +45,7 @@ from orchestrator.effects import AlreadyApplied, WriteCall, earlier_result, writ
 from orchestrator.errors import ToolRefusedError
 from orchestrator.events import ToolCalledData, ToolRefusedData, ToolStartedData, emit
 from orchestrator.models.meaning import IDENTIFIER
+from orchestrator.nodes.direct_tools import invoke_tool
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 from orchestrator.results import FailureKind, SubtaskResult, ToolCallRecord
 from orchestrator.text_match import mentions
@@ -330,7 +331,7 @@ class ToolCaller:
         def run_sync() -> Any:
             if journal is not None:
                 note()  # in the tool's thread: noted if and only if the tool is started
-            return tool.invoke(call)
+            return invoke_tool(tool, call)
 
         with write_call(marker) if marker is not None else nullcontext():
             if sync:
