@@ -25,6 +25,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from orchestrator.events import Event, EventSink
 from orchestrator.leases import Owner
@@ -40,7 +41,7 @@ class BurstQueue:
     go in one transaction (:meth:`BaseRunStore.append_bursts`), in the order queued."""
 
     def __init__(self, store: BaseRunStore, *, max_bursts: int = MAX_BURSTS) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Burst, Future[bool]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._closing = threading.Lock()  # no burst queued behind the stop (never served)
         jobs = self._jobs
@@ -51,17 +52,21 @@ class BurstQueue:
                                  max_bursts), name="run-events", daemon=True)
         self._thread.start()
 
-    def submit(self, burst: Burst) -> Future[bool]:
+    def submit(self, burst: Burst, *, then: Callable[[], None] | None = None) -> Future[bool]:
         """Queue ``burst``; the future is done once its transaction is committed (True,
-        False when its owner no longer held the run, or the store's error)."""
+        False when its owner no longer held the run, or the store's error). ``then`` is
+        called after that on the calling event loop, in the caller's context: the thread
+        wakes each loop once for all the bursts of a transaction, not once a burst."""
         future: Future[bool] = Future()
         # Running from now on: a run cancelled while it awaits the write (asyncio.wrap_future
         # cancels what it wraps) cannot cancel it; the thread would die setting its result.
         future.set_running_or_notify_cancel()
+        notice = None if then is None else _Notice(
+            asyncio.get_running_loop(), then, contextvars.copy_context())
         with self._closing:
             if self._closed:
                 raise RuntimeError("the run store's event thread is closed")
-            self._jobs.put((burst, future))
+            self._jobs.put((burst, future, notice))
         return future
 
     def close(self) -> None:
@@ -74,8 +79,8 @@ class BurstQueue:
         self._thread.join()
 
 
-def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, Future[bool]]
-           | None], store: BaseRunStore, max_bursts: int) -> None:
+def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[_Job | None],
+           store: BaseRunStore, max_bursts: int) -> None:
     """The event thread: the bursts waiting, one transaction at a time, until stopped."""
     while True:
         item = jobs.get()
@@ -88,22 +93,52 @@ def _serve(owner: weakref.ref[BurstQueue], jobs: queue.SimpleQueue[tuple[Burst, 
             return
 
 
-def _write_batch(store: BaseRunStore, batch: list[tuple[Burst, Future[bool]]]) -> None:
-    """Append ``batch`` in one transaction and settle each burst's future (in a function of
-    its own, so the thread keeps no future, and so no run, once it is done)."""
+def _write_batch(store: BaseRunStore, batch: list[_Job]) -> None:
+    """Append ``batch`` in one transaction, settle each burst's future and wake each loop
+    once for the bursts' ``then`` (in a function of its own, so the thread keeps no future,
+    and so no run, once it is done)."""
     done: list[bool | BaseException]
     try:
-        done = list(store.append_bursts([burst for burst, _ in batch]))
+        done = list(store.append_bursts([burst for burst, _, _ in batch]))
     except BaseException as exc:  # the store failed (any way: the thread must go on,
         done = [exc] * len(batch)  # or every later burst waits for good)
     if len(done) != len(batch):
         done = [RuntimeError(f"the run store answered {len(done)} outcomes for "
                              f"{len(batch)} bursts: fix its append_bursts")] * len(batch)
-    for (_, future), outcome in zip(batch, done, strict=True):
+    notices: dict[asyncio.AbstractEventLoop, list[_Notice]] = {}
+    for (_, future, notice), outcome in zip(batch, done, strict=True):
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+        if notice is not None:
+            notices.setdefault(notice.loop, []).append(notice)
+    for loop, waiting in notices.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: flush() told them already
+            loop.call_soon_threadsafe(_tell, waiting)
+
+
+def _tell(notices: list[_Notice]) -> None:
+    """Each burst's ``then``, in its own context; one that raises does not keep the others
+    from theirs (the loop's exception handler reports it)."""
+    for notice in notices:
+        try:
+            notice.context.run(notice.then)
+        except Exception as exc:
+            notice.loop.call_exception_handler({
+                "message": "a run's event listener raised", "exception": exc})
+
+
+@dataclass(frozen=True)
+class _Notice:
+    """What to call, on which loop and in which context, once a burst is written."""
+
+    loop: asyncio.AbstractEventLoop
+    then: Callable[[], None]
+    context: contextvars.Context
+
+
+_Job = tuple[Burst, Future[bool], _Notice | None]
 
 
 class EventWriter:
@@ -129,6 +164,9 @@ class EventWriter:
         self._scheduled: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing: deque[tuple[Future[bool], list[Event]]] = deque()
+        self._submitted = self._delivered = 0  # bursts handed to the event thread; told
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        """Who waits until this many bursts are written (:meth:`unstored`)."""
         self._added = self._heard = 0  # events added; events told (or dropped)
         self._then: deque[tuple[int, Callable[[], None]]] = deque()
         self.lost = False
@@ -155,17 +193,15 @@ class EventWriter:
             self._told(len(batch))
             return
         try:
-            future = self._bursts.submit(Burst(self._run_id, batch, self._owner))
+            # Told on this loop, in the run's context (e.g. a Temporal activity's).
+            future = self._bursts.submit(Burst(self._run_id, batch, self._owner),
+                                         then=self._deliver)
         except RuntimeError as exc:  # the orchestrator closed under the run: not a silent loss
             self._fail(exc)
             self._told(len(batch))
             return
         self._writing.append((future, batch))
-        loop = self._loop
-        assert loop is not None
-        # Listeners run in the run's context (e.g. a Temporal activity's), not the thread's.
-        context = contextvars.copy_context()
-        future.add_done_callback(lambda _: _call_soon(loop, self._deliver, context))
+        self._submitted += 1
 
     def unstored(self) -> Awaitable[None] | None:
         """None when every event added so far is stored (nothing to wait for, no round
@@ -176,10 +212,13 @@ class EventWriter:
         if self._scheduled is not None:  # this turn's burst: under way now, not at turn end
             self._scheduled.cancel()
             self._flush_burst()
-        futures = [future for future, _ in self._writing]
-        if all(f.done() and f.exception() is None for f in futures):
+        if all(f.done() and f.exception() is None for f, _ in self._writing):
             return None
-        return _stored(futures)
+        # Woken by _deliver, which the event thread calls once a transaction is done (one
+        # wake-up of the loop for all its bursts, not one for each burst waited for).
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._submitted, waiter))
+        return waiter
 
     async def drain(self) -> None:
         """Store everything queued or being written and tell its listeners, without
@@ -201,15 +240,35 @@ class EventWriter:
         self._deliver()
 
     def _deliver(self) -> None:
-        """Tell listeners of the written bursts, oldest first, stopping at one in flight."""
+        """Tell listeners of the written bursts, oldest first, stopping at one in flight,
+        and wake who waits for them (:meth:`unstored`)."""
         while self._writing and self._writing[0][0].done():
             future, batch = self._writing.popleft()
             failed = future.exception()
+            self._wake(self._delivered, None)  # those waiting for the bursts before it
+            self._delivered += 1
             if failed is not None:
                 self._fail(failed)
+                self._wake(0, failed)  # every one still waiting waits for this one too
             else:
                 self._settle(future.result(), batch)
             self._told(len(batch))
+        self._wake(self._delivered, None)
+
+    def _wake(self, delivered: int, failed: BaseException | None) -> None:
+        """Settle the waiters for at most ``delivered`` bursts (all of them, with ``failed``:
+        the store's error)."""
+        left: deque[tuple[int, asyncio.Future[None]]] = deque()
+        for upto, waiter in self._waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if failed is not None:
+                waiter.set_exception(failed)
+            elif upto <= delivered:
+                waiter.set_result(None)
+            else:
+                left.append((upto, waiter))
+        self._waiters = left
 
     def then(self, callback: Callable[[], None]) -> None:
         """``callback`` once the listeners were told every event added so far (at once when
@@ -250,16 +309,3 @@ class EventWriter:
             self._on_trouble()
 
 
-async def _stored(futures: list[Future[bool]]) -> None:
-    """Once ``futures`` (bursts written in order on one thread) are done; raises the first
-    failed one's error."""
-    for future in futures:
-        await asyncio.wrap_future(future)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None],
-               context: contextvars.Context) -> None:
-    """``callback`` on ``loop`` from the writer's thread; nothing once the loop is closed
-    (the run's :meth:`EventWriter.flush` delivered everything already)."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(callback, context=context)

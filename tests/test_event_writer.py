@@ -9,13 +9,12 @@ import gc
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import pytest
 
-from orchestrator import Orchestrator, event_writer
+from orchestrator import Orchestrator
 from orchestrator.agents.it_ops import it_ops_agents
 from orchestrator.config import Settings
 from orchestrator.event_writer import BurstQueue, EventWriter
@@ -190,17 +189,24 @@ def test_a_run_stopped_while_its_checkpoint_waits_for_events_leaves_the_event_th
     # future: the thread then died setting its result, and every later run hung.
     store = GatedStore(tmp_path / "runs.sqlite")
     orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store)
-    real_stored = event_writer._stored
+    real_unstored = EventWriter.unstored
 
-    async def stored(futures: list[Future[bool]]) -> None:
-        waiting.set()
-        try:
-            await real_stored(futures)
-        except asyncio.CancelledError:
-            store.gate.set()  # the cancel has reached the wait: let the write go on
-            raise
+    def unstored(writer: EventWriter) -> Awaitable[None] | None:
+        found = real_unstored(writer)
+        if found is None:
+            return None
 
-    monkeypatch.setattr(event_writer, "_stored", stored)
+        async def wait() -> None:
+            waiting.set()
+            try:
+                await found
+            except asyncio.CancelledError:
+                store.gate.set()  # the cancel has reached the wait: let the write go on
+                raise
+
+        return wait()
+
+    monkeypatch.setattr(EventWriter, "unstored", unstored)
 
     async def scenario() -> tuple[RunResult, list[str]]:
         store.gate.clear()
@@ -209,7 +215,7 @@ def test_a_run_stopped_while_its_checkpoint_waits_for_events_leaves_the_event_th
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
-        monkeypatch.setattr(event_writer, "_stored", real_stored)
+        monkeypatch.setattr(EventWriter, "unstored", real_unstored)
         second = await asyncio.wait_for(orch.arun(INCIDENT_REQUEST), timeout=60)
         return second, [run.status for run in store.list_runs()]
 
