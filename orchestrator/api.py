@@ -99,15 +99,29 @@ class _RunLost(Exception):
     """This process no longer holds the run it is running (the message says why)."""
 
 
-async def _landed(write: Callable[[], _T]) -> _T:
-    """``write()`` (a store call at the end of a run) on a thread, so the loop and the other
-    runs on it do not wait for its transaction; it lands even when the caller is cancelled
-    meanwhile (the thread goes on). A task already being cancelled writes at once, on the
-    loop: nothing may stop it before it lands."""
+async def _landed(write: Callable[[], _T], bursts: BurstQueue | None) -> _T:
+    """``write()`` (a store call at the end of a run) on the event thread (``bursts``; else
+    a thread), so the loop and the other runs on it do not wait for its transaction; it
+    lands even when the caller is cancelled meanwhile (the thread goes on). A task already
+    being cancelled writes at once, on the loop: nothing may stop it before it lands."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         return write()
-    return await asyncio.shield(asyncio.to_thread(write))
+    return await asyncio.shield(_on_store_thread(bursts, write))
+
+
+async def _on_store_thread(bursts: BurstQueue | None, call: Callable[[], _T]) -> _T:
+    """``call()`` (of the run store) on the event thread, after the bursts queued before it
+    and without waiting for the store's lock or a free thread (:meth:`BurstQueue.call`);
+    in a thread when there is no event thread or it is closed."""
+    if bursts is not None:
+        try:
+            queued = bursts.call(call)
+        except RuntimeError:  # closed under the run
+            pass
+        else:
+            return await queued
+    return await asyncio.to_thread(call)
 
 
 def _check_writer(writer: EventWriter, lost_reason: Callable[[], str]) -> None:
@@ -439,9 +453,10 @@ class Orchestrator:
                         f"thread {thread_id!r} has a run waiting for approval: resume it "
                         "(approve or deny) before sending a new request")
             if self.runs is not None:
-                await asyncio.to_thread(self.runs.start_run, run_id, thread, text, owner=owner,
-                                        lease_s=self.settings.lease_s, event=event,
-                                        request_id=request_id, driver=self.driver)
+                await _on_store_thread(self._bursts, functools.partial(
+                    self.runs.start_run, run_id, thread, text, owner=owner,
+                    lease_s=self.settings.lease_s, event=event, request_id=request_id,
+                    driver=self.driver))
             return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
                                      on_event, event, owner, on_answer_chunk=on_answer_chunk)
 
@@ -537,8 +552,8 @@ class Orchestrator:
                     paused = _waiting_approvals(snapshot)
                 outcome = ""
                 # Only the run's owner prunes: the thread may be another process's now.
-                if not paused and (self.runs is None or await asyncio.to_thread(
-                        self.runs.holds, run_id, owner)):
+                if not paused and (self.runs is None or await _on_store_thread(
+                        self._bursts, functools.partial(self.runs.holds, run_id, owner))):
                     await prune_checkpoints(graph, thread)
         except _RunLost as exc:
             lost.append(str(exc))
@@ -574,7 +589,7 @@ class Orchestrator:
             if self.runs is not None:  # it must land even while cancelled: see _landed
                 finish = functools.partial(self._finish, result, outcome or result.status,
                                            owner, lost, values.get("mode", ""), event)
-                result = await _landed(finish)
+                result = await _landed(finish, self._bursts)
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
@@ -672,8 +687,8 @@ class Orchestrator:
                 raise RequestError(f"thread {thread_id!r} is already running a request; "
                                    "wait for it to finish or use another thread")
             if self.runs is not None:
-                await asyncio.to_thread(self.runs.acquire_thread, thread_id, run_id, owner,
-                                        self.settings.lease_s)
+                await _on_store_thread(self._bursts, functools.partial(
+                    self.runs.acquire_thread, thread_id, run_id, owner, self.settings.lease_s))
         except RequestError:
             if give_back is not None and self.runs is not None:
                 self.runs.set_status(run_id, give_back, owner)
@@ -687,7 +702,7 @@ class Orchestrator:
             try:
                 if self.runs is not None:
                     await _landed(functools.partial(self.runs.release_thread, thread_id,
-                                                    owner))
+                                                    owner), self._bursts)
             except OSError as exc:  # the store is unreachable: the lease runs out by itself
                 log.warning("thread %s: could not release its lease (%s)", thread_id, exc)
             finally:
