@@ -272,6 +272,34 @@ def test_a_store_error_of_any_kind_fails_its_bursts_and_the_event_thread_goes_on
     assert len(store.events("r1")) == 2  # the second's events were written, unconfirmed
 
 
+def test_store_calls_on_the_event_thread_keep_their_order_with_bursts_and_raise_their_errors(
+        tmp_path: Path) -> None:
+    store = SqliteRunStore(tmp_path / "runs.sqlite")
+    owner = Owner.here()
+    bursts = BurstQueue(store)
+
+    def gone() -> None:
+        raise StoreGone("the store went away")
+
+    async def scenario() -> tuple[int, int, bool]:
+        started = bursts.call(lambda: store.start_run("r1", "t1", "a request", owner=owner,
+                                                      lease_s=30))
+        written = bursts.submit(Burst("r1", [Event(type="run_started", run_id="r1")], owner))
+        counted = bursts.call(lambda: len(store.events("r1")))  # after the burst before it
+        abandoned = bursts.call(lambda: len(store.events("r1")))
+        abandoned.cancel()  # its caller gave up: the thread goes on
+        await started
+        with pytest.raises(StoreGone):
+            await bursts.call(gone)
+        after = await bursts.call(lambda: len(store.events("r1")))
+        return await counted, after, written.result(timeout=30)
+
+    try:
+        assert asyncio.run(scenario()) == (1, 1, True)
+    finally:
+        bursts.close()
+
+
 def test_a_listener_that_raises_stops_the_run_at_once_not_at_the_end_of_its_step(
         domain_db: Path, tmp_path: Path) -> None:
     # The step that runs the plan runs every subtask: once the listener had failed, the
