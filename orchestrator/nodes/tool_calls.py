@@ -298,21 +298,20 @@ class ToolCaller:
         except BaseException as exc:
             self._settle(marker, None, exc)
             raise
-        try:
-            text = output if isinstance(output, str) else json.dumps(output, default=str)
-        except (TypeError, ValueError):  # not JSON (a circular structure): its repr
-            text = repr(output)
-        text = capped(text, self.max_output_chars)
         if marker is None:
-            return text
+            return output.text
         try:  # it ran: a twin or a later attempt sees its result
-            await _to_thread_whole(_record_output, marker, self.journal, text)
+            if output.recorded:
+                if output.record_error is not None:
+                    raise output.record_error
+            else:
+                await _to_thread_whole(_record_output, marker, self.journal, output.text)
         finally:
-            self._settle(marker, text, journaled=True)
-        return text
+            self._settle(marker, output.text, journaled=True)
+        return output.text
 
     async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
-                      ) -> Any:
+                      ) -> _Ran:
         """Run the tool; while a write (or a synchronous tool, in a thread a timeout cannot
         stop) runs, ``result.unsettled_tool`` names it, so a timeout that cuts it off knows
         its outcome is unknown."""
@@ -328,24 +327,33 @@ class ToolCaller:
             assert journal is not None and marker is not None
             journal.begin(marker.key, marker.tool, marker.args)
 
-        def run_sync() -> Any:
+        def run_sync() -> _Ran:
             if journal is not None:
                 note()  # in the tool's thread: noted if and only if the tool is started
-            return invoke_tool(tool, call)
+            text = _text_of(invoke_tool(tool, call), self.max_output_chars)
+            if marker is None:
+                return _Ran(text)
+            # A write's output is recorded here too, in the tool's thread: no second trip
+            # through asyncio's executor, and it lands however the run goes meanwhile.
+            try:
+                _record_output(marker, journal, text)
+            except Exception as exc:  # raised once the call is settled (see the caller)
+                return _Ran(text, recorded=True, record_error=exc)
+            return _Ran(text, recorded=True)
 
-        with write_call(marker) if marker is not None else nullcontext():
-            if sync:
-                output = await run_in_tool_thread(run_sync, limit=self.tool_threads)
-            else:
-                if journal is not None:
-                    await _to_thread_whole(note)
-                output = await tool.ainvoke(call)
+        try:
+            with write_call(marker) if marker is not None else nullcontext():
+                if sync:
+                    ran = await run_in_tool_thread(run_sync, limit=self.tool_threads)
+                else:
+                    if journal is not None:
+                        await _to_thread_whole(note)
+                    ran = _Ran(_text_of(await tool.ainvoke(call), self.max_output_chars))
+        except _ReportedFailure:
+            self.result.unsettled_tool = None  # it ended: it said it failed
+            raise
         self.result.unsettled_tool = None
-        if isinstance(output, ToolMessage):
-            if output.status == "error":  # its own report of a failure: not done
-                raise RuntimeError(output.text or "the tool reported an error")
-            return output.content if isinstance(output.content, str) else output.text
-        return output
+        return ran
 
     def _settle(self, marker: WriteCall | None, output: str | None,
                 error: BaseException | None = None, *, journaled: bool = False) -> None:
@@ -459,6 +467,34 @@ def _validated(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in parsed.model_dump().items() if k in fields and
                 (k in args or v is not None)}
     return args
+
+
+class _ReportedFailure(RuntimeError):
+    """A tool that turned its own error into its reply (``handle_tool_error``): not done."""
+
+
+@dataclass
+class _Ran:
+    """A tool call that ran: its output as capped text and, for a write run in a thread,
+    whether its output was recorded there (and the error recording it met)."""
+
+    text: str
+    recorded: bool = False
+    record_error: Exception | None = None
+
+
+def _text_of(output: Any, limit: int) -> str:
+    """A tool's output as the text the model and the records get, cut to ``limit``;
+    :class:`_ReportedFailure` for a reply in which the tool says it failed."""
+    if isinstance(output, ToolMessage):
+        if output.status == "error":
+            raise _ReportedFailure(output.text or "the tool reported an error")
+        output = output.content if isinstance(output.content, str) else output.text
+    try:
+        text = output if isinstance(output, str) else json.dumps(output, default=str)
+    except (TypeError, ValueError):  # not JSON (a circular structure): its repr
+        text = repr(output)
+    return capped(text, limit)
 
 
 def _record_output(marker: WriteCall, journal: WriteJournal | None, text: str) -> None:
