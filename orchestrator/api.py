@@ -205,6 +205,11 @@ class Orchestrator:
         # Every run's events are written from one thread, bursts that wait together in one
         # transaction, so no store call holds up the other runs on the loop (EventWriter).
         self._bursts = BurstQueue(runs) if runs is not None else None
+        # A store whose calls share one connection and lock takes a run's start and end
+        # calls on its event thread; another (PostgreSQL: a pool) in threads, where a
+        # call waiting on a row lock holds up no one's events.
+        self._store_calls = (self._bursts if getattr(runs, "one_connection", False)
+                             else None)
         if tracer_provider is None and self.settings.otel:
             tracer_provider = default_tracer_provider()
         self.tracer_provider = tracer_provider
@@ -453,7 +458,7 @@ class Orchestrator:
                         f"thread {thread_id!r} has a run waiting for approval: resume it "
                         "(approve or deny) before sending a new request")
             if self.runs is not None:
-                await _on_store_thread(self._bursts, functools.partial(
+                await _on_store_thread(self._store_calls, functools.partial(
                     self.runs.start_run, run_id, thread, text, owner=owner,
                     lease_s=self.settings.lease_s, event=event, request_id=request_id,
                     driver=self.driver))
@@ -553,7 +558,7 @@ class Orchestrator:
                 outcome = ""
                 # Only the run's owner prunes: the thread may be another process's now.
                 if not paused and (self.runs is None or await _on_store_thread(
-                        self._bursts, functools.partial(self.runs.holds, run_id, owner))):
+                        self._store_calls, functools.partial(self.runs.holds, run_id, owner))):
                     await prune_checkpoints(graph, thread)
         except _RunLost as exc:
             lost.append(str(exc))
@@ -589,7 +594,7 @@ class Orchestrator:
             if self.runs is not None:  # it must land even while cancelled: see _landed
                 finish = functools.partial(self._finish, result, outcome or result.status,
                                            owner, lost, values.get("mode", ""), event)
-                result = await _landed(finish, self._bursts)
+                result = await _landed(finish, self._store_calls)
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
@@ -687,7 +692,7 @@ class Orchestrator:
                 raise RequestError(f"thread {thread_id!r} is already running a request; "
                                    "wait for it to finish or use another thread")
             if self.runs is not None:
-                await _on_store_thread(self._bursts, functools.partial(
+                await _on_store_thread(self._store_calls, functools.partial(
                     self.runs.acquire_thread, thread_id, run_id, owner, self.settings.lease_s))
         except RequestError:
             if give_back is not None and self.runs is not None:
@@ -702,7 +707,7 @@ class Orchestrator:
             try:
                 if self.runs is not None:
                     await _landed(functools.partial(self.runs.release_thread, thread_id,
-                                                    owner), self._bursts)
+                                                    owner), self._store_calls)
             except OSError as exc:  # the store is unreachable: the lease runs out by itself
                 log.warning("thread %s: could not release its lease (%s)", thread_id, exc)
             finally:

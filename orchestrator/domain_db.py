@@ -130,7 +130,7 @@ class SqliteDomain:
             self._create_once()
         # A write call's block waits for this process's other writers of the file in line
         # (see _writers_of); a read does not wait.
-        with (_writers_of(self.path) if call is not None else nullcontext()), \
+        with (_in_line(self.path) if call is not None else nullcontext()), \
                 _held_connection(self.path) as conn:
             conn.execute("PRAGMA foreign_keys = ON")
             with conn:
@@ -161,7 +161,7 @@ class SqliteDomain:
         return row
 
     def save_output(self, key: str, output: str) -> None:
-        with _writers_of(self.path), _held_connection(self.path) as conn, conn:
+        with _in_line(self.path), _held_connection(self.path) as conn, conn:
             conn.execute("UPDATE write_ledger SET output = ? WHERE key = ?", (output, key))
 
     def lookup(self, key: str) -> tuple[bool, str | None]:
@@ -218,8 +218,27 @@ def _open_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
     return conn
 
 
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for the file (SQLite's busy timeout, and the in-process line)."""
+
 _writer_locks: dict[str, threading.RLock] = {}
 _writer_locks_lock = threading.Lock()
+
+
+@contextmanager
+def _in_line(path: Path) -> Iterator[None]:
+    """Wait for this process's other writers of ``path`` (see :func:`_writers_of`), at most
+    as long as SQLite's own wait: a writer stuck holding the file fails the next one with
+    "database is locked", as SQLite would, instead of holding it up for good."""
+    lock = _writers_of(path)
+    if not lock.acquire(timeout=BUSY_TIMEOUT_S):
+        raise sqlite3.OperationalError(
+            f"database is locked: another write of this process has held {path.name} for "
+            f"{BUSY_TIMEOUT_S:.0f} s")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _writers_of(path: Path) -> threading.RLock:

@@ -120,17 +120,24 @@ def _run_batch(store: BaseRunStore, batch: list[_Job | _StoreCall[Any]]) -> None
     bursts: list[_Job] = []
     for job in batch:
         if isinstance(job, _StoreCall):
-            if bursts:
+            if bursts:  # told before the call runs: a checkpoint waiting for them goes on
                 _write_batch(store, bursts, notices)
+                _post(notices)
                 bursts = []
             job.run(notices)
         else:
             bursts.append(job)
     if bursts:
         _write_batch(store, bursts, notices)
+    _post(notices)
+
+
+def _post(notices: dict[asyncio.AbstractEventLoop, list[_Notice]]) -> None:
+    """Wake each loop once for its ``notices`` (then emptied)."""
     for loop, waiting in notices.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: flush() told them already
             loop.call_soon_threadsafe(_tell, waiting)
+    notices.clear()
 
 
 def _write_batch(store: BaseRunStore, batch: list[_Job],
@@ -157,12 +164,23 @@ def _write_batch(store: BaseRunStore, batch: list[_Job],
 def _tell(notices: list[_Notice]) -> None:
     """Each burst's ``then``, in its own context; one that raises does not keep the others
     from theirs (the loop's exception handler reports it)."""
-    for notice in notices:
+    for i, notice in enumerate(notices):
         try:
             notice.context.run(notice.then)
         except Exception as exc:
             notice.loop.call_exception_handler({
                 "message": "a run's event listener raised", "exception": exc})
+        except BaseException:  # the others are still told, on the loop's next turn
+            if notices[i + 1:]:
+                notice.loop.call_soon(_tell, notices[i + 1:])
+            raise
+
+
+def _settable(exc: BaseException) -> BaseException:
+    """``exc`` as a future can hold it (asyncio refuses StopIteration)."""
+    if isinstance(exc, StopIteration):
+        return RuntimeError(f"the run store raised StopIteration: {exc}")
+    return exc
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,8 @@ class _StoreCall(Generic[T]):
         self.future = future
 
     def run(self, notices: dict[asyncio.AbstractEventLoop, list[_Notice]]) -> None:
+        if self.future.cancelled():  # its caller gave up before it began (as to_thread)
+            return
         outcome: Any
         try:
             outcome, failed = self.fn(), False
@@ -200,7 +220,7 @@ def _settle_call(future: asyncio.Future[Any], outcome: Any, failed: bool) -> Non
     if future.done():  # its caller was cancelled (the call happened all the same)
         return
     if failed:
-        future.set_exception(outcome)
+        future.set_exception(_settable(outcome))
     else:
         future.set_result(outcome)
 
@@ -327,7 +347,7 @@ class EventWriter:
             if waiter.done():  # its caller was cancelled
                 continue
             if failed is not None:
-                waiter.set_exception(failed)
+                waiter.set_exception(_settable(failed))
             elif upto <= delivered:
                 waiter.set_result(None)
             else:

@@ -215,3 +215,33 @@ def test_tracing_makes_the_call_go_through_ainvoke(monkeypatch: pytest.MonkeyPat
         endpoint.shutdown()
         endpoint.server_close()
     assert seen == [False, True]  # straight to the model, then a run a tracer sees
+
+
+def test_a_model_that_wraps_its_calls_is_called_through_its_wrapper() -> None:
+    wrapped: list[str] = []
+
+    class Wrapping(FakeChatModel):
+        async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+            wrapped.append("ainvoke")
+            return await super().ainvoke(input, config, **kwargs)
+
+    reply = asyncio.run(ainvoke_chat(Wrapping(), MESSAGES))
+    assert wrapped == ["ainvoke"] and isinstance(reply, AIMessage)
+
+
+def test_streaming_turned_off_gives_the_answer_in_one_call_as_astream_does(
+        openai_server: OpenAICompatServer) -> None:
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="x", streaming=False)
+    async def both() -> tuple[list[str], list[str]]:  # one loop: the client keeps its own
+        return (await _pieces(astream_chat(model, MESSAGES[1:])),
+                await _pieces(model.astream(MESSAGES[1:])))
+
+    direct, through = asyncio.run(both())
+    assert direct == through and len(direct) == 1 and direct[0]
+    assert [bool(body.get("stream")) for body in openai_server.requests] == [False, False]
+
+
+async def _pieces(stream: AsyncIterator[BaseMessage]) -> list[str]:
+    return [piece.text async for piece in stream]

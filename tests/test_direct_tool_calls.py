@@ -123,3 +123,18 @@ def test_an_async_only_tool_is_not_called_here() -> None:
     with pytest.raises(NotImplementedError):
         invoke_tool(only_async, _as_call("later", {"service": "web-3"}))
     assert asyncio.run(only_async.ainvoke({"service": "web-3"})) == "web-3"
+
+
+def test_a_tool_whose_function_is_replaced_calls_the_new_one() -> None:
+    @tool
+    def status(service: str) -> str:
+        """Say a service's status."""
+        return f"{service} old"
+
+    assert _text(invoke_tool(status, _as_call("status", {"service": "web-3"}))) == "web-3 old"
+
+    def newer(service: str) -> str:
+        return f"{service} new"
+
+    status.func = newer
+    assert _text(invoke_tool(status, _as_call("status", {"service": "web-3"}))) == "web-3 new"

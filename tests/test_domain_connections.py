@@ -5,11 +5,14 @@ half-done state."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
+from orchestrator import domain_db as domain_db_module
 from orchestrator.domain_db import connect, reset_domain_db, use_domain_db
+from orchestrator.effects import WriteCall, write_call
 
 
 def _alerts(path: Path) -> int:
@@ -88,3 +91,29 @@ def test_a_block_inside_a_block_has_its_own_connection(domain_db: Path) -> None:
             assert inner.execute("SELECT count(*) FROM alerts").fetchone()[0] == seeded
         outer.rollback()
     assert _alerts(domain_db) == seeded
+
+
+def test_a_writer_stuck_holding_the_file_fails_the_next_one_as_sqlite_would(
+        domain_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Writers of this process wait in line, but no longer than SQLite's own busy timeout.
+    monkeypatch.setattr(domain_db_module, "BUSY_TIMEOUT_S", 0.3)
+    inside, leave = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with write_call(WriteCall("k-stuck", "alert_oncall", {})), connect(domain_db) as conn:
+            _add_alert(conn)
+            inside.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=stuck)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"), \
+                write_call(WriteCall("k-next", "alert_oncall", {})), connect(domain_db) as conn:
+            _add_alert(conn)
+    finally:
+        leave.set()
+        holder.join(10)
+    with write_call(WriteCall("k-after", "alert_oncall", {})), connect(domain_db) as conn:
+        _add_alert(conn)  # once it let go, the next writer goes ahead

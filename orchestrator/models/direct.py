@@ -45,6 +45,10 @@ except ImportError:  # pragma: no cover - another langchain-core: always through
 else:
     _KNOWN = True
 
+_AROUND = ("ainvoke", "agenerate", "agenerate_prompt", "_agenerate_with_cache", "astream")
+"""Methods a model may override to do something around a call: one that does is called
+through ``ainvoke`` and ``astream``."""
+
 _STRUCTURED_FORMAT = ("ls_structured_output_format", "structured_output_format")
 """Bound arguments ``agenerate`` takes off before ``_agenerate`` (tracing only)."""
 
@@ -73,7 +77,8 @@ async def astream_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
     metadata ``astream`` gives it."""
     direct = _direct(model) if _KNOWN else None
     if (direct is None or type(direct[0])._astream is BaseChatModel._astream
-            or direct[0].disable_streaming or watched()):
+            or direct[0].disable_streaming or "streaming" in direct[0].model_fields_set
+            or watched()):  # streaming set (to False: astream makes one call): as astream
         async for piece in model.astream(messages, **kwargs):
             yield cast(BaseMessageChunk, piece)
         return
@@ -100,8 +105,10 @@ def _direct(model: Runnable[Any, BaseMessage]) -> tuple[BaseChatModel, dict[str,
         model = model.bound
     if not isinstance(model, BaseChatModel) or "stream" in kwargs:
         return None
-    if type(model)._agenerate is BaseChatModel._agenerate:
-        return None
+    kind = type(model)
+    if kind._agenerate is BaseChatModel._agenerate or any(
+            getattr(kind, name) is not getattr(BaseChatModel, name) for name in _AROUND):
+        return None  # sync only (ainvoke runs it in a thread), or it wraps the call itself
     cache = model.cache
     if (model.callbacks or model.verbose or model.rate_limiter is not None
             or getattr(model, "streaming", False) is not False

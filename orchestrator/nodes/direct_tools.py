@@ -45,9 +45,9 @@ except ImportError:  # pragma: no cover - another langchain-core: always through
 else:
     _KNOWN = True
 
-_plain: dict[int, tuple[weakref.ref[BaseTool], Callable[..., Any] | None]] = {}
-"""Per tool (by id, checked against a weak reference): its function when it takes only the
-model's arguments, else None."""
+_plain: dict[int, tuple[weakref.ref[BaseTool], object, object, Callable[..., Any] | None]] = {}
+"""Per tool (by id, checked against a weak reference, and its function and schema then): its
+function when it takes only the model's arguments, else None."""
 
 
 def invoke_tool(tool: BaseTool, call: ToolCall) -> Any:
@@ -74,11 +74,13 @@ def _plain_function(tool: BaseTool) -> Callable[..., Any] | None:
             or tool.handle_tool_error or tool.handle_validation_error):
         return None
     known = _plain.get(id(tool))
-    if known is not None and known[0]() is tool:
-        return known[1]
+    if (known is not None and known[0]() is tool and known[1] is tool.func
+            and known[2] is tool.args_schema):
+        return known[3]
     func = _takes_only_its_arguments(tool)
     key = id(tool)
-    _plain[key] = (weakref.ref(tool, lambda _: _plain.pop(key, None)), func)
+    _plain[key] = (weakref.ref(tool, lambda _: _plain.pop(key, None)), tool.func,
+                   tool.args_schema, func)
     return func
 
 

@@ -285,8 +285,16 @@ class ToolCaller:
     async def _settled_invoke(self, tool: BaseTool, args: dict[str, Any],
                               marker: WriteCall | None) -> str:
         """The tool's output as capped text; a write's end is noted however it ends."""
+        produced: list[str] = []  # the output, once the tool has run (set in its thread)
         try:
-            output = await self._invoke(tool, args, marker)
+            output = await self._invoke(tool, args, marker, produced)
+        except asyncio.CancelledError:
+            # Cut off after the tool ran, while its thread records the output: it is done,
+            # and twins get its output (the thread journals it), as before.
+            self._settle(marker, produced[0] if produced else None,
+                         None if produced else asyncio.CancelledError(),
+                         journaled=bool(produced))
+            raise
         except AlreadyApplied as exc:
             self._settle(marker, exc.output or "")
             raise
@@ -310,8 +318,8 @@ class ToolCaller:
             self._settle(marker, output.text, journaled=True)
         return output.text
 
-    async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None
-                      ) -> _Ran:
+    async def _invoke(self, tool: BaseTool, args: dict[str, Any], marker: WriteCall | None,
+                      produced: list[str]) -> _Ran:
         """Run the tool; while a write (or a synchronous tool, in a thread a timeout cannot
         stop) runs, ``result.unsettled_tool`` names it, so a timeout that cuts it off knows
         its outcome is unknown."""
@@ -333,6 +341,7 @@ class ToolCaller:
             text = _text_of(invoke_tool(tool, call), self.max_output_chars)
             if marker is None:
                 return _Ran(text)
+            produced.append(text)
             # A write's output is recorded here too, in the tool's thread: no second trip
             # through asyncio's executor, and it lands however the run goes meanwhile.
             try:

@@ -89,6 +89,10 @@ class SqliteRunStore:
         max_text: Longest text one stored field keeps; longer is cut with a marker.
     """
 
+    one_connection = True
+    """Its calls share one connection and lock: the orchestrator makes a run's start and
+    end calls on the event thread, where they wait for neither (``BurstQueue.call``)."""
+
     def __init__(self, path: str | Path, *, max_text: int = 20_000) -> None:
         self.path = Path(path)
         self.max_text = max_text
