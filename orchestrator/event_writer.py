@@ -62,8 +62,8 @@ class BurstQueue:
         called after that on the calling event loop, in the caller's context: the thread
         wakes each loop once for all the bursts of a transaction, not once a burst."""
         future: Future[bool] = Future()
-        # Running from now on: a run cancelled while it awaits the write (asyncio.wrap_future
-        # cancels what it wraps) cannot cancel it; the thread would die setting its result.
+        # Running from now on: nothing can cancel it (the thread would die setting its
+        # result); a run waits for it through unstored()'s loop future, never this one.
         future.set_running_or_notify_cancel()
         notice = None if then is None else _Notice(
             asyncio.get_running_loop(), then, contextvars.copy_context())
