@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol, cast
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 
 from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import Settings, load_settings
@@ -60,18 +61,39 @@ def build_graph(
 def graph_from_context(ctx: EngineContext) -> StateGraph:
     """The orchestrator graph over an engine context the caller keeps (to end runs)."""
     graph = StateGraph(OrchestratorState)
-    graph.add_node("plan", planner_node(ctx))
-    graph.add_node("execute", executor_node(ctx))
+    graph.add_node("plan", routed(planner_node(ctx), _after_plan),
+                   destinations=("execute", "respond"))
+    graph.add_node("execute", routed(executor_node(ctx), _after_execute),
+                   destinations=("approve", "synthesize", "respond"))
     graph.add_node("approve", approval_node(ctx))
     graph.add_node("synthesize", synthesize_then_respond(ctx))
     graph.add_node("respond", respond_node(ctx))
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", _after_plan, ["execute", "respond"])
-    graph.add_conditional_edges("execute", _after_execute, ["approve", "synthesize", "respond"])
     graph.add_edge("approve", "execute")
     graph.add_edge("synthesize", END)
     graph.add_edge("respond", END)
     return graph
+
+
+class RoutedNodeFn(Protocol):
+    """A graph node that also names the next one."""
+
+    def __call__(self, state: OrchestratorState) -> Awaitable[Command[str]]: ...
+
+
+def routed(node: NodeFn, route: Callable[[OrchestratorState], str]) -> RoutedNodeFn:
+    """``node``, which also says where the run goes next: ``route`` over the state with the
+    node's update applied (these nodes write no key with a reducer that a route reads), as
+    ``Command(goto=...)``. The same choice a conditional edge makes, without the edge's own
+    machinery on every step (a fresh copy of every channel for it to read, and a runnable
+    run with callbacks)."""
+
+    async def step(state: OrchestratorState) -> Command[str]:
+        update = await node(state)
+        goto = route(cast(OrchestratorState, {**state, **update}))
+        return Command(update=update, goto=goto)
+
+    return step
 
 
 def synthesize_then_respond(ctx: EngineContext) -> NodeFn:

@@ -22,9 +22,11 @@ from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 def pending_approvals(state: OrchestratorState) -> list[ApprovalRequest]:
     """What the run in ``state`` waits for (:func:`orchestrator.approvals.pending_approvals`)."""
+    stored = state.get("results") or {}
+    if not any(value.get("status") == "pending" for value in stored.values()):
+        return []  # only a pending subtask waits (asked after every execute step: no parsing)
     plan = state.get("plan")
-    results = {key: SubtaskResult.from_dict(value)
-               for key, value in (state.get("results") or {}).items()}
+    results = {key: SubtaskResult.from_dict(value) for key, value in stored.items()}
     return pending_in(Plan.model_validate(plan) if plan else None, results,
                       state.get("approvals") or {})
 
