@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from langchain_core.language_models import BaseLanguageModel
+
 T = TypeVar("T")
 
 
@@ -57,7 +59,8 @@ def waiting_clock(waits: Waits | None = None) -> Iterator[Waits]:
 
 def model_of(runnable: Any) -> Any:
     """The chat model under a runnable that binds tools or options to it."""
-    while hasattr(runnable, "bound"):
+    # A model has no ``bound``: asking it would go through pydantic's slow __getattr__.
+    while not isinstance(runnable, BaseLanguageModel) and hasattr(runnable, "bound"):
         runnable = runnable.bound
     return runnable
 

@@ -111,11 +111,19 @@ def _direct(model: Runnable[Any, BaseMessage]) -> tuple[BaseChatModel, dict[str,
         return None  # sync only (ainvoke runs it in a thread), or it wraps the call itself
     cache = model.cache
     if (model.callbacks or model.verbose or model.rate_limiter is not None
-            or getattr(model, "streaming", False) is not False
-            or getattr(model, "output_version", None) == "v1"
+            or _attribute(model, "streaming", False) is not False
+            or _attribute(model, "output_version", None) == "v1"
             or (cache is not False and (cache is not None or get_llm_cache() is not None))):
         return None
     return model, kwargs
+
+
+def _attribute(model: BaseChatModel, name: str, default: Any) -> Any:
+    """``getattr(model, name, default)`` without asking pydantic for a name the model's
+    class lacks (its ``__getattr__`` raises an error, microseconds each time)."""
+    if name in type(model).model_fields or hasattr(type(model), name):
+        return getattr(model, name, default)
+    return default
 
 
 def watched() -> bool:

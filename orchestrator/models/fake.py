@@ -13,9 +13,9 @@ import math
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -62,6 +62,17 @@ CALL_LOG = 1000
 """Most calls a :class:`FakeChatModel` keeps for :attr:`FakeChatModel.calls` (the latest)."""
 
 
+@dataclass
+class _CallLog:
+    """The calls a model answered (the latest :data:`CALL_LOG`) and how many, under one
+    lock; one private attribute, as pydantic's private-attribute lookup costs microseconds
+    on every access."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: deque[FakeCall] = field(default_factory=lambda: deque(maxlen=CALL_LOG))
+    answered: int = 0
+
+
 class FakeChatModel(BaseChatModel):
     """Deterministic offline chat model.
 
@@ -83,9 +94,7 @@ class FakeChatModel(BaseChatModel):
     _queue: list[Any] = PrivateAttr(default_factory=list)
     # Bounded: a server on the offline model answers calls for as long as it runs, and
     # kept every one of them (with its messages) until then.
-    _calls: deque[FakeCall] = PrivateAttr(default_factory=lambda: deque(maxlen=CALL_LOG))
-    _answered: int = PrivateAttr(default=0)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _log: _CallLog = PrivateAttr(default_factory=_CallLog)
     _knows: OfflineKnowledge = PrivateAttr(default_factory=OfflineKnowledge)
 
     def model_post_init(self, context: Any, /) -> None:
@@ -102,12 +111,13 @@ class FakeChatModel(BaseChatModel):
     @property
     def calls(self) -> list[FakeCall]:
         """The calls answered so far, in order of completion (the last :data:`CALL_LOG`)."""
-        with self._lock:
-            return list(self._calls)
+        log = self._log
+        with log.lock:
+            return list(log.calls)
 
     def assert_complete(self) -> None:
         """Raise AssertionError if scripted replies were left unused."""
-        with self._lock:
+        with self._log.lock:
             left = len(self._queue)
         if left:
             raise AssertionError(f"FakeChatModel: {left} scripted repl(y/ies) never used")
@@ -134,10 +144,11 @@ class FakeChatModel(BaseChatModel):
     def _reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
         if self.script is None:
             return rules.decide(messages, tools, self._knows)
-        with self._lock:
+        log = self._log
+        with log.lock:
             if not self._queue:
                 raise ScriptExhaustedError(
-                    f"FakeChatModel script exhausted after {self._answered} call(s); "
+                    f"FakeChatModel script exhausted after {log.answered} call(s); "
                     f"last message: {messages[-1].text[:120]!r}" if messages else ""
                 )
             item = self._queue.pop(0)
@@ -150,14 +161,17 @@ class FakeChatModel(BaseChatModel):
     def _answer(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], started: float
     ) -> ChatResult:
-        tools = list(kwargs.get("tools") or [])
+        bound = kwargs.get("tools") or []
+        tools = list(bound)
         reply = self._reply(messages, tools)
-        reply.usage_metadata = estimate_usage(messages, tools, reply)  # type: ignore[assignment]
+        reply.usage_metadata = estimate_usage(  # type: ignore[assignment]
+            messages, tools, reply, tools_chars=_schema_chars(bound))
         reply.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
-        with self._lock:
-            self._calls.append(FakeCall(list(messages), [t["function"]["name"] for t in tools],
-                                        reply, started, time.perf_counter()))
-            self._answered += 1
+        log = self._log
+        with log.lock:
+            log.calls.append(FakeCall(list(messages), [t["function"]["name"] for t in tools],
+                                      reply, started, time.perf_counter()))
+            log.answered += 1
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
     def _generate(
@@ -214,17 +228,47 @@ class FakeChatModel(BaseChatModel):
 
 
 def estimate_usage(
-    messages: list[BaseMessage], tools: list[dict[str, Any]], reply: AIMessage
+    messages: list[BaseMessage], tools: list[dict[str, Any]], reply: AIMessage, *,
+    tools_chars: int | None = None,
 ) -> dict[str, int]:
-    """Deterministic token estimate: about four characters a token."""
+    """Deterministic token estimate: about four characters a token (``tools_chars``: the
+    length of the tools' JSON, when the caller knows it)."""
     prompt_chars = sum(len(m.text) + 8 for m in messages)
     prompt_chars += sum(len(json.dumps(m.tool_calls)) for m in messages if isinstance(m, AIMessage))
-    prompt_chars += len(json.dumps(tools)) if tools else 0
+    if tools_chars is None:
+        tools_chars = len(json.dumps(tools)) if tools else 0
+    prompt_chars += tools_chars
     output_chars = len(reply.text) + (len(json.dumps(reply.tool_calls)) if reply.tool_calls else 0)
     input_tokens = math.ceil(prompt_chars / 4)
     output_tokens = max(1, math.ceil(output_chars / 4))
     return {"input_tokens": input_tokens, "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens}
+
+
+_SCHEMA_CHARS: OrderedDict[int, tuple[Sequence[Any], int]] = OrderedDict()
+_SCHEMA_CHARS_KEPT = 256
+_schema_chars_lock = threading.Lock()
+
+
+def _schema_chars(bound: Sequence[dict[str, Any]]) -> int:
+    """The length of the JSON of a bound tools list: the same list (``bind_tools`` made it
+    once) comes with every call of an agent, and encoding its schemas on each call cost a
+    fifth of the model's answer. Kept for the latest lists, by identity (each entry holds
+    its list, so an id is not reused while it is kept)."""
+    if not bound:
+        return 0
+    key = id(bound)
+    with _schema_chars_lock:
+        found = _SCHEMA_CHARS.get(key)
+        if found is not None and found[0] is bound:
+            _SCHEMA_CHARS.move_to_end(key)
+            return found[1]
+    chars = len(json.dumps(list(bound)))
+    with _schema_chars_lock:
+        _SCHEMA_CHARS[key] = (bound, chars)
+        while len(_SCHEMA_CHARS) > _SCHEMA_CHARS_KEPT:
+            _SCHEMA_CHARS.popitem(last=False)
+    return chars
 
 
 class FakeProvider:
