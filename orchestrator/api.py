@@ -452,8 +452,8 @@ class Orchestrator:
         async with self._thread_claim(thread, run_id, owner):
             if thread_id is not None:
                 async with self._graph() as graph:
-                    snapshot = await graph.aget_state(_config(thread_id))
-                if _waiting_approvals(snapshot):
+                    waiting = await _approvals_waited_for(graph, _config(thread_id))
+                if waiting:
                     raise RequestError(
                         f"thread {thread_id!r} has a run waiting for approval: resume it "
                         "(approve or deny) before sending a new request")
@@ -947,6 +947,20 @@ def _nesting(value: Any) -> int:
             todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, Mapping)
                                                  else item))
     return deepest
+
+
+async def _approvals_waited_for(graph: CompiledStateGraph,
+                                config: RunnableConfig) -> list[ApprovalRequest]:
+    """:func:`_waiting_approvals` of the thread's latest state, read whole only when its
+    latest checkpoint holds pending writes (an interrupt is one): a run that ended leaves
+    none, and every new request on a thread asks, so it usually costs one checkpoint read
+    instead of a whole state snapshot (its next tasks worked out, every channel read)."""
+    saver = graph.checkpointer
+    if isinstance(saver, BaseCheckpointSaver):
+        latest = await saver.aget_tuple(config)
+        if latest is None or not latest.pending_writes:
+            return []
+    return _waiting_approvals(await graph.aget_state(config))
 
 
 def _waiting_approvals(snapshot: StateSnapshot) -> list[ApprovalRequest]:
