@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 from orchestrator.events import Event, EventSink
 from orchestrator.leases import Owner
 from orchestrator.runs import BaseRunStore, Burst
-from orchestrator.storage.group_commit import take_waiting
+from orchestrator.storage.handoff import Handoff, take_lists
 
 T = TypeVar("T")
 
@@ -45,7 +45,8 @@ class BurstQueue:
     go in one transaction (:meth:`BaseRunStore.append_bursts`), in the order queued."""
 
     def __init__(self, store: BaseRunStore, *, max_bursts: int = MAX_BURSTS) -> None:
-        self._jobs: queue.SimpleQueue[_Job | _StoreCall[Any] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job | _StoreCall[Any]] | None] = queue.SimpleQueue()
+        self._handoff: Handoff[_Job | _StoreCall[Any]] = Handoff(self._jobs)
         self._closed = False
         self._closing = threading.Lock()  # no burst queued behind the stop (never served)
         jobs = self._jobs
@@ -70,7 +71,7 @@ class BurstQueue:
         with self._closing:
             if self._closed:
                 raise RuntimeError("the run store's event thread is closed")
-            self._jobs.put((burst, future, notice))
+            self._handoff.put((burst, future, notice))
         return future
 
     def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
@@ -83,7 +84,7 @@ class BurstQueue:
         with self._closing:
             if self._closed:
                 raise RuntimeError("the run store's event thread is closed")
-            self._jobs.put(_StoreCall(fn, future))
+            self._handoff.put(_StoreCall(fn, future))
         return future
 
     def close(self) -> None:
@@ -92,19 +93,20 @@ class BurstQueue:
             if self._closed:
                 return
             self._closed = True
+            self._handoff.flush()
             self._jobs.put(None)
         self._thread.join()
 
 
 def _serve(owner: weakref.ref[BurstQueue],
-           jobs: queue.SimpleQueue[_Job | _StoreCall[Any] | None],
+           jobs: queue.SimpleQueue[list[_Job | _StoreCall[Any]] | None],
            store: BaseRunStore, max_bursts: int) -> None:
     """The event thread: the bursts waiting, one transaction at a time, until stopped."""
     while True:
         item = jobs.get()
         if item is None or owner() is None:
             return
-        batch, stopping = take_waiting(jobs, item, max_bursts, None)
+        batch, stopping = take_lists(jobs, item, max_bursts, None)
         _run_batch(store, batch)
         del batch, item  # nothing of the last runs kept alive while the thread waits
         if stopping:

@@ -21,8 +21,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from orchestrator.storage.handoff import Handoff, take_lists
+
 _T = TypeVar("_T")
-_J = TypeVar("_J")
 
 MAX_BATCH = 64
 """Most calls one transaction takes (a bound on how long the file's write lock is held)."""
@@ -56,6 +57,7 @@ class GroupCommitter:
         self._lock = lock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._handoff: Handoff[_Call] = Handoff(self._queue)
         jobs = self._queue
         # The thread holds the committer weakly: a store dropped without close() is still
         # collected (its connection closed), and the thread then ends.
@@ -70,12 +72,13 @@ class GroupCommitter:
         return threading.current_thread() is self._thread
 
     def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> asyncio.Future[_T]:
-        """Queue ``fn(*args, **kwargs)`` (after every call queued before); the future, of
-        the running loop, is done once its batch is committed."""
+        """Queue ``fn(*args, **kwargs)`` (after every call queued before from this loop;
+        the calls of a turn of the loop reach the worker together, at its end); the future,
+        of the running loop, is done once its batch is committed."""
         self._check_open()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._queue.put(_Call(lambda: fn(*args, **kwargs), future, loop))
+        self._handoff.put(_Call(lambda: fn(*args, **kwargs), future, loop))
         return future
 
     async def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -86,6 +89,7 @@ class GroupCommitter:
         """Finish the calls already queued, then stop the thread."""
         if not self._closed:
             self._closed = True
+            self._handoff.flush()
             self._queue.put(_STOP)
             self._thread.join()
 
@@ -93,9 +97,10 @@ class GroupCommitter:
         if self._closed:
             raise sqlite3.ProgrammingError("the store is closed")
 
-    def _take(self, first: _Call) -> tuple[list[_Call], bool]:
-        """``first`` and the calls queued behind it (up to a batch); whether to stop after."""
-        return take_waiting(self._queue, first, self._max_batch, _STOP)
+    def _take(self, first: list[_Call]) -> tuple[list[_Call], bool]:
+        """The calls of ``first`` and those queued behind it (up to about a batch); whether
+        to stop after."""
+        return take_lists(self._queue, first, self._max_batch, _STOP)
 
     def _batch(self, batch: list[_Call]) -> None:
         with self._lock:
@@ -151,22 +156,6 @@ class GroupCommitter:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.rollback()
             call.value, call.ok = exc, False
-
-
-def take_waiting(jobs: queue.SimpleQueue[Any], first: _J, limit: int, stop: object
-                 ) -> tuple[list[_J], bool]:
-    """``first`` and the jobs already queued behind it, up to ``limit`` in all, without
-    waiting; whether ``stop`` came among them (the worker ends after this batch)."""
-    batch = [first]
-    while len(batch) < limit:
-        try:
-            item = jobs.get_nowait()
-        except queue.Empty:
-            break
-        if item is stop:
-            return batch, True
-        batch.append(item)
-    return batch, False
 
 
 def _serve(owner: weakref.ref[GroupCommitter], jobs: queue.SimpleQueue[Any]) -> None:
