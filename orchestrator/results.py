@@ -147,8 +147,13 @@ class SubtaskResult:
     def to_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives (a deep copy), made faster: results go into
         the graph's state and the run's record several times a run, and ``asdict``
-        deep-copies every string of an attempt's transcript one call at a time."""
-        return {name: _plain(getattr(self, name)) for name in _SUBTASK_FIELDS}
+        deep-copies every string of an attempt's transcript one call at a time. The
+        transcript's messages are shared, not copied: a transcript is only ever replaced
+        whole (:func:`messages_to_dict` of the attempt), never changed in place, and
+        copying its nested message dicts was most of the work."""
+        return {name: _plain(getattr(self, name)) if name != "transcript" else
+                (None if self.transcript is None else list(self.transcript))
+                for name in _SUBTASK_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubtaskResult:
