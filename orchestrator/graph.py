@@ -61,13 +61,20 @@ def build_graph(
 def graph_from_context(ctx: EngineContext) -> StateGraph:
     """The orchestrator graph over an engine context the caller keeps (to end runs)."""
     graph = StateGraph(OrchestratorState)
+    synthesize, respond = synthesize_then_respond(ctx), respond_node(ctx)
     graph.add_node("plan", routed(planner_node(ctx), _after_plan),
                    destinations=("execute", "respond"))
-    graph.add_node("execute", routed(executor_node(ctx), _after_execute),
-                   destinations=("approve", "synthesize", "respond"))
+    # The answer is written in the execute step itself: one graph step and one checkpoint
+    # fewer per run. A run stopped while it is written goes through the step again on
+    # resume; its subtasks are not redone (their results are checkpointed tasks).
+    graph.add_node("execute", routed(executor_node(ctx), _after_execute,
+                                     finish={"synthesize": synthesize, "respond": respond}),
+                   destinations=("approve", END))
     graph.add_node("approve", approval_node(ctx))
-    graph.add_node("synthesize", synthesize_then_respond(ctx))
-    graph.add_node("respond", respond_node(ctx))
+    # Still nodes: "respond" after a plan with nothing to do, and both for a run that a
+    # version which ran them as steps of their own stopped before them.
+    graph.add_node("synthesize", synthesize)
+    graph.add_node("respond", respond)
     graph.add_edge(START, "plan")
     graph.add_edge("approve", "execute")
     graph.add_edge("synthesize", END)
@@ -81,17 +88,24 @@ class RoutedNodeFn(Protocol):
     def __call__(self, state: OrchestratorState) -> Awaitable[Command[str]]: ...
 
 
-def routed(node: NodeFn, route: Callable[[OrchestratorState], str]) -> RoutedNodeFn:
+def routed(node: NodeFn, route: Callable[[OrchestratorState], str], *,
+           finish: Mapping[str, NodeFn] | None = None) -> RoutedNodeFn:
     """``node``, which also says where the run goes next: ``route`` over the state with the
     node's update applied (these nodes write no key with a reducer that a route reads), as
     ``Command(goto=...)``. The same choice a conditional edge makes, without the edge's own
     machinery on every step (a fresh copy of every channel for it to read, and a runnable
-    run with callbacks)."""
+    run with callbacks). A route found in ``finish`` is not a step of its own: its node
+    runs here, on the state with the update applied, and the run ends with both updates
+    (the later node's keys win: it read the earlier ones)."""
 
     async def step(state: OrchestratorState) -> Command[str]:
         update = await node(state)
-        goto = route(cast(OrchestratorState, {**state, **update}))
-        return Command(update=update, goto=goto)
+        merged = cast(OrchestratorState, {**state, **update})
+        goto = route(merged)
+        last = (finish or {}).get(goto)
+        if last is None:
+            return Command(update=update, goto=goto)
+        return Command(update={**update, **await last(merged)}, goto=END)
 
     return step
 
