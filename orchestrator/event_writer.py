@@ -87,14 +87,18 @@ class BurstQueue:
             self._handoff.put(_StoreCall(fn, future))
         return future
 
+    def hand_over(self) -> None:
+        """Give the thread now what waits for the end of a loop's turn (for a caller about
+        to block its loop until its bursts are written)."""
+        self._handoff.flush()
+
     def close(self) -> None:
         """Write the bursts already queued, then stop the thread."""
         with self._closing:
             if self._closed:
                 return
             self._closed = True
-            self._handoff.flush()
-            self._jobs.put(None)
+            self._handoff.close(None)
         self._thread.join()
 
 
@@ -102,15 +106,16 @@ def _serve(owner: weakref.ref[BurstQueue],
            jobs: queue.SimpleQueue[list[_Job | _StoreCall[Any]] | None],
            store: BaseRunStore, max_bursts: int) -> None:
     """The event thread: the bursts waiting, one transaction at a time, until stopped."""
-    while True:
-        item = jobs.get()
+    stopping = False
+    rest: list[_Job | _StoreCall[Any]] = []
+    while rest or not stopping:
+        item = rest or jobs.get()
         if item is None or owner() is None:
             return
-        batch, stopping = take_lists(jobs, item, max_bursts, None)
+        batch, rest, stopped = take_lists(jobs, item, max_bursts, None)
+        stopping = stopping or stopped
         _run_batch(store, batch)
         del batch, item  # nothing of the last runs kept alive while the thread waits
-        if stopping:
-            return
 
 
 def _run_batch(store: BaseRunStore, batch: list[_Job | _StoreCall[Any]]) -> None:
@@ -321,6 +326,8 @@ class EventWriter:
         if self._scheduled is not None:
             self._scheduled.cancel()
         self._flush_burst()
+        if self._bursts is not None:  # at once: this loop is blocked until they are done
+            self._bursts.hand_over()
         for future, _ in list(self._writing):
             future.exception()  # waits; a failed write is raised by _deliver
         self._deliver()

@@ -391,3 +391,26 @@ def test_a_finished_run_keeps_nothing_of_itself_alive(domain_db: Path, tmp_path:
         assert heard() is None
     finally:
         orch.close()
+
+
+def test_flush_on_the_loop_writes_the_events_of_this_turn(tmp_path: Path) -> None:
+    """flush() blocks the loop until the bursts are written (a run ending cancelled): the
+    events of this turn, which would reach the event thread only at the turn's end, are
+    handed over at once instead of waiting for an end that cannot come."""
+    bursts = BurstQueue(SqliteRunStore(tmp_path / "runs.sqlite"))
+    told: list[str] = []
+
+    async def run_ends() -> None:
+        writer = EventWriter(bursts, "r1", Owner.here(), lambda e: told.append(e.type))
+        writer.add(Event(type="answer", run_id="r1"))
+        writer.flush()
+
+    ended = threading.Thread(target=lambda: asyncio.run(run_ends()), daemon=True)
+    ended.start()
+    ended.join(10)
+    try:
+        assert not ended.is_alive(), "flush() blocked the loop for good"
+        assert told == ["answer"]
+    finally:
+        if not ended.is_alive():
+            bursts.close()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -17,6 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.evals.bench.engine import bench_agents, request
 from orchestrator.models.fake import FakeChatModel
 from orchestrator.storage.group_commit import GroupCommitter
+from orchestrator.storage.handoff import Handoff
 from orchestrator.storage.sqlite import connect
 
 
@@ -157,3 +161,56 @@ async def test_concurrent_runs_commit_their_checkpoints_together(tmp_path: Path,
     commits = statements.count("COMMIT")
     assert settings.checkpoints_path.name == "checkpoints.sqlite" and writes >= 40 * 4
     assert commits < writes / 2, (commits, writes)
+
+
+async def test_calls_queued_in_one_turn_of_the_loop_are_committed_max_batch_at_a_time(
+        tmp_path: Path) -> None:
+    """The calls of a turn reach the worker in one hand-off; a transaction still takes at
+    most ``max_batch`` of them (the bound on how long the file's write lock is held), the
+    rest going first into the next one, in order."""
+    conn = table(tmp_path / "t.sqlite")
+    committer = GroupCommitter(conn, threading.RLock(), name="test", max_batch=4)
+    sizes: list[int] = []
+    run = committer._batch
+
+    def counted(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        run(batch)
+
+    committer._batch = counted  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(committer.call(conn.execute, "INSERT INTO t VALUES (?)", (i,))
+                               for i in range(30)))
+    finally:
+        committer.close()
+    assert max(sizes) <= 4 and sum(sizes) == 30
+    assert committed(tmp_path / "t.sqlite") == list(range(30))
+
+
+def test_a_turns_hand_off_racing_close_is_served_before_the_stop() -> None:
+    """close() on another thread while a loop hands over its turn's items: the items reach
+    the worker before the stop, never behind it (where nobody would serve them)."""
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    handing = threading.Event()
+
+    class SlowQueue:
+        """The queue, with a put of a turn's items that takes long (a GIL switch there)."""
+
+        def put(self, item: Any) -> None:
+            if isinstance(item, list):
+                handing.set()
+                time.sleep(0.2)
+            jobs.put(item)
+
+    handoff: Handoff[int] = Handoff(cast(Any, SlowQueue()))
+    closer = threading.Thread(target=lambda: (handing.wait(5), handoff.close("stop")))
+    closer.start()
+
+    async def turn() -> None:
+        handoff.put(1)
+        await asyncio.sleep(0)  # the turn ends: its items are handed over
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    closer.join(5)
+    assert [jobs.get_nowait(), jobs.get_nowait()] == [[1], "stop"]

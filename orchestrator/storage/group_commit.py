@@ -89,17 +89,16 @@ class GroupCommitter:
         """Finish the calls already queued, then stop the thread."""
         if not self._closed:
             self._closed = True
-            self._handoff.flush()
-            self._queue.put(_STOP)
+            self._handoff.close(_STOP)
             self._thread.join()
 
     def _check_open(self) -> None:
         if self._closed:
             raise sqlite3.ProgrammingError("the store is closed")
 
-    def _take(self, first: list[_Call]) -> tuple[list[_Call], bool]:
-        """The calls of ``first`` and those queued behind it (up to about a batch); whether
-        to stop after."""
+    def _take(self, first: list[_Call]) -> tuple[list[_Call], list[_Call], bool]:
+        """A batch from ``first`` and the calls queued behind it, the calls left for the
+        next batch, and whether to stop once they are done."""
         return take_lists(self._queue, first, self._max_batch, _STOP)
 
     def _batch(self, batch: list[_Call]) -> None:
@@ -161,12 +160,14 @@ class GroupCommitter:
 def _serve(owner: weakref.ref[GroupCommitter], jobs: queue.SimpleQueue[Any]) -> None:
     """The worker thread: a batch at a time, until stopped or its committer is gone."""
     stopping = False
-    while not stopping:
-        item = jobs.get()
+    rest: list[_Call] = []
+    while rest or not stopping:
+        item = rest or jobs.get()
         committer = owner()
         if item is _STOP or committer is None:
             return
-        batch, stopping = committer._take(item)
+        batch, rest, stopped = committer._take(item)
+        stopping = stopping or stopped
         committer._batch(batch)
         del committer, batch, item  # nothing of the store kept alive while the thread waits
 

@@ -45,32 +45,45 @@ class Handoff(Generic[_J]):
             loop.call_soon(self._hand, loop)
 
     def flush(self) -> None:
-        """Put every loop's items now (before the thread is told to stop)."""
+        """Put every loop's items now: before a caller blocks its loop until they are done
+        (their turn's end would never come), and before the thread is told to stop."""
         with self._lock:
-            lists = list(self._waiting.values())
+            for items in self._waiting.values():
+                self._jobs.put(items)
             self._waiting.clear()
-        for items in lists:
-            self._jobs.put(items)
+
+    def close(self, stop: object) -> None:
+        """Put every loop's items, then ``stop``: nothing handed over later (a turn's end
+        racing this call) can land behind it unserved."""
+        with self._lock:
+            for items in self._waiting.values():
+                self._jobs.put(items)
+            self._waiting.clear()
+            self._jobs.put(stop)
 
     def _hand(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Put under the lock: close() cannot slip its stop in between the two.
         with self._lock:
             items = self._waiting.pop(loop, None)
-        if items:
-            self._jobs.put(items)
+            if items:
+                self._jobs.put(items)
 
 
 def take_lists(jobs: queue.SimpleQueue[Any], first: list[_J], limit: int, stop: object
-               ) -> tuple[list[_J], bool]:
-    """The items of ``first`` and of the lists already queued behind it, while fewer than
-    ``limit`` (a list is taken whole), without waiting; whether ``stop`` came among them
-    (the worker ends after this batch)."""
-    batch = list(first)
-    while len(batch) < limit:
+               ) -> tuple[list[_J], list[_J], bool]:
+    """A batch of at most ``limit`` items: those of ``first`` and of the lists already
+    queued behind it, without waiting. Also returned: the rest of the last list taken (the
+    next batch starts with it, before anything queued later), and whether ``stop`` came
+    (the worker ends once the rest is done)."""
+    batch, rest = first[:limit], first[limit:]
+    while not rest and len(batch) < limit:
         try:
             items = jobs.get_nowait()
         except queue.Empty:
             break
         if items is stop:
-            return batch, True
-        batch.extend(items)
-    return batch, False
+            return batch, rest, True
+        room = limit - len(batch)
+        batch.extend(items[:room])
+        rest = items[room:]
+    return batch, rest, False
