@@ -305,6 +305,8 @@ class EventWriter:
             self._flush_burst()
         if all(f.done() and f.exception() is None for f, _ in self._writing):
             return None
+        if self._bursts is not None:  # a checkpoint waits on them: not until the turn ends
+            self._bursts.hand_over()
         # Woken by _deliver, which the event thread calls once a transaction is done (one
         # wake-up of the loop for all its bursts, not one for each burst waited for).
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
