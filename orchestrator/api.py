@@ -342,8 +342,7 @@ class Orchestrator:
         approval's key, subtask_id, agent, goal, and for a tool call its tool, args, why and
         preview. A decision keyed by these keys covers exactly them."""
         async with self._graph() as graph:
-            snapshot = await graph.aget_state(_config(thread_id))
-        return _waiting_approvals(snapshot)
+            return await _approvals_waited_for(graph, _config(thread_id))
 
     def pending_approvals(self, thread_id: str) -> list[ApprovalRequest]:
         """Synchronous :meth:`apending_approvals`."""

@@ -48,18 +48,19 @@ class Handoff(Generic[_J]):
         """Put every loop's items now: before a caller blocks its loop until they are done
         (their turn's end would never come), and before the thread is told to stop."""
         with self._lock:
-            for items in self._waiting.values():
-                self._jobs.put(items)
-            self._waiting.clear()
+            self._put_waiting()
 
     def close(self, stop: object) -> None:
         """Put every loop's items, then ``stop``: nothing handed over later (a turn's end
         racing this call) can land behind it unserved."""
         with self._lock:
-            for items in self._waiting.values():
-                self._jobs.put(items)
-            self._waiting.clear()
+            self._put_waiting()
             self._jobs.put(stop)
+
+    def _put_waiting(self) -> None:  # under the lock
+        for items in self._waiting.values():
+            self._jobs.put(items)
+        self._waiting.clear()
 
     def _hand(self, loop: asyncio.AbstractEventLoop) -> None:
         # Put under the lock: close() cannot slip its stop in between the two.
