@@ -85,6 +85,7 @@ from orchestrator.runs import (
     RunDriver,
     refuse_workflow_run,
 )
+from orchestrator.start_gate import StartGate
 from orchestrator.storage import SharedCheckpointer, open_run_store, open_write_journal
 from orchestrator.storage.threaded_saver import write_barrier
 from orchestrator.telemetry import default_tracer_provider, export_run
@@ -231,6 +232,7 @@ class Orchestrator:
             domain_db = self.settings.domain_db_url
         self.domain_db: str | Path | None = domain_db
         self._busy_threads: set[str] = set()
+        self._start_gate = StartGate(self.settings.starting_runs)
         self._busy_lock = threading.Lock()
         # Compiled once; each checkpointer gets a copy of it (no recompiling per run), and a
         # path or URL is one checkpointer shared by every run (see SharedCheckpointer).
@@ -324,7 +326,8 @@ class Orchestrator:
             raise RequestError(f"the paused run of thread {thread_id!r} is already being "
                                "resumed by someone else")
         payload = resume_payload(decision, reason=reason, approver=approver)
-        async with self._thread_claim(thread_id, run_id, owner, give_back="paused"):
+        async with self._start_gate.entered(), self._thread_claim(
+                thread_id, run_id, owner, give_back="paused"):
             return await self._drive(Command(resume=payload), thread_id, run_id,
                                      values.get("request", ""), on_event, values.get("event"),
                                      owner, on_answer_chunk=on_answer_chunk)
@@ -427,8 +430,10 @@ class Orchestrator:
                 store.finish_run(result, status=result.status, owner=owner,
                                  mode=snapshot.values.get("mode", ""))
                 return result
-            return await self._drive(graph_input, thread, full, record["request"], on_event,
-                                     record["event"], owner, on_answer_chunk=on_answer_chunk)
+            async with self._start_gate.entered():
+                return await self._drive(graph_input, thread, full, record["request"],
+                                         on_event, record["event"], owner,
+                                         on_answer_chunk=on_answer_chunk)
 
     def resume_run(self, run_id: str, *, on_event: EventSink | None = None,
                    on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
@@ -440,29 +445,30 @@ class Orchestrator:
                      on_event: EventSink | None, request_id: str | None,
                      on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         self._check_open()
-        if request_id is not None:
-            earlier = await self._repeated(request_id, text, thread_id, on_event,
-                                           on_answer_chunk)
-            if earlier is not None:
-                return earlier
-        thread = thread_id or uuid.uuid4().hex
-        run_id = uuid.uuid4().hex
-        owner = Owner.here()
-        async with self._thread_claim(thread, run_id, owner):
-            if thread_id is not None:
-                async with self._graph() as graph:
-                    waiting = await _approvals_waited_for(graph, _config(thread_id))
-                if waiting:
-                    raise RequestError(
-                        f"thread {thread_id!r} has a run waiting for approval: resume it "
-                        "(approve or deny) before sending a new request")
-            if self.runs is not None:
-                await _on_store_thread(self._store_calls, functools.partial(
-                    self.runs.start_run, run_id, thread, text, owner=owner,
-                    lease_s=self.settings.lease_s, event=event, request_id=request_id,
-                    driver=self.driver))
-            return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
-                                     on_event, event, owner, on_answer_chunk=on_answer_chunk)
+        async with self._start_gate.entered():  # a burst starts in arrival order
+            if request_id is not None:
+                earlier = await self._repeated(request_id, text, thread_id, on_event,
+                                               on_answer_chunk)
+                if earlier is not None:
+                    return earlier
+            thread = thread_id or uuid.uuid4().hex
+            run_id = uuid.uuid4().hex
+            owner = Owner.here()
+            async with self._thread_claim(thread, run_id, owner):
+                if thread_id is not None:
+                    async with self._graph() as graph:
+                        waiting = await _approvals_waited_for(graph, _config(thread_id))
+                    if waiting:
+                        raise RequestError(
+                            f"thread {thread_id!r} has a run waiting for approval: resume it "
+                            "(approve or deny) before sending a new request")
+                if self.runs is not None:
+                    await _on_store_thread(self._store_calls, functools.partial(
+                        self.runs.start_run, run_id, thread, text, owner=owner,
+                        lease_s=self.settings.lease_s, event=event, request_id=request_id,
+                        driver=self.driver))
+                return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
+                                         on_event, event, owner, on_answer_chunk=on_answer_chunk)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
                      on_event: EventSink | None, event: dict[str, Any] | None,

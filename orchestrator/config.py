@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         default=16, ge=1, le=256, description="Synchronous tool calls that may run at once "
         "in a process (each in its own thread; a hung one is abandoned at its timeout).",
     )
+    starting_runs: int = Field(
+        default=2, ge=0, le=1024, description="Runs of a process that may be in their first "
+        "steps at once (until their first model call or subtask); the others wait in line, "
+        "so a burst of requests gets going in the order it came. 0: no limit.",
+    )
     run_stall_attempts: int | None = Field(
         default=8, ge=1, description="Failed attempts in a row, with nothing done between, "
         "after which a run stops as making no progress.",

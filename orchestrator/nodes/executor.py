@@ -43,6 +43,7 @@ from orchestrator.nodes.replan import merge_replacement, replan_failed
 from orchestrator.nodes.specialist import DependencyOutput
 from orchestrator.plan import Plan, Subtask
 from orchestrator.results import FINISHED_STATUSES, FailureKind, SubtaskResult, Usage
+from orchestrator.start_gate import leave_start_gate
 from orchestrator.state import EngineContext, NodeFn, OrchestratorState
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def executor_node(ctx: EngineContext) -> NodeFn:
                               run_id: str, grants: list[str] | None = None,
                               paused: dict[str, Any] | None = None) -> dict[str, Any]:
         ran.add((run_id, subtask["id"]))
+        leave_start_gate()  # its agent may wait on the world: the next run may start
         deps = [DependencyOutput(**d) for d in inputs]
         done = await run_with_recovery(
             ctx, Subtask.model_validate(subtask), deps, run_id, ctx.budget(run_id),

@@ -1,0 +1,209 @@
+"""The start gate: runs enter their first steps a few at a time, in the order they came, and
+leave at their first wait on the world (a model call, a subtask), so a burst of requests gets
+going in order and no run waits on one that waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.agents.external import ExternalReply, ExternalTask, Report
+from orchestrator.agents.it_ops import it_ops_agents
+from orchestrator.agents.policy import ToolKind
+from orchestrator.agents.spec import AgentSpec
+from orchestrator.config import Settings
+from orchestrator.models import FakeChatModel
+from orchestrator.playbooks import Playbook
+from orchestrator.start_gate import StartGate, leave_start_gate
+
+# --- the gate itself --------------------------------------------------------------------------
+
+
+async def _enter(gate: StartGate, name: str, order: list[str], left: asyncio.Event | None,
+                 done: asyncio.Event) -> None:
+    async with gate.entered():
+        order.append(name)
+        if left is not None:
+            await left.wait()
+            leave_start_gate()
+        await done.wait()
+
+
+def test_runs_go_in_one_at_a_time_in_arrival_order_and_leave_before_they_end() -> None:
+    async def scenario() -> None:
+        gate, order, done = StartGate(1), [], asyncio.Event()
+        lefts = [asyncio.Event() for _ in range(4)]
+        tasks = [asyncio.create_task(_enter(gate, f"r{i}", order, lefts[i], done))
+                 for i in range(4)]
+        for i in range(4):
+            await asyncio.sleep(0.01)
+            assert order == [f"r{j}" for j in range(i + 1)]  # the next waits for a leave
+            lefts[i].set()
+        await asyncio.sleep(0.01)
+        assert order == ["r0", "r1", "r2", "r3"]  # all inside, none has ended
+        assert not any(t.done() for t in tasks)
+        done.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
+def test_a_run_that_ends_or_fails_gives_its_place_back() -> None:
+    async def scenario() -> None:
+        gate = StartGate(1)
+        with pytest.raises(RuntimeError):
+            async with gate.entered():
+                raise RuntimeError("the run broke before any model call")
+        async with gate.entered():
+            pass
+        await asyncio.wait_for(_enter(gate, "next", [], None, _set()), 1)
+
+    asyncio.run(scenario())
+
+
+def _set() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+def test_a_run_holding_its_place_too_long_lets_the_next_in_anyway() -> None:
+    async def scenario() -> None:
+        gate, order, done = StartGate(1, max_hold_s=0.05), [], asyncio.Event()
+        first = asyncio.create_task(_enter(gate, "slow", order, asyncio.Event(), done))
+        second = asyncio.create_task(_enter(gate, "next", order, None, done))
+        await asyncio.wait_for(_until(lambda: order == ["slow", "next"]), 5)
+        done.set()
+        first.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_run_inside_does_not_wait_again_nor_a_cancelled_waiter_keep_a_place() -> None:
+    async def scenario() -> None:
+        gate, order = StartGate(1), []
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with gate.entered():  # a start that resumes an earlier run: same place
+                await asyncio.wait_for(_enter(gate, "nested", order, None, _set()), 1)
+                holding.set()
+                await release.wait()
+
+        held = asyncio.create_task(holder())
+        await holding.wait()
+        waiter = asyncio.create_task(_enter(gate, "gave up", order, None, _set()))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await held
+        await asyncio.wait_for(_enter(gate, "after", order, None, _set()), 1)
+        assert order == ["nested", "after"]
+
+    asyncio.run(scenario())
+
+
+def test_width_zero_lets_every_run_in_and_a_negative_width_is_refused() -> None:
+    async def scenario() -> None:
+        gate, order, done = StartGate(0), [], asyncio.Event()
+        tasks = [asyncio.create_task(_enter(gate, f"r{i}", order, asyncio.Event(), done))
+                 for i in range(5)]
+        await asyncio.wait_for(_until(lambda: len(order) == 5), 5)
+        done.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    with pytest.raises(ValueError, match="must not be negative"):
+        StartGate(-1)
+
+
+# --- through the engine -----------------------------------------------------------------------
+
+def test_a_burst_of_requests_plans_in_arrival_order_and_runs_overlap(domain_db: Path) -> None:
+    model = FakeChatModel(latency=0.2)
+    orch = Orchestrator(model, agents=it_ops_agents(), domain_db=domain_db,
+                        settings=Settings(home=domain_db.parent, knowledge=False,
+                                          starting_runs=1))
+    requests = [f"{service} is down: find the root cause"
+                for service in ("web-1", "web-2", "web-3", "api-1", "db-1")]
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*(orch.arun(text, thread_id=f"burst-{i}")
+                                      for i, text in enumerate(requests)))
+
+    results = asyncio.run(burst())
+    orch.close()
+    assert all(r.ok for r in results), [r.error for r in results]
+    plans = sorted((call for call in model.calls if call.tool_names == ["Plan"]),
+                   key=lambda call: call.started_at)
+    asked = [next(i for i, text in enumerate(requests) if text in str(call.messages[-1].content))
+             for call in plans]
+    assert asked == [0, 1, 2, 3, 4]  # planned in the order the requests came
+    # Each run let the next in at its plan call, not at its end: the next plan call began
+    # while the one before was still waiting on the model.
+    assert all(later.started_at < earlier.finished_at for earlier, later in zip(plans, plans[1:]))
+    with sqlite3.connect(domain_db.parent / "runs.sqlite") as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM runs")]
+    assert statuses == ["ok"] * 5
+
+
+class _Desk:
+    """An external agent that finishes only once another run has made its plan."""
+
+    kind = ToolKind(read_only=False, destructive=False)
+
+    def __init__(self, planned: asyncio.Event) -> None:
+        self.planned = planned
+
+    async def run(self, task: ExternalTask, report: Report) -> ExternalReply:
+        await asyncio.wait_for(self.planned.wait(), timeout=30)
+        return ExternalReply(f"Opened ticket T-1: {task.goal}")
+
+
+def test_a_playbook_run_lets_the_next_run_in_when_its_first_subtask_starts(
+        domain_db: Path) -> None:
+    """A playbook plans with no model call: its first subtask is where it leaves the gate
+    (here an external agent that waits for the next run, which must get in meanwhile)."""
+    async def scenario() -> tuple[Any, Any]:
+        planned = asyncio.Event()
+        desk = AgentSpec(name="service_desk", description="Opens tickets in the service desk.",
+                         skills=["open a ticket"], external=_Desk(planned))
+        playbook = Playbook.model_validate({
+            "name": "desk_ticket", "trigger": {"pattern": "^ticket for (?P<what>.+)$"},
+            "inputs": ["what"],
+            "steps": [{"id": "open", "agent": "service_desk", "goal": "Open a ticket: {what}",
+                       "kind": "act"}]})
+        orch = Orchestrator("fake", agents=[*it_ops_agents(), desk], playbooks=[playbook],
+                            domain_db=domain_db, settings=Settings(
+                                home=domain_db.parent, knowledge=False, starting_runs=1))
+        orch._start_gate = StartGate(1, max_hold_s=3600)  # only a leave lets the next in
+
+        def on_event(event: Any) -> None:
+            if event.type == "plan_made":
+                planned.set()
+
+        first = asyncio.create_task(orch.arun("ticket for the checkout outage"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(orch.arun("check web-1", on_event=on_event))
+        done = await asyncio.gather(first, second)
+        orch.close()
+        return done[0], done[1]
+
+    first, second = asyncio.run(scenario())
+    assert first.ok and first.mode == "playbook:desk_ticket" and "T-1" in first.answer, first.error
+    assert second.ok, second.error
