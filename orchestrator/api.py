@@ -41,7 +41,7 @@ from typing import Any, Literal, TypeVar, cast
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
@@ -87,7 +87,7 @@ from orchestrator.runs import (
 )
 from orchestrator.start_gate import StartGate
 from orchestrator.storage import SharedCheckpointer, open_run_store, open_write_journal
-from orchestrator.storage.threaded_saver import write_barrier
+from orchestrator.storage.threaded_saver import read_ahead, write_barrier
 from orchestrator.telemetry import default_tracer_provider, export_run
 
 _DONE = object()
@@ -455,9 +455,10 @@ class Orchestrator:
             run_id = uuid.uuid4().hex
             owner = Owner.here()
             async with self._thread_claim(thread, run_id, owner):
+                read: list[CheckpointTuple | None] = [] if thread_id is not None else [None]
                 if thread_id is not None:
                     async with self._graph() as graph:
-                        waiting = await _approvals_waited_for(graph, _config(thread_id))
+                        waiting = await _approvals_waited_for(graph, _config(thread_id), read)
                     if waiting:
                         raise RequestError(
                             f"thread {thread_id!r} has a run waiting for approval: resume it "
@@ -467,8 +468,11 @@ class Orchestrator:
                         self.runs.start_run, run_id, thread, text, owner=owner,
                         lease_s=self.settings.lease_s, event=event, request_id=request_id,
                         driver=self.driver))
-                return await self._drive(_inputs(text, run_id, event), thread, run_id, text,
-                                         on_event, event, owner, on_answer_chunk=on_answer_chunk)
+                # The run's first checkpoint read is the one just made: we hold the thread.
+                with read_ahead(_config(thread), read[0]) if read else nullcontext():
+                    return await self._drive(_inputs(text, run_id, event), thread, run_id,
+                                             text, on_event, event, owner,
+                                             on_answer_chunk=on_answer_chunk)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
                      on_event: EventSink | None, event: dict[str, Any] | None,
@@ -954,16 +958,20 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-async def _approvals_waited_for(graph: CompiledStateGraph,
-                                config: RunnableConfig) -> list[ApprovalRequest]:
+async def _approvals_waited_for(graph: CompiledStateGraph, config: RunnableConfig,
+                                read: list[CheckpointTuple | None] | None = None
+                                ) -> list[ApprovalRequest]:
     """:func:`_waiting_approvals` of the thread's latest state, read whole only when its
     latest checkpoint holds pending writes (an interrupt is one): a run that ended leaves
     none, and every new request on a thread asks, so it usually costs one checkpoint read
-    instead of a whole state snapshot (its next tasks worked out, every channel read)."""
+    instead of a whole state snapshot (its next tasks worked out, every channel read). That
+    one checkpoint goes into ``read`` when it settled the question."""
     saver = graph.checkpointer
     if isinstance(saver, BaseCheckpointSaver):
         latest = await saver.aget_tuple(config)
         if latest is None or not latest.pending_writes:
+            if read is not None:
+                read.append(latest)
             return []
     return _waiting_approvals(await graph.aget_state(config))
 

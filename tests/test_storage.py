@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +171,65 @@ def test_sync_calls_share_the_checkpointer_and_close_releases_it(domain_db: Path
     turns = asyncio.run(again.history("conv"))
     assert [role for role, _ in turns] == ["user", "assistant"] * 2
     again.close()
+
+
+def test_a_new_turn_reads_its_threads_checkpoint_once(domain_db: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check that nothing on the thread waits for an approval reads the latest
+    checkpoint; the run then starts from that read instead of reading the row again."""
+    from orchestrator.storage.sqlite import SqliteCheckpointSaver
+
+    reads: list[str] = []
+    get_tuple = SqliteCheckpointSaver.get_tuple
+
+    def counted(self: SqliteCheckpointSaver, config: Any) -> Any:
+        reads.append(config["configurable"]["thread_id"])
+        return get_tuple(self, config)
+
+    monkeypatch.setattr(SqliteCheckpointSaver, "get_tuple", counted)
+    with Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                      checkpointer=tmp_path / "checkpoints.sqlite",
+                      settings=settings_in(tmp_path)) as orch:
+        first = orch.run(HEALTH, thread_id="conv")
+        reads.clear()
+        second = orch.run("check the health of web-1", thread_id="conv")
+        assert reads == ["conv"]
+        reads.clear()
+        fresh = orch.run(HEALTH)  # a new thread: nothing to read
+        assert reads == []
+        turns = asyncio.run(orch.history("conv"))
+    assert first.ok and second.ok and fresh.ok
+    assert [role for role, _ in turns] == ["user", "assistant"] * 2  # went on from turn 1
+
+
+def test_a_read_ahead_answers_only_the_first_call_and_only_for_its_thread(tmp_path: Path
+                                                                          ) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from orchestrator.storage.threaded_saver import read_ahead
+
+    async def scenario() -> None:
+        with open_checkpointer(tmp_path / "checkpoints.sqlite") as saver:
+            def config(thread: str) -> Any:
+                return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+            await saver.aput(config("t"), empty_checkpoint(), {}, {})
+            stored = await saver.aget_tuple(config("t"))
+            assert stored is not None
+            stale = stored._replace(metadata={"stale": True})
+            with read_ahead(config("t"), stale):  # the first read of "t" gets it
+                assert (await saver.aget_tuple(config("t"))).metadata == {"stale": True}
+                assert (await saver.aget_tuple(config("t"))).metadata == stored.metadata
+            with read_ahead(config("t"), stale):  # another thread's read first: used up
+                assert await saver.aget_tuple(config("u")) is None
+                assert (await saver.aget_tuple(config("t"))).metadata == stored.metadata
+            with read_ahead(config("t"), stale):  # a write first: used up
+                await saver.aput(config("t"), empty_checkpoint(), {}, {})
+                assert (await saver.aget_tuple(config("t"))).metadata != {"stale": True}
+            with read_ahead(config("t"), stale):  # a given checkpoint: not the latest
+                given = {"configurable": {**config("t")["configurable"],
+                                          "checkpoint_id": stored.checkpoint["id"]}}
+                assert (await saver.aget_tuple(given)).metadata == stored.metadata
+                assert (await saver.aget_tuple(config("t"))).metadata != {"stale": True}
+
+    asyncio.run(scenario())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -46,8 +46,43 @@ def write_barrier(barrier: Barrier) -> Iterator[None]:
 
 
 async def _barrier() -> None:
+    _disarm_read_ahead()
     if (barrier := WRITE_BARRIER.get()) is not None and (waiting := barrier()) is not None:
         await waiting
+
+
+_READ_AHEAD: ContextVar[list[Any] | None] = ContextVar("checkpoint_read_ahead", default=None)
+"""[thread key or None once used, the checkpoint tuple read]: see :func:`read_ahead`."""
+
+
+@contextlib.contextmanager
+def read_ahead(config: RunnableConfig, latest: CheckpointTuple | None) -> Iterator[None]:
+    """The first checkpoint call made in this context, when it reads ``config``'s latest
+    checkpoint, gets ``latest`` instead of reading the same row again: its caller has just
+    read it and holds the thread, so nothing has written it since. Only the first call: any
+    other call (another thread's, a write) and every later one go to the store."""
+    token = _READ_AHEAD.set([_latest_key(config), latest])
+    try:
+        yield
+    finally:
+        _READ_AHEAD.reset(token)
+
+
+def _latest_key(config: RunnableConfig) -> tuple[str, str] | None:
+    """Which thread's latest checkpoint ``config`` reads (None: a given checkpoint)."""
+    configurable = config.get("configurable") or {}
+    if configurable.get("checkpoint_id"):
+        return None
+    return str(configurable.get("thread_id")), str(configurable.get("checkpoint_ns", ""))
+
+
+def _disarm_read_ahead() -> list[Any] | None:
+    """The read ahead, if still unused (now used up), else None."""
+    ahead = _READ_AHEAD.get()
+    if ahead is None or ahead[0] is None:
+        return None
+    found, ahead[:] = list(ahead), [None, None]
+    return found
 
 
 class ThreadedAsyncSaver:
@@ -58,11 +93,15 @@ class ThreadedAsyncSaver:
         raise NotImplementedError
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        ahead = _disarm_read_ahead()
+        if ahead is not None and ahead[0] is not None and ahead[0] == _latest_key(config):
+            return cast(CheckpointTuple | None, ahead[1])
         return await self._call(self.get_tuple, config)  # type: ignore[attr-defined]
 
     async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
                     before: RunnableConfig | None = None, limit: int | None = None
                     ) -> AsyncIterator[CheckpointTuple]:
+        _disarm_read_ahead()
         found = await self._call(lambda: list(self.list(  # type: ignore[attr-defined]
             config, filter=filter, before=before, limit=limit)))
         for item in found:
@@ -82,14 +121,17 @@ class ThreadedAsyncSaver:
                          task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
+        _disarm_read_ahead()
         await self._call(self.delete_thread, thread_id)  # type: ignore[attr-defined]
 
     async def aget_delta_channel_history(self, *, config: RunnableConfig,
                                          channels: Sequence[str]) -> Mapping[str, Any]:
+        _disarm_read_ahead()
         return await self._call(self.get_delta_channel_history,  # type: ignore[attr-defined]
                                 config=config, channels=channels)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
                      ) -> None:
         """``prune`` (``keep_latest``: each thread's latest checkpoint stays)."""
+        _disarm_read_ahead()
         await self._call(self.prune, thread_ids, strategy=strategy)  # type: ignore[attr-defined]
