@@ -34,7 +34,7 @@ from contextlib import (
     asynccontextmanager,
     nullcontext,
 )
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -115,14 +115,53 @@ async def _on_store_thread(bursts: BurstQueue | None, call: Callable[[], _T]) ->
     """``call()`` (of the run store) on the event thread, after the bursts queued before it
     and without waiting for the store's lock or a free thread (:meth:`BurstQueue.call`);
     in a thread when there is no event thread or it is closed."""
+    return await _queue_store_call(bursts, call)
+
+
+def _queue_store_call(bursts: BurstQueue | None, call: Callable[[], _T]) -> asyncio.Future[_T]:
+    """:func:`_on_store_thread`'s call, queued now; its future."""
     if bursts is not None:
         try:
-            queued = bursts.call(call)
+            return bursts.call(call)
         except RuntimeError:  # closed under the run
             pass
-        else:
-            return await queued
-    return await asyncio.to_thread(call)
+    return asyncio.ensure_future(asyncio.to_thread(call))
+
+
+def _then(first: Callable[[], _T], after: Callable[[], object]) -> Callable[[], _T]:
+    """``first()`` and then, whatever it did, ``after()``: one call."""
+    def both() -> _T:
+        try:
+            return first()
+        finally:
+            after()
+    return both
+
+
+@dataclass
+class _ThreadHold:
+    """A run's claim on its thread in the run store, given back once."""
+
+    thread_id: str
+    owner: Owner
+    runs: BaseRunStore | None
+    given_back: bool = False
+
+    def give_back(self) -> None:
+        """Release the thread's lease (a run store call: on its thread)."""
+        if self.given_back or self.runs is None:
+            return
+        self.given_back = True
+        try:
+            self.runs.release_thread(self.thread_id, self.owner)
+        except OSError as exc:  # the store is unreachable: the lease runs out by itself
+            log.warning("thread %s: could not release its lease (%s)", self.thread_id, exc)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark ``future``'s exception as seen (asyncio logs one nobody retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _check_writer(writer: EventWriter, lost_reason: Callable[[], str]) -> None:
@@ -327,10 +366,10 @@ class Orchestrator:
                                "resumed by someone else")
         payload = resume_payload(decision, reason=reason, approver=approver)
         async with self._start_gate.entered(), self._thread_claim(
-                thread_id, run_id, owner, give_back="paused"):
+                thread_id, run_id, owner, give_back="paused") as hold:
             return await self._drive(Command(resume=payload), thread_id, run_id,
                                      values.get("request", ""), on_event, values.get("event"),
-                                     owner, on_answer_chunk=on_answer_chunk)
+                                     owner, on_answer_chunk=on_answer_chunk, hold=hold)
 
     def resume(self, thread_id: str, decision: bool | ApprovalDecision | Mapping[str, Any], *,
                reason: str = "",
@@ -407,7 +446,7 @@ class Orchestrator:
         if not await asyncio.to_thread(store.claim_interrupted, full, owner,
                                        self.settings.lease_s):
             raise RequestError(f"run {full[:12]} is being resumed by someone else")
-        async with self._thread_claim(thread, full, owner, give_back="interrupted"):
+        async with self._thread_claim(thread, full, owner, give_back="interrupted") as hold:
             async with self._graph() as graph:
                 snapshot = await graph.aget_state(_config(thread))
             graph_input: Any = None
@@ -433,7 +472,7 @@ class Orchestrator:
             async with self._start_gate.entered():
                 return await self._drive(graph_input, thread, full, record["request"],
                                          on_event, record["event"], owner,
-                                         on_answer_chunk=on_answer_chunk)
+                                         on_answer_chunk=on_answer_chunk, hold=hold)
 
     def resume_run(self, run_id: str, *, on_event: EventSink | None = None,
                    on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
@@ -454,7 +493,7 @@ class Orchestrator:
             thread = thread_id or uuid.uuid4().hex
             run_id = uuid.uuid4().hex
             owner = Owner.here()
-            async with self._thread_claim(thread, run_id, owner):
+            async with self._thread_claim(thread, run_id, owner) as hold:
                 read: list[CheckpointTuple | None] = [] if thread_id is not None else [None]
                 if thread_id is not None:
                     async with self._graph() as graph:
@@ -472,14 +511,15 @@ class Orchestrator:
                 with read_ahead(_config(thread), read[0]) if read else nullcontext():
                     return await self._drive(_inputs(text, run_id, event), thread, run_id,
                                              text, on_event, event, owner,
-                                             on_answer_chunk=on_answer_chunk)
+                                             on_answer_chunk=on_answer_chunk, hold=hold)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
                      on_event: EventSink | None, event: dict[str, Any] | None,
-                     owner: Owner, *, on_answer_chunk: AnswerChunkSink | None = None
-                     ) -> RunResult:
+                     owner: Owner, *, on_answer_chunk: AnswerChunkSink | None = None,
+                     hold: _ThreadHold | None = None) -> RunResult:
         """Stream the graph; each event is stored as it arrives, each answer chunk goes to
-        ``on_answer_chunk`` only (never to the store). The caller holds the thread.
+        ``on_answer_chunk`` only (never to the store). The caller holds the thread
+        (``hold``: given back in the same store call as the run's record).
 
         Checkpoints are written before each step goes on (durability "sync"), so a process
         killed at any point resumes from the last finished step. When this process loses its
@@ -559,15 +599,19 @@ class Orchestrator:
                             piece := answer_chunk_from_dict(chunk)) is not None:
                         on_answer_chunk(piece)  # not stored: the answer event holds it all
                     check_writer()
+                # Only the run's owner prunes: the thread may be another process's now.
+                # Asked at once: the event thread answers right after the last events.
+                owned = None if self.runs is None else _queue_store_call(
+                    self._store_calls, functools.partial(self.runs.holds, run_id, owner))
+                if owned is not None:
+                    owned.add_done_callback(_retrieved)  # unawaited when the run fails here
                 await writer.drain()
                 check_writer()
                 if not events or events[-1].type != "answer":
                     snapshot = await graph.aget_state(config)
                     paused = _waiting_approvals(snapshot)
                 outcome = ""
-                # Only the run's owner prunes: the thread may be another process's now.
-                if not paused and (self.runs is None or await _on_store_thread(
-                        self._store_calls, functools.partial(self.runs.holds, run_id, owner))):
+                if not paused and (owned is None or await owned):
                     await prune_checkpoints(graph, thread)
         except _RunLost as exc:
             lost.append(str(exc))
@@ -603,7 +647,8 @@ class Orchestrator:
             if self.runs is not None:  # it must land even while cancelled: see _landed
                 finish = functools.partial(self._finish, result, outcome or result.status,
                                            owner, lost, values.get("mode", ""), event)
-                result = await _landed(finish, self._store_calls)
+                result = await _landed(finish if hold is None else _then(
+                    finish, hold.give_back), self._store_calls)  # one call for both
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
@@ -687,10 +732,11 @@ class Orchestrator:
 
     @asynccontextmanager
     async def _thread_claim(self, thread_id: str, run_id: str, owner: Owner, *,
-                            give_back: str | None = None) -> AsyncIterator[None]:
+                            give_back: str | None = None) -> AsyncIterator[_ThreadHold]:
         """Hold ``thread_id`` for one run: in this process, and across processes through the
-        run store. When the thread is busy, a run claim taken before is given back (its
-        status set to ``give_back``) and RequestError says who holds the thread."""
+        run store (released at the end, unless the run released it with its record). When
+        the thread is busy, a run claim taken before is given back (its status set to
+        ``give_back``) and RequestError says who holds the thread."""
         # Two turns of one conversation at once would interleave its history.
         with self._busy_lock:
             busy = thread_id in self._busy_threads
@@ -710,15 +756,13 @@ class Orchestrator:
                 with self._busy_lock:
                     self._busy_threads.discard(thread_id)
             raise
+        hold = _ThreadHold(thread_id, owner, self.runs)
         try:
-            yield
+            yield hold
         finally:
             try:
-                if self.runs is not None:
-                    await _landed(functools.partial(self.runs.release_thread, thread_id,
-                                                    owner), self._store_calls)
-            except OSError as exc:  # the store is unreachable: the lease runs out by itself
-                log.warning("thread %s: could not release its lease (%s)", thread_id, exc)
+                if not hold.given_back and self.runs is not None:  # else with the record
+                    await _landed(hold.give_back, self._store_calls)
             finally:
                 with self._busy_lock:
                     self._busy_threads.discard(thread_id)
