@@ -365,8 +365,7 @@ class Orchestrator:
             raise RequestError(f"the paused run of thread {thread_id!r} is already being "
                                "resumed by someone else")
         payload = resume_payload(decision, reason=reason, approver=approver)
-        async with self._start_gate.entered(), self._thread_claim(
-                thread_id, run_id, owner, give_back="paused") as hold:
+        async with self._thread_claim(thread_id, run_id, owner, give_back="paused") as hold:
             return await self._drive(Command(resume=payload), thread_id, run_id,
                                      values.get("request", ""), on_event, values.get("event"),
                                      owner, on_answer_chunk=on_answer_chunk, hold=hold)
@@ -469,10 +468,9 @@ class Orchestrator:
                 store.finish_run(result, status=result.status, owner=owner,
                                  mode=snapshot.values.get("mode", ""))
                 return result
-            async with self._start_gate.entered():
-                return await self._drive(graph_input, thread, full, record["request"],
-                                         on_event, record["event"], owner,
-                                         on_answer_chunk=on_answer_chunk, hold=hold)
+            return await self._drive(graph_input, thread, full, record["request"], on_event,
+                                     record["event"], owner, on_answer_chunk=on_answer_chunk,
+                                     hold=hold)
 
     def resume_run(self, run_id: str, *, on_event: EventSink | None = None,
                    on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
@@ -484,7 +482,9 @@ class Orchestrator:
                      on_event: EventSink | None, request_id: str | None,
                      on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
         self._check_open()
-        async with self._start_gate.entered():  # a burst starts in arrival order
+        # A burst of new requests starts in arrival order (a resume holds claims that only
+        # its run renews: it does not wait in line).
+        async with self._start_gate.entered():
             if request_id is not None:
                 earlier = await self._repeated(request_id, text, thread_id, on_event,
                                                on_answer_chunk)
@@ -495,9 +495,10 @@ class Orchestrator:
             owner = Owner.here()
             async with self._thread_claim(thread, run_id, owner) as hold:
                 read: list[CheckpointTuple | None] = [] if thread_id is not None else [None]
-                if thread_id is not None:
-                    async with self._graph() as graph:
-                        waiting = await _approvals_waited_for(graph, _config(thread_id), read)
+                async with self._graph() as graph:
+                    saver = graph.checkpointer
+                    waiting = [] if thread_id is None else await _approvals_waited_for(
+                        graph, _config(thread_id), read)
                     if waiting:
                         raise RequestError(
                             f"thread {thread_id!r} has a run waiting for approval: resume it "
@@ -508,7 +509,7 @@ class Orchestrator:
                         lease_s=self.settings.lease_s, event=event, request_id=request_id,
                         driver=self.driver))
                 # The run's first checkpoint read is the one just made: we hold the thread.
-                with read_ahead(_config(thread), read[0]) if read else nullcontext():
+                with read_ahead(saver, _config(thread), read[0]) if read else nullcontext():
                     return await self._drive(_inputs(text, run_id, event), thread, run_id,
                                              text, on_event, event, owner,
                                              on_answer_chunk=on_answer_chunk, hold=hold)

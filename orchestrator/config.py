@@ -170,9 +170,10 @@ class Settings(BaseSettings):
         "in a process (each in its own thread; a hung one is abandoned at its timeout).",
     )
     starting_runs: int = Field(
-        default=2, ge=0, le=1024, description="Runs of a process that may be in their first "
-        "steps at once (until their first model call or subtask); the others wait in line, "
-        "so a burst of requests gets going in the order it came. 0: no limit.",
+        default=2, ge=0, le=1024, description="New runs of an event loop (the server has "
+        "one) that may be in their first steps at once, until they wait on the world (a model "
+        "call or its endpoint, a subtask, MCP servers starting); the others wait in line, so "
+        "a burst of requests gets going in the order it came. 0: no limit.",
     )
     run_stall_attempts: int | None = Field(
         default=8, ge=1, description="Failed attempts in a row, with nothing done between, "

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseLanguageModel
 
+from orchestrator.start_gate import forget_closed_loops, leave_start_gate
+
 T = TypeVar("T")
 
 
@@ -82,11 +84,14 @@ def endpoint_of(model: Any) -> str:
 @asynccontextmanager
 async def model_slot(model: Any) -> AsyncIterator[None]:
     """Hold one of ``model``'s slots for a call (no-op for a model without a limit)."""
+    leave_start_gate()  # the run waits on the model (or its endpoint) from here
     slots = slots_of(model)
     if slots is None:
         yield
         return
     loop = asyncio.get_running_loop()
+    if loop not in _limiters:
+        forget_closed_loops(_limiters)
     semaphore = _limiters.setdefault(loop, {}).setdefault(endpoint_of(model),
                                                           asyncio.Semaphore(slots))
     waits = _waits.get()

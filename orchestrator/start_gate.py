@@ -1,25 +1,27 @@
-"""Runs enter their first steps a few at a time, in the order they came.
+"""New runs enter their first steps a few at a time, in the order they came.
 
 An event loop runs its ready tasks in turn, one step each, so runs that start together share
 the loop step by step: fifty requests sent at once all reach their first model call only at
 the end of the burst, each as late as the last. Through the gate, at most ``width`` runs are
-in their first steps at once and the others wait in line (first come, first served); the
-first ones reach their model call at once and the burst's later steps come spread out, so a
-burst's slowest request is about as late as before while the others are not.
+in their first steps at once and the others wait in line (first come, first served): the
+first ones reach their model call at once, and the burst's later steps come spread out
+instead of all together.
 
 A run leaves the gate where it first waits on the world (:func:`leave_start_gate`: a model
-call, a subtask starting) or when it ends; one that holds its place longer than
-``max_hold_s`` (a slow step before any model call) lets the next run in anyway, so a run
-never waits in line on one that waits for it.
+call or a wait for its endpoint's slot, a subtask starting, MCP servers starting) or when it
+ends; one that holds its place longer than ``max_hold_s`` (a slow step before any model
+call) lets the next run in anyway, so a run never waits in line on one that waits for it.
+Resumes do not wait: they hold claims that only their run renews.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
+from typing import Any
 
 MAX_HOLD_S = 1.0
 """Longest a run keeps its place before the next one is let in regardless."""
@@ -33,6 +35,10 @@ class _Place:
     def __init__(self, slots: asyncio.Semaphore, max_hold_s: float) -> None:
         self._slots: asyncio.Semaphore | None = slots
         self._timer = asyncio.get_running_loop().call_later(max_hold_s, self.leave)
+
+    @property
+    def held(self) -> bool:
+        return self._slots is not None
 
     def leave(self) -> None:
         if self._slots is not None:
@@ -65,13 +71,16 @@ class StartGate:
     @asynccontextmanager
     async def entered(self) -> AsyncIterator[None]:
         """Wait for a place, hold it for the run inside, give it up at the end at the
-        latest. A run already inside (a resume from within a start) does not wait again."""
-        if not self.width or _PLACE.get() is not None:
+        latest. Inside a place still held (a resume from within a start) nothing waits
+        again; a run started later from a run's context (once it left) waits as any."""
+        inside = _PLACE.get()
+        if not self.width or (inside is not None and inside.held):
             yield
             return
         loop = asyncio.get_running_loop()
         slots = self._slots.get(loop)
         if slots is None:
+            forget_closed_loops(self._slots)
             slots = self._slots[loop] = asyncio.Semaphore(self.width)
         await slots.acquire()
         place = _Place(slots, self.max_hold_s)
@@ -82,3 +91,10 @@ class StartGate:
             place.leave()
             with suppress(ValueError):  # exited in another context (closed by the GC)
                 _PLACE.reset(token)
+
+
+def forget_closed_loops(per_loop: MutableMapping[asyncio.AbstractEventLoop, Any]) -> None:
+    """Drop the entries of closed event loops from a table kept per loop: an asyncio
+    semaphore that had a waiter refers to its loop, so a weak key alone never goes."""
+    for loop in [loop for loop in per_loop if loop.is_closed()]:
+        del per_loop[loop]

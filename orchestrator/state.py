@@ -29,6 +29,7 @@ from orchestrator.retrieval.embedders import Embedder, get_embedder
 from orchestrator.retrieval.search import Retriever
 from orchestrator.retrieval.tool import RETRIEVE_TOOL_NAME, bind_retrieve_tool
 from orchestrator.routing import AgentStatsBook
+from orchestrator.start_gate import leave_start_gate
 from orchestrator.tool_schemas import compact_schema, model_tool_schema
 from orchestrator.write_journal import WriteJournal
 
@@ -156,6 +157,7 @@ class EngineContext:
                  if any(t.loaded() is None for t in s.toolsets)]
         if not specs:
             return
+        leave_start_gate()  # servers to start: a wait on the world, the next run may start
         pending = [(spec, t) for spec in specs for t in spec.toolsets if t.loaded() is None]
         outcomes = await asyncio.gather(*(t.aload() for _, t in pending),
                                         return_exceptions=True)

@@ -19,6 +19,7 @@ from orchestrator.agents.spec import AgentSpec
 from orchestrator.config import Settings
 from orchestrator.models import FakeChatModel
 from orchestrator.playbooks import Playbook
+from orchestrator.runs import RunStore
 from orchestrator.start_gate import StartGate, leave_start_gate
 
 # --- the gate itself --------------------------------------------------------------------------
@@ -116,6 +117,84 @@ def test_a_run_inside_does_not_wait_again_nor_a_cancelled_waiter_keep_a_place() 
     asyncio.run(scenario())
 
 
+def test_a_run_started_from_a_run_that_left_waits_in_line_like_any_other() -> None:
+    """A task made inside a run (a listener's follow-up) inherits its context: once that run
+    has left the gate, a run the task starts waits for a place like any other."""
+    async def scenario() -> None:
+        gate, order = StartGate(1), []
+        holder_in = asyncio.Event()
+        spawned: list[asyncio.Task[None]] = []
+
+        async def follow_up() -> None:
+            await holder_in.wait()
+            await _enter(gate, "follow-up", order, None, _set())
+
+        async def parent() -> None:
+            async with gate.entered():
+                leave_start_gate()
+                spawned.append(asyncio.create_task(follow_up()))
+
+        async def holder() -> None:
+            async with gate.entered():
+                order.append("holder")
+                holder_in.set()
+                await asyncio.sleep(0.05)
+                order.append("holder left")
+
+        await parent()
+        await asyncio.wait_for(asyncio.gather(holder(), *spawned), 5)
+        assert order == ["holder", "holder left", "follow-up"]
+
+    asyncio.run(scenario())
+
+
+def test_waiting_for_a_model_endpoint_lets_the_next_run_in() -> None:
+    """A run that waits for a slot of its model's endpoint waits on the world: it leaves
+    the gate before the wait, so runs that need no such slot are not held up behind it."""
+    from orchestrator.model_slots import model_slot
+
+    async def scenario() -> None:
+        model = FakeChatModel(metadata={"orchestrator_slots": 1})
+        gate, order = StartGate(1, max_hold_s=3600), []
+        busy, free = asyncio.Event(), asyncio.Event()
+
+        async def busy_call() -> None:  # the endpoint's one slot, taken outside the gate
+            async with model_slot(model):
+                busy.set()
+                await free.wait()
+
+        async def queued_run() -> None:
+            async with gate.entered():
+                order.append("queued")
+                async with model_slot(model):  # waits for the endpoint
+                    order.append("called")
+
+        taken = asyncio.create_task(busy_call())
+        await busy.wait()
+        queued = asyncio.create_task(queued_run())
+        await asyncio.wait_for(_enter(gate, "next", order, None, _set()), 5)
+        assert order == ["queued", "next"]  # in while the first still waits for the slot
+        free.set()
+        await asyncio.wait_for(asyncio.gather(taken, queued), 5)
+        assert order == ["queued", "next", "called"]
+
+    asyncio.run(scenario())
+
+
+def test_a_gate_kept_per_event_loop_forgets_closed_loops() -> None:
+    gate = StartGate(1)
+
+    async def burst() -> None:  # a waiter: its loop's semaphore then refers to the loop
+        async def one() -> None:
+            async with gate.entered():
+                await asyncio.sleep(0)
+        await asyncio.gather(one(), one(), one())
+
+    for _ in range(5):
+        asyncio.run(burst())
+    assert len(gate._slots) <= 1  # only the last loop's, until the next loop comes
+
+
 def test_width_zero_lets_every_run_in_and_a_negative_width_is_refused() -> None:
     async def scenario() -> None:
         gate, order, done = StartGate(0), [], asyncio.Event()
@@ -211,3 +290,38 @@ def test_a_playbook_run_lets_the_next_run_in_when_its_first_subtask_starts(
     first, second = asyncio.run(scenario())
     assert first.ok and first.mode == "playbook:desk_ticket" and "T-1" in first.answer, first.error
     assert second.ok, second.error
+
+
+def test_a_resume_does_not_wait_in_line(domain_db: Path, tmp_path: Path) -> None:
+    """An approval resumes its run at once, whatever waits at the gate: a resume holds the
+    run's claim, which only its run renews, so waiting in line could lose it."""
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db,
+                        runs=RunStore(tmp_path / "runs.sqlite"),
+                        checkpointer=tmp_path / "checkpoints.sqlite")
+    paused = orch.run("planned failover for web-2")
+    assert paused.status == "paused"
+    orch._start_gate = StartGate(1, max_hold_s=3600)
+
+    async def scenario() -> Any:
+        release, inside = asyncio.Event(), asyncio.Event()
+
+        async def occupant() -> None:  # a new run stuck in its first steps
+            async with orch._start_gate.entered():
+                inside.set()
+                await release.wait()
+
+        occupied = asyncio.create_task(occupant())
+        await inside.wait()
+        try:
+            return await asyncio.wait_for(orch.aresume(paused.thread_id, True,
+                                                       approver="alice"), 30)
+        finally:
+            release.set()
+            await occupied
+
+    done = asyncio.run(scenario())
+    orch.close()
+    assert done.ok, done.error
+    with sqlite3.connect(domain_db) as db:
+        assert db.execute("SELECT pool FROM routes WHERE service = 'web-2'").fetchone()[0] \
+            != "web-primary"

@@ -217,19 +217,47 @@ def test_a_read_ahead_answers_only_the_first_call_and_only_for_its_thread(tmp_pa
             stored = await saver.aget_tuple(config("t"))
             assert stored is not None
             stale = stored._replace(metadata={"stale": True})
-            with read_ahead(config("t"), stale):  # the first read of "t" gets it
+            with read_ahead(saver, config("t"), stale):  # the first read of "t" gets it
                 assert (await saver.aget_tuple(config("t"))).metadata == {"stale": True}
                 assert (await saver.aget_tuple(config("t"))).metadata == stored.metadata
-            with read_ahead(config("t"), stale):  # another thread's read first: used up
+            with read_ahead(saver, config("t"), stale):  # another thread's read first: used up
                 assert await saver.aget_tuple(config("u")) is None
                 assert (await saver.aget_tuple(config("t"))).metadata == stored.metadata
-            with read_ahead(config("t"), stale):  # a write first: used up
+            with read_ahead(saver, config("t"), stale):  # a write first: used up
                 await saver.aput(config("t"), empty_checkpoint(), {}, {})
                 assert (await saver.aget_tuple(config("t"))).metadata != {"stale": True}
-            with read_ahead(config("t"), stale):  # a given checkpoint: not the latest
+            with read_ahead(saver, config("t"), stale):  # a given checkpoint: not the latest
                 given = {"configurable": {**config("t")["configurable"],
                                           "checkpoint_id": stored.checkpoint["id"]}}
                 assert (await saver.aget_tuple(given)).metadata == stored.metadata
                 assert (await saver.aget_tuple(config("t"))).metadata != {"stale": True}
+
+    asyncio.run(scenario())
+
+
+def test_a_read_ahead_is_for_its_own_saver_only(tmp_path: Path) -> None:
+    """Another store's read of the same thread gets that store's checkpoint (and uses the
+    read ahead up); a saver that does not read through threads is never handed one."""
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from orchestrator.storage.threaded_saver import read_ahead
+
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+
+    async def scenario() -> None:
+        with open_checkpointer(tmp_path / "a.sqlite") as first, \
+                open_checkpointer(tmp_path / "b.sqlite") as second:
+            await first.aput(config, empty_checkpoint(), {"store": "a"}, {})
+            await second.aput(config, empty_checkpoint(), {"store": "b"}, {})
+            stale = (await first.aget_tuple(config))._replace(metadata={"stale": True})
+            with read_ahead(first, config, stale):
+                assert (await second.aget_tuple(config)).metadata == {"store": "b"}
+                assert (await first.aget_tuple(config)).metadata == {"store": "a"}
+            memory = InMemorySaver()
+            await memory.aput(config, empty_checkpoint(), {"store": "memory"}, {})
+            with read_ahead(memory, config, stale):
+                assert (await memory.aget_tuple(config)).metadata == {"store": "memory"}
+                assert (await first.aget_tuple(config)).metadata == {"store": "a"}
 
     asyncio.run(scenario())

@@ -56,24 +56,30 @@ _READ_AHEAD: ContextVar[list[Any] | None] = ContextVar("checkpoint_read_ahead", 
 
 
 @contextlib.contextmanager
-def read_ahead(config: RunnableConfig, latest: CheckpointTuple | None) -> Iterator[None]:
+def read_ahead(saver: object, config: RunnableConfig, latest: CheckpointTuple | None
+               ) -> Iterator[None]:
     """The first checkpoint call made in this context, when it reads ``config``'s latest
-    checkpoint, gets ``latest`` instead of reading the same row again: its caller has just
-    read it and holds the thread, so nothing has written it since. Only the first call: any
-    other call (another thread's, a write) and every later one go to the store."""
-    token = _READ_AHEAD.set([_latest_key(config), latest])
+    checkpoint from ``saver``, gets ``latest`` instead of reading the same row again: its
+    caller has just read it and holds the thread, so nothing has written it since. Only the
+    first call of a saver of this module: any other (another saver's or thread's, a write)
+    and every later one go to the store. Other savers read as usual."""
+    if not isinstance(saver, ThreadedAsyncSaver):
+        yield
+        return
+    token = _READ_AHEAD.set([_latest_key(saver, config), latest])
     try:
         yield
     finally:
         _READ_AHEAD.reset(token)
 
 
-def _latest_key(config: RunnableConfig) -> tuple[str, str] | None:
-    """Which thread's latest checkpoint ``config`` reads (None: a given checkpoint)."""
+def _latest_key(saver: object, config: RunnableConfig) -> tuple[int, str, str] | None:
+    """Which saver and thread's latest checkpoint ``config`` reads (None: a given one)."""
     configurable = config.get("configurable") or {}
     if configurable.get("checkpoint_id"):
         return None
-    return str(configurable.get("thread_id")), str(configurable.get("checkpoint_ns", ""))
+    return (id(saver), str(configurable.get("thread_id")),
+            str(configurable.get("checkpoint_ns", "")))
 
 
 def _disarm_read_ahead() -> list[Any] | None:
@@ -94,7 +100,7 @@ class ThreadedAsyncSaver:
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         ahead = _disarm_read_ahead()
-        if ahead is not None and ahead[0] is not None and ahead[0] == _latest_key(config):
+        if ahead is not None and ahead[0] is not None and ahead[0] == _latest_key(self, config):
             return cast(CheckpointTuple | None, ahead[1])
         return await self._call(self.get_tuple, config)  # type: ignore[attr-defined]
 
