@@ -149,7 +149,8 @@ async def test_concurrent_runs_commit_their_checkpoints_together(tmp_path: Path,
         return conn
 
     monkeypatch.setattr(backend, "connect", traced)
-    settings = Settings(home=tmp_path, knowledge=False)  # type: ignore[call-arg]
+    # All 40 at once: the start gate would spread their first steps out (and so their writes).
+    settings = Settings(home=tmp_path, knowledge=False, starting_runs=0)  # type: ignore[call-arg]
     async with Orchestrator(FakeChatModel(latency=0.01), agents=bench_agents(),
                             settings=settings, checkpointer=settings.checkpoints_path) as orch:
         results = await asyncio.gather(*(orch.arun(request(2, False), thread_id=f"t{i}")
