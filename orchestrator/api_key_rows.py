@@ -41,6 +41,11 @@ class KeyRows(Protocol):
 
     def by_digest(self, key_sha256: str) -> tuple[Any, ...] | None: ...
 
+    def by_digest_at_once(self, key_sha256: str) -> tuple[bool, tuple[Any, ...] | None]:
+        """``(True, by_digest(...))`` when it can be read without waiting (for a lock, a
+        network); ``(False, None)`` when the caller should ask :meth:`by_digest` from a
+        thread."""
+
     def all(self) -> list[tuple[Any, ...]]: ...
 
     def revoke(self, name: str) -> tuple[Any, ...] | None:
@@ -76,6 +81,11 @@ class SqliteKeyRows:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        # Reads on the event loop (one a request): WAL lets them go past a writer, and a
+        # rare wait (a recovery) gives up at once and leaves the read to a thread.
+        self._reader_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, timeout=0.0, check_same_thread=False,
+                                       isolation_level=None)
 
     def insert(self, name: str, tenant: str, scopes: str, key_sha256: str) -> bool:
         try:
@@ -94,6 +104,19 @@ class SqliteKeyRows:
                 "WHERE key_sha256 = ?", (key_sha256,)).fetchone()
         return row
 
+    def by_digest_at_once(self, key_sha256: str) -> tuple[bool, tuple[Any, ...] | None]:
+        if not self._reader_lock.acquire(blocking=False):
+            return False, None
+        try:
+            row: tuple[Any, ...] | None = self._reader.execute(
+                "SELECT name, tenant, scopes, created_at, revoked_at, key_sha256 FROM api_keys "
+                "WHERE key_sha256 = ?", (key_sha256,)).fetchone()
+        except sqlite3.OperationalError:  # busy: from a thread, which may wait
+            return False, None
+        finally:
+            self._reader_lock.release()
+        return True, row
+
     def all(self) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(
@@ -111,5 +134,6 @@ class SqliteKeyRows:
         return row if done else None
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._reader_lock:
             self._conn.close()
+            self._reader.close()

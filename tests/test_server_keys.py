@@ -141,3 +141,28 @@ def test_keys_commands_create_list_and_revoke(orchestrator_home: Path) -> None:
     assert bad.returncode == 2 and "unknown scope root" in bad.stderr
     assert "Traceback" not in bad.stderr + again.stderr
     assert key.encode() not in stored_bytes(orchestrator_home)
+
+
+def test_a_key_is_checked_past_a_writer_and_from_a_thread_when_the_reader_is_busy(
+        tmp_path: Path) -> None:
+    """The server checks a key on its event loop: another process writing the key file does
+    not hold the check up (WAL), a busy reader sends it to a thread, and a revoke counts at
+    the next request."""
+    import asyncio
+
+    with KeyStore(tmp_path / "keys.sqlite") as keys:
+        key = keys.create("ops", "chat")
+        writer = sqlite3.connect(tmp_path / "keys.sqlite", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another process, mid-write
+        writer.execute("UPDATE api_keys SET scopes = scopes")
+        checked = asyncio.run(asyncio.wait_for(keys.averify(key), 5))
+        assert checked is not None and checked.name == "ops"
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader_lock = keys._rows._reader_lock  # type: ignore[attr-defined]
+        with reader_lock:  # the loop's read connection is in use: a thread reads instead
+            checked = asyncio.run(keys.averify(key))
+        assert checked is not None and checked.scopes == frozenset({"chat"})
+        assert asyncio.run(keys.averify(key + "x")) is None
+        keys.revoke("ops")
+        assert asyncio.run(keys.averify(key)) is None

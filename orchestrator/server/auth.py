@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
@@ -17,18 +17,20 @@ def bearer_key(request: Request) -> str | None:
     return (key.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def require(scope: str | None) -> Callable[[Request], KeyInfo]:
+def require(scope: str | None) -> Callable[[Request], Awaitable[KeyInfo]]:
     """A FastAPI dependency: the caller's key, which must allow ``scope`` (any valid key when
-    None); 401 for a missing, unknown or revoked key, 403 for a key without the scope."""
+    None); 401 for a missing, unknown or revoked key, 403 for a key without the scope.
+    Async, so a request does not go through a thread to be checked (see
+    :meth:`KeyStore.averify`)."""
 
-    def caller(request: Request) -> KeyInfo:
+    async def caller(request: Request) -> KeyInfo:
         keys: KeyStore = request.app.state.keys
         key = bearer_key(request)
         if key is None:
             raise ApiError(401, "no API key: send 'Authorization: Bearer <key>' (create one "
                            "with `orchestrator keys create NAME --scopes chat`)",
                            code="missing_api_key")
-        info = keys.verify(key)
+        info = await keys.averify(key)
         if info is None:
             raise ApiError(401, "invalid or revoked API key", code="invalid_api_key")
         if scope is not None and not info.allows(scope):

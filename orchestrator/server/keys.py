@@ -8,6 +8,7 @@ request, also in a server process started before the revoke.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -114,10 +115,18 @@ class KeyStore:
         if not key.startswith(KEY_PREFIX):
             return None
         wanted = digest(key)
-        row = self._rows.by_digest(wanted)
-        if row is None or not hmac.compare_digest(row[5], wanted) or row[4] is not None:
+        return _valid(self._rows.by_digest(wanted), wanted)
+
+    async def averify(self, key: str) -> KeyInfo | None:
+        """:meth:`verify` from an event loop: read on the loop when that needs no wait (a
+        local file, its connection free), else from a thread."""
+        if not key.startswith(KEY_PREFIX):
             return None
-        return _info(row)
+        wanted = digest(key)
+        answered, row = self._rows.by_digest_at_once(wanted)
+        if not answered:
+            row = await asyncio.to_thread(self._rows.by_digest, wanted)
+        return _valid(row, wanted)
 
     def list(self) -> list[KeyInfo]:
         """Every key, revoked ones included, oldest first."""
@@ -139,6 +148,13 @@ class KeyStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _valid(row: tuple[Any, ...] | None, wanted: str) -> KeyInfo | None:
+    """The info of a key's row when it is the key asked for and not revoked."""
+    if row is None or not hmac.compare_digest(row[5], wanted) or row[4] is not None:
+        return None
+    return _info(row)
 
 
 def _info(row: tuple[Any, ...]) -> KeyInfo:

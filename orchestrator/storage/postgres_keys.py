@@ -49,6 +49,9 @@ class PostgresKeyRows(PostgresStore):
                                "WHERE key_sha256 = %s", (key_sha256,)).fetchone()
         return tuple(row) if row else None
 
+    def by_digest_at_once(self, key_sha256: str) -> tuple[bool, tuple[Any, ...] | None]:
+        return False, None  # across the network: from a thread
+
     def all(self) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
             return [tuple(row) for row in conn.execute(
