@@ -34,7 +34,7 @@ from contextlib import (
     asynccontextmanager,
     nullcontext,
 )
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -145,16 +145,18 @@ class _ThreadHold:
     thread_id: str
     owner: Owner
     runs: BaseRunStore | None
-    given_back: bool = False
+    queued: bool = False
+    """The give-back is queued with the run's record (so it happens after it)."""
+    _given: threading.Lock = field(default_factory=threading.Lock)
 
     def give_back(self) -> None:
-        """Release the thread's lease (a run store call: on its thread)."""
-        if self.given_back or self.runs is None:
+        """Release the thread's lease (a run store call: on its thread); once. A store
+        that fails here is logged: the lease runs out by itself."""
+        if self.runs is None or not self._given.acquire(blocking=False):
             return
-        self.given_back = True
         try:
             self.runs.release_thread(self.thread_id, self.owner)
-        except OSError as exc:  # the store is unreachable: the lease runs out by itself
+        except Exception as exc:  # the run's own outcome stands: logged, not raised
             log.warning("thread %s: could not release its lease (%s)", self.thread_id, exc)
 
 
@@ -648,8 +650,10 @@ class Orchestrator:
             if self.runs is not None:  # it must land even while cancelled: see _landed
                 finish = functools.partial(self._finish, result, outcome or result.status,
                                            owner, lost, values.get("mode", ""), event)
+                if hold is not None:  # one call for both: released once recorded
+                    hold.queued = True
                 result = await _landed(finish if hold is None else _then(
-                    finish, hold.give_back), self._store_calls)  # one call for both
+                    finish, hold.give_back), self._store_calls)
             if self.tracer_provider is not None:
                 export_run(events, self.tracer_provider)
         return result
@@ -750,23 +754,44 @@ class Orchestrator:
             if self.runs is not None:
                 await _on_store_thread(self._store_calls, functools.partial(
                     self.runs.acquire_thread, thread_id, run_id, owner, self.settings.lease_s))
-        except RequestError:
-            if give_back is not None and self.runs is not None:
-                self.runs.set_status(run_id, give_back, owner)
+        except BaseException as exc:
             if not busy:
                 with self._busy_lock:
                     self._busy_threads.discard(thread_id)
+            if self.runs is not None:
+                self._undo_claim(thread_id, run_id, owner, give_back,
+                                 taken=not busy and not isinstance(exc, RequestError))
             raise
         hold = _ThreadHold(thread_id, owner, self.runs)
         try:
             yield hold
         finally:
             try:
-                if not hold.given_back and self.runs is not None:  # else with the record
+                if not hold.queued and self.runs is not None:  # else with the record
                     await _landed(hold.give_back, self._store_calls)
             finally:
                 with self._busy_lock:
                     self._busy_threads.discard(thread_id)
+
+    def _undo_claim(self, thread_id: str, run_id: str, owner: Owner, give_back: str | None,
+                    *, taken: bool) -> None:
+        """A thread claim that failed: the run claim taken before goes back to
+        ``give_back``; when the thread's lease may have been taken (a store error, a
+        cancellation while it was asked for), it is released, after that call."""
+        runs = self.runs
+        assert runs is not None
+        if not taken:  # refused: nothing was taken, the store answered
+            if give_back is not None:
+                runs.set_status(run_id, give_back, owner)
+            return
+
+        def undo() -> None:
+            runs.release_thread(thread_id, owner)
+            if give_back is not None:
+                runs.set_status(run_id, give_back, owner)
+
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to undo with
+            _queue_store_call(self._store_calls, undo).add_done_callback(_retrieved)
 
     async def _keep_claims(self, run_id: str, thread_id: str, owner: Owner,
                            lost: list[str], work: asyncio.Task[Any] | None) -> None:

@@ -82,7 +82,8 @@ class SqliteKeyRows:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
         # Reads on the event loop (one a request): WAL lets them go past a writer, and a
-        # rare wait (a recovery) gives up at once and leaves the read to a thread.
+        # busy file fails at once (no busy handler), leaving the read to a thread. SQLite
+        # may still retry a WAL read briefly inside; a key file is rarely written.
         self._reader_lock = threading.Lock()
         self._reader = sqlite3.connect(path, timeout=0.0, check_same_thread=False,
                                        isolation_level=None)

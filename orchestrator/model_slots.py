@@ -10,6 +10,7 @@ a call waits for a free slot before it is sent, and the wait goes to the enclosi
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseLanguageModel
 
-from orchestrator.start_gate import forget_closed_loops, leave_start_gate
+from orchestrator.start_gate import for_loop, leave_start_gate
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ class Waits:
 _waits: ContextVar[Waits | None] = ContextVar("model_slot_waits", default=None)
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = \
     weakref.WeakKeyDictionary()
+_limiters_lock = threading.Lock()
 """Per event loop (asyncio semaphores belong to one), per endpoint: the limit holds for the
 calls of one loop, which is all of them in a server or an ``async`` program; the synchronous
 API runs each request in a loop of its own."""
@@ -89,11 +91,8 @@ async def model_slot(model: Any) -> AsyncIterator[None]:
     if slots is None:
         yield
         return
-    loop = asyncio.get_running_loop()
-    if loop not in _limiters:
-        forget_closed_loops(_limiters)
-    semaphore = _limiters.setdefault(loop, {}).setdefault(endpoint_of(model),
-                                                          asyncio.Semaphore(slots))
+    semaphore = for_loop(_limiters, _limiters_lock, dict).setdefault(
+        endpoint_of(model), asyncio.Semaphore(slots))
     waits = _waits.get()
     started = time.monotonic()
     if waits is not None:

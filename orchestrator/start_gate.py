@@ -17,11 +17,14 @@ Resumes do not wait: they hold claims that only their run renews.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
-from typing import Any
+from typing import TypeVar
+
+_V = TypeVar("_V")
 
 MAX_HOLD_S = 1.0
 """Longest a run keeps its place before the next one is let in regardless."""
@@ -67,6 +70,7 @@ class StartGate:
         self.width, self.max_hold_s = width, max_hold_s
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] \
             = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     @asynccontextmanager
     async def entered(self) -> AsyncIterator[None]:
@@ -77,11 +81,7 @@ class StartGate:
         if not self.width or (inside is not None and inside.held):
             yield
             return
-        loop = asyncio.get_running_loop()
-        slots = self._slots.get(loop)
-        if slots is None:
-            forget_closed_loops(self._slots)
-            slots = self._slots[loop] = asyncio.Semaphore(self.width)
+        slots = for_loop(self._slots, self._lock, lambda: asyncio.Semaphore(self.width))
         await slots.acquire()
         place = _Place(slots, self.max_hold_s)
         token = _PLACE.set(place)
@@ -93,8 +93,18 @@ class StartGate:
                 _PLACE.reset(token)
 
 
-def forget_closed_loops(per_loop: MutableMapping[asyncio.AbstractEventLoop, Any]) -> None:
-    """Drop the entries of closed event loops from a table kept per loop: an asyncio
-    semaphore that had a waiter refers to its loop, so a weak key alone never goes."""
-    for loop in [loop for loop in per_loop if loop.is_closed()]:
-        del per_loop[loop]
+def for_loop(per_loop: MutableMapping[asyncio.AbstractEventLoop, _V], lock: threading.Lock,
+             make: Callable[[], _V]) -> _V:
+    """The running loop's entry of a table kept per event loop (made on first use), from any
+    thread. Entries of closed loops go when one is added: an asyncio semaphore that had a
+    waiter refers to its loop, so a weak key alone never goes."""
+    loop = asyncio.get_running_loop()
+    found = per_loop.get(loop)
+    if found is None:
+        with lock:
+            found = per_loop.get(loop)
+            if found is None:
+                for closed in [old for old in list(per_loop) if old.is_closed()]:
+                    per_loop.pop(closed, None)
+                found = per_loop[loop] = make()
+    return found

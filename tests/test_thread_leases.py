@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -428,3 +429,100 @@ def test_a_store_gone_mid_run_leaves_it_interrupted_and_resumable(
         assert resumed.status == "ok", resumed
         assert outside_writes(domain_db) == (1, 1)  # one alert, one incident
 
+
+
+def _recorded(domain_db: Path, tmp_path: Path) -> tuple[Orchestrator, RunStore]:
+    store = RunStore(tmp_path / "runs.sqlite")
+    orch = Orchestrator("fake", agents=it_ops_agents(), domain_db=domain_db, runs=store,
+                        checkpointer=tmp_path / "checkpoints.sqlite")
+    return orch, store
+
+
+def _leases(tmp_path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        return db.execute("SELECT thread_id, run_id FROM thread_leases").fetchall()
+
+
+def test_a_store_error_while_claiming_a_thread_leaves_it_free(domain_db: Path,
+                                                              tmp_path: Path) -> None:
+    """The run store failing as a thread is claimed (a database restarting) fails that
+    request only: the next one on the thread runs."""
+    orch, store = _recorded(domain_db, tmp_path)
+    acquire, failures = store.acquire_thread, [ConnectionError("database restarting")]
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        acquire(*args, **kwargs)
+
+    store.acquire_thread = flaky  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="restarting"):
+        orch.run("check the health of web-1", thread_id="t1")
+    assert orch.run("check the health of web-1", thread_id="t1").ok
+    assert _leases(tmp_path) == []
+    orch.close()
+
+
+def test_a_request_cancelled_while_claiming_its_thread_leaves_no_claim(
+        domain_db: Path, tmp_path: Path) -> None:
+    orch, store = _recorded(domain_db, tmp_path)
+    acquire = store.acquire_thread
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)  # the claim lands after its caller gave up
+        acquire(*args, **kwargs)
+
+    store.acquire_thread = slow  # type: ignore[method-assign]
+
+    async def scenario() -> Any:
+        claiming = asyncio.ensure_future(orch.arun("check the health of web-1",
+                                                   thread_id="t2"))
+        await asyncio.sleep(0.1)
+        claiming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claiming
+        store.acquire_thread = acquire  # type: ignore[method-assign]
+        return await asyncio.wait_for(orch.arun("check the health of web-1",
+                                                thread_id="t2"), 60)
+
+    assert asyncio.run(scenario()).ok
+    assert _leases(tmp_path) == []
+    orch.close()
+
+
+def test_a_run_cancelled_while_its_record_is_written_releases_its_thread_after_it(
+        domain_db: Path, tmp_path: Path) -> None:
+    """The thread's lease goes with the run's record, in that order, even when the run's
+    caller gives up while they are written: nobody takes the thread of a run still on
+    record as running."""
+    orch, store = _recorded(domain_db, tmp_path)
+    finish_run, release_thread = store.finish_run, store.release_thread
+    order: list[str] = []
+
+    def finish(*args: Any, **kwargs: Any) -> bool:
+        order.append("finish")
+        time.sleep(0.3)
+        written = finish_run(*args, **kwargs)
+        order.append("finished")
+        return written
+
+    def release(*args: Any, **kwargs: Any) -> None:
+        order.append("release")
+        release_thread(*args, **kwargs)
+
+    store.finish_run, store.release_thread = finish, release  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        run = asyncio.ensure_future(orch.arun("check the health of web-1", thread_id="t3"))
+        while "finish" not in order:
+            await asyncio.sleep(0.01)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        while "release" not in order:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert order == ["finish", "finished", "release"]
+    assert _leases(tmp_path) == []
+    orch.close()

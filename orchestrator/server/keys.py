@@ -8,7 +8,6 @@ request, also in a server process started before the revoke.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -17,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio.to_thread
 
 from orchestrator.api_key_rows import open_key_rows
 from orchestrator.config import DatabaseServer, Settings, load_settings
@@ -118,14 +119,14 @@ class KeyStore:
         return _valid(self._rows.by_digest(wanted), wanted)
 
     async def averify(self, key: str) -> KeyInfo | None:
-        """:meth:`verify` from an event loop: read on the loop when that needs no wait (a
-        local file, its connection free), else from a thread."""
+        """:meth:`verify` from an event loop: read on the loop when the store answers
+        without waiting for a lock or a busy file (a local file), else from a thread."""
         if not key.startswith(KEY_PREFIX):
             return None
         wanted = digest(key)
         answered, row = self._rows.by_digest_at_once(wanted)
-        if not answered:
-            row = await asyncio.to_thread(self._rows.by_digest, wanted)
+        if not answered:  # the server's own threads (asyncio's few are shared with runs)
+            row = await anyio.to_thread.run_sync(self._rows.by_digest, wanted)
         return _valid(row, wanted)
 
     def list(self) -> list[KeyInfo]:
