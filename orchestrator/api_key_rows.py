@@ -29,6 +29,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name)
 """
 
 
+_BY_DIGEST = ("SELECT name, tenant, scopes, created_at, revoked_at, key_sha256 FROM api_keys "
+              "WHERE key_sha256 = ?")
+
+
 class KeyRows(Protocol):
     """The rows behind ``KeyStore``. Rows read ``name, tenant, scopes, created_at,
     revoked_at`` (and ``key_sha256`` from :meth:`by_digest`)."""
@@ -101,8 +105,7 @@ class SqliteKeyRows:
     def by_digest(self, key_sha256: str) -> tuple[Any, ...] | None:
         with self._lock:
             row: tuple[Any, ...] | None = self._conn.execute(
-                "SELECT name, tenant, scopes, created_at, revoked_at, key_sha256 FROM api_keys "
-                "WHERE key_sha256 = ?", (key_sha256,)).fetchone()
+                _BY_DIGEST, (key_sha256,)).fetchone()
         return row
 
     def by_digest_at_once(self, key_sha256: str) -> tuple[bool, tuple[Any, ...] | None]:
@@ -110,8 +113,7 @@ class SqliteKeyRows:
             return False, None
         try:
             row: tuple[Any, ...] | None = self._reader.execute(
-                "SELECT name, tenant, scopes, created_at, revoked_at, key_sha256 FROM api_keys "
-                "WHERE key_sha256 = ?", (key_sha256,)).fetchone()
+                _BY_DIGEST, (key_sha256,)).fetchone()
         except sqlite3.OperationalError:  # busy: from a thread, which may wait
             return False, None
         finally:

@@ -43,10 +43,10 @@ class Waits:
 _waits: ContextVar[Waits | None] = ContextVar("model_slot_waits", default=None)
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = \
     weakref.WeakKeyDictionary()
-_limiters_lock = threading.Lock()
 """Per event loop (asyncio semaphores belong to one), per endpoint: the limit holds for the
 calls of one loop, which is all of them in a server or an ``async`` program; the synchronous
 API runs each request in a loop of its own."""
+_limiters_lock = threading.Lock()
 
 
 @contextmanager

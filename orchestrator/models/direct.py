@@ -35,8 +35,6 @@ from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import var_child_runnable_config
 
-from orchestrator.start_gate import leave_start_gate
-
 try:
     from langchain_core.language_models._utils import _normalize_messages
     from langchain_core.language_models.chat_models import _gen_info_and_msg_metadata
@@ -59,7 +57,6 @@ async def ainvoke_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
                        ) -> BaseMessage:
     """``model.ainvoke(messages)``, straight to ``_agenerate`` when nothing watches the call
     (see the module)."""
-    leave_start_gate()  # the run waits on the model from here: the next one may start
     direct = _direct(model) if _KNOWN else None
     if direct is None or watched():
         return await model.ainvoke(messages)
@@ -78,7 +75,6 @@ async def astream_chat(model: Runnable[Any, BaseMessage], messages: list[BaseMes
     """``model.astream(messages, **kwargs)``, straight from ``_astream`` when nothing
     watches the call and the model streams natively (see the module): each piece with the
     metadata ``astream`` gives it."""
-    leave_start_gate()  # as in ainvoke_chat
     direct = _direct(model) if _KNOWN else None
     if (direct is None or type(direct[0])._astream is BaseChatModel._astream
             or direct[0].disable_streaming or "streaming" in direct[0].model_fields_set
