@@ -385,7 +385,7 @@ class Orchestrator:
         approval's key, subtask_id, agent, goal, and for a tool call its tool, args, why and
         preview. A decision keyed by these keys covers exactly them."""
         async with self._graph() as graph:
-            return await _approvals_waited_for(graph, _config(thread_id))
+            return (await _look_at_thread(graph, _config(thread_id))).waiting
 
     def pending_approvals(self, thread_id: str) -> list[ApprovalRequest]:
         """Synchronous :meth:`apending_approvals`."""
@@ -496,12 +496,12 @@ class Orchestrator:
             run_id = uuid.uuid4().hex
             owner = Owner.here()
             async with self._thread_claim(thread, run_id, owner) as hold:
-                read: list[CheckpointTuple | None] = [] if thread_id is not None else [None]
                 async with self._graph() as graph:
                     saver = graph.checkpointer
-                    waiting = [] if thread_id is None else await _approvals_waited_for(
-                        graph, _config(thread_id), read)
-                    if waiting:
+                    # A new thread (no id given) has no checkpoint: nothing to read.
+                    look = _ThreadLook([], read=True) if thread_id is None else (
+                        await _look_at_thread(graph, _config(thread_id)))
+                    if look.waiting:
                         raise RequestError(
                             f"thread {thread_id!r} has a run waiting for approval: resume it "
                             "(approve or deny) before sending a new request")
@@ -511,7 +511,8 @@ class Orchestrator:
                         lease_s=self.settings.lease_s, event=event, request_id=request_id,
                         driver=self.driver))
                 # The run's first checkpoint read is the one just made: we hold the thread.
-                with read_ahead(saver, _config(thread), read[0]) if read else nullcontext():
+                with read_ahead(saver, _config(thread), look.latest) if look.read else (
+                        nullcontext()):
                     return await self._drive(_inputs(text, run_id, event), thread, run_id,
                                              text, on_event, event, owner,
                                              on_answer_chunk=on_answer_chunk, hold=hold)
@@ -1028,22 +1029,28 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-async def _approvals_waited_for(graph: CompiledStateGraph, config: RunnableConfig,
-                                read: list[CheckpointTuple | None] | None = None
-                                ) -> list[ApprovalRequest]:
+@dataclass(frozen=True)
+class _ThreadLook:
+    """What a look at a thread found: the approvals its paused run waits for, and its
+    latest checkpoint when one read settled that (``read``: a run holding the thread may
+    start from it instead of reading it again)."""
+
+    waiting: list[ApprovalRequest]
+    read: bool = False
+    latest: CheckpointTuple | None = None
+
+
+async def _look_at_thread(graph: CompiledStateGraph, config: RunnableConfig) -> _ThreadLook:
     """:func:`_waiting_approvals` of the thread's latest state, read whole only when its
     latest checkpoint holds pending writes (an interrupt is one): a run that ended leaves
     none, and every new request on a thread asks, so it usually costs one checkpoint read
-    instead of a whole state snapshot (its next tasks worked out, every channel read). That
-    one checkpoint goes into ``read`` when it settled the question."""
+    instead of a whole state snapshot (its next tasks worked out, every channel read)."""
     saver = graph.checkpointer
     if isinstance(saver, BaseCheckpointSaver):
         latest = await saver.aget_tuple(config)
         if latest is None or not latest.pending_writes:
-            if read is not None:
-                read.append(latest)
-            return []
-    return _waiting_approvals(await graph.aget_state(config))
+            return _ThreadLook([], read=True, latest=latest)
+    return _ThreadLook(_waiting_approvals(await graph.aget_state(config)))
 
 
 def _waiting_approvals(snapshot: StateSnapshot) -> list[ApprovalRequest]:
