@@ -9,7 +9,8 @@ folder and waits for ``/health``. Then, with httpx's async client:
 1. one session alone: ``--baseline`` sequential turns (after one warm-up turn, not
    counted); its median latency is the single-session latency;
 2. ``--sessions`` levels (default 50 and 200): that many sessions at once, each on its own
-   thread (``X-Thread-Id``) sending ``--turns`` turns one after the other.
+   thread (``X-Thread-Id``) sending ``--turns`` turns one after the other; ``--rounds``
+   times (default 3), each round with new sessions, all sent at once again.
 
 Every turn is the demo IT ops request ``web-3 is down: find the root cause and alert the
 on-call team``, a plan of two subtasks (diagnostics and notifications, in parallel), so a
@@ -23,7 +24,13 @@ with ``[DONE]``), the thread it asked for, a run that ended ``ok`` and an answer
 subtasks' findings (the root cause and who was paged). Reported per level: requests per
 second (turns / wall time of the level), p50/p95/p99 latency of the answered turns, errors,
 the server's CPU time per request, and its memory (``VmRSS`` after the level and ``VmHWM``,
-the peak so far, from ``/proc/<pid>/status``).
+the peak so far, from ``/proc/<pid>/status``), over all the level's rounds; the latency
+ratio is printed for each round too.
+
+Why rounds: a round's p95 rests on its slowest few turns, all from the first turns of its 50
+sessions, sent in the same millisecond. The machine is shared, and a neighbour's burst in
+those two seconds moves that round's figure by a tenth or more; the p95 of three rounds'
+turns together is the same load measured on three times the turns.
 
 Targets (issue 13): no error at any level; at 50 sessions, p95 under 1.5 x the
 single-session latency. The client runs in this process and the server in its own, so on a
@@ -31,7 +38,7 @@ single-session latency. The client runs in this process and the server in its ow
 one run.
 
 Run ``python -m orchestrator.evals.bench.server [--json] [--sessions 50,200] [--turns 3]
-[--baseline 8]``; the exit code is 1 when a target is missed.
+[--baseline 8] [--rounds 3]``; the exit code is 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ REQUEST = "web-3 is down: find the root cause and alert the on-call team"
 FINDINGS = ("root cause", "Paged")
 """What a real answer to ``REQUEST`` says: the diagnosis and the page sent."""
 LEVELS = (50, 200)
-TURNS, BASELINE_TURNS = 3, 8
+TURNS, BASELINE_TURNS, ROUNDS = 3, 8, 3
 P95_RATIO, RATIO_LEVEL = 1.5, 50
 START_TIMEOUT_S, REQUEST_TIMEOUT_S = 120.0, 120.0
 THREAD_HEADER = "X-Thread-Id"
@@ -263,6 +270,23 @@ class Level:
     rss_mb: float
     peak_rss_mb: float
     errors: Counter[str] = field(default_factory=Counter)
+    rounds: list[Level] = field(default_factory=list)
+    """The rounds this level pools (empty: one round, this one)."""
+
+    @classmethod
+    def pooled(cls, rounds: list[Level]) -> Level:
+        """The rounds of one level as one: their turns, wall time and errors together; CPU
+        per request over all their turns; memory as the last round left it."""
+        if len(rounds) == 1:
+            return rounds[0]
+        turns = [turn for level in rounds for turn in level.turns]
+        errors: Counter[str] = Counter()
+        for level in rounds:
+            errors.update(level.errors)
+        last = rounds[-1]
+        return cls(last.sessions, turns, sum(level.wall_s for level in rounds),
+                   _per_turn(rounds, "cpu_ms"), _per_turn(rounds, "client_cpu_ms"),
+                   last.rss_mb, last.peak_rss_mb, errors, rounds)
 
     @property
     def latencies(self) -> list[float]:
@@ -274,6 +298,12 @@ class Level:
 
     def latency(self, q: float) -> float:
         return percentile(self.latencies, q) if self.latencies else float("nan")
+
+
+def _per_turn(rounds: list[Level], name: str) -> float:
+    """A per-request figure of several rounds, weighted by their turns."""
+    return sum(getattr(level, name) * len(level.turns) for level in rounds) / sum(
+        len(level.turns) for level in rounds)
 
 
 CLIENT_KEEPALIVE_S = 2.0
@@ -308,14 +338,17 @@ async def run_level(server: Server, sessions: int, turns: int, *, label: str = "
 
 
 async def measure(server: Server, levels: tuple[int, ...] = LEVELS, turns: int = TURNS,
-                  baseline_turns: int = BASELINE_TURNS) -> tuple[Level, list[Level]]:
-    """The single session (after one warm-up turn) and each load level, in order."""
+                  baseline_turns: int = BASELINE_TURNS, rounds: int = ROUNDS
+                  ) -> tuple[Level, list[Level]]:
+    """The single session (after one warm-up turn) and each load level, in order, each
+    ``rounds`` times on new sessions (pooled: :meth:`Level.pooled`)."""
     async with client_for(server, 1) as client:
         warm = await chat(client, "warm-up", stream=False)
     if warm.error:
         raise BenchError(f"the warm-up turn failed: {warm.error}")
     single = await run_level(server, 1, baseline_turns, label="single")
-    return single, [await run_level(server, n, turns) for n in levels]
+    return single, [Level.pooled([await run_level(server, n, turns, label=f"load{r + 1}")
+                                  for r in range(rounds)]) for n in levels]
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -327,7 +360,8 @@ def _ms(seconds: float) -> str:
 def describe(level: Level) -> str:
     errors = "; ".join(f"{e} x{n}" for e, n in level.errors.most_common(3)) or "none"
     streamed = sum(t.streamed for t in level.turns)
-    return (f"{len(level.turns)} turns ({streamed} streamed) in {level.wall_s:.1f} s: "
+    rounds = f" in {len(level.rounds)} rounds" if level.rounds else ""
+    return (f"{len(level.turns)} turns{rounds} ({streamed} streamed) in {level.wall_s:.1f} s: "
             f"{level.requests_per_s:.1f} req/s; latency p50/p95/p99 {_ms(level.latency(50))}/"
             f"{_ms(level.latency(95))}/{_ms(level.latency(99))} ms; errors {errors}; server "
             f"CPU {level.cpu_ms:.1f} ms/request (client {level.client_cpu_ms:.1f}), RSS "
@@ -346,9 +380,11 @@ def figures(single: Level, levels: list[Level]) -> list[Figure]:
         p95 = level.latency(95)
         if n == RATIO_LEVEL:
             ratio = p95 / base
+            each = " / ".join(f"{r.latency(95) / base:.2f}" for r in level.rounds)
             found.append(Figure(f"{n} sessions: p95 / single-session p50", ratio, "x",
                                 f"< {P95_RATIO:.2f}", ratio < P95_RATIO,
-                                f"{_ms(p95)} ms vs {_ms(base)} ms"))
+                                f"{_ms(p95)} ms vs {_ms(base)} ms"
+                                + (f"; rounds alone {each} x" if each else "")))
         else:
             found.append(Figure(f"{n} sessions: latency p95", p95 * 1000, "ms", "(reported)",
                                 True, f"{p95 / base:.2f} x the single-session p50"))
@@ -369,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=TURNS, help="turns per session")
     parser.add_argument("--baseline", type=int, default=BASELINE_TURNS,
                         help="turns of the single session")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help="rounds of each level, each on new sessions (pooled)")
     parser.add_argument("--model", default=MODEL, help="the server's model spec")
     args = parser.parse_args(argv)
     levels = tuple(int(n) for n in args.sessions.split(",") if n.strip())
     with running_server(args.model) as server:
         single, loads = asyncio.run(measure(server, levels, max(args.turns, 1),
-                                            max(args.baseline, 1)))
+                                            max(args.baseline, 1), max(args.rounds, 1)))
     found = figures(single, loads)
     ok = all(f.ok for f in found)
     if args.json:
