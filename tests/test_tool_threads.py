@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from orchestrator.nodes.tool_threads import run_in_tool_thread
 
@@ -79,3 +80,35 @@ def test_event_loops_in_two_threads_share_the_slots() -> None:
     for thread in threads:
         thread.join(30)
     assert results == {"a": list(range(5)), "b": list(range(5))}
+
+
+def test_a_freed_slot_goes_to_the_call_waiting_longest_not_to_one_arriving_meanwhile() -> None:
+    # A slot given back is the waiting call's from that moment: a call that arrives before
+    # the waiting one has woken up does not take it ahead of it.
+    first_done, second = threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def first() -> None:
+        first_done.set()
+
+    async def scenario() -> None:
+        held = [asyncio.ensure_future(run_in_tool_thread(lambda: second.wait(10), limit=LIMIT))]
+        release = threading.Event()
+        held.append(asyncio.ensure_future(run_in_tool_thread(
+            lambda: (release.wait(10), first()), limit=LIMIT)))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(run_in_tool_thread(
+            lambda: started.append("waiting"), limit=LIMIT))
+        await asyncio.sleep(0.05)
+        release.set()
+        first_done.wait(10)
+        time.sleep(0.2)  # the loop is blocked: the slot is given back, the waiter not woken yet
+        newcomer = asyncio.ensure_future(run_in_tool_thread(
+            lambda: started.append("newcomer"), limit=LIMIT))
+        await asyncio.wait_for(asyncio.gather(waiting, newcomer), 10)
+        second.set()
+        await asyncio.gather(*held)
+
+    asyncio.run(scenario())
+    assert started == ["waiting", "newcomer"]
+    assert asyncio.run(_many(LIMIT * 3)) == list(range(LIMIT * 3))

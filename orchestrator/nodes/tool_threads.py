@@ -40,7 +40,9 @@ class _Slots:
     """At most ``limit`` calls at once in the process; a call that finds them all taken
     waits in line and is woken when one is given back (by any thread, for any event loop).
     It used to poll every 50 ms: 50 runs reaching their tool calls together waited up to
-    that long each, 120 times in 158 requests."""
+    that long each, 120 times in 158 requests. A slot given back while calls wait is handed
+    to the first of them there and then, so one arriving before it wakes cannot take it:
+    first come, first served."""
 
     def __init__(self, limit: int) -> None:
         self._free = limit
@@ -48,42 +50,43 @@ class _Slots:
         self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
 
     async def take(self) -> None:
-        """A slot, waiting (cancellably) while there is none."""
+        """A slot, waiting (cancellably) in line while there is none."""
         loop = asyncio.get_running_loop()
-        while True:
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                return
+            turn: asyncio.Future[None] = loop.create_future()
+            self._waiting.append((loop, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
             with self._lock:
-                if self._free > 0:
-                    self._free -= 1
-                    return
-                turn: asyncio.Future[None] = loop.create_future()
-                self._waiting.append((loop, turn))
-            try:
-                await turn
-            except asyncio.CancelledError:
-                with self._lock, contextlib.suppress(ValueError):
+                try:
                     self._waiting.remove((loop, turn))
-                self._wake_next()  # a wake-up meant for this call goes to the next
-                raise
+                except ValueError:  # handed a slot already: on to the next
+                    handed = True
+                else:
+                    handed = False
+            if handed and not turn.cancelled():
+                self.give_back()  # woken, then cancelled before it ran: not its to keep
+            raise
 
     def give_back(self) -> None:
-        """Free a slot and wake the first call waiting for one (from any thread)."""
+        """Free a slot: the first call waiting for one has it (from any thread)."""
         with self._lock:
-            self._free += 1
-        self._wake_next()
-
-    def _wake_next(self) -> None:
-        with self._lock:
-            if self._free <= 0 or not self._waiting:
+            if not self._waiting:
+                self._free += 1
                 return
             loop, turn = self._waiting.popleft()
         try:
-            loop.call_soon_threadsafe(self._wake, turn)
+            loop.call_soon_threadsafe(self._hand, turn)
         except RuntimeError:  # its loop is closed: nobody waits there any more
-            self._wake_next()
+            self.give_back()
 
-    def _wake(self, turn: asyncio.Future[None]) -> None:
-        if turn.done():  # cancelled meanwhile: the next one
-            self._wake_next()
+    def _hand(self, turn: asyncio.Future[None]) -> None:
+        if turn.done():  # cancelled meanwhile: the slot goes to the next
+            self.give_back()
         else:
             turn.set_result(None)
 
