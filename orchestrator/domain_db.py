@@ -263,12 +263,15 @@ class _KeptConnection(threading.local):
     on its first statement: two or three times a tool call, most of a tool's CPU. So each
     thread keeps one, for the file it was opened on: the file's identity (device, inode)
     is checked on every use, and a file replaced since (a reset renames a fresh one into
-    place) or another path gets a new connection, the old one closed.
+    place) or another path gets a new connection, the old one closed. A block that changed
+    the connection itself (see :func:`_changes_connection`) has it closed when it ends.
     """
 
     conn: sqlite3.Connection | None = None
     file: tuple[str, int, int] | None = None
     busy = False
+    changed = False
+    """The block under way changed the kept connection: it is not kept after."""
 
 
 _kept = _KeptConnection()
@@ -286,7 +289,7 @@ def _held_connection(path: Path) -> Iterator[sqlite3.Connection]:
             conn.close()
         return
     conn = _kept_connection(path)
-    _kept.busy = True
+    _kept.busy, _kept.changed = True, False
     try:
         yield conn
     finally:
@@ -295,6 +298,8 @@ def _held_connection(path: Path) -> Iterator[sqlite3.Connection]:
             if conn.in_transaction:  # a block that left its transaction open
                 conn.rollback()
         except sqlite3.Error:  # closed by the block, or broken: not kept
+            _forget_kept()
+        if _kept.changed:
             _forget_kept()
 
 
@@ -313,8 +318,37 @@ def _kept_connection(path: Path) -> sqlite3.Connection:
             return conn
     _forget_kept()
     conn = _open_sqlite(path, 30)
+    conn.set_authorizer(_watch_kept)
     _kept.conn, _kept.file = conn, file
     return conn
+
+
+_READING_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"})
+"""Pragmas that take an argument and only read."""
+
+
+def _changes_connection(action: int, name: str | None, value: str | None,
+                        database: str | None) -> bool:
+    """Whether a statement changes the connection rather than the database: a TEMP object
+    (made, dropped or written), an attached file, a pragma set (the foreign keys switched
+    on, which every block does, aside)."""
+    if action == sqlite3.SQLITE_PRAGMA:
+        return value is not None and name not in _READING_PRAGMAS and not (
+            name == "foreign_keys" and value.upper() in ("ON", "1", "TRUE", "YES"))
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return True
+    return database == "temp" and action not in (sqlite3.SQLITE_READ, sqlite3.SQLITE_SELECT)
+
+
+def _watch_kept(action: int, name: str | None, value: str | None, database: str | None,
+                _trigger: str | None) -> int:
+    """The kept connection's authorizer (SQLite asks it as it prepares each statement):
+    notes a change to the connection, allows everything."""
+    if _changes_connection(action, name, value, database):
+        _kept.changed = True
+    return sqlite3.SQLITE_OK
 
 
 def _forget_kept() -> None:

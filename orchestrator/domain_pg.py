@@ -242,6 +242,17 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("numeric", FloatLoader)
 
 
+def _reset(conn: psycopg.Connection[Any]) -> None:
+    """A connection given back to the pool drops what a block left on its session (TEMP
+    tables, settings, session locks): the next block, another run's tool maybe, gets it as
+    opened (the settings the connection was opened with stay)."""
+    conn.autocommit = True  # DISCARD cannot run inside a transaction
+    try:
+        conn.execute("DISCARD ALL")
+    finally:
+        conn.autocommit = False
+
+
 @atexit.register
 def close_pools() -> None:
     """Close this process's pools (at exit, or when a test is done with its databases)."""
@@ -296,7 +307,7 @@ class PostgresDomain:
                 # process's setting (the environment, as `serve` and `worker` read it).
                 size = load_settings().database_pool_size or POOL_SIZE
                 pool = ConnectionPool(self.location, min_size=1, max_size=size,
-                                      kwargs=options, configure=_configure,
+                                      kwargs=options, configure=_configure, reset=_reset,
                                       check=ConnectionPool.check_connection, open=False,
                                       name="orchestrator-business")
                 pool.open()

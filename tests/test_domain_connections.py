@@ -117,3 +117,40 @@ def test_a_writer_stuck_holding_the_file_fails_the_next_one_as_sqlite_would(
         holder.join(10)
     with write_call(WriteCall("k-after", "alert_oncall", {})), connect(domain_db) as conn:
         _add_alert(conn)  # once it let go, the next writer goes ahead
+
+
+def test_a_block_that_changes_its_connection_does_not_hand_the_change_to_the_next(
+        domain_db: Path) -> None:
+    # A tool that makes TEMP objects, sets a PRAGMA or attaches a file changes the
+    # connection itself, not the database: the next block (another run's tool, maybe)
+    # must not meet a trigger it never made, a read-only connection or another file.
+    seeded = _alerts(domain_db)
+    with connect(domain_db) as conn:
+        conn.execute("CREATE TEMP TABLE seen (n INTEGER)")
+        conn.execute("CREATE TEMP TRIGGER spy AFTER INSERT ON main.alerts "
+                     "BEGIN INSERT INTO seen VALUES (NEW.id); END")
+    with connect(domain_db) as conn:
+        _add_alert(conn)
+        temp = conn.execute("SELECT name FROM sqlite_temp_master").fetchall()
+    assert temp == []
+    with connect(domain_db) as conn:
+        conn.execute("PRAGMA query_only = 1")
+    with connect(domain_db) as conn:
+        _add_alert(conn)  # would fail: "attempt to write a readonly database"
+    with connect(domain_db) as conn:
+        conn.execute("ATTACH DATABASE ':memory:' AS side")
+    with connect(domain_db) as conn:
+        assert [row[1] for row in conn.execute("PRAGMA database_list")] == ["main"]
+    assert _alerts(domain_db) == seeded + 2
+
+
+def test_reading_the_schema_keeps_the_connection(domain_db: Path) -> None:
+    # Pragmas that only read (a table's columns, the foreign keys switched on) and plain
+    # statements are no change: the next block gets the same connection, not a new one.
+    with connect(domain_db) as conn:
+        conn.execute("PRAGMA table_info(alerts)").fetchall()
+        conn.execute("PRAGMA foreign_keys").fetchone()
+        first = conn
+    with connect(domain_db) as conn:
+        _add_alert(conn)
+        assert conn is first

@@ -282,3 +282,26 @@ def test_with_only_the_database_url_the_run_writes_the_business_rows_there(
     assert count(postgres_url, "SELECT count(*) FROM business.write_ledger") == 3
     with psycopg.connect(postgres_url) as conn:  # the run store, next to it
         assert conn.execute("SELECT count(*) FROM orchestrator.runs").fetchone() == (1,)
+
+
+def test_a_block_that_changes_its_session_does_not_hand_the_change_to_the_next(
+        postgres_url: str) -> None:
+    # As on SQLite: TEMP tables and settings a tool leaves on its pooled connection are
+    # gone when the next block (another run's tool, maybe) gets that connection.
+    reset_domain_db(postgres_url)
+    with use_domain_db(postgres_url):
+        with connect() as conn:
+            conn.execute("CREATE TEMP TABLE seen (n INTEGER)")
+            conn.execute("SET default_transaction_read_only = on")
+            conn.execute("SET search_path = public")
+        sessions = set()
+        for _ in range(4):  # the pool hands its connections out in turn
+            with connect() as conn:
+                sessions.add(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+                assert conn.execute("SELECT to_regclass('pg_temp.seen') IS NULL").fetchone()[0]
+                assert conn.execute("SHOW search_path").fetchone()[0] == "business"
+                conn.execute("INSERT INTO alerts (service, team, person, severity, message) "
+                             "VALUES ('web-1', 't', 'p', 'low', 'after')")  # not read-only
+    assert count(postgres_url, "SELECT COUNT(*) FROM business.alerts WHERE message = 'after'"
+                 ) == 4
+    assert len(sessions) <= 2  # the changed connection was cleaned, not thrown away
