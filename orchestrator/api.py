@@ -56,7 +56,7 @@ from orchestrator.approvals import (
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
-from orchestrator.errors import ConfigError, RequestError
+from orchestrator.errors import ConfigError, RequestError, RequestRunningError
 from orchestrator.event_writer import BurstQueue, EventWriter
 from orchestrator.events import (
     ANSWER_CHUNKS_KEY,
@@ -273,6 +273,9 @@ class Orchestrator:
             domain_db = self.settings.domain_db_url
         self.domain_db: str | Path | None = domain_db
         self._busy_threads: set[str] = set()
+        self._requests_here: set[str] = set()
+        """Request ids whose run this process is starting or running (their record may not
+        be in the store yet)."""
         self._start_gate = StartGate(self.settings.starting_runs)
         self._busy_lock = threading.Lock()
         # Compiled once; each checkpointer gets a copy of it (no recompiling per run), and a
@@ -486,7 +489,7 @@ class Orchestrator:
         self._check_open()
         # A burst of new requests starts in arrival order (a resume holds claims that only
         # its run renews: it does not wait in line).
-        async with self._start_gate.entered():
+        async with self._request_here(request_id), self._start_gate.entered():
             if request_id is not None:
                 earlier = await self._repeated(request_id, text, thread_id, on_event,
                                                on_answer_chunk)
@@ -516,6 +519,26 @@ class Orchestrator:
                     return await self._drive(_inputs(text, run_id, event), thread, run_id,
                                              text, on_event, event, owner,
                                              on_answer_chunk=on_answer_chunk, hold=hold)
+
+    @contextlib.asynccontextmanager
+    async def _request_here(self, request_id: str | None) -> AsyncIterator[None]:
+        """Hold ``request_id`` while its run starts and runs here: the same id sent again
+        meanwhile is told it still runs (the store has no record of it before its thread is
+        claimed)."""
+        if request_id is None:
+            yield
+            return
+        with self._busy_lock:
+            if request_id in self._requests_here:
+                raise RequestRunningError(f"request {request_id!r} is still running here; "
+                                          "send it again when it has finished to get its "
+                                          "result")
+            self._requests_here.add(request_id)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._requests_here.discard(request_id)
 
     async def _drive(self, graph_input: Any, thread: str, run_id: str, text: str,
                      on_event: EventSink | None, event: dict[str, Any] | None,
@@ -850,9 +873,10 @@ class Orchestrator:
                                           on_answer_chunk=on_answer_chunk)
         if status in ("running", "resuming"):
             where = "" if record["host"] == HOST else f" on {record['host']}"
-            raise RequestError(f"request {request_id!r} is still running as run {earlier[:12]} "
-                               f"(pid {record['pid']}{where}); send it again when it has "
-                               "finished to get its result")
+            raise RequestRunningError(
+                f"request {request_id!r} is still running as run {earlier[:12]} (pid "
+                f"{record['pid']}{where}); send it again when it has finished to get its "
+                "result")
         return await self._stored_result(record)
 
     async def _stored_result(self, record: dict[str, Any]) -> RunResult:

@@ -20,6 +20,11 @@ class RequestError(OrchestratorError):
     """The user's request cannot be run as given (empty, too long, ...)."""
 
 
+class RequestRunningError(RequestError):
+    """A request id sent again while its first run is still running: send it again once
+    that run has ended to get its result."""
+
+
 class DrivenElsewhereError(RequestError):
     """The run is driven by another kind of process (its Temporal workflow, or the process
     that ran it locally): decide or resume it there, so one driver applies each decision."""

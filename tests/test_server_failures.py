@@ -468,6 +468,54 @@ def test_an_open_stream_does_not_hold_a_stopping_server_past_its_grace(
                                               "incident web-2": 1, "incident web-3": 1}
 
 
+def test_a_plain_chat_request_open_at_sigterm_gets_its_runs_grace_too(
+        orchestrator_home: Path) -> None:
+    """A chat completion that is not streamed, still running when the server is stopped:
+    its run, like a streamed one, gets the second grace once open requests had theirs, and
+    finishes (``--shutdown-grace 2``; four model calls of 0.8 s, so it outlasts the first
+    grace but not both). It used to be cancelled with the request and left interrupted."""
+    home = orchestrator_home
+    env = server_env(home)
+    made = run_cli("keys", "create", "ops", "--scopes", "chat", "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+    server = ServerProcess.start(home, "fake:latency=0.8", env, "--shutdown-grace", "2")
+    replies: list[httpx.Response | Exception] = []
+
+    def ask() -> None:
+        try:
+            replies.append(httpx.post(f"{server.url}/v1/chat/completions", timeout=120,
+                                      json=chat_body(WRITES, stream=False),
+                                      headers={"Authorization": f"Bearer {key}",
+                                               "X-Thread-Id": "ops-9"}))
+        except httpx.HTTPError as exc:  # the server went away: the run is what matters
+            replies.append(exc)
+
+    asker = threading.Thread(target=ask)
+    try:
+        asker.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.proc.poll() is None:
+            with sqlite3.connect(home / "runs.sqlite") as runs:
+                if runs.execute("SELECT 1 FROM events JOIN runs USING (run_id) WHERE "
+                                "runs.thread_id LIKE '%:ops-9' AND events.type = "
+                                "'subtask_started'").fetchall():
+                    break
+            time.sleep(0.02)  # polling the server's record, not timing it
+        code = server.stop(signal.SIGTERM)
+        asker.join(120)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    assert code == -signal.SIGTERM, server.log.read_text()[-3000:]
+    assert replies, "the request never returned"
+    with sqlite3.connect(home / "runs.sqlite") as runs:
+        stored = runs.execute("SELECT status FROM runs WHERE thread_id LIKE '%:ops-9'"
+                              ).fetchall()
+    assert stored == [("ok",)], server.log.read_text()[-3000:]
+    assert writes(home / "domain.sqlite") == {"alert web-3": 1, "incident web-3": 1}
+
+
 # --- event streams held open -----------------------------------------------------------------
 
 

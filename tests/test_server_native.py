@@ -359,3 +359,31 @@ def test_a_decision_naming_the_calls_it_saw_is_refused_once_they_changed(
     decided = [e for e in chat.get(f"/api/runs/{paused['run_id']}/events").text.splitlines()
                if e.startswith("event: approval_decided")]
     assert len(decided) == 1
+
+
+def test_a_run_sent_again_with_its_request_id_runs_once(
+        slow: Served, db: sqlite3.Connection) -> None:
+    chat = slow.client("ops")
+    started = chat.post("/api/runs", json={"request": PAGE, "background": True,
+                                           "request_id": "page-7"})
+    assert started.status_code == 202
+    run_id, thread = started.json()["run_id"], started.json()["thread_id"]
+    # Sent again while it runs (the model takes 0.5 s a call): it waits for that run and
+    # gets its result; by header or in the body, it is the same key.
+    again = chat.post("/api/runs", json={"request": PAGE}, headers={"Idempotency-Key": "page-7"})
+    assert again.status_code == 200
+    assert (again.json()["run_id"], again.json()["thread_id"]) == (run_id, thread)
+    assert again.json()["status"] == "ok"
+    assert again.json()["answer"].startswith("Paged Dana Okafor")
+    later = chat.post("/api/runs", json={"request": PAGE, "request_id": "page-7",
+                                         "background": True})
+    assert later.status_code == 200 and later.json()["run_id"] == run_id
+    assert alerts(db) == ["web-3"]  # paged once
+    assert [r.run_id for r in slow.orch.records.runs()] == [run_id]
+
+    differ = chat.post("/api/runs", json={"request": PAGE, "request_id": "page-7"},
+                       headers={"Idempotency-Key": "page-8"})
+    assert differ.status_code == 422 and error_of(differ)["param"] == "request_id"
+    other = chat.post("/api/runs", json={"request": TWO_CHECKS, "request_id": "page-7"})
+    assert other.status_code == 400 and "another request" in error_of(other)["message"]
+    assert len(slow.orch.records.runs()) == 1

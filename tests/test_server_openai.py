@@ -316,7 +316,8 @@ def test_bad_requests_get_openai_shaped_errors_and_a_bug_is_one_line(
     not_json = post(server, key, b"{not json")
     assert not_json.status_code == 400 and error_of(not_json)["code"] == "invalid_body"
     no_user = post(server, key, {**good, "messages": [{"role": "system", "content": "hi"}]})
-    assert no_user.status_code == 400 and "no user message" in error_of(no_user)["message"]
+    assert no_user.status_code == 400
+    assert "last message must be the user's" in error_of(no_user)["message"]
     empty = post(server, key, {**good, "messages": [{"role": "user", "content": "  "}]})
     assert empty.status_code == 400 and "request is empty" in error_of(empty)["message"]
     bad_thread = post(server, key, good, **{"X-Thread-Id": "../../etc"})
@@ -345,3 +346,111 @@ def test_a_content_chunk_is_the_chunk_object_with_only_its_text_encoded_anew(mod
         expected = chunk("chatcmpl-1", model, {"content": text})
         assert abs(sent.pop("created") - expected.pop("created")) <= 1
         assert sent == expected
+
+
+def test_a_conversation_ending_with_another_roles_message_runs_nothing(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator, db: sqlite3.Connection) -> None:
+    # Sending the history back with an assistant (or tool) message last must not run the
+    # user's earlier request again, writes included.
+    key = keys.create("ops", ["chat"])
+    for last in ({"role": "assistant", "content": "Paged Dana."},
+                 {"role": "tool", "content": "done", "tool_call_id": "c1"}):
+        for stream in (False, True):
+            refused = post(server, key, {"model": "orchestrator", "stream": stream,
+                                         "messages": [{"role": "user", "content": PAGE}, last]},
+                           **{"X-Thread-Id": "t-1"})
+            assert refused.status_code == 400, refused.text
+            error = error_of(refused)
+            assert error["param"] == "messages" and repr(last["role"]) in error["message"]
+    assert alerts(db) == [] and orch.records.runs() == []
+
+
+def test_openai_fields_that_would_change_the_replys_shape_are_refused(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator, db: sqlite3.Connection) -> None:
+    key = keys.create("ops", ["chat"])
+    good = {"model": "orchestrator", "messages": [{"role": "user", "content": PAGE}]}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for extra, param in (({"n": 2}, "n"), ({"tools": [tool], "tool_choice": "required"}, "tools"),
+                         ({"functions": [tool["function"]]}, "functions"),
+                         ({"response_format": {"type": "json_object"}}, "response_format"),
+                         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": [""]}, "stop")):
+        refused = post(server, key, {**good, **extra})
+        assert refused.status_code == 400, extra
+        assert (error_of(refused)["param"], error_of(refused)["code"]) == (
+            param, "unsupported_parameter")
+    # What the orchestrator decides itself is accepted and left to it.
+    taken = post(server, key, {**good, "n": 1, "temperature": 0.2, "seed": 7, "tools": [],
+                               "response_format": {"type": "text"}})
+    assert taken.status_code == 200
+    assert alerts(db) == ["web-3"]
+
+
+def test_stop_and_max_tokens_cut_the_answer_sent_not_the_run(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator) -> None:
+    chat = client(server, keys.create("ops", ["chat"]))
+    short = chat.chat.completions.create(model="orchestrator", max_tokens=3,
+                                         messages=[{"role": "user", "content": TWO_CHECKS}])
+    (run,) = orch.records.runs()
+    whole = orch.records.run(run.run_id)["answer"]
+    assert len(whole) > 12
+    assert short.choices[0].message.content == whole[:12]
+    assert short.choices[0].finish_reason == "length"
+
+    stop = "web-2"
+    assert stop in whole
+    for stream in (False, True):
+        if stream:
+            chunks = list(chat.chat.completions.create(
+                model="orchestrator", stream=True, stop=[stop, "never said"],
+                messages=[{"role": "user", "content": TWO_CHECKS}]))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        else:
+            reply = chat.chat.completions.create(
+                model="orchestrator", stop=stop,
+                messages=[{"role": "user", "content": TWO_CHECKS}])
+            text, finish = reply.choices[0].message.content or "", reply.choices[0].finish_reason
+        assert (text, finish) == (whole[:whole.index(stop)], "stop")
+    # The runs' answers on record are whole.
+    assert {orch.records.run(r.run_id)["answer"] for r in orch.records.runs()} == {whole}
+
+
+def test_a_request_sent_again_with_its_idempotency_key_runs_once(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator, db: sqlite3.Connection) -> None:
+    key = keys.create("ops", ["chat"], tenant="acme")
+    body = {"model": "orchestrator", "messages": [{"role": "user", "content": PAGE}]}
+
+    async def twice_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as http:
+            return list(await asyncio.gather(*(http.post(
+                f"{server.url}/v1/chat/completions", json={**body, "stream": stream},
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "page-1"})
+                for stream in (False, True))))
+
+    plain, streamed = asyncio.run(twice_at_once())
+    again = post(server, key, body, **{"Idempotency-Key": "page-1"})
+    assert plain.status_code == streamed.status_code == again.status_code == 200
+    answer = plain.json()["choices"][0]["message"]["content"]
+    assert answer.startswith("Paged Dana Okafor")
+    assert again.json()["choices"][0]["message"]["content"] == answer
+    datas = [json.loads(line.removeprefix("data: ")) for line in streamed.text.splitlines()
+             if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in datas
+                   if c["choices"]) == answer
+    assert plain.headers["X-Thread-Id"] == streamed.headers["X-Thread-Id"] == \
+        again.headers["X-Thread-Id"]
+    assert alerts(db) == ["web-3"]  # paged once
+    (run,) = orch.records.runs()
+    assert again.headers["X-Run-Id"] == run.run_id == plain.json()["orchestrator"]["run_id"]
+
+    # The key is the tenant's own: another tenant's same key is another request.
+    other = post(server, keys.create("ops2", ["chat"], tenant="globex"), body,
+                 **{"Idempotency-Key": "page-1"})
+    assert other.status_code == 200 and len(orch.records.runs()) == 2
+    # Sent with another request, the key is refused; a malformed one too.
+    reused = post(server, key, {**body, "messages": [{"role": "user", "content": TWO_CHECKS}]},
+                  **{"Idempotency-Key": "page-1"})
+    assert reused.status_code == 400 and "another request" in error_of(reused)["message"]
+    bad = post(server, key, body, **{"Idempotency-Key": "a b"})
+    assert bad.status_code == 400 and error_of(bad)["param"] == "Idempotency-Key"
+    assert alerts(db) == ["web-3", "web-3"] and len(orch.records.runs()) == 2

@@ -15,7 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchestrator.errors import DrivenElsewhereError, OrchestratorError, RequestError
+from orchestrator.errors import (
+    DrivenElsewhereError,
+    OrchestratorError,
+    RequestError,
+    RequestRunningError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +56,14 @@ def internal_error(exc: BaseException) -> ApiError:
 
 def api_error_of(exc: BaseException) -> ApiError:
     """The HTTP error for an exception: a user error is 400 with its message (409 for a run
-    another driver decides), another error the orchestrator raised on purpose 500 with its
-    message, a bug 500 with one line."""
+    another driver decides, or a request id whose run still runs), another error the
+    orchestrator raised on purpose 500 with its message, a bug 500 with one line."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, DrivenElsewhereError):  # decided or resumed through another driver
         return ApiError(409, str(exc), code="driven_elsewhere")
+    if isinstance(exc, RequestRunningError):  # its key's first run still runs
+        return ApiError(409, str(exc), code="request_in_progress")
     if isinstance(exc, RequestError):  # an empty request, a busy or paused thread, ...
         return ApiError(400, str(exc), code="invalid_request")
     if isinstance(exc, OrchestratorError):  # a model that cannot be reached, ...

@@ -63,11 +63,12 @@ def records_of(request: Request) -> RunRecords:
     return orchestrator_of(request).records
 
 
-def tenant_thread(caller: KeyInfo, thread_id: str | None, *, param: str = "thread_id"
-                  ) -> ChatThread:
-    """The caller's thread named ``thread_id`` (a new one when None); 422 for a malformed id."""
+def tenant_thread(caller: KeyInfo, thread_id: str | None, *, param: str = "thread_id",
+                  request_id: str | None = None) -> ChatThread:
+    """The caller's thread named ``thread_id`` (a new one when None: named after
+    ``request_id``, if any); 422 for a malformed id."""
     try:
-        return chat_thread(caller.tenant, thread_id, None)
+        return chat_thread(caller.tenant, thread_id, None, request_id)
     except ApiError as exc:
         raise ApiError(422, exc.message.replace("X-Thread-Id", param), code="invalid_thread",
                        param=param) from None

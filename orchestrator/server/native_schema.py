@@ -25,6 +25,9 @@ class RunRequest(BaseModel):
                                   "one when null; its id comes back).")
     background: bool = Field(False, description="Answer 202 with the run id at once; the run "
                              "goes on in the server (follow it at /api/runs/{id}/events).")
+    request_id: str | None = Field(None, description="Your key for this request (as the "
+                                   "Idempotency-Key header): sent again, it gets the first "
+                                   "run's result instead of running again.")
 
 
 class ResumeRequest(BaseModel):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.errors import DrivenElsewhereError, RequestError
@@ -25,6 +25,7 @@ from orchestrator.results import RunResult
 from orchestrator.server.auth import require
 from orchestrator.server.dispatch import dispatcher_of
 from orchestrator.server.errors import ApiError
+from orchestrator.server.idempotency import IDEMPOTENCY_HEADER, request_key, run_once
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.native import (
     LIVE_STATUSES,
@@ -55,14 +56,25 @@ CANCEL_WAIT_S = 30.0
 
 @router.post("", response_model=RunOut, status_code=200, responses={
     202: {"model": RunAccepted, "description": "Started in the background."}})
-async def start_run(body: RunRequest, request: Request, caller: Caller) -> Any:
-    """Run a request: the run's result, or with ``background`` 202 and its id at once."""
+async def start_run(body: RunRequest, request: Request, caller: Caller,
+                    idempotency_key: Annotated[str | None, Header(
+                        alias=IDEMPOTENCY_HEADER, description="As ``request_id``.")] = None,
+                    ) -> Any:
+    """Run a request: the run's result, or with ``background`` 202 and its id at once. A
+    request sent again with its ``request_id`` (or ``Idempotency-Key``) gets the first run's
+    result (200, once that run has ended), or that run continued if it was interrupted."""
     orch = orchestrator_of(request)
     text = orch.check_request(body.request)
-    thread = tenant_thread(caller, body.thread_id)
+    if body.request_id is not None and idempotency_key not in (None, body.request_id):
+        raise ApiError(422, f"request_id and the {IDEMPOTENCY_HEADER} header differ: send "
+                       "one of them", code="invalid_idempotency_key", param="request_id")
+    key = request_key(caller.tenant, body.request_id or idempotency_key,
+                      "request_id" if body.request_id else IDEMPOTENCY_HEADER)
+    thread = tenant_thread(caller, body.thread_id, request_id=key)
     runner = dispatcher_of(request)
-    run_id, task = await run_hub(request).start(
-        lambda on_event: runner.arun(text, thread_id=thread.stored, on_event=on_event))
+    run_id, task = await run_hub(request).start(lambda on_event: run_once(
+        lambda: runner.arun(text, thread_id=thread.stored, on_event=on_event,
+                            request_id=key)))
     if body.background and run_id is not None:
         accepted = RunAccepted(run_id=run_id, thread_id=thread.id)
         return JSONResponse(accepted.model_dump(), status_code=202,

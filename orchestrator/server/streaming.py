@@ -23,6 +23,7 @@ from typing import Any
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import AnswerChunk, Event
 from orchestrator.results import RunResult
+from orchestrator.server.answer_limits import AnswerLimit
 from orchestrator.server.errors import api_error_of
 from orchestrator.server.openai_schema import chunk, usage_chunk
 from orchestrator.server.progress import PROGRESS_PREFIX, progress_comment
@@ -102,12 +103,14 @@ class RunFeed:
 
 
 async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
-                     answer_of: Callable[[RunResult], str], include_usage: bool
-                     ) -> AsyncIterator[str]:
+                     answer_of: Callable[[RunResult], str], include_usage: bool,
+                     limit: AnswerLimit | None = None) -> AsyncIterator[str]:
     """The ``chat.completion.chunk`` events of a run, ending with ``data: [DONE]``; progress
-    as SSE comments; an error mid-run as an OpenAI error object (the SDKs raise it)."""
+    as SSE comments; an error mid-run as an OpenAI error object (the SDKs raise it). The
+    answer is cut where ``limit`` says (the progress lines still come until the run ends)."""
     yield _data(chunk(completion_id, model, {"role": "assistant", "content": ""}))
     content = ContentChunks(completion_id, model)
+    limit = limit if limit is not None and limit.limited else None
     streamed: list[str] = []
     # What has arrived together goes out in one write: the same events, in the same order,
     # without a send (and a socket write) per answer piece for a reader that is behind.
@@ -116,7 +119,9 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
         for item in batch:
             if isinstance(item, AnswerChunk):
                 streamed.append(item.text)
-                lines.append(content.line(item.text))
+                text = item.text if limit is None else limit.take(item.text)
+                if text:
+                    lines.append(content.line(text))
             elif (line := progress_comment(item)) is not None:
                 lines.append(line)
         if lines:
@@ -128,9 +133,12 @@ async def sse_stream(feed: RunFeed, completion_id: str, model: str, *,
         yield "".join([*end, _data(api_error_of(exc).body()), "data: [DONE]\n\n"])
         return
     rest = _unsent(answer_of(result), "".join(streamed))
+    if limit is not None:
+        rest = limit.whole(rest)
     if rest:
         end.append(_data(chunk(completion_id, model, {"content": rest})))
-    end.append(_data(chunk(completion_id, model, {}, finish_reason="stop")))
+    end.append(_data(chunk(completion_id, model, {}, finish_reason=(
+        "stop" if limit is None else limit.finish_reason))))
     if include_usage:
         end.append(_data(usage_chunk(completion_id, model, result.usage)))
     end.append("data: [DONE]\n\n")

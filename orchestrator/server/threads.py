@@ -1,7 +1,8 @@
 """Conversations over HTTP: which thread a chat request continues, inside its tenant.
 
 The client names a thread by the ``X-Thread-Id`` header, else by the request's ``user``
-field; with neither, the request starts a new thread whose id comes back in the header.
+field; with neither, the request starts a new thread whose id comes back in the header (the
+same one for a request sent again with its ``Idempotency-Key``).
 The orchestrator stores it as ``<tenant>:<thread>``: tenant names cannot contain ``:``, so
 one tenant's ``inc-42`` is never another's, whatever the client sends.
 """
@@ -28,12 +29,13 @@ class ChatThread:
     """The orchestrator's thread id: the tenant, ``:``, the client's id."""
 
 
-def chat_thread(tenant: str, header: str | None, user: str | None) -> ChatThread:
-    """The thread a request continues (or starts); ApiError 400 for an id that is not
-    1-200 letters, digits or . _ : @ / + -."""
+def chat_thread(tenant: str, header: str | None, user: str | None,
+                request_id: str | None = None) -> ChatThread:
+    """The thread a request continues (or starts: named after its request id, if any);
+    ApiError 400 for an id that is not 1-200 letters, digits or . _ : @ / + -."""
     given = header if header is not None else user
     if given is None:
-        given = uuid.uuid4().hex
+        given = (uuid.uuid5(uuid.NAMESPACE_URL, request_id) if request_id else uuid.uuid4()).hex
     elif not _THREAD.fullmatch(given):
         source = THREAD_HEADER if header is not None else "user"
         raise ApiError(400, f"the thread id in {source} must be 1-200 letters, digits or "
