@@ -169,6 +169,26 @@ def test_a_key_is_asked_for_then_the_answer_streams_in_and_the_key_is_kept(
     expect(page.locator(".thread-link[aria-current=page]")).to_contain_text(CHECKS[:20])
 
 
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_a_new_turn_in_a_long_conversation_stays_in_view_above_the_composer(
+        page: Page, served: Served, size: dict[str, int]) -> None:
+    page.set_viewport_size(size)
+    sign_in(page, served, served.keys.create("ops", "chat"))
+    for turn in range(3):  # earlier turns fill the page
+        send(page, CHECKS)
+        expect(page.locator(".run-line")).to_have_count(turn + 1, timeout=30_000)
+
+    def hidden_under_composer(selector: str) -> float:
+        return float(page.evaluate("""(selector) => {
+            const box = [...document.querySelectorAll(selector)].pop().getBoundingClientRect();
+            return box.bottom - document.querySelector('.composer').getBoundingClientRect().top;
+        }""", selector))
+
+    # The newest answer, its plan and its run line end above the composer, not under it.
+    assert hidden_under_composer(".message.assistant") <= 0
+    assert hidden_under_composer(".message.assistant .run-line") <= 0
+
+
 def test_a_reloaded_conversation_shows_each_earlier_plan_folded_and_only_its_tenants(
         page: Page, served: Served) -> None:
     key = served.keys.create("ops", "chat", tenant="acme")
@@ -406,6 +426,21 @@ def test_the_runs_list_opens_a_trace_with_one_lane_per_agent(
 # --- agents and knowledge -------------------------------------------------------------------
 
 
+def test_a_filter_that_matches_no_run_and_an_unknown_run_say_so_alone(
+        page: Page, served: Served) -> None:
+    key = served.keys.create("ops", "chat")
+    served.api(key).post("/api/runs", json={"request": CHECKS})
+    sign_in(page, served, key, "/#/runs?status=failed")
+    expect(page.get_by_text("No failed runs here.")).to_be_visible()
+    expect(page.get_by_text("No runs yet.")).to_have_count(0)
+    expect(page.get_by_role("link", name="see all runs")).to_be_visible()
+
+    page.goto(served.live.url + "/#/runs/doesnotexist")
+    expect(page.get_by_role("alert")).to_contain_text("This run could not be loaded")
+    expect(page.get_by_role("heading", name="Timeline per agent")).to_have_count(0)
+    expect(page.get_by_role("link", name="← All runs")).to_be_visible()
+
+
 def test_agents_show_their_tools_and_statistics(page: Page, served: Served) -> None:
     key = served.keys.create("ops", "chat")
     served.api(key).post("/api/runs", json={"request": CHECKS})
@@ -416,6 +451,17 @@ def test_agents_show_their_tools_and_statistics(page: Page, served: Served) -> N
     stats = served.api(key).get("/api/agents").json()
     (mine,) = [a for a in stats if a["name"] == "monitoring"]
     expect(monitoring.locator(".stats")).to_contain_text(f"Attempts{mine['stats']['attempts']}")
+    # Each value sits under its own label (they used to drift a column apart).
+    pairs = page.evaluate("""() => [...document.querySelectorAll(
+        '.agent[data-agent="monitoring"] .stats dt')].map((dt) => [dt.textContent,
+        dt.getBoundingClientRect().left, dt.nextElementSibling.getBoundingClientRect().left,
+        dt.nextElementSibling.textContent])""")
+    assert [label for label, *_ in pairs] == ["Runs", "Attempts", "Success", "Mean time",
+                                              "p95 time", "Tokens"]
+    assert all(dt_left == dd_left for _, dt_left, dd_left, _ in pairs), pairs
+    assert dict((label, value) for label, _, _, value in pairs)["Attempts"] == str(
+        mine["stats"]["attempts"])
+    expect(page.get_by_role("heading", name="it ops")).to_be_visible()
     expect(monitoring.get_by_text("check_service_health")).to_be_visible()
     page.get_by_label("Filter").fill("zzz-no-such-agent")
     expect(page.get_by_text("No agent matches.")).to_be_visible()
@@ -538,13 +584,14 @@ def test_the_api_reference_at_docs_is_drawn_from_the_schema_by_the_servers_own_f
     expect(start.locator(".route-head")).to_contain_text("Start Run")
     body = start.locator(".media.body")
     expect(body.locator(".media-head")).to_contain_text("application/json · RunRequest")
-    expect(body.locator("> .fields > .field")).to_have_count(3)
+    expect(body.locator("> .fields > .field")).to_have_count(4)
     request = body.locator('.field[data-field="request"]')
     expect(request.locator(".field-required")).to_have_text("required")
     expect(request).to_contain_text("What to do, in words.")
     expect(body.locator('.field[data-field="thread_id"] .field-type')).to_have_text(
         "string or null")
     expect(body.locator('.field[data-field="background"]')).to_contain_text("default false")
+    expect(body.locator('.field[data-field="request_id"]')).to_contain_text("Idempotency-Key")
     expect(start.locator('.response[data-status="202"]')).to_contain_text("RunAccepted")
     expect(page.locator("#docs-count")).to_contain_text(" of ")
 

@@ -13,7 +13,8 @@ function toolBadge(tool) {
 }
 
 function stat(label, value) {
-  return [h('dt', {}, label), h('dd', {}, value)];
+  // Each label with its value in one cell: the grid lays out pairs, not loose terms.
+  return h('div', {class: 'stat'}, h('dt', {}, label), h('dd', {}, value));
 }
 
 function agentCard(agent) {
@@ -35,7 +36,8 @@ function agentCard(agent) {
 
 export async function renderAgents(root) {
   const search = h('input', {id: 'agent-filter', type: 'search', name: 'filter',
-    placeholder: 'name, domain, skill or tool'});
+    placeholder: 'Filter agents',
+    title: 'Filter by name, domain, skill or tool'});
   const list = h('div', {}, loading());
   fill(root,
     h('div', {class: 'page-head'}, h('h1', {}, 'Agents'),
@@ -60,7 +62,7 @@ export async function renderAgents(root) {
     }
     const domains = [...new Set(shown.map((a) => a.domain))].sort();
     fill(list, domains.map((domain) => h('section', {class: 'domain'},
-      h('h2', {}, domain),
+      h('h2', {}, domain.replace(/_/g, ' ')),
       h('div', {class: 'cards grid'}, shown.filter((a) => a.domain === domain).map(agentCard)))));
   };
   search.addEventListener('input', show);

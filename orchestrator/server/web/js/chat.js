@@ -148,7 +148,7 @@ export class ChatPage {
           this.pausedBlock(thread, pending, graph, null)));
       }
     } catch { /* the history still shows */ }
-    view.lastElementChild?.scrollIntoView({block: 'end'});
+    toEnd();
   }
 
   /** An earlier turn's plan, folded; its run's events are read when it is opened. */
@@ -189,7 +189,7 @@ export class ChatPage {
         h('a', {href: `#/chat/${enc(id)}`, class: 'thread-link', dataset: {thread: id}},
           h('span', {class: 'thread-title'}, info ? info.title || '(event)' : 'New conversation'),
           h('span', {class: 'thread-meta'}, info ? when(info.last_active_at) : 'not started',
-            info ? `· ${info.runs} run${info.runs === 1 ? '' : 's'}` : null,
+            info ? ` · ${info.runs} run${info.runs === 1 ? '' : 's'}` : null,
             info && info.status !== 'ok' ? statusPill(info.status) : null)))));
       if (!shown.length) {
         this.threadList.append(h('li', {class: 'muted'}, 'No conversations yet.'));
@@ -217,7 +217,7 @@ export class ChatPage {
     const status = h('p', {class: 'turn-status muted', role: 'status'}, 'Planning…');
     const turn = h('li', {class: 'message assistant streaming'}, graph.el, answer, status);
     view.append(this.userMessage(text), turn);
-    turn.scrollIntoView({block: 'end'});
+    toEnd();
     this.busy.add(thread);
     this.updateComposer();
     let paused = false;
@@ -228,6 +228,9 @@ export class ChatPage {
         json: {model: 'orchestrator', stream: true,
           messages: [{role: 'user', content: text}]}});
       for await (const frame of sseEvents(response)) {
+        // The turn grows under the composer: the page follows it unless the reader
+        // scrolled up to read something else.
+        const following = atEnd();
         if (frame.comment !== undefined) {
           if (!frame.comment.startsWith(PROGRESS)) continue;
           const item = JSON.parse(frame.comment.slice(PROGRESS.length));
@@ -235,6 +238,7 @@ export class ChatPage {
           graph.apply(item);
           if (item.type === 'approval_requested') paused = true;
           status.textContent = this.progressLine(graph);
+          if (following) toEnd();
           continue;
         }
         if (frame.data === '[DONE]') break;
@@ -247,9 +251,12 @@ export class ChatPage {
         if (piece) {
           if (!answer.textContent) status.textContent = 'Writing the answer…';
           answer.append(piece);
+          if (following) toEnd();
         }
       }
+      const following = atEnd();
       await this.finishTurn(thread, runId, turn, status, graph, paused);
+      if (following) toEnd();
     } catch (error) {
       fill(status);
       status.replaceWith(errorBox(error, 'The message was not answered'));
@@ -301,4 +308,16 @@ export class ChatPage {
       this.loadThreads();
     }});
   }
+}
+
+/** Whether the page is scrolled to (about) its end. */
+function atEnd() {
+  const page = document.scrollingElement || document.documentElement;
+  return page.scrollTop + page.clientHeight >= page.scrollHeight - 48;
+}
+
+/** Scroll the page to its end: the newest turn just above the composer. */
+function toEnd() {
+  const page = document.scrollingElement || document.documentElement;
+  page.scrollTop = page.scrollHeight;
 }

@@ -109,7 +109,7 @@ export async function renderKnowledge(root, {me}) {
         const done = await api(`/api/knowledge/${enc(target.value.trim())}/files`,
           {method: 'POST', body});
         fill(outcome, h('p', {class: 'success', role: 'status'},
-          `Ingested ${done.source} into ${done.collection}: ${done.chunks_added} chunks added` +
+          `Ingested ${done.source} into ${done.collection}: ${done.chunks_added} chunk${done.chunks_added === 1 ? '' : 's'} added` +
           `${done.skipped ? `, ${done.skipped} unchanged` : ''}.`));
         form.reset();
         await loadCollections();

@@ -29,8 +29,12 @@ export async function renderRuns(root, ctx, query) {
     const {runs} = await api(withQuery('/api/runs', {limit: 100, thread_id: thread || null,
       status: query.get('status') || null}));
     if (!runs.length) {
-      fill(list, emptyState('No runs yet.', 'Every request you send in Chat is a run; ',
-        'it shows up here with its trace.'));
+      const filtered = query.get('status') || thread;
+      fill(list, filtered
+        ? emptyState(`No ${query.get('status') || ''} runs here.`.replace('  ', ' '),
+          'None of the runs matches this filter; ', h('a', {href: '#/runs'}, 'see all runs'), '.')
+        : emptyState('No runs yet.', 'Every request you send in Chat is a run; ',
+          'it shows up here with its trace.'));
       return;
     }
     fill(list, h('ul', {class: 'run-list', 'aria-label': 'Runs'}, runs.map((run) => h('li', {},
@@ -63,8 +67,9 @@ export async function renderRun(root, ctx, runId) {
   try {
     run = await api(`/api/runs/${enc(runId)}`);
   } catch (error) {
-    fill(head, errorBox(error, 'This run could not be loaded'));
-    fill(trace);
+    // Only the error and the way back: no empty plan or timeline under it.
+    fill(root, h('p', {}, h('a', {href: '#/runs'}, '← All runs')),
+      errorBox(error, 'This run could not be loaded'));
     return;
   }
   showHead(head, run);
