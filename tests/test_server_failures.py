@@ -91,7 +91,7 @@ def test_a_chat_client_that_leaves_mid_stream_does_not_stop_its_run(
     assert record["status"] == "ok" and record["answer"].startswith("Completed 2 of 2")
     assert writes(domain_db) == {"alert web-3": 1, "incident web-3": 1}
     turns = chat.get("/api/threads/left-1/history").json()["turns"]
-    assert turns == [{"role": "user", "text": WRITES},
+    assert turns == [{"role": "user", "text": WRITES, "run_id": run.run_id, "status": "ok"},
                      {"role": "assistant", "text": record["answer"], "run_id": run.run_id,
                       "status": "ok"}]
     # The thread is free: the next turn runs and sees the answer in its history.
@@ -353,9 +353,13 @@ def test_a_server_killed_mid_run_reports_it_interrupted_and_resumes_it_once(
         assert [f.event for f in frames[:-1]] == before
         assert frames[-1].data == {"run_id": run_id, "status": "interrupted"}
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
-        assert turns[:2] == [{"role": "user", "text": CHECK},
-                             {"role": "assistant", "text": earlier["answer"],
-                              "run_id": earlier["run_id"], "status": "ok"}]
+        assert turns == [{"role": "user", "text": CHECK, "run_id": earlier["run_id"],
+                          "status": "ok"},
+                         {"role": "assistant", "text": earlier["answer"],
+                          "run_id": earlier["run_id"], "status": "ok"},
+                         # The killed run has no answer; its request says what became of it.
+                         {"role": "user", "text": CHAIN, "run_id": run_id,
+                          "status": "interrupted"}]
 
         # Another tenant cannot resume it; its own tenant can, once.
         them = json.loads(run_cli("keys", "create", "them", "--scopes", "chat", "--tenant",
@@ -376,7 +380,8 @@ def test_a_server_killed_mid_run_reports_it_interrupted_and_resumes_it_once(
         assert [f.event for f in after[:len(before)]] == before  # appended to, not redone
         assert [f.id for f in after[:-1]] == list(range(len(after) - 1))
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
-        assert turns[2:] == [{"role": "user", "text": CHAIN},  # the resumed run's answer
+        assert turns[2:] == [{"role": "user", "text": CHAIN, "run_id": run_id,
+                              "status": "ok"},  # the resumed run's answer
                              {"role": "assistant", "text": body["answer"], "run_id": run_id,
                               "status": "ok"}]
     finally:
@@ -402,10 +407,11 @@ def test_a_server_stopped_with_sigterm_lets_its_run_finish_first(
         assert got["status"] == "ok" and got["answer"].startswith("Completed 3 of 3"), got
         assert [f.event for f in read_events(chat, run_id)[:-1]] == before
         turns = chat.get("/api/threads/ops-1/history").json()["turns"]
-        assert turns == [{"role": "user", "text": CHECK},
+        assert turns == [{"role": "user", "text": CHECK, "run_id": earlier["run_id"],
+                          "status": "ok"},
                          {"role": "assistant", "text": earlier["answer"],
                           "run_id": earlier["run_id"], "status": "ok"},
-                         {"role": "user", "text": CHAIN},
+                         {"role": "user", "text": CHAIN, "run_id": run_id, "status": "ok"},
                          {"role": "assistant", "text": got["answer"], "run_id": run_id,
                           "status": "ok"}]
         refused = chat.post(f"/api/runs/{run_id}/resume")

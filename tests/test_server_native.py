@@ -118,12 +118,12 @@ def test_a_synchronous_run_writes_once_and_is_on_record(
 
     history = chat.get("/api/threads/inc-1/history").json()
     assert history == {"thread_id": "inc-1", "turns": [
-        {"role": "user", "text": PAGE},
+        {"role": "user", "text": PAGE, "run_id": body["run_id"], "status": "ok"},
         {"role": "assistant", "text": body["answer"], "run_id": body["run_id"], "status": "ok"}]}
     # A thread id may hold a slash, as in chat requests.
     chat.post("/api/runs", json={"request": TWO_CHECKS, "thread_id": "team/inc-2"})
     turns = chat.get("/api/threads/team/inc-2/history").json()["turns"]
-    assert turns[0] == {"role": "user", "text": TWO_CHECKS} and len(turns) == 2
+    assert turns[0]["text"] == TWO_CHECKS and turns[0]["status"] == "ok" and len(turns) == 2
     bad = chat.post("/api/runs", json={"request": PAGE, "thread_id": "../x"})
     assert bad.status_code == 422 and error_of(bad)["param"] == "thread_id"
     assert alerts(db) == ["web-3"]
@@ -177,6 +177,11 @@ def test_the_event_stream_replays_a_finished_run_and_resumes_after_last_event_id
     assert read_events(chat, run_id, last_id=len(stored) - 1) == [frames[-1]]
     bad = chat.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 422 and error_of(bad)["param"] == "Last-Event-ID"
+    # Past the largest id the store can compare with: refused, not a stream cut short.
+    huge = chat.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": str(2**62 + 1)})
+    assert huge.status_code == 422 and error_of(huge)["param"] == "Last-Event-ID"
+    last = read_events(chat, run_id, 2**62)
+    assert [f.event for f in last] == ["end"]
 
 
 def test_runs_are_listed_per_tenant_and_filtered(served: Served) -> None:

@@ -273,6 +273,12 @@ def test_a_run_that_needs_approval_answers_how_to_approve_and_holds_the_thread(
         chat.chat.completions.create(model="orchestrator", extra_headers=headers, stream=True,
                                      messages=[{"role": "user", "content": PAGE}])
     assert "waiting for approval" in caught.value.message
+    # It names the thread as the client does, not with the tenant it is stored under.
+    assert "'cr-42'" in caught.value.message and "acme:" not in caught.value.message
+    with pytest.raises(openai.BadRequestError) as plain:
+        chat.chat.completions.create(model="orchestrator", extra_headers=headers,
+                                     messages=[{"role": "user", "content": PAGE}])
+    assert "'cr-42'" in plain.value.message and "acme:" not in plain.value.message
     assert alerts(db) == []
     done = orch.resume("acme:cr-42", True, approver="ana")
     assert done.status == "ok" and db.execute(route).fetchone()[0] == "web-backup-b"

@@ -117,11 +117,14 @@ def test_history_names_each_answers_run_and_only_for_its_tenant(served: Served) 
     paused = run(ana, FAILOVER, "h-1")
     assert paused["status"] == "paused"
     turns = ana.get("/api/threads/h-1/history").json()["turns"]
-    # The paused run has its request in the thread and no answer yet.
-    assert turns == [{"role": "user", "text": TWO_CHECKS},
+    # The paused run has its request in the thread and no answer yet: the request names
+    # its run and the run's status.
+    assert turns == [{"role": "user", "text": TWO_CHECKS, "run_id": first["run_id"],
+                      "status": "ok"},
                      {"role": "assistant", "text": first["answer"],
                       "run_id": first["run_id"], "status": "ok"},
-                     {"role": "user", "text": FAILOVER}]
+                     {"role": "user", "text": FAILOVER, "run_id": paused["run_id"],
+                      "status": "paused"}]
     decided = ana.post("/api/threads/h-1/approvals", json={"approve": True}).json()
     turns = ana.get("/api/threads/h-1/history").json()["turns"]
     assert turns[3] == {"role": "assistant", "text": decided["answer"],
@@ -143,6 +146,6 @@ def test_turns_are_matched_to_runs_in_order_passing_over_runs_without_a_turn() -
              ("user", long), ("assistant", "cut when stored, still matched")]
     matched = turns_with_runs(turns, records.thread_runs("acme:t"), records)
     assert [(t.role, t.run_id) for t in matched] == [
-        ("user", None), ("assistant", "r1"), ("user", None), ("assistant", "r3"),
-        ("user", None), ("assistant", None), ("user", None), ("assistant", "r4")]
+        ("user", "r1"), ("assistant", "r1"), ("user", "r3"), ("assistant", "r3"),
+        ("user", None), ("assistant", None), ("user", "r4"), ("assistant", "r4")]
     assert {t.status for t in matched if t.run_id} == {"running"}

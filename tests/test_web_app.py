@@ -306,11 +306,18 @@ def test_approving_a_paused_run_from_its_card_moves_the_traffic(
     expect(page.locator(".plan .plan-row")).to_have_count(2)  # log waits for the other two
     expect(page.locator(".plan .edge")).to_have_count(2)
     assert route_of(db) == "web-primary"  # nothing moved before the approval
+    # The page decides it: the answer says it waits, not how to decide it through the API
+    # or the CLI, and the conversation takes no message until then.
+    paused_answer = page.locator(".message.assistant .answer").last
+    expect(paused_answer).to_have_text(
+        "Paused: this request needs an approval before it goes on.")
+    expect(page.get_by_role("button", name="Awaiting approval")).to_be_disabled()
 
     card.get_by_label("Reason (stored with the decision)").fill("change CR-42")
     card.get_by_role("button", name="Approve").click()
     expect(card.locator(".decided")).to_contain_text("Approved by ana", timeout=30_000)
     expect(card.locator(".decided .pill")).to_have_text("ok")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
     expect(card.locator(".answer")).to_contain_text("web-backup-b")
     expect(page.locator('.plan .node[data-status="done"]')).to_have_count(3)
     assert route_of(db) == "web-backup-b"
@@ -439,6 +446,27 @@ def test_a_filter_that_matches_no_run_and_an_unknown_run_say_so_alone(
     expect(page.get_by_role("alert")).to_contain_text("This run could not be loaded")
     expect(page.get_by_role("heading", name="Timeline per agent")).to_have_count(0)
     expect(page.get_by_role("link", name="← All runs")).to_be_visible()
+
+
+def test_a_stopped_run_shows_in_its_conversation_and_resumes_from_its_page(
+        page: Page, served: Served, db: sqlite3.Connection) -> None:
+    key = served.keys.create("ops", "chat")
+    api = served.api(key)
+    started = api.post("/api/runs", json={"request": "alert the on-call team that web-3 is "
+                                          "down", "thread_id": "stop-1", "background": True})
+    run_id = started.json()["run_id"]
+    stopped = api.post(f"/api/runs/{run_id}/cancel")
+    assert stopped.json()["status"] == "interrupted", stopped.text
+
+    sign_in(page, served, key, "/#/chat/stop-1")
+    unanswered = page.locator(".message.unanswered")
+    expect(unanswered).to_contain_text("No answer: this run was interrupted.")
+    unanswered.get_by_role("link", name="trace").click()
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator(".page-head .pill")).to_have_text("ok", timeout=30_000)
+    expect(page.locator(".answer")).to_contain_text("Paged")
+    assert api.get(f"/api/runs/{run_id}").json()["status"] == "ok"
+    assert [row[0] for row in db.execute("SELECT service FROM alerts")] == ["web-3"]
 
 
 def test_agents_show_their_tools_and_statistics(page: Page, served: Served) -> None:

@@ -591,6 +591,37 @@ def test_a_lone_surrogate_in_a_request_is_a_client_error(native: NativeServed,
     assert after.status_code == 200 and after.json()["status"] == "ok"  # the thread is free
     assert 400 <= answer.status_code < 500, answer.text
 
+def test_a_lone_surrogate_in_a_decision_or_an_event_is_refused_before_anything_happens(
+        native: NativeServed, db: sqlite3.Connection) -> None:
+    # It used to pass the checks, take the approval off the run (which then stayed
+    # "resuming" for good) or start the event's run (its writes done, the caller told 500).
+    key = native.keys.create("ops", "chat,approve", tenant="acme")
+    json_type = {"Content-Type": "application/json"}
+    with client(native.live, key) as api:
+        paused = api.post("/api/runs", json={"request": FAILOVER, "thread_id": "f-1"}).json()
+        assert paused["status"] == "paused"
+        refused = api.post("/api/threads/f-1/approvals", headers=json_type,
+                           content=b'{"approve": false, "reason": "no \\ud800"}')
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["error"]
+        assert (error["param"], error["code"]) == ("reason", "invalid_body")
+        assert "unpaired surrogate" in error["message"]
+        # The run still waits for its decision, which a valid reason then makes.
+        assert api.get(f"/api/runs/{paused['run_id']}").json()["status"] == "paused"
+        denied = api.post("/api/threads/f-1/approvals", json={"approve": False,
+                                                              "reason": "no \U0001f600"})
+        assert denied.status_code == 200 and denied.json()["status"] == "partial", denied.text
+
+        for body in (b'{"name": "service_down", "data": {"service": "web-3\\ud800"}}',
+                     b'{"name": "service_down", "data": {"\\udc00": "web-3"}}'):
+            fired = api.post("/api/events", headers=json_type, content=body)
+            assert fired.status_code == 422, fired.text
+            assert "unpaired surrogate" in fired.json()["error"]["message"]
+    assert [r.run_id for r in native.orch.records.runs()] == [paused["run_id"]]
+    assert str(db.execute("SELECT pool FROM routes WHERE service = 'web-2'").fetchone()[0]) \
+        == "web-primary"
+
+
 # One key's idle event streams: capped per key and per server, tested without timing in
 # tests/test_server_failures.py (test_a_key_holds_a_bounded_number_of_event_streams_...).
 

@@ -28,7 +28,7 @@ from orchestrator.server.keys import KeyInfo
 from orchestrator.server.openai_schema import ChatCompletionRequest, completion, model_list
 from orchestrator.server.progress import RUN_HEADER, paused_answer
 from orchestrator.server.streaming import RunFeed, sse_stream
-from orchestrator.server.threads import THREAD_HEADER, ChatThread, chat_thread
+from orchestrator.server.threads import THREAD_HEADER, ChatThread, chat_thread, in_client_terms
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 _STARTED = int(time.time())
@@ -94,13 +94,15 @@ async def chat_completions(
 
     limit = body.answer_limit()
     if not body.stream:
-        result = await _in_flight(request, start())
+        with in_client_terms(thread):
+            result = await _in_flight(request, start())
         answer = limit.whole(answer_of(result))
         return JSONResponse(completion(completion_id, body.model, answer, result.usage,
                                        _about(result, thread), limit.finish_reason),
                             headers={**headers, RUN_HEADER: result.run_id})
     feed = RunFeed(start, request.app.state.runs_in_flight)
-    await feed.started()
+    with in_client_terms(thread):
+        await feed.started()
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(
         sse_stream(feed, completion_id, body.model, answer_of=answer_of,

@@ -1,5 +1,6 @@
 """Caps on requests: a body over the limit is refused with 413, headers or a query string over
-theirs with 431, before a route sees them."""
+theirs with 431, and a JSON body with text no store can hold (:mod:`body_text`) with 400
+(422 under ``/api``), before a route sees them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.server.body_text import unpaired_surrogate
 from orchestrator.server.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -70,6 +72,16 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
+
+        where = unpaired_surrogate(b"".join(m.get("body", b"") for m in received
+                                            if m["type"] == "http.request"))
+        if where is not None:
+            status = 422 if scope.get("path", "").startswith("/api/") else 400
+            error = ApiError(status, f"the request body holds an unpaired surrogate (a \\ud800-"
+                             f"\\udfff escape without its pair) in {where}: send valid Unicode "
+                             "text", code="invalid_body", param=where)
+            await error.response()(scope, receive, send)
+            return
 
         async def replay() -> Message:
             return received.pop(0) if received else await receive()

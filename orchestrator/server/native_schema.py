@@ -156,8 +156,8 @@ class RunList(BaseModel):
 class Turn(BaseModel):
     role: str
     text: str
-    run_id: str | None = Field(default=None, description="An answer's run, where the run store has "
-                               "it (null for user turns).")
+    run_id: str | None = Field(default=None, description="The run a request started, or the "
+                               "run an answer came from, where the run store has it.")
     status: RunStatusName | None = Field(default=None, description="That run's status.")
 
 

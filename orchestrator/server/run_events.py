@@ -85,7 +85,7 @@ def stream_slots(request: Request) -> StreamSlots:
 async def run_events(
     run_id: str, request: Request, caller: Annotated[KeyInfo, Depends(require("chat"))],
     last_event_id: Annotated[int | None, Header(
-        alias="Last-Event-ID", ge=-1,
+        alias="Last-Event-ID", ge=-1, le=2**62,  # within SQLite's integers, with room
         description="The last event id received: only later events are sent.")] = None,
 ) -> StreamingResponse:
     """The run's events: stored ones at once, then live ones until the run ends or pauses."""

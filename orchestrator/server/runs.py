@@ -47,6 +47,7 @@ from orchestrator.server.native_schema import (
     RunSummaryOut,
 )
 from orchestrator.server.run_hub import run_hub
+from orchestrator.server.threads import in_client_terms
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], route_class=NativeRoute)
 Caller = Annotated[KeyInfo, Depends(require("chat"))]
@@ -72,9 +73,10 @@ async def start_run(body: RunRequest, request: Request, caller: Caller,
                       "request_id" if body.request_id else IDEMPOTENCY_HEADER)
     thread = tenant_thread(caller, body.thread_id, request_id=key)
     runner = dispatcher_of(request)
-    run_id, task = await run_hub(request).start(lambda on_event: run_once(
-        lambda: runner.arun(text, thread_id=thread.stored, on_event=on_event,
-                            request_id=key)))
+    with in_client_terms(thread):
+        run_id, task = await run_hub(request).start(lambda on_event: run_once(
+            lambda: runner.arun(text, thread_id=thread.stored, on_event=on_event,
+                                request_id=key)))
     if body.background and run_id is not None:
         accepted = RunAccepted(run_id=run_id, thread_id=thread.id)
         return JSONResponse(accepted.model_dump(), status_code=202,

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from orchestrator.server.errors import ApiError
+from orchestrator.errors import RequestError
+from orchestrator.server.errors import ApiError, api_error_of
 
 THREAD_HEADER = "X-Thread-Id"
 _THREAD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}")
@@ -42,3 +45,16 @@ def chat_thread(tenant: str, header: str | None, user: str | None,
                        ". _ : @ / + - (starting with a letter or digit)", code="invalid_thread",
                        param=source)
     return ChatThread(id=given, stored=f"{tenant}:{given}")
+
+
+@contextmanager
+def in_client_terms(thread: ChatThread) -> Iterator[None]:
+    """A refusal raised inside (a busy or paused thread, ...) names the thread as the
+    client does, not as it is stored (with its tenant)."""
+    try:
+        yield
+    except RequestError as exc:
+        error = api_error_of(exc)
+        error.message = error.message.replace(repr(thread.stored), repr(thread.id)).replace(
+            thread.stored, thread.id)
+        raise error from None

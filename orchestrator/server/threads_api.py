@@ -75,7 +75,9 @@ async def thread_history(thread_id: str, request: Request, caller: Chat) -> Thre
 
 def turns_with_runs(turns: list[tuple[str, str]], runs: list[RunSummary],
                     records: RunRecords) -> list[Turn]:
-    """The turns, each answer with the run that wrote it. Every run adds its request as a
+    """The turns, each request with the run it started and each answer with the run that
+    wrote it (a request whose run ended without an answer, interrupted or failed, shows
+    that run and its status all the same). Every run adds its request as a
     user turn and, once it ends, its answer after it; so the runs are matched, oldest first,
     to the user turns whose text is their stored request (a run the thread has no turn of,
     such as one killed before its first step, is passed over)."""
@@ -89,7 +91,9 @@ def turns_with_runs(turns: list[tuple[str, str]], runs: list[RunSummary],
                          None)
             current = None if found is None else runs[found]
             start = start if found is None else found + 1
-            out.append(Turn(role=role, text=text))
+            out.append(Turn(role=role, text=text) if current is None else Turn(
+                role=role, text=text, run_id=current.run_id,
+                status=current.status))  # type: ignore[arg-type]
         elif role == "assistant" and current is not None:
             out.append(Turn(role=role, text=text, run_id=current.run_id,
                             status=current.status))  # type: ignore[arg-type]

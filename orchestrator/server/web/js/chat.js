@@ -38,6 +38,7 @@ export class ChatPage {
     this.busy = new Set();  // threads with a turn streaming
     this.fresh = new Set();  // threads started here that have no history to read yet
     this.threadInfo = new Map();  // thread id -> its entry in GET /api/threads
+    this.paused = new Set();  // threads waiting for a decision: they take no message
     this.threadsLoaded = Promise.resolve();
     this.thread = null;
     this.threadList = h('ul', {class: 'thread-list', 'aria-label': 'Conversations'});
@@ -55,7 +56,7 @@ export class ChatPage {
     this.form = h('form', {class: 'composer', onsubmit: (event) => {
       event.preventDefault();
       const text = this.input.value.trim();
-      if (text && !this.busy.has(this.thread)) {
+      if (text && !this.busy.has(this.thread) && !this.paused.has(this.thread)) {
         this.input.value = '';
         this.send(text);
       }
@@ -104,8 +105,12 @@ export class ChatPage {
   }
 
   updateComposer() {
-    this.sendButton.disabled = this.busy.has(this.thread);
-    this.sendButton.textContent = this.sendButton.disabled ? 'Working…' : 'Send';
+    const busy = this.busy.has(this.thread);
+    const paused = this.paused.has(this.thread);
+    this.sendButton.disabled = busy || paused;
+    this.sendButton.textContent = busy ? 'Working…' : paused ? 'Awaiting approval' : 'Send';
+    this.sendButton.title = paused
+      ? 'Approve or deny the call above first: the conversation goes on after that' : '';
   }
 
   async loadHistory(thread, view) {
@@ -130,12 +135,22 @@ export class ChatPage {
         }}, text)))));
       return;
     }
-    for (const turn of turns) {
+    turns.forEach((turn, at) => {
       view.append(turn.role === 'user' ? this.userMessage(turn.text)
         : h('li', {class: 'message assistant'}, turn.run_id ? this.pastPlan(turn) : null,
           h('div', {class: 'answer'}, turn.text),
           turn.run_id ? h('p', {class: 'turn-status'}, this.pastRunLine(turn)) : null));
-    }
+      const next = turns[at + 1];
+      if (turn.role === 'user' && turn.run_id && ENDED_UNANSWERED.has(turn.status)
+          && !(next && next.role === 'assistant' && next.run_id === turn.run_id)) {
+        // Its run ended with no answer (a stopped server, a failure): say so, with the run.
+        view.append(h('li', {class: 'message assistant unanswered'},
+          h('p', {class: 'muted'}, `No answer: this run was ${turn.status}.`
+            + (turn.status === 'interrupted' ? ' Its page shows what was done and resumes it, '
+              + 'as long as no newer turn followed it.' : '')),
+          h('p', {class: 'turn-status'}, this.pastRunLine(turn))));
+      }
+    });
     try {
       const pending = (await pendingByThread(thread)).get(thread);
       if (pending) {
@@ -144,6 +159,8 @@ export class ChatPage {
         const info = this.threadInfo.get(thread);
         const graph = info && info.status === 'paused' ? new PlanGraph() : null;
         if (graph) followRun(info.last_run_id, graph).catch(() => {});
+        this.paused.add(thread);
+        this.updateComposer();
         view.append(h('li', {class: 'message assistant'}, graph ? graph.el : null,
           this.pausedBlock(thread, pending, graph, null)));
       }
@@ -255,7 +272,7 @@ export class ChatPage {
         }
       }
       const following = atEnd();
-      await this.finishTurn(thread, runId, turn, status, graph, paused);
+      await this.finishTurn(thread, runId, turn, status, graph, paused, answer);
       if (following) toEnd();
     } catch (error) {
       fill(status);
@@ -279,7 +296,7 @@ export class ChatPage {
   }
 
   /** Under the answer: the run it came from; for a paused run, its approval card. */
-  async finishTurn(thread, runId, turn, status, graph, paused) {
+  async finishTurn(thread, runId, turn, status, graph, paused, answer) {
     // The stream named its run as it started: its record, not the thread's latest run
     // (another tab or client may have started one since).
     const run = runId ? await api(`/api/runs/${enc(runId)}`) : null;
@@ -288,7 +305,14 @@ export class ChatPage {
     status.classList.remove('muted');
     if (paused || (run && run.status === 'paused')) {
       const pending = (await pendingByThread(thread)).get(thread);
-      if (pending) turn.append(this.pausedBlock(thread, pending, graph, status));
+      if (pending) {
+        // The card below shows the call and decides it: the API's and CLI's way to decide,
+        // which the answer spells out for other clients, is not for this page.
+        fill(answer, 'Paused: this request needs an approval before it goes on.');
+        this.paused.add(thread);
+        this.updateComposer();
+        turn.append(this.pausedBlock(thread, pending, graph, status));
+      }
     }
   }
 
@@ -303,12 +327,17 @@ export class ChatPage {
 
   pausedBlock(thread, pending, graph, status) {
     return approvalCard(thread, pending, this.ctx.me, {graph, onDecided: (run) => {
+      this.paused.delete(thread);
+      this.updateComposer();
       if (status) fill(status, this.runLine(run));
       this.ctx.refreshCount();
       this.loadThreads();
     }});
   }
 }
+
+/** Statuses of a run that ended without writing an answer into the thread. */
+const ENDED_UNANSWERED = new Set(['interrupted', 'failed', 'unknown']);
 
 /** Whether the page is scrolled to (about) its end. */
 function atEnd() {

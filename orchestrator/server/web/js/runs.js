@@ -109,7 +109,28 @@ function showHead(head, run) {
     run.error ? errorBox({message: run.error}, 'Error') : null,
     run.budget_hit ? h('p', {class: 'notice'}, `Budget reached: ${run.budget_hit}`) : null,
     run.status === 'paused' ? h('p', {class: 'notice'}, 'This run waits for an approval: ',
-      h('a', {href: '#/approvals'}, 'decide it on the approvals page'), '.') : null);
+      h('a', {href: '#/approvals'}, 'decide it on the approvals page'), '.') : null,
+    run.status === 'interrupted' ? resumeNotice(run) : null);
+}
+
+/** An interrupted run (its server stopped, or it was cancelled) goes on from its last
+ * checkpoint: finished subtasks are not redone and writes are not repeated. */
+function resumeNotice(run) {
+  const button = h('button', {type: 'button', class: 'primary small'}, 'Resume');
+  const notice = h('p', {class: 'notice'}, 'This run stopped before its end. Resuming goes on ',
+    'from its last step: finished subtasks are not redone, writes are not done twice. ', button);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    button.textContent = 'Resuming…';
+    try {
+      await api(`/api/runs/${enc(run.run_id)}/resume`, {method: 'POST',
+        json: {background: true}});
+      window.dispatchEvent(new HashChangeEvent('hashchange'));  // the page again, live
+    } catch (error) {
+      notice.replaceWith(errorBox(error, 'The run could not be resumed'));
+    }
+  });
+  return notice;
 }
 
 function showAnswer(slot, run) {
