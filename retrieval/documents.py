@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pypdf
-from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, Tag
+from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, PageElement, Tag
 from pypdf.errors import PyPdfError
 
 from orchestrator.retrieval.errors import IngestError
@@ -46,6 +46,8 @@ _BLOCK_TAGS = frozenset({
     "form", "header", "hr", "main", "nav", "ol", "p", "pre", "section", "table", "ul",
 })
 _LINE_TAGS = frozenset({"dd", "dt", "li", "tr"})
+_HIDDEN_STRINGS = (Comment, Declaration, Doctype)
+_SPACES = re.compile(r"\s+")
 _MD_TITLE = re.compile(r"#\s+(.+?)(?:\s+#+)?\s*")
 
 
@@ -167,30 +169,62 @@ def _load_html(path: Path) -> list[SourceDocument]:
 
 
 def _html_text(root: Tag | BeautifulSoup) -> str:
-    """Visible text with paragraphs as blank-line blocks and headings as ``#`` lines."""
-    for node in root.find_all(string=lambda s: isinstance(s, Comment | Declaration | Doctype)):
-        node.extract()
-    for tag in root.find_all(_DROPPED_TAGS):
-        tag.decompose()
-    # Source-file whitespace means nothing in HTML; collapse it before adding our breaks.
-    for node in root.find_all(string=True):
-        if isinstance(node, NavigableString) and node.find_parent("pre") is None:
-            node.replace_with(re.sub(r"\s+", " ", node))
-    for tag in root.find_all(True):
-        if tag.name in _HEADING_TAGS:
-            marks = "#" * _HEADING_TAGS[tag.name]
-            tag.replace_with(f"\n\n{marks} {tag.get_text(' ', strip=True)}\n\n")
-        elif tag.name == "br":
-            tag.replace_with("\n")
-        elif tag.name in _BLOCK_TAGS:
-            tag.insert_before("\n\n")
-            tag.insert_after("\n\n")
-        elif tag.name in _LINE_TAGS:
-            tag.insert_before("\n- " if tag.name == "li" else "\n")
-        elif tag.name in ("td", "th"):
-            tag.insert_after(" ")
-    lines = (line.strip() for line in root.get_text().split("\n"))
+    """Visible text with paragraphs as blank-line blocks and headings as ``#`` lines.
+
+    One walk over the tree, with a stack of its own: the time is linear in the document,
+    however deep its nesting (changing the tree as it went cost a walk of a tag's subtree
+    per tag, minutes for a few thousand nested tags, and recursion would hit Python's
+    limit)."""
+    out: list[str] = []
+    in_pre = 0
+    stack: list[tuple[PageElement, bool]] = [(child, False) for child in reversed(root.contents)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:  # after the tag's children
+            assert isinstance(node, Tag)
+            if node.name in _BLOCK_TAGS:
+                out.append("\n\n")
+            elif node.name in ("td", "th"):
+                out.append(" ")
+            in_pre -= node.name == "pre"
+            continue
+        if isinstance(node, NavigableString):
+            if not isinstance(node, _HIDDEN_STRINGS):
+                # Source-file whitespace means nothing in HTML, but in <pre>.
+                out.append(str(node) if in_pre else _SPACES.sub(" ", node))
+            continue
+        if not isinstance(node, Tag) or node.name in _DROPPED_TAGS:
+            continue
+        if node.name in _HEADING_TAGS:
+            marks = "#" * _HEADING_TAGS[node.name]
+            out.append(f"\n\n{marks} {_flat_text(node)}\n\n")
+            continue
+        if node.name == "br":
+            out.append("\n")
+            continue
+        if node.name in _BLOCK_TAGS:
+            out.append("\n\n")
+        elif node.name in _LINE_TAGS:
+            out.append("\n- " if node.name == "li" else "\n")
+        in_pre += node.name == "pre"
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(node.contents))
+    lines = (line.strip() for line in "".join(out).split("\n"))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _flat_text(root: Tag) -> str:
+    """A heading's words on one line: its visible strings, spaces collapsed."""
+    words: list[str] = []
+    stack: list[PageElement] = list(reversed(root.contents))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, NavigableString):
+            if not isinstance(node, _HIDDEN_STRINGS) and node.strip():
+                words.append(_SPACES.sub(" ", node.strip()))
+        elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS:
+            stack.extend(reversed(node.contents))
+    return " ".join(words)
 
 
 def _load_pdf(path: Path) -> list[SourceDocument]:

@@ -191,6 +191,12 @@ def test_an_unsupported_or_too_large_upload_is_refused_and_nothing_is_ingested(
     assert empty.status_code == 422 and "empty file" in error_of(empty)["message"]
     bad_name = editor.upload("bad--name", "a.md", RUNBOOK)
     assert bad_name.status_code == 400 and error_of(bad_name)["code"] == "invalid_collection"
+    # A name with a path is refused in words, not cut down to its last part.
+    for named in ("../../../tmp/pwn.md", "..\\..\\pwn.md", "docs/a.md"):
+        pathed = editor.upload("handbook", named, RUNBOOK)
+        assert pathed.status_code == 400, named
+        assert error_of(pathed)["code"] == "invalid_file_name"
+        assert "must not hold a path" in error_of(pathed)["message"]
     assert editor.get("/api/knowledge/collections").json() == []
     assert orch.knowledge is not None
 

@@ -20,8 +20,11 @@ read is refused before anything is stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -181,7 +184,12 @@ class IngestOut(BaseModel):
 
 
 def _file_name(upload: UploadFile) -> str:
-    name = Path((upload.filename or "").replace("\\", "/")).name
+    given = upload.filename or ""
+    if "/" in given or "\\" in given:
+        raise ApiError(400, "the uploaded file's name must not hold a path (/ or \\): send "
+                       "its name alone (e.g. runbook.md)", code="invalid_file_name",
+                       param="file")
+    name = given
     if not _FILE_NAME.fullmatch(name) or ".." in name:
         raise ApiError(400, "the uploaded file needs a name of 1-120 letters, digits, spaces "
                        "or . _ - (e.g. runbook.md)", code="invalid_file_name", param="file")
@@ -205,6 +213,22 @@ async def _save(upload: UploadFile, path: Path, limit: int) -> None:
             out.write(piece)
 
 
+INGEST_THREADS = 2
+"""Uploads ingested at once; more wait in line. Ingesting is CPU work (parsing, embedding):
+on threads of their own, uploads never hold up the threads every other route reads the run
+store from (asyncio's default executor)."""
+_ingest_pool: list[ThreadPoolExecutor] = []
+_ingest_pool_lock = threading.Lock()
+
+
+def _ingest_threads() -> ThreadPoolExecutor:
+    with _ingest_pool_lock:
+        if not _ingest_pool:
+            _ingest_pool.append(ThreadPoolExecutor(INGEST_THREADS,
+                                                   thread_name_prefix="orchestrator-ingest"))
+        return _ingest_pool[0]
+
+
 @router.post("/{collection}/files", status_code=201)
 async def upload_file(collection: str, file: UploadFile, request: Request,
                       caller: Annotated[KeyInfo, Depends(require("ingest"))]) -> IngestOut:
@@ -216,7 +240,8 @@ async def upload_file(collection: str, file: UploadFile, request: Request,
     with tempfile.TemporaryDirectory(prefix="orchestrator-upload-") as folder:
         path = Path(folder) / name
         await _save(file, path, request.app.state.max_upload_bytes)
-        report = await asyncio.to_thread(kb.ingest, [path], stored)
+        report = await asyncio.get_running_loop().run_in_executor(
+            _ingest_threads(), functools.partial(kb.ingest, [path], stored))
     if report.failed:
         reason = "; ".join(why for _, why in report.failed)
         raise ApiError(422, f"{name} could not be ingested: {reason}", code="ingest_failed",

@@ -289,3 +289,17 @@ def test_iter_files_walks_folders_and_reports_explicit_problems(tmp_path: Path) 
         (unsupported, f"unsupported file type '.xyz' (supported: {', '.join(SUPPORTED_SUFFIXES)})"),
         (explicit_hidden, None),
     ]
+
+
+def test_deeply_nested_html_is_read_in_one_walk(tmp_path: Path) -> None:
+    # Tens of thousands of nested tags (an upload meant to stall the server): the text is
+    # read in one pass over the tree, not a pass over each tag's subtree per tag (minutes),
+    # and no recursion limit is met.
+    depth = 30_000
+    path = tmp_path / "deep.html"
+    path.write_text("<html><body><h1>Deep</h1>" + "<div>" * depth + "core <p>text</p>"
+                    + "</div>" * depth + "<pre>  kept\n  as is</pre></body></html>")
+
+    [doc] = load_file(path)
+
+    assert doc.text == "# Deep\n\ncore\n\ntext\n\nkept\nas is"
