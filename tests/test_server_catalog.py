@@ -141,11 +141,20 @@ def test_an_unknown_or_malformed_event_is_a_clear_error_and_runs_nothing(
     assert error["code"] == "unknown_event" and error["param"] == "name"
     assert "unknown event 'servce_down'" in error["message"]
     assert "service_down" in error["message"]  # the known events are named
-    for body in ({"name": "Service Down!"}, {"name": "service_down", "data": ["web-3"]},
-                 {"name": "service_down", "extra": 1}, {"data": {}}):
+    # A body that does not fit the schema is a 422, as everywhere under /api; a name the
+    # engine refuses is its 400.
+    for body, status in (({"name": "Service Down!"}, 400),
+                         ({"name": "service_down", "data": ["web-3"]}, 422),
+                         ({"name": "service_down", "extra": 1}, 422), ({"data": {}}, 422)):
         bad = ops.client.post("/api/events", json=body)
-        assert bad.status_code == 400, body
+        assert bad.status_code == status, body
         error_of(bad)
+    cut = ops.client.post("/api/events", content=b'{"name":',
+                          headers={"Content-Type": "application/json"})
+    assert cut.status_code == 422 and error_of(cut)["param"] is None
+    assert "not valid JSON at character" in error_of(cut)["message"]
+    search = ops.client.get("/api/knowledge/search", params={"q": "x", "k": "many"})
+    assert search.status_code == 422 and error_of(search)["param"] == "k"
     assert alerts(db) == [] and orch.records.runs(limit=5) == []
 
 

@@ -321,6 +321,9 @@ def test_bad_requests_get_openai_shaped_errors_and_a_bug_is_one_line(
                                  "code": "invalid_body"}
     not_json = post(server, key, b"{not json")
     assert not_json.status_code == 400 and error_of(not_json)["code"] == "invalid_body"
+    assert error_of(not_json)["param"] is None  # not the position, as if it were a field
+    assert error_of(not_json)["message"].startswith(
+        "the request body is not valid JSON at character 1")
     no_user = post(server, key, {**good, "messages": [{"role": "system", "content": "hi"}]})
     assert no_user.status_code == 400
     assert "last message must be the user's" in error_of(no_user)["message"]
@@ -460,3 +463,19 @@ def test_a_request_sent_again_with_its_idempotency_key_runs_once(
     bad = post(server, key, body, **{"Idempotency-Key": "a b"})
     assert bad.status_code == 400 and error_of(bad)["param"] == "Idempotency-Key"
     assert alerts(db) == ["web-3", "web-3"] and len(orch.records.runs()) == 2
+
+
+def test_booleans_are_json_booleans_not_words(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator) -> None:
+    key = keys.create("ops", ["chat"])
+    good = {"model": "orchestrator", "messages": [{"role": "user", "content": PAGE}]}
+    for field, value in (("stream", "yes"), ("stream", 1),
+                         ("stream_options", {"include_usage": "true"})):
+        refused = post(server, key, {**good, field: value})
+        assert refused.status_code == 400, (field, value)
+        assert error_of(refused)["param"].startswith(field)
+    with httpx.Client(base_url=server.url, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"}) as api:
+        background = api.post("/api/runs", json={"request": PAGE, "background": "yes"})
+        assert background.status_code == 422 and error_of(background)["param"] == "background"
+    assert orch.records.runs() == []

@@ -24,9 +24,10 @@ from orchestrator.runs import AgentStats
 from orchestrator.server.auth import require
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
+from orchestrator.server.native import NativeRoute
 from orchestrator.server.threads import chat_thread
 
-router = APIRouter(prefix="/api", tags=["agents and playbooks"])
+router = APIRouter(prefix="/api", tags=["agents and playbooks"], route_class=NativeRoute)
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")  # others: a 400 from check_event
 
 

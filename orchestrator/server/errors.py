@@ -71,6 +71,15 @@ def api_error_of(exc: BaseException) -> ApiError:
     return internal_error(exc)
 
 
+def not_json(error: Any) -> str:
+    """The message for a body that is not JSON: where it stops being JSON (pydantic puts
+    that character's position where a field's name would be)."""
+    at = [part for part in error.get("loc", ()) if isinstance(part, int)]
+    where = f" at character {at[0]}" if at else ""
+    reason = str(error.get("ctx", {}).get("error", "")).strip()
+    return f"the request body is not valid JSON{where}" + (f": {reason}" if reason else "")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error, expected or not, with the OpenAI error shape."""
 
@@ -85,6 +94,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_body(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return ApiError(400, not_json(first), code="invalid_body").response()
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"invalid request body: {where + ': ' if where else ''}{first.get('msg', '')}"
         return ApiError(400, message, code="invalid_body", param=where or None).response()

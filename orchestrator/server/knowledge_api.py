@@ -38,8 +38,9 @@ from orchestrator.retrieval.errors import RetrievalError
 from orchestrator.server.auth import require
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import DEFAULT_TENANT, KeyInfo
+from orchestrator.server.native import NativeRoute
 
-router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
+router = APIRouter(prefix="/api/knowledge", tags=["knowledge"], route_class=NativeRoute)
 
 TENANT_SEPARATOR = "--"
 # The store's rule for collection names (3-63 characters; see retrieval.store), checked here

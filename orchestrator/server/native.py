@@ -20,7 +20,7 @@ from orchestrator.api import Orchestrator
 from orchestrator.errors import RequestError
 from orchestrator.records import RunRecords
 from orchestrator.runs import RunSummary
-from orchestrator.server.errors import ApiError
+from orchestrator.server.errors import ApiError, not_json
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.threads import ChatThread, chat_thread
 
@@ -48,6 +48,8 @@ class NativeRoute(APIRoute):
 def invalid_input(exc: RequestValidationError) -> ApiError:
     """The 422 of the first problem pydantic found, in one line."""
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return ApiError(422, not_json(first), code="invalid_body")
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query",
                                                                         "path", "header"))
     return ApiError(422, f"invalid request: {where + ': ' if where else ''}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from orchestrator.approvals import ApprovalRequest
 from orchestrator.results import RunResult
@@ -23,8 +23,9 @@ class RunRequest(BaseModel):
     request: str = Field(description="What to do, in words.")
     thread_id: str | None = Field(None, description="The conversation it continues (a new "
                                   "one when null; its id comes back).")
-    background: bool = Field(False, description="Answer 202 with the run id at once; the run "
-                             "goes on in the server (follow it at /api/runs/{id}/events).")
+    background: StrictBool = Field(False, description="Answer 202 with the run id at once; "
+                                   "the run goes on in the server (follow it at "
+                                   "/api/runs/{id}/events).")
     request_id: str | None = Field(None, description="Your key for this request (as the "
                                    "Idempotency-Key header): sent again, it gets the first "
                                    "run's result instead of running again.")
@@ -35,8 +36,8 @@ class ResumeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    background: bool = Field(False, description="Answer 202 at once; the run goes on in the "
-                             "server (follow it at /api/runs/{id}/events).")
+    background: StrictBool = Field(False, description="Answer 202 at once; the run goes on in "
+                                   "the server (follow it at /api/runs/{id}/events).")
 
 
 class ApprovalDecisionBody(BaseModel):

@@ -20,9 +20,10 @@ from orchestrator.errors import RequestError
 from orchestrator.server.auth import require
 from orchestrator.server.errors import ApiError
 from orchestrator.server.keys import KeyInfo
+from orchestrator.server.native import NativeRoute
 from orchestrator.traces import SubtaskSpan, Trace
 
-router = APIRouter(prefix="/api", tags=["traces"])
+router = APIRouter(prefix="/api", tags=["traces"], route_class=NativeRoute)
 
 
 class RunRecordOut(BaseModel):
