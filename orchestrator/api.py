@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
@@ -294,6 +294,7 @@ class Orchestrator:
     async def arun(
         self, request: str, *, thread_id: str | None = None, on_event: EventSink | None = None,
         request_id: str | None = None, on_answer_chunk: AnswerChunkSink | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> RunResult:
         """Run one request (a turn of ``thread_id``'s conversation) and return its result.
 
@@ -309,10 +310,16 @@ class Orchestrator:
         (:class:`~orchestrator.events.AnswerChunk`; not stored, unlike events); the result's
         ``answer`` is the whole of it, or the plain account written when the model failed
         part-way.
+
+        ``history`` is the conversation before the request, as ``(role, text)`` pairs
+        (``user`` or ``assistant``), when the caller keeps it rather than a thread (an
+        OpenAI client sending its messages): a new thread starts with it (its last
+        ``history_turns`` turns, each text cut at ``max_request_chars``); a thread that
+        already has turns keeps its own.
         """
         text = self.check_request(request)
         return await self._start(text, None, thread_id, on_event, request_id,
-                                 on_answer_chunk)
+                                 on_answer_chunk, self._history(history))
 
     def run(self, request: str, *, thread_id: str | None = None,
             on_event: EventSink | None = None, request_id: str | None = None,
@@ -483,9 +490,24 @@ class Orchestrator:
         return asyncio.run(self.aresume_run(run_id, on_event=on_event,
                                             on_answer_chunk=on_answer_chunk))
 
+    def _history(self, history: Sequence[tuple[str, str]]) -> list[BaseMessage]:
+        """``history`` as the messages a new thread starts with (see :meth:`arun`);
+        RequestError for a role other than ``user`` or ``assistant``."""
+        messages: list[BaseMessage] = []
+        limit = self.settings.max_request_chars
+        for role, text in history:
+            if role not in ("user", "assistant"):
+                raise RequestError(f"a history message's role is 'user' or 'assistant', not "
+                                   f"{role[:20]!r}")
+            if text.strip():
+                kind = HumanMessage if role == "user" else AIMessage
+                messages.append(kind(self.check_request(text[:limit])))
+        return messages[-2 * self.settings.history_turns:] if messages else messages
+
     async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
                      on_event: EventSink | None, request_id: str | None,
-                     on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
+                     on_answer_chunk: AnswerChunkSink | None = None,
+                     history: Sequence[BaseMessage] = ()) -> RunResult:
         self._check_open()
         # A burst of new requests starts in arrival order (a resume holds claims that only
         # its run renews: it does not wait in line).
@@ -516,8 +538,10 @@ class Orchestrator:
                 # The run's first checkpoint read is the one just made: we hold the thread.
                 with read_ahead(saver, _config(thread), look.latest) if look.read else (
                         nullcontext()):
-                    return await self._drive(_inputs(text, run_id, event), thread, run_id,
-                                             text, on_event, event, owner,
+                    # The caller's history starts a new thread; one with turns has its own.
+                    seeded = history if look.read and look.latest is None else ()
+                    return await self._drive(_inputs(text, run_id, event, seeded), thread,
+                                             run_id, text, on_event, event, owner,
                                              on_answer_chunk=on_answer_chunk, hold=hold)
 
     @contextlib.asynccontextmanager
@@ -1097,8 +1121,9 @@ def _checkpoint_run(snapshot: StateSnapshot) -> str | None:
     return str(found) if found else snapshot.values.get("run_id")
 
 
-def _inputs(text: str, run_id: str, event: dict[str, Any] | None) -> dict[str, Any]:
-    return {"messages": [HumanMessage(text)], "request": text, "run_id": run_id,
+def _inputs(text: str, run_id: str, event: dict[str, Any] | None,
+            history: Sequence[BaseMessage] = ()) -> dict[str, Any]:
+    return {"messages": [*history, HumanMessage(text)], "request": text, "run_id": run_id,
             "event": event}
 
 

@@ -142,3 +142,20 @@ def test_ingest_kb_list_and_search(tmp_path: Path) -> None:
     assert "02:00 UTC" in hits[0]["text"] and hits[0]["score"] > 0
     bad = cli("kb", "search", "x", "-c", "nothing-here")
     assert bad.returncode == 2 and "no collection named 'nothing-here'" in bad.stderr
+
+
+def test_an_answer_that_goes_on_after_a_list_is_printed_on_its_own_line() -> None:
+    from rich.console import Console
+
+    from orchestrator.cli.view import print_answer
+    from orchestrator.results import RunResult, Usage
+
+    answer = ("Completed 1 of 2 subtasks.\n- monitoring: web-2 is up; p50 latency 91 ms.\n"
+              "Not done:\n- traffic (cancelled): approval denied\n  (the route stays)")
+    console = Console(record=True, width=100, color_system=None)
+    print_answer(console, RunResult(run_id="r", thread_id="t", request="q", answer=answer,
+                                    status="partial", plan=None, results={}, usage=Usage(),
+                                    elapsed_s=0.1))
+    lines = [line.strip(" │╭╮╰╯─") for line in console.export_text().splitlines()]
+    assert "Not done:" in lines  # not "... 91 ms. Not done:"
+    assert any(line.endswith("91 ms.") for line in lines)

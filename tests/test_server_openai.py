@@ -479,3 +479,33 @@ def test_booleans_are_json_booleans_not_words(
         background = api.post("/api/runs", json={"request": PAGE, "background": "yes"})
         assert background.status_code == 422 and error_of(background)["param"] == "background"
     assert orch.records.runs() == []
+
+
+def test_a_client_that_names_no_thread_keeps_the_conversation_in_its_messages(
+        server: LiveServer, keys: KeyStore, orch: Orchestrator, db: sqlite3.Connection) -> None:
+    # An OpenAI client that sends the whole conversation each time and no thread id: the
+    # turns before its request start the new thread, so "its" still means web-3.
+    chat = client(server, keys.create("ops", ["chat"], tenant="acme"))
+    first = chat.chat.completions.create(
+        model="orchestrator", messages=[{"role": "user", "content": "check the health of web-3"}])
+    answer = first.choices[0].message.content or ""
+    follow = chat.chat.completions.with_raw_response.create(model="orchestrator", messages=[
+        {"role": "system", "content": "you are helpful"},
+        {"role": "user", "content": "check the health of web-3"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "alert its on-call team"}])
+    reply = follow.parse().choices[0].message.content or ""
+    assert reply.startswith("Paged"), reply
+    assert alerts(db) == ["web-3"]
+    thread = follow.headers["X-Thread-Id"]
+    assert history(orch, f"acme:{thread}") == [
+        ("user", "check the health of web-3"), ("assistant", answer),
+        ("user", "alert its on-call team"), ("assistant", reply)]
+    # A named thread keeps its own history, whatever the messages say.
+    named = chat.chat.completions.create(
+        model="orchestrator", extra_headers={"X-Thread-Id": "own-1"}, messages=[
+            {"role": "user", "content": "check the health of web-1"},
+            {"role": "assistant", "content": "web-1 is down"},
+            {"role": "user", "content": "check the health of web-2"}])
+    assert named.choices[0].message.content
+    assert [role for role, _ in history(orch, "acme:own-1")] == ["user", "assistant"]

@@ -244,9 +244,24 @@ def print_answer(console: Console, result: RunResult, *, details: bool = True) -
         console.print(Panel(Text(safe_text(result.error)), title=f"no answer: {result.status}",
                             border_style=style))
     else:
-        console.print(Panel(Markdown(safe_text(result.answer or "(no answer)")),
+        console.print(Panel(Markdown(_list_ends(safe_text(result.answer or "(no answer)"))),
                             title="answer", border_style=style))
     console.print(usage)
+
+
+_LIST_ITEM = re.compile(r"\s*(?:[-*+]|\d+[.)])\s")
+
+
+def _list_ends(text: str) -> str:
+    """``text`` with a blank line where a list stops and plain text begins: Markdown reads
+    a line right after a list item as more of that item ("... 91 ms. Not done:")."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if (out and _LIST_ITEM.match(out[-1]) and line.strip() and not line[0].isspace()
+                and not _LIST_ITEM.match(line)):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
 
 
 def agents_table(agents: list[AgentEntry]) -> Table:

@@ -1,9 +1,10 @@
 """The OpenAI-compatible routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
 
-The last message of a chat request, the user's, is the orchestrator's request; the
-conversation before it lives in the thread (:mod:`orchestrator.server.threads`), not in the
-body, so a client that resends the whole history gets the same answers as one that sends
-only the new message.
+The last message of a chat request, the user's, is the orchestrator's request. The
+conversation before it lives in the thread the client names (:mod:`orchestrator.server.threads`),
+not in the body, so a client that resends the whole history gets the same answers as one that
+sends only the new message; a client that names no thread keeps the conversation itself, and
+the turns it sends start the new thread its request runs on.
 """
 
 from __future__ import annotations
@@ -88,9 +89,13 @@ async def chat_completions(
     answer_of = partial(_answer, thread=thread)
     runner = dispatcher_of(request)
 
+    # A client that names no thread keeps the conversation itself: a new thread starts with
+    # the turns it sent before its request.
+    history = body.history() if x_thread_id is None and body.user is None else []
+
     def start(**listeners: Any) -> Any:
         return run_once(partial(runner.arun, text, thread_id=thread.stored, request_id=key,
-                                **listeners))
+                                history=history, **listeners))
 
     limit = body.answer_limit()
     if not body.stream:

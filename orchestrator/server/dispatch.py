@@ -9,7 +9,7 @@ gets it; events reach clients through the shared run store either way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -24,7 +24,8 @@ class RunDispatcher(Protocol):
 
     async def arun(self, request: str, *, thread_id: str | None = None,
                    on_event: EventSink | None = None, request_id: str | None = None,
-                   on_answer_chunk: AnswerChunkSink | None = None) -> RunResult: ...
+                   on_answer_chunk: AnswerChunkSink | None = None,
+                   history: Sequence[tuple[str, str]] = ()) -> RunResult: ...
 
     async def aresume(self, thread_id: str,
                       decision: bool | ApprovalDecision | Mapping[str, Any], *,

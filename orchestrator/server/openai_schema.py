@@ -65,6 +65,12 @@ class ChatCompletionRequest(BaseModel):
         last = self.messages[-1]
         return last.text if last.role == "user" else None
 
+    def history(self) -> list[tuple[str, str]]:
+        """The user's and assistant's turns before the request (system and tool messages
+        are not the conversation's: the orchestrator has its own instructions and tools)."""
+        return [(m.role, m.text) for m in self.messages[:-1]
+                if m.role in ("user", "assistant") and m.text.strip()]
+
     def unsupported(self) -> tuple[str, str] | None:
         """The field this server cannot honour and why, or None."""
         if self.n not in (None, 1):

@@ -84,7 +84,8 @@ class RunActivities:
             return await self.orch.afire_event(job.event, job.data, thread_id=job.thread_id,
                                                request_id=request_id, on_event=_beat)
         return await self.orch.arun(job.request, thread_id=job.thread_id,
-                                    request_id=request_id, on_event=_beat)
+                                    request_id=request_id, on_event=_beat,
+                                    history=[(role, text) for role, text in job.history])
 
     async def _decide(self, paused: RunResult, decision: Decision) -> RunResult:
         """Apply ``decision`` when it covers exactly what the run waits for; otherwise (the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +65,12 @@ def _short(text: str) -> str:
 
 
 def run_job(settings: Settings, *, request: str = "", event: str | None = None,
-            data: dict[str, Any] | None = None, thread_id: str | None = None) -> RunJob:
+            data: dict[str, Any] | None = None, thread_id: str | None = None,
+            history: Sequence[tuple[str, str]] = ()) -> RunJob:
     """A job with the settings' heartbeat, and the run timeout (plus a minute) as the
     longest an activity may take."""
     return RunJob(request=request, event=event, data=dict(data or {}), thread_id=thread_id,
+                  history=[[role, text] for role, text in history],
                   heartbeat_s=settings.temporal_heartbeat_s,
                   timeout_s=(settings.max_wall_s or 86400.0) + 60.0)
 

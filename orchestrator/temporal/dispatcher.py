@@ -10,7 +10,7 @@ takes one decision per approval.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
@@ -44,12 +44,13 @@ class TemporalDispatcher:
 
     async def arun(self, request: str, *, thread_id: str | None = None,
                    on_event: EventSink | None = None, request_id: str | None = None,
-                   on_answer_chunk: AnswerChunkSink | None = None) -> RunResult:
+                   on_answer_chunk: AnswerChunkSink | None = None,
+                   history: Sequence[tuple[str, str]] = ()) -> RunResult:
         """Submit the request's workflow and follow it to its end or pause."""
         runs = await self._runs()
         text = self.orch.check_request(request)
         handle = await runs.submit(run_job(self.orch.settings, request=text,
-                                           thread_id=thread_id), request_id)
+                                           thread_id=thread_id, history=history), request_id)
         return result_of(await runs.follow(handle, on_event))
 
     async def aresume(self, thread_id: str,

@@ -27,6 +27,9 @@ class RunJob:
     """The event's data."""
     thread_id: str | None = None
     """The conversation the run is a turn of (a new one when None)."""
+    history: list[list[str]] = field(default_factory=list)
+    """The conversation before the request as ``[role, text]`` pairs, when the caller keeps
+    it (see ``Orchestrator.arun``)."""
     heartbeat_s: float = 5.0
     """How long a silent worker may hold the run before Temporal gives it to another."""
     timeout_s: float = 3600.0
