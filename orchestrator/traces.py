@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-from orchestrator.events import Event, ReplannedData, SubtaskEndedData
+from orchestrator.events import ApprovalDecidedData, Event, ReplannedData, SubtaskEndedData
 
 _END_EVENTS = ("subtask_finished", "subtask_failed", "subtask_skipped")
 
@@ -28,6 +28,14 @@ class SubtaskSpan:
     tokens: int = 0
     llm_calls: int = 0
     error: str | None = None
+    approval_waits: list[tuple[float, float | None]] = field(default_factory=list)
+    """When it waited for a person's decision: (asked, decided; None while it waits)."""
+
+    def approval_wait_s(self, until: float | None = None) -> float:
+        """Time spent waiting for decisions; one still waited for counts up to ``until``
+        (not at all without it)."""
+        return sum(max((decided if decided is not None else until or asked) - asked, 0.0)
+                   for asked, decided in self.approval_waits)
 
     @property
     def waited_s(self) -> float:
@@ -61,10 +69,22 @@ def spans(plan: dict[str, Any] | None, events: list[Event]) -> list[SubtaskSpan]
         if span is None:
             continue
         if event.type == "subtask_started":
-            span.started_at, span.status = event.time, "running"
+            # A subtask resumed after a decision starts again: its span begins at its first
+            # start (what came between is its wait for the decision, not a wait to start).
+            span.started_at = span.started_at if span.started_at is not None else event.time
+            span.status = "running"
+        elif event.type == "approval_requested":
+            span.approval_waits.append((event.time, None))
+            span.status = "approval"
+        elif event.type == "approval_decided" and span.approval_waits:
+            decided = cast(ApprovalDecidedData, event.data)
+            span.approval_waits[-1] = (span.approval_waits[-1][0], event.time)
+            span.status = "running" if decided["approved"] else "denied"
         elif event.type in _END_EVENTS:
             ended = cast(SubtaskEndedData, event.data)
-            span.finished_at, span.status = event.time, ended["status"]
+            denied = span.status == "denied" and ended["status"] in ("cancelled", "skipped")
+            span.finished_at = event.time
+            span.status = "denied" if denied else ended["status"]
             span.error = ended.get("error") or ended.get("reason")
             span.attempts = ended.get("attempts", span.attempts)
             span.agents_tried = list(ended.get("agents_tried", span.agents_tried))
@@ -94,5 +114,7 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run,
                 "subtasks": [{**asdict(s), "waited_s": round(s.waited_s, 4),
-                              "elapsed_s": round(s.elapsed_s, 4)} for s in self.subtasks],
+                              "elapsed_s": round(s.elapsed_s, 4),
+                              "approval_wait_s": round(s.approval_wait_s(), 4)}
+                             for s in self.subtasks],
                 "events": [e.to_dict() for e in self.events]}

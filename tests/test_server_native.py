@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -392,3 +393,34 @@ def test_a_run_sent_again_with_its_request_id_runs_once(
     other = chat.post("/api/runs", json={"request": TWO_CHECKS, "request_id": "page-7"})
     assert other.status_code == 400 and "another request" in error_of(other)["message"]
     assert len(slow.orch.records.runs()) == 1
+
+
+def test_a_trace_tells_a_wait_for_a_decision_apart_from_work_and_from_waiting_to_start(
+        served: Served) -> None:
+    boss = served.client("ana", scopes="chat,approve")
+    paused = boss.post("/api/runs", json={"request": FAILOVER, "thread_id": "w-1"}).json()
+    trace = boss.get(f"/api/runs/{paused['run_id']}/trace").json()
+    spans = {s["id"]: s for s in trace["subtasks"]}
+    assert spans["reroute"]["status"] == "approval"  # not "running"
+    ((asked, decided),) = spans["reroute"]["approval_waits"]
+    assert asked >= 0 and decided is None
+    time.sleep(0.3)  # a person reads the card: the wait the trace must not call work
+    boss.post("/api/threads/w-1/approvals", json={"approve": True})
+    trace = boss.get(f"/api/runs/{paused['run_id']}/trace").json()
+    reroute = {s["id"]: s for s in trace["subtasks"]}["reroute"]
+    ((asked, decided),) = reroute["approval_waits"]
+    assert reroute["status"] == "done" and decided - asked >= 0.3
+    assert reroute["approval_wait_s"] == pytest.approx(decided - asked, abs=1e-3)
+    # Its span runs from its first start: the decision is not a wait to start.
+    assert reroute["start_offset_s"] <= asked and reroute["waited_s"] < 0.3
+    assert reroute["elapsed_s"] >= reroute["approval_wait_s"]
+    lane = {a["agent"]: a for a in trace["agents"]}["traffic"]
+    assert lane["busy_s"] == pytest.approx(reroute["elapsed_s"] - reroute["approval_wait_s"],
+                                           abs=1e-3)
+    assert trace["run"]["approval_wait_s"] == reroute["approval_wait_s"]
+    assert trace["run"]["wall_s"] >= reroute["approval_wait_s"] > trace["run"]["elapsed_s"]
+
+    denied = boss.post("/api/runs", json={"request": FAILOVER, "thread_id": "w-2"}).json()
+    boss.post("/api/threads/w-2/approvals", json={"approve": False, "reason": "not now"})
+    trace = boss.get(f"/api/runs/{denied['run_id']}/trace").json()
+    assert {s["id"]: s["status"] for s in trace["subtasks"]}["reroute"] == "denied"

@@ -469,6 +469,27 @@ def test_a_stopped_run_shows_in_its_conversation_and_resumes_from_its_page(
     assert [row[0] for row in db.execute("SELECT service FROM alerts")] == ["web-3"]
 
 
+def test_a_trace_shows_a_wait_for_a_decision_in_the_words_of_the_plan(
+        page: Page, served: Served) -> None:
+    key = served.keys.create("ana", "chat,approve")
+    api = served.api(key)
+    paused = api.post("/api/runs", json={"request": FAILOVER, "thread_id": "t-w"}).json()
+    sign_in(page, served, key, f"/#/runs/{paused['run_id']}")
+    # Waiting: the graph, the timeline and the table say the same thing.
+    expect(page.locator('.plan .node[data-subtask-id="reroute"]')).to_have_attribute(
+        "data-status", "approval")
+    rows = page.locator("table.spans tbody tr")
+    expect(rows.filter(has_text="reroute")).to_contain_text("needs approval")
+    expect(rows.filter(has_text="log")).to_contain_text("waiting")
+    expect(page.locator(".bar.decision")).to_have_count(1)
+    api.post("/api/threads/t-w/approvals", json={"approve": False, "reason": "not now"})
+    page.reload()
+    expect(page.locator('.plan .node[data-subtask-id="reroute"]')).to_have_attribute(
+        "data-status", "denied")
+    expect(rows.filter(has_text="reroute")).to_contain_text("denied")
+    expect(page.locator(".legend")).to_contain_text("waited for a decision")
+
+
 def test_agents_show_their_tools_and_statistics(page: Page, served: Served) -> None:
     key = served.keys.create("ops", "chat")
     served.api(key).post("/api/runs", json={"request": CHECKS})

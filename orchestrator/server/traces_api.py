@@ -33,7 +33,11 @@ class RunRecordOut(BaseModel):
     status: str
     mode: str
     started_at: float = Field(description="Unix time.")
-    elapsed_s: float
+    elapsed_s: float = Field(description="The run's own time (its last stretch, once it was "
+                             "resumed).")
+    wall_s: float = Field(description="From its first event to its last, waits included.")
+    approval_wait_s: float = Field(description="Of that, time its subtasks waited for a "
+                                   "person's decision.")
     llm_calls: int
     input_tokens: int
     output_tokens: int
@@ -58,6 +62,10 @@ class SpanOut(BaseModel):
     end_offset_s: float | None
     waited_s: float = Field(description="From ready to started.")
     elapsed_s: float = Field(description="From started to finished.")
+    approval_waits: list[tuple[float, float | None]] = Field(
+        description="When it waited for a decision, as offsets (asked, decided; null while "
+        "it waits).")
+    approval_wait_s: float = Field(description="Of its elapsed time, waiting for decisions.")
     parallel_with: list[str] = Field(description="Subtasks that ran at the same time.")
     attempts: int
     agents_tried: list[str]
@@ -71,7 +79,7 @@ class AgentTimelineOut(BaseModel):
 
     agent: str
     subtasks: list[str]
-    busy_s: float
+    busy_s: float = Field(description="Its subtasks' time, waits for decisions left out.")
     waited_s: float
     llm_calls: int
     tokens: int
@@ -127,6 +135,10 @@ def trace_out(trace: Trace, tenant: str) -> TraceOut:
         ready_at=s.ready_at, started_at=s.started_at, finished_at=s.finished_at,
         start_offset_s=offset(s.started_at), end_offset_s=offset(s.finished_at),
         waited_s=round(s.waited_s, 4), elapsed_s=round(s.elapsed_s, 4),
+        approval_waits=[(round(asked - start, 4),
+                         None if decided is None else round(decided - start, 4))
+                        for asked, decided in s.approval_waits],
+        approval_wait_s=round(s.approval_wait_s(end), 4),
         parallel_with=[o.id for o in trace.subtasks if _overlaps(s, o, end)],
         attempts=s.attempts, agents_tried=s.agents_tried, llm_calls=s.llm_calls,
         tokens=s.tokens, error=s.error) for s in trace.subtasks]
@@ -135,7 +147,7 @@ def trace_out(trace: Trace, tenant: str) -> TraceOut:
         lanes.setdefault(span.agent, []).append(span)
     agents = [AgentTimelineOut(
         agent=name, subtasks=[s.id for s in lane],
-        busy_s=round(sum(s.elapsed_s for s in lane), 4),
+        busy_s=round(sum(max(s.elapsed_s - s.approval_wait_s, 0.0) for s in lane), 4),
         waited_s=round(sum(s.waited_s for s in lane), 4),
         llm_calls=sum(s.llm_calls for s in lane), tokens=sum(s.tokens for s in lane))
         for name, lane in sorted(lanes.items())]
@@ -144,6 +156,8 @@ def trace_out(trace: Trace, tenant: str) -> TraceOut:
         run_id=record["run_id"], thread_id=str(record["thread_id"]).removeprefix(f"{tenant}:"),
         request=record["request"], status=record["status"], mode=record.get("mode") or "",
         started_at=record["started_at"], elapsed_s=record["elapsed_s"] or 0.0,
+        wall_s=round(end - start, 4),
+        approval_wait_s=round(sum(s.approval_wait_s for s in spans), 4),
         llm_calls=record["llm_calls"] or 0, input_tokens=inputs, output_tokens=outputs,
         tokens=inputs + outputs, answer=record.get("answer") or "", error=record.get("error"))
     return TraceOut(run=run, subtasks=spans, agents=agents, events=[EventOut(

@@ -15,6 +15,11 @@ const STATUS_TEXT = {
   approval: 'needs approval', replaced: 'replaced', denied: 'denied',
 };
 
+/** A subtask's status in the words the graph, the trace and its table all use. */
+export function statusLabel(status) {
+  return STATUS_TEXT[status] || status;
+}
+
 export class PlanGraph {
   constructor() {
     this.items = new Map();  // subtask id -> its state
@@ -104,8 +109,11 @@ export class PlanGraph {
       case 'subtask_finished':
       case 'subtask_failed':
       case 'subtask_skipped':
-        item.status = {subtask_finished: 'done', subtask_failed: 'failed',
-          subtask_skipped: 'skipped'}[p.type];
+        // A subtask whose approval was denied ends skipped: it stays "denied", as the
+        // trace says.
+        item.status = p.type === 'subtask_skipped' && item.status === 'denied' ? 'denied'
+          : {subtask_finished: 'done', subtask_failed: 'failed',
+            subtask_skipped: 'skipped'}[p.type];
         if (item.status === 'failed' && item.replacedBy) item.status = 'replaced';
         item.elapsed = p.elapsed_s ?? item.elapsed;
         item.tokens = p.tokens ?? item.tokens;

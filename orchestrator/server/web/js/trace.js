@@ -5,6 +5,7 @@
 
 import {h} from './dom.js';
 import {seconds, tokens} from './format.js';
+import {statusLabel} from './plan_graph.js';
 
 function offsets(span, base) {
   const start = span.start_offset_s;
@@ -31,9 +32,13 @@ function rowsOf(spans, total) {
 }
 
 function describe(span) {
-  const parts = [`${span.id} (${span.agent}): ${span.goal}`, `status ${span.status}`];
+  const parts = [`${span.id} (${span.agent}): ${span.goal}`,
+    `status ${statusLabel(span.status)}`];
   if (span.start_offset_s !== null) parts.push(`started at +${seconds(span.start_offset_s)}`);
-  parts.push(`ran ${seconds(span.elapsed_s)}`);
+  parts.push(`ran ${seconds(span.elapsed_s - span.approval_wait_s)}`);
+  if (span.approval_wait_s > 0.0005) {
+    parts.push(`waited ${seconds(span.approval_wait_s)} for a decision`);
+  }
   if (span.waited_s > 0.0005) parts.push(`waited ${seconds(span.waited_s)}`);
   if (span.parallel_with.length) parts.push(`in parallel with ${span.parallel_with.join(', ')}`);
   if (span.attempts > 1) parts.push(`${span.attempts} attempts`);
@@ -45,7 +50,7 @@ export function timeline(trace) {
   const spans = new Map(trace.subtasks.map((s) => [s.id, s]));
   const anchored = trace.subtasks.find((s) => s.started_at !== null && s.start_offset_s !== null);
   const base = anchored ? anchored.started_at - anchored.start_offset_s : null;
-  const total = Math.max(0.001, trace.run.elapsed_s || 0,
+  const total = Math.max(0.001, trace.run.wall_s || 0,
     ...trace.subtasks.map((s) => s.end_offset_s ?? s.start_offset_s ?? 0));
   const pct = (x) => `${Math.max(0, Math.min(100, (x / total) * 100))}%`;
 
@@ -74,6 +79,13 @@ export function timeline(trace) {
               tabindex: 0, title: describe(span), 'aria-label': describe(span),
               dataset: {subtaskId: span.id},
               style: {left: pct(start), width: pct(width)}}, h('span', {}, span.id)));
+            // Over it, the time it waited for a person's decision (not work, not a wait
+            // for a free slot).
+            for (const [asked, decided] of span.approval_waits) {
+              bars.push(h('div', {class: 'bar decision', 'aria-hidden': 'true',
+                style: {left: pct(asked), width: pct(Math.max((decided ?? total) - asked,
+                  total * 0.004))}}));
+            }
           }
           return bars;
         })))));
@@ -87,7 +99,8 @@ export function timeline(trace) {
         h('div', {class: 'lane-track'}, ticks))),
     h('p', {class: 'legend muted'},
       h('span', {class: 'swatch run'}), ' running ',
-      h('span', {class: 'swatch wait'}), ' waited: ready but not yet started'),
+      h('span', {class: 'swatch wait'}), ' waited: ready but not yet started ',
+      h('span', {class: 'swatch decision'}), ' waited for a decision'),
     parallelSummary(trace.subtasks));
 }
 
@@ -118,6 +131,7 @@ export function spanTable(trace) {
     h('tbody', {}, trace.subtasks.map((s) => h('tr', {},
       h('th', {scope: 'row', title: s.goal}, s.id), h('td', {}, s.agents_tried.length > 1
         ? s.agents_tried.join(' → ') : s.agent),
-      h('td', {}, s.status), h('td', {}, seconds(s.waited_s)), h('td', {}, seconds(s.elapsed_s)),
+      h('td', {}, statusLabel(s.status)), h('td', {}, seconds(s.waited_s + s.approval_wait_s)),
+      h('td', {}, seconds(s.elapsed_s - s.approval_wait_s)),
       h('td', {}, String(s.attempts)), h('td', {}, tokens(s.tokens)))))));
 }
