@@ -56,7 +56,7 @@ from orchestrator.approvals import (
 from orchestrator.checkpoints import prune_checkpoints
 from orchestrator.config import Settings, ensure_home, load_settings
 from orchestrator.domain_db import use_domain_db
-from orchestrator.errors import ConfigError, RequestError, RequestRunningError
+from orchestrator.errors import ConfigError, RequestError, RequestRunningError, ThreadBusyError
 from orchestrator.event_writer import BurstQueue, EventWriter
 from orchestrator.events import (
     ANSWER_CHUNKS_KEY,
@@ -502,7 +502,7 @@ class Orchestrator:
             if text.strip():
                 kind = HumanMessage if role == "user" else AIMessage
                 messages.append(kind(self.check_request(text[:limit])))
-        return messages[-2 * self.settings.history_turns:] if messages else messages
+        return messages[max(len(messages) - 2 * self.settings.history_turns, 0):]
 
     async def _start(self, text: str, event: dict[str, Any] | None, thread_id: str | None,
                      on_event: EventSink | None, request_id: str | None,
@@ -520,7 +520,8 @@ class Orchestrator:
             thread = thread_id or uuid.uuid4().hex
             run_id = uuid.uuid4().hex
             owner = Owner.here()
-            async with self._thread_claim(thread, run_id, owner) as hold:
+            async with self._thread_claim(thread, run_id, owner,
+                                          request_id=request_id) as hold:
                 async with self._graph() as graph:
                     saver = graph.checkpointer
                     # A new thread (no id given) has no checkpoint: nothing to read.
@@ -785,11 +786,14 @@ class Orchestrator:
 
     @asynccontextmanager
     async def _thread_claim(self, thread_id: str, run_id: str, owner: Owner, *,
-                            give_back: str | None = None) -> AsyncIterator[_ThreadHold]:
+                            give_back: str | None = None, request_id: str | None = None
+                            ) -> AsyncIterator[_ThreadHold]:
         """Hold ``thread_id`` for one run: in this process, and across processes through the
         run store (released at the end, unless the run released it with its record). When
         the thread is busy, a run claim taken before is given back (its status set to
-        ``give_back``) and RequestError says who holds the thread."""
+        ``give_back``) and ThreadBusyError says who holds the thread; for a request with an
+        id, RequestRunningError: the holder may be that request's first run, started in
+        another process a moment before its record was written, so it is asked again."""
         # Two turns of one conversation at once would interleave its history.
         with self._busy_lock:
             busy = thread_id in self._busy_threads
@@ -797,7 +801,7 @@ class Orchestrator:
                 self._busy_threads.add(thread_id)
         try:
             if busy:
-                raise RequestError(f"thread {thread_id!r} is already running a request; "
+                raise ThreadBusyError(f"thread {thread_id!r} is already running a request; "
                                    "wait for it to finish or use another thread")
             if self.runs is not None:
                 await _on_store_thread(self._store_calls, functools.partial(
@@ -809,6 +813,9 @@ class Orchestrator:
             if self.runs is not None:
                 self._undo_claim(thread_id, run_id, owner, give_back,
                                  taken=not busy and not isinstance(exc, RequestError))
+            if request_id is not None and isinstance(exc, ThreadBusyError):
+                raise RequestRunningError(f"{exc}; request {request_id!r} is asked again "
+                                          "once it is free") from None
             raise
         hold = _ThreadHold(thread_id, owner, self.runs)
         try:

@@ -314,7 +314,9 @@ def _kept_connection(path: Path) -> sqlite3.Connection:
         except sqlite3.Error:
             _forget_kept()
         else:
-            conn.row_factory = sqlite3.Row  # as opened, whatever the last block set
+            # As opened, whatever the last block set on the Python side (a block's own SQL
+            # functions stay: SQLite cannot list them; see _changes_connection for SQL).
+            conn.row_factory, conn.text_factory, conn.isolation_level = sqlite3.Row, str, "DEFERRED"
             return conn
     _forget_kept()
     conn = _open_sqlite(path, 30)

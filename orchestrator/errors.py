@@ -20,6 +20,11 @@ class RequestError(OrchestratorError):
     """The user's request cannot be run as given (empty, too long, ...)."""
 
 
+class ThreadBusyError(RequestError):
+    """The thread is running another turn (in this process or another): one turn of a
+    conversation at a time."""
+
+
 class RequestRunningError(RequestError):
     """A request id sent again while its first run is still running: send it again once
     that run has ended to get its result."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pypdf
-from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, PageElement, Tag
+from bs4 import BeautifulSoup, CData, NavigableString, PageElement, Tag
 from pypdf.errors import PyPdfError
 
 from orchestrator.retrieval.errors import IngestError
@@ -46,7 +46,7 @@ _BLOCK_TAGS = frozenset({
     "form", "header", "hr", "main", "nav", "ol", "p", "pre", "section", "table", "ul",
 })
 _LINE_TAGS = frozenset({"dd", "dt", "li", "tr"})
-_HIDDEN_STRINGS = (Comment, Declaration, Doctype)
+_TEXT_STRINGS = (NavigableString, CData)
 _SPACES = re.compile(r"\s+")
 _MD_TITLE = re.compile(r"#\s+(.+?)(?:\s+#+)?\s*")
 
@@ -189,7 +189,7 @@ def _html_text(root: Tag | BeautifulSoup) -> str:
             in_pre -= node.name == "pre"
             continue
         if isinstance(node, NavigableString):
-            if not isinstance(node, _HIDDEN_STRINGS):
+            if _visible(node):
                 # Source-file whitespace means nothing in HTML, but in <pre>.
                 out.append(str(node) if in_pre else _SPACES.sub(" ", node))
             continue
@@ -197,7 +197,7 @@ def _html_text(root: Tag | BeautifulSoup) -> str:
             continue
         if node.name in _HEADING_TAGS:
             marks = "#" * _HEADING_TAGS[node.name]
-            out.append(f"\n\n{marks} {_flat_text(node)}\n\n")
+            out.append(f"\n\n{marks} {_flat_text(node, in_pre > 0)}\n\n")
             continue
         if node.name == "br":
             out.append("\n")
@@ -213,18 +213,26 @@ def _html_text(root: Tag | BeautifulSoup) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _flat_text(root: Tag) -> str:
-    """A heading's words on one line: its visible strings, spaces collapsed."""
+def _flat_text(root: Tag, in_pre: bool) -> str:
+    """A heading's visible strings, each stripped, joined by spaces; their inner spaces
+    collapsed but in <pre>."""
     words: list[str] = []
-    stack: list[PageElement] = list(reversed(root.contents))
+    stack: list[tuple[PageElement, bool]] = [(c, in_pre) for c in reversed(root.contents)]
     while stack:
-        node = stack.pop()
+        node, pre = stack.pop()
         if isinstance(node, NavigableString):
-            if not isinstance(node, _HIDDEN_STRINGS) and node.strip():
-                words.append(_SPACES.sub(" ", node.strip()))
+            if _visible(node) and node.strip():
+                words.append(node.strip() if pre else _SPACES.sub(" ", node.strip()))
         elif isinstance(node, Tag) and node.name not in _DROPPED_TAGS:
-            stack.extend(reversed(node.contents))
+            inner = pre or node.name == "pre"
+            stack.extend((child, inner) for child in reversed(node.contents))
     return " ".join(words)
+
+
+def _visible(node: NavigableString) -> bool:
+    """Text a reader sees: not a comment, declaration, doctype or processing instruction
+    (the strings BeautifulSoup's ``get_text`` reads)."""
+    return type(node) in _TEXT_STRINGS
 
 
 def _load_pdf(path: Path) -> list[SourceDocument]:

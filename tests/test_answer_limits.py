@@ -37,3 +37,10 @@ def test_max_tokens_cuts_at_four_characters_a_token_and_says_length() -> None:
     exact = AnswerLimit(max_tokens=3)
     assert exact.whole("twelve chars") == "twelve chars" and exact.finish_reason == "stop"
     assert AnswerLimit().whole(ANSWER) == ANSWER and not AnswerLimit().limited
+
+
+def test_the_earliest_stop_sequence_cuts_whichever_is_listed_first() -> None:
+    text = "web-1 is up (team web-platform)"
+    assert AnswerLimit(stop=["team web", "(team"]).whole(text) == "web-1 is up "
+    pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
+    assert _streamed(AnswerLimit(stop=["team web", "(team"]), pieces) == "web-1 is up "

@@ -154,3 +154,15 @@ def test_reading_the_schema_keeps_the_connection(domain_db: Path) -> None:
     with connect(domain_db) as conn:
         _add_alert(conn)
         assert conn is first
+
+
+def test_a_block_that_switches_autocommit_off_leaves_the_next_one_transactional(
+        domain_db: Path) -> None:
+    seeded = _alerts(domain_db)
+    with connect(domain_db) as conn:
+        conn.isolation_level = None  # type: ignore[attr-defined]  # autocommit, Python side
+    with pytest.raises(sqlite3.IntegrityError), connect(domain_db) as conn:
+        _add_alert(conn)
+        conn.execute("INSERT INTO alerts (service, team, person, severity, message) "
+                     "VALUES ('no-such-service', 'sre', 'ana', 'low', 'x')")  # foreign key
+    assert _alerts(domain_db) == seeded  # the first insert was rolled back with the block

@@ -149,3 +149,15 @@ def test_turns_are_matched_to_runs_in_order_passing_over_runs_without_a_turn() -
         ("user", "r1"), ("assistant", "r1"), ("user", "r3"), ("assistant", "r3"),
         ("user", None), ("assistant", None), ("user", "r4"), ("assistant", "r4")]
     assert {t.status for t in matched if t.run_id} == {"running"}
+
+
+def test_turns_a_client_sent_before_its_request_keep_no_run_even_with_its_text() -> None:
+    # A client that keeps its conversation sent "check web-1" and an answer of its own, then
+    # "check web-1" again: the run is the last request's, not the copy's before it.
+    records = RunRecords(open_run_store(":memory:"))
+    records.store.start_run("r1", "acme:t", "check web-1", owner=Owner.here(), lease_s=30)
+    turns = [("user", "check web-1"), ("assistant", "made up by the client"),
+             ("user", "check web-1"), ("assistant", "the run's answer")]
+    matched = turns_with_runs(turns, records.thread_runs("acme:t"), records)
+    assert [(t.role, t.run_id) for t in matched] == [
+        ("user", None), ("assistant", None), ("user", "r1"), ("assistant", "r1")]

@@ -617,6 +617,21 @@ def test_a_lone_surrogate_in_a_decision_or_an_event_is_refused_before_anything_h
             fired = api.post("/api/events", headers=json_type, content=body)
             assert fired.status_code == 422, fired.text
             assert "unpaired surrogate" in fired.json()["error"]["message"]
+        # Nor spelled in the bytes (UTF-8 cannot hold a surrogate; Python's JSON reader
+        # takes one), nor in a body that is not UTF-8 at all.
+        for body in (b'{"approve": false, "reason": "no \xed\xa0\x80"}',
+                     '{"approve": false, "reason": "no"}'.encode("utf-16")):
+            refused = api.post("/api/threads/f-1/approvals", headers=json_type, content=body)
+            assert refused.status_code == 422, refused.text
+            assert "not UTF-8" in refused.json()["error"]["message"]
+        raw = api.post("/api/events", headers=json_type,
+                       content=b'{"name": "service_down", "data": {"service": "\xed\xa0\x80"}}')
+        assert raw.status_code == 422, raw.text
+        # Nested past any recursion limit, with an escape: a clear error, not a 500.
+        deep = b'{"name": "service_down", "data": ' + b'{"a": ' * 5000 + b'"\\ud800"' \
+            + b"}" * 5000 + b"}"
+        nested = api.post("/api/events", headers=json_type, content=deep)
+        assert 400 <= nested.status_code < 500, nested.text[:200]
     assert [r.run_id for r in native.orch.records.runs()] == [paused["run_id"]]
     assert str(db.execute("SELECT pool FROM routes WHERE service = 'web-2'").fetchone()[0]) \
         == "web-primary"

@@ -42,10 +42,9 @@ class AnswerLimit:
         if self.done:
             return ""
         text, self._held = self._held + piece, ""
-        for stop in self.stop:
-            at = text.find(stop)
-            if at >= 0:
-                text, self.done = text[:at], True
+        found = [at for at in (text.find(stop) for stop in self.stop) if at >= 0]
+        if found:  # the earliest stop sequence ends the answer, whichever it is
+            text, self.done = text[:min(found)], True
         if not self.done:  # keep back what may be the start of a stop sequence
             keep = max((n for stop in self.stop for n in range(len(stop) - 1, 0, -1)
                         if text.endswith(stop[:n])), default=0)

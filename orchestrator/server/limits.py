@@ -8,7 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.server.body_text import unpaired_surrogate
+from orchestrator.server.body_text import body_problem, is_json
 from orchestrator.server.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -73,13 +73,13 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
 
-        where = unpaired_surrogate(b"".join(m.get("body", b"") for m in received
-                                            if m["type"] == "http.request"))
-        if where is not None:
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        problem = body_problem(b"".join(m.get("body", b"") for m in received
+                                        if m["type"] == "http.request")) if is_json(
+            content_type) else None
+        if problem is not None:
             status = 422 if scope.get("path", "").startswith("/api/") else 400
-            error = ApiError(status, f"the request body holds an unpaired surrogate (a \\ud800-"
-                             f"\\udfff escape without its pair) in {where}: send valid Unicode "
-                             "text", code="invalid_body", param=where)
+            error = ApiError(status, problem[0], code="invalid_body", param=problem[1])
             await error.response()(scope, receive, send)
             return
 

@@ -42,6 +42,7 @@ from orchestrator.server.native_schema import (
 )
 from orchestrator.server.run_hub import run_hub
 from orchestrator.server.runs import Caller, run_outcome
+from orchestrator.server.threads import in_client_terms
 
 router = APIRouter(prefix="/api", tags=["threads and approvals"], route_class=NativeRoute)
 Chat = Caller  # a key with the chat scope
@@ -77,28 +78,31 @@ def turns_with_runs(turns: list[tuple[str, str]], runs: list[RunSummary],
                     records: RunRecords) -> list[Turn]:
     """The turns, each request with the run it started and each answer with the run that
     wrote it (a request whose run ended without an answer, interrupted or failed, shows
-    that run and its status all the same). Every run adds its request as a
-    user turn and, once it ends, its answer after it; so the runs are matched, oldest first,
-    to the user turns whose text is their stored request (a run the thread has no turn of,
-    such as one killed before its first step, is passed over)."""
+    that run and its status all the same). Every run adds its request as a user turn and,
+    once it ends, its answer after it; so the runs are matched to the user turns whose text
+    is their stored request, newest first: turns a client sent as its earlier conversation
+    (which start a thread) come before every run's, and keep no run even when one has the
+    same text. A run the thread has no turn of, such as one killed before its first step,
+    is passed over."""
+    owner: list[RunSummary | None] = [None] * len(turns)
+    left = len(runs)  # the runs from here on are matched or passed over
+    for at in range(len(turns) - 1, -1, -1):
+        role, text = turns[at]
+        if role != "user":
+            continue
+        stored = records.store.capped(text)
+        found = next((i for i in range(left - 1, -1, -1) if runs[i].request == stored), None)
+        if found is not None:
+            owner[at], left = runs[found], found
     out: list[Turn] = []
-    start = 0  # the runs before it are matched or passed over
     current: RunSummary | None = None
-    for role, text in turns:
+    for (role, text), run in zip(turns, owner, strict=True):
         if role == "user":
-            stored = records.store.capped(text)
-            found = next((i for i in range(start, len(runs)) if runs[i].request == stored),
-                         None)
-            current = None if found is None else runs[found]
-            start = start if found is None else found + 1
-            out.append(Turn(role=role, text=text) if current is None else Turn(
-                role=role, text=text, run_id=current.run_id,
-                status=current.status))  # type: ignore[arg-type]
-        elif role == "assistant" and current is not None:
-            out.append(Turn(role=role, text=text, run_id=current.run_id,
-                            status=current.status))  # type: ignore[arg-type]
-        else:
-            out.append(Turn(role=role, text=text))
+            current = run
+        shown = run if role == "user" else current if role == "assistant" else None
+        out.append(Turn(role=role, text=text) if shown is None else Turn(
+            role=role, text=text, run_id=shown.run_id,
+            status=shown.status))  # type: ignore[arg-type]
     return out
 
 
@@ -145,7 +149,8 @@ async def decide_approvals(
         decision = {key: {"approved": body.approve, "reason": body.reason or ""}
                     for key in waiting}
     runner = dispatcher_of(request)
-    run_id, task = await run_hub(request).start(lambda on_event: runner.aresume(
-        thread.stored, decision, reason=body.reason or "", approver=caller.name,
-        on_event=on_event))
+    with in_client_terms(thread):
+        run_id, task = await run_hub(request).start(lambda on_event: runner.aresume(
+            thread.stored, decision, reason=body.reason or "", approver=caller.name,
+            on_event=on_event))
     return await run_outcome(request, caller, run_id, task, thread.id)

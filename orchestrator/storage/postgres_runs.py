@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from orchestrator.errors import RequestError
+from orchestrator.errors import RequestError, ThreadBusyError
 from orchestrator.events import Event
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
@@ -273,7 +273,7 @@ class PostgresRunStore(PostgresStore):
                     row[2], row[3], row[5], row[6]):
                 when = time.strftime("%H:%M:%S", time.localtime(row[4]))
                 where = "" if row[3] == HOST else f" on {row[3]}"
-                raise RequestError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
+                raise ThreadBusyError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
                                    f"(started {when} by pid {row[2]}{where}); wait for it to "
                                    "finish or use another thread")
             # The holder is gone (or it is us), or it let go between the two statements.

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError, RequestError
+from orchestrator.errors import ConfigError, RequestError, ThreadBusyError
 from orchestrator.events import Event
 from orchestrator.leases import ACTIVE_STATUSES, HOST, Owner, effective_status, owner_gone
 from orchestrator.results import RunResult
@@ -294,7 +294,7 @@ class SqliteRunStore:
                                                                            row[5], now):
                 when = time.strftime("%H:%M:%S", time.localtime(row[4]))
                 where = "" if row[3] == HOST else f" on {row[3]}"
-                raise RequestError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
+                raise ThreadBusyError(f"thread {thread_id!r} is busy with run {row[0][:12]} "
                                    f"(started {when} by pid {row[2]}{where}); wait for it to "
                                    "finish or use another thread")
             values = (run_id, owner.token, owner.pid, owner.host, now, now + lease_s)

@@ -303,3 +303,14 @@ def test_deeply_nested_html_is_read_in_one_walk(tmp_path: Path) -> None:
     [doc] = load_file(path)
 
     assert doc.text == "# Deep\n\ncore\n\ntext\n\nkept\nas is"
+
+
+def test_processing_instructions_are_no_text_and_pre_keeps_its_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "pi.html"
+    path.write_text("<body><p>a <?php echo $secret; ?> b</p><pre>c <?php x(); ?> d</pre>"
+                    "<pre><h2>In   pre</h2></pre><h3>Out   of <em>pre</em></h3></body>")
+
+    [doc] = load_file(path)
+
+    assert "php" not in doc.text and "secret" not in doc.text
+    assert doc.text == "a  b\n\nc  d\n\n## In   pre\n\n### Out of pre"
