@@ -28,6 +28,7 @@ from orchestrator.server.idempotency import IDEMPOTENCY_HEADER, request_key, run
 from orchestrator.server.keys import KeyInfo
 from orchestrator.server.openai_schema import ChatCompletionRequest, completion, model_list
 from orchestrator.server.progress import RUN_HEADER, paused_answer
+from orchestrator.server.run_hub import kept
 from orchestrator.server.streaming import RunFeed, sse_stream
 from orchestrator.server.threads import THREAD_HEADER, ChatThread, chat_thread, in_client_terms
 
@@ -119,10 +120,7 @@ async def chat_completions(
 async def _in_flight(request: Request, run: Awaitable[RunResult]) -> RunResult:
     """``run`` in a task of its own, kept with the server's runs in flight: a request
     cancelled (the server stopping) does not cancel it, so it gets the grace runs get."""
-    task = asyncio.ensure_future(run)
-    keep: set[asyncio.Task[Any]] = request.app.state.runs_in_flight
-    keep.add(task)
-    task.add_done_callback(keep.discard)
+    task = kept(run, request.app.state.runs_in_flight)
     # Read even when nobody waits any more (the request was cancelled): no "never retrieved".
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     await asyncio.wait({task})

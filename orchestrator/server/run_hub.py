@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -22,6 +22,19 @@ from orchestrator.events import Event, EventSink
 from orchestrator.results import RunResult
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def kept(work: Awaitable[_T], keep: set[asyncio.Task[Any]]) -> asyncio.Task[_T]:
+    """``work`` in a task of its own, held in ``keep`` (the app's runs in flight, which it
+    waits for on shutdown) until it ends: a request that is cancelled or whose client left
+    does not stop it."""
+    task = asyncio.ensure_future(work)
+    keep.add(task)
+    task.add_done_callback(keep.discard)
+    return task
+
 
 RunWork = Callable[[EventSink], Awaitable[RunResult]]
 """Starts a run given where its events go: ``lambda on_event: orch.arun(..., on_event=...)``."""
@@ -49,9 +62,7 @@ class RunHub:
                 self.tasks[event.run_id] = task
             self._wake(event.run_id)
 
-        task: asyncio.Task[RunResult] = asyncio.ensure_future(work(on_event))
-        self.keep.add(task)
-        task.add_done_callback(self.keep.discard)
+        task = kept(work(on_event), self.keep)
         task.add_done_callback(lambda done: self._ended(done, named))
         either: set[asyncio.Future[Any]] = {named, task}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)

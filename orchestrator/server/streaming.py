@@ -27,6 +27,7 @@ from orchestrator.server.answer_limits import AnswerLimit
 from orchestrator.server.errors import api_error_of
 from orchestrator.server.openai_schema import chunk, usage_chunk
 from orchestrator.server.progress import PROGRESS_PREFIX, progress_comment
+from orchestrator.server.run_hub import kept
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,9 @@ class RunFeed:
         """Progress events not queued because the reader was too far behind."""
         self.answer_cut = False
         """Whether answer pieces stopped being queued (the rest comes from the result)."""
-        self.task: asyncio.Task[RunResult] = asyncio.ensure_future(start(
-            on_event=self._event, on_answer_chunk=self._piece))
-        keep.add(self.task)
+        self.task: asyncio.Task[RunResult] = kept(start(
+            on_event=self._event, on_answer_chunk=self._piece), keep)
         self.task.add_done_callback(self._ended)
-        self.task.add_done_callback(keep.discard)
         self._first: Any = None
 
     def _full(self) -> bool:

@@ -55,6 +55,5 @@ def in_client_terms(thread: ChatThread) -> Iterator[None]:
         yield
     except RequestError as exc:
         error = api_error_of(exc)
-        error.message = error.message.replace(repr(thread.stored), repr(thread.id)).replace(
-            thread.stored, thread.id)
+        error.message = error.message.replace(thread.stored, thread.id)
         raise error from None
